@@ -1,0 +1,74 @@
+# The single entry point for every task. `make demo` and `make test` work on a fresh
+# Debian machine with Python 3.11: they install what they need first.
+
+PYTHON      ?= python3
+VENV        := .venv
+BIN         := $(VENV)/bin
+SHUYU_HOME  ?= $(CURDIR)/.shuyu
+DEMO_ROWS   ?= 100000
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages: bubblewrap (the namespace sandbox); chromium for browser tests.
+DEMO_DEBS   := bubblewrap
+TEST_DEBS   := bubblewrap chromium
+
+.PHONY: demo test install install-test system-deps system-deps-test node-deps lint format bench clean help
+
+help:
+	@echo "make demo   - install everything, generate demo data, run the platform on 127.0.0.1:8000"
+	@echo "make test   - install what tests need and run the whole suite (lint included)"
+	@echo "make lint   - ruff check and format check"
+	@echo "make bench  - run the benchmarks"
+	@echo "make clean  - remove the venv, node_modules and demo state"
+
+demo: install system-deps node-deps
+	$(BIN)/shuyu demo --home "$(SHUYU_HOME)" --rows $(DEMO_ROWS)
+
+test: install-test system-deps-test node-deps lint
+	bash scripts/run-tests
+
+# --- Python ------------------------------------------------------------------
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+# --- Debian packages (installed only when missing) ---------------------------
+system-deps:
+	@missing=""; for p in $(DEMO_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
+
+system-deps-test:
+	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
+
+# --- Node: configurable-http-proxy, pinned by package-lock.json ---------------
+node_modules/.bin/configurable-http-proxy: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-deps: node_modules/.bin/configurable-http-proxy
+
+# --- Quality -----------------------------------------------------------------
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install-test
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install node-deps
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) node_modules .shuyu
