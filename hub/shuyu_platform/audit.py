@@ -1,0 +1,223 @@
+"""The tamper-evident audit chain (R13 recordable and traceable, R14 "on chain").
+
+Every record carries the SHA-256 of its predecessor, so changing, removing or
+reordering any stored record breaks the chain at that point, and :func:`verify` names
+the first record where it breaks. A record is appended with :func:`record` inside the
+same database transaction as the state change it describes, so a change is never
+committed without its record, nor a record without its change.
+
+Appending first bumps the single-row chain head (``audit_head``). That UPDATE takes
+the database's write lock (SQLite) or the row lock (PostgreSQL) before the previous
+hash is read, so concurrent writers in different processes queue up instead of
+forking the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .db import session_scope
+from .models import AuditEvent, AuditHead
+
+GENESIS = "0" * 64
+
+ActorKind = Literal["user", "service", "system"]
+Outcome = Literal["ok", "denied", "error"]
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON spelling used for hashing: sorted keys, no spaces, UTF-8 kept."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def record_hash(fields: dict[str, Any]) -> str:
+    """SHA-256 of one record's canonical form (every stored column but ``hash``)."""
+    return hashlib.sha256(canonical_json(fields).encode("utf-8")).hexdigest()
+
+
+def _hashed_fields(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "ts": event.ts,
+        "actor": event.actor,
+        "actor_kind": event.actor_kind,
+        "action": event.action,
+        "target": event.target,
+        "tenant": event.tenant,
+        "outcome": event.outcome,
+        "detail": event.detail,
+        "prev_hash": event.prev_hash,
+    }
+
+
+def record(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    target: str = "",
+    actor_kind: ActorKind = "user",
+    tenant: str | None = None,
+    outcome: Outcome = "ok",
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event to the chain within ``session``'s transaction.
+
+    The caller commits (or rolls back) together with whatever state change the event
+    records. ``action`` is a dotted verb such as ``auth.login`` or ``catalogue.read``.
+    """
+    seq, prev_hash = session.execute(
+        update(AuditHead)
+        .where(AuditHead.id == 1)
+        .values(seq=AuditHead.seq + 1)
+        .returning(AuditHead.seq, AuditHead.hash)
+    ).one()
+    event = AuditEvent(
+        seq=seq,
+        ts=_now(),
+        actor=actor,
+        actor_kind=actor_kind,
+        action=action,
+        target=target,
+        tenant=tenant,
+        outcome=outcome,
+        detail=canonical_json(detail or {}),
+        prev_hash=prev_hash,
+    )
+    event.hash = record_hash(_hashed_fields(event))
+    session.add(event)
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=event.hash))
+    session.flush()
+    return event
+
+
+def append(db_url: str, **event: Any) -> None:
+    """Record one event in a transaction of its own (for events with no state change,
+    such as a login or a refused request)."""
+    with session_scope(db_url) as session:
+        record(session, **event)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Result of checking the chain: ``ok``, or the first broken record and why."""
+
+    ok: bool
+    checked: int
+    broken_seq: int | None = None
+    problem: str | None = None
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"OK: {self.checked} audit records, chain intact"
+        return f"BROKEN at record {self.broken_seq}: {self.problem} ({self.checked} checked)"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form for the audit API."""
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "broken_seq": self.broken_seq,
+            "problem": self.problem,
+        }
+
+
+def verify(session: Session) -> Verification:
+    """Re-derive every hash from the start of the chain; report the first break."""
+    expected_seq = 1
+    prev_hash = GENESIS
+    checked = 0
+    rows = session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars()
+    for event in rows.yield_per(2000):
+        if event.seq != expected_seq:
+            return Verification(
+                False,
+                checked,
+                expected_seq,
+                f"record missing: expected sequence {expected_seq}, found {event.seq}",
+            )
+        if event.prev_hash != prev_hash:
+            return Verification(
+                False,
+                checked,
+                event.seq,
+                "link broken: its prev_hash does not match the hash of the record before it",
+            )
+        computed = record_hash(_hashed_fields(event))
+        if computed != event.hash:
+            return Verification(
+                False,
+                checked,
+                event.seq,
+                f"content altered: stored hash {event.hash[:16]}…, recomputed {computed[:16]}…",
+            )
+        checked += 1
+        prev_hash = event.hash
+        expected_seq += 1
+    head = session.get(AuditHead, 1)
+    last_seq = expected_seq - 1
+    if head is None:
+        return Verification(False, checked, None, "chain head row is missing")
+    if head.seq != last_seq or head.hash != prev_hash:
+        return Verification(
+            False,
+            checked,
+            last_seq + 1,
+            f"records cut from the end: the head records {head.seq} events, "
+            f"the log holds {last_seq}",
+        )
+    return Verification(True, checked)
+
+
+def event_dict(event: AuditEvent) -> dict[str, Any]:
+    """JSON form of one record, as the audit API returns it."""
+    fields = _hashed_fields(event)
+    fields["detail"] = json.loads(event.detail)
+    fields["hash"] = event.hash
+    return fields
+
+
+def newest(session: Session, count: int) -> list[dict[str, Any]]:
+    """The ``count`` newest records, oldest first."""
+    head = session.get(AuditHead, 1)
+    last = head.seq if head else 0
+    return query(session, after_seq=max(0, last - count), limit=count)
+
+
+def query(
+    session: Session,
+    *,
+    after_seq: int = 0,
+    limit: int = 100,
+    action: str | None = None,
+    actor: str | None = None,
+    tenant: str | None = None,
+) -> list[dict[str, Any]]:
+    """Records after ``after_seq`` in chain order, optionally filtered.
+
+    ``action`` matches exactly, or as a prefix when it ends with ``.`` or ``*``
+    (``auth.`` gives every ``auth.*`` event).
+    """
+    stmt = select(AuditEvent).where(AuditEvent.seq > after_seq)
+    if action:
+        if action.endswith(("*", ".")):
+            stmt = stmt.where(AuditEvent.action.startswith(action.rstrip("*"), autoescape=True))
+        else:
+            stmt = stmt.where(AuditEvent.action == action)
+    if actor:
+        stmt = stmt.where(AuditEvent.actor == actor)
+    if tenant:
+        stmt = stmt.where(AuditEvent.tenant == tenant)
+    stmt = stmt.order_by(AuditEvent.seq).limit(limit)
+    return [event_dict(e) for e in session.execute(stmt).scalars()]

@@ -1,0 +1,62 @@
+"""Tables of the platform database (SQLAlchemy 2 declarative models).
+
+Schema changes go through an Alembic migration in ``migrations/versions``; the models
+here and the newest migration must agree (a test compares them).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import CheckConstraint, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every platform table."""
+
+
+class AuditEvent(Base):
+    """One record of the append-only, hash-chained audit log (R13, R14).
+
+    ``hash`` is the SHA-256 of the record's canonical form, which includes
+    ``prev_hash``; see :mod:`shuyu_platform.audit`. Records are never updated or
+    deleted by the platform.
+    """
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    ts: Mapped[str] = mapped_column(String(32))  # UTC, ISO 8601 with microseconds and 'Z'
+    actor: Mapped[str] = mapped_column(String(255))
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(1024))
+    tenant: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text)  # canonical JSON
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+    __table_args__ = (
+        CheckConstraint("outcome IN ('ok', 'denied', 'error')", name="ck_audit_outcome"),
+        CheckConstraint("actor_kind IN ('user', 'service', 'system')", name="ck_audit_actor_kind"),
+        Index("ix_audit_action", "action"),
+        Index("ix_audit_actor", "actor"),
+        Index("ix_audit_tenant", "tenant"),
+    )
+
+
+class AuditHead(Base):
+    """The chain's head: sequence number and hash of the newest record.
+
+    Exactly one row (id = 1). Every append updates it first inside the writing
+    transaction, which serialises concurrent writers on every database, and it lets
+    verification notice records cut from the end of the chain.
+    """
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (CheckConstraint("id = 1", name="ck_audit_head_single_row"),)
