@@ -1,0 +1,247 @@
+"""Real-name accounts of the embedded deployment, and the hub authenticator over them.
+
+R16 asks that everyone who processes data be real-name registered. In the embedded
+deployment the hub keeps its accounts in one JSON file under ``<home>/hub/``, each with
+a bcrypt hash (never a password), the person's real name, their Shuyu role and, for
+merchants, their tenant. A production deployment swaps the authenticator for the
+operator's identity provider (OAuthenticator, LDAP) and keeps the same role and
+tenant model.
+
+The authenticator manages JupyterHub roles and groups: at every login it hands the
+hub the account's role and ``tenant-<slug>`` group, so a change of account takes
+effect at the next login without a hub restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+from jupyterhub.auth import Authenticator
+from traitlets import Unicode, default
+
+from . import audit, roles
+
+USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,62}$")
+MIN_PASSWORD_LENGTH = 10
+
+
+class AccountError(ValueError):
+    """An account operation that cannot be done, with the reason for a person."""
+
+
+@dataclass(frozen=True)
+class Account:
+    """One person who may log in."""
+
+    name: str
+    real_name: str
+    role: str
+    password_hash: str
+    tenant: str | None = None
+    disabled: bool = False
+
+    def check_password(self, password: str) -> bool:
+        """Whether ``password`` matches the stored bcrypt hash."""
+        try:
+            return bcrypt.checkpw(password.encode("utf-8"), self.password_hash.encode("ascii"))
+        except ValueError:
+            return False
+
+
+def hash_password(password: str) -> str:
+    """A bcrypt hash of ``password`` (bcrypt reads at most 72 bytes of it)."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password.encode("utf-8")) > 72:
+        raise AccountError("a password may have at most 72 bytes (bcrypt ignores the rest)")
+    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds=12)).decode("ascii")
+
+
+class AccountStore:
+    """The accounts file: read whole, written whole and atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def load(self) -> dict[str, Account]:
+        """Every account by user name (empty if the file does not exist yet)."""
+        if not self.path.exists():
+            return {}
+        try:
+            raw = json.loads(self.path.read_text("utf-8"))
+            return {name: Account(name=name, **spec) for name, spec in raw["users"].items()}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AccountError(f"{self.path}: not a valid accounts file ({exc})") from exc
+
+    def save(self, accounts: dict[str, Account]) -> None:
+        """Replace the file atomically (a crash leaves the old file or the new one)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        body = {
+            "version": 1,
+            "users": {
+                name: {k: v for k, v in asdict(acc).items() if k != "name"}
+                for name, acc in sorted(accounts.items())
+            },
+        }
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".accounts-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(body, fh, ensure_ascii=False, indent=2)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def add(
+        self,
+        name: str,
+        *,
+        real_name: str,
+        role: str,
+        password: str,
+        tenant: str | None = None,
+        replace: bool = False,
+    ) -> Account:
+        """Create (or, with ``replace``, overwrite) one account after validating it."""
+        if not USERNAME.match(name):
+            raise AccountError(
+                f"user name {name!r} must be 2-63 lower-case letters, digits, '.', '_' or '-', "
+                "starting with a letter"
+            )
+        if role not in roles.ROLES:
+            raise AccountError(f"unknown role {role!r}; roles are {', '.join(roles.ROLES)}")
+        if role == "merchant" and not tenant:
+            raise AccountError("a merchant account needs a tenant")
+        if role != "merchant" and tenant:
+            raise AccountError(f"only merchants belong to a tenant, not a {role}")
+        if tenant and not roles.TENANT_SLUG.match(tenant):
+            raise AccountError(
+                f"tenant {tenant!r} must be 3-40 lower-case letters, digits or '-', "
+                "starting with a letter"
+            )
+        if not real_name.strip():
+            raise AccountError("a real name is required (real-name registration, R16)")
+        accounts = self.load()
+        if name in accounts and not replace:
+            raise AccountError(f"account {name!r} exists already")
+        account = Account(
+            name=name,
+            real_name=real_name.strip(),
+            role=role,
+            password_hash=hash_password(password),
+            tenant=tenant,
+        )
+        accounts[name] = account
+        self.save(accounts)
+        return account
+
+    def members_by_role(self) -> dict[str, list[str]]:
+        """User names of every enabled account, grouped by role."""
+        members: dict[str, list[str]] = {}
+        for account in self.load().values():
+            if not account.disabled:
+                members.setdefault(account.role, []).append(account.name)
+        return members
+
+
+_TIMING_DECOY = Account(
+    name="decoy",
+    real_name="decoy",
+    role="visitor",
+    password_hash=bcrypt.hashpw(b"decoy-password", bcrypt.gensalt(rounds=12)).decode("ascii"),
+)
+
+
+class ShuyuAuthenticator(Authenticator):
+    """Password login against the accounts file; every attempt is audited."""
+
+    accounts_file = Unicode(
+        help="JSON file of real-name accounts with bcrypt hashes (see `shuyu accounts`).",
+    ).tag(config=True)
+
+    db_url = Unicode(help="Platform database URL, where login events are recorded.").tag(
+        config=True
+    )
+
+    @default("manage_groups")
+    def _default_manage_groups(self) -> bool:
+        return True
+
+    @default("manage_roles")
+    def _default_manage_roles(self) -> bool:
+        return True
+
+    @default("reset_managed_roles_on_startup")
+    def _default_reset_roles(self) -> bool:
+        return True
+
+    @default("allow_all")
+    def _default_allow_all(self) -> bool:
+        # Only holders of an enabled account can authenticate at all.
+        return True
+
+    @property
+    def store(self) -> AccountStore:
+        """The accounts file."""
+        return AccountStore(Path(self.accounts_file))
+
+    async def authenticate(self, handler: Any, data: dict[str, str]) -> dict[str, Any] | None:
+        """Check the password; hand the hub the account's role and tenant group."""
+        name = self.normalize_username(data.get("username", ""))
+        password = data.get("password", "")
+        account = self.store.load().get(name)
+        remote = handler.request.remote_ip if handler is not None else ""
+        # bcrypt is slow on purpose: keep it off the hub's event loop, and spend the same
+        # time on unknown names so that timing does not reveal which accounts exist.
+        checked = account or _TIMING_DECOY
+        password_ok = await asyncio.to_thread(checked.check_password, password)
+        if account is None or account.disabled or not password_ok:
+            reason = (
+                "unknown account"
+                if account is None
+                else "account disabled"
+                if account.disabled
+                else "wrong password"
+            )
+            await self._audit(name or "(empty)", "denied", {"reason": reason, "remote_ip": remote})
+            return None
+        await self._audit(
+            name, "ok", {"role": account.role, "remote_ip": remote}, tenant=account.tenant
+        )
+        return {
+            "name": name,
+            "admin": False,  # Shuyu's admins hold the narrower shuyu-admin role instead
+            "groups": [roles.tenant_group(account.tenant)] if account.tenant else [],
+            "roles": [roles.role_definition(account.role)],
+        }
+
+    async def load_managed_roles(self) -> list[dict[str, Any]]:
+        """Shuyu's roles with their current members, loaded at hub start-up."""
+        _, managed = roles.hub_roles(self.store.members_by_role())
+        return managed
+
+    async def _audit(
+        self, name: str, outcome: audit.Outcome, detail: dict[str, Any], tenant: str | None = None
+    ) -> None:
+        if self.db_url:
+            await asyncio.to_thread(
+                audit.append,
+                self.db_url,
+                actor=name,
+                action="auth.login",
+                target="hub",
+                outcome=outcome,
+                tenant=tenant,
+                detail=detail,
+            )

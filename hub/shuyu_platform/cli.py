@@ -1,0 +1,216 @@
+"""The ``shuyu`` command: the operator's tool for data, accounts, policies and audit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from . import audit, db
+from .accounts import AccountError, AccountStore
+from .roles import ROLES
+from .settings import REPO_ROOT, Shuyu
+
+
+def _settings(home: str | None) -> Shuyu:
+    return Shuyu(home=home) if home else Shuyu()
+
+
+home_option = click.option(
+    "--home",
+    envvar="SHUYU_HOME",
+    type=click.Path(file_okay=False),
+    help="State root (default: $SHUYU_HOME, else .shuyu/ in the repository).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """数域 Shuyu: a sandbox where public data is usable but not visible."""
+
+
+# ----------------------------------------------------------------- demo data
+@main.command("demo-data")
+@home_option
+@click.option("--rows", default=100_000, show_default=True, help="Rows per dataset.")
+@click.option("--seed", default=20240501, show_default=True, help="Generator seed.")
+def demo_data(home: str | None, rows: int, seed: int) -> None:
+    """Generate the synthetic raw demo datasets into <home>/raw/."""
+    from .demodata import generate
+
+    settings = _settings(home)
+    settings.ensure_zones()
+
+    def progress(dataset: str, done: int, total: int) -> None:
+        click.echo(f"\r  {dataset:<18} {done:>12,} / {total:,} rows", nl=done >= total)
+
+    paths = generate(settings.zone("raw"), rows=rows, seed=seed, progress=progress)
+    for name, path in paths.items():
+        click.echo(f"  {name:<18} {path}  ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+@main.command("demo-accounts")
+@home_option
+def demo_accounts(home: str | None) -> None:
+    """Create (or reset) the demo accounts; print them with their passwords."""
+    from .demo import banner, create_demo_accounts
+
+    settings = _settings(home)
+    settings.ensure_zones()
+    create_demo_accounts(settings)
+    click.echo(banner(settings))
+
+
+@main.command("demo")
+@home_option
+@click.option("--rows", default=100_000, show_default=True, help="Rows per dataset.")
+@click.option("--fresh", is_flag=True, help="Delete the demo state first.")
+def demo(home: str | None, rows: int, fresh: bool) -> None:
+    """Prepare the demo (data if missing, accounts) and run the platform."""
+    from .demo import banner, create_demo_accounts
+    from .demodata import DATASETS, generate
+
+    settings = _settings(home)
+    if fresh and Path(settings.home).exists():
+        shutil.rmtree(settings.home)
+    settings.ensure_zones()
+    raw = settings.zone("raw")
+    if not all((raw / f"{name}.parquet").exists() for name in DATASETS):
+        click.echo(f"Generating {rows:,} rows per dataset into {raw} ...")
+        generate(raw, rows=rows)
+    create_demo_accounts(settings)
+    click.echo(banner(settings))
+    os.environ["SHUYU_HOME"] = settings.home
+    jupyterhub = Path(sys.executable).with_name("jupyterhub")
+    os.chdir(settings.zone("hub"))
+    os.execv(jupyterhub, [str(jupyterhub), "-f", str(REPO_ROOT / "jupyterhub_config.py")])
+
+
+# ------------------------------------------------------------------ accounts
+@main.group()
+def accounts() -> None:
+    """Real-name accounts of the embedded deployment."""
+
+
+@accounts.command("add")
+@home_option
+@click.argument("name")
+@click.option("--role", type=click.Choice(list(ROLES)), required=True)
+@click.option("--real-name", required=True, help="The person's legal name (R16).")
+@click.option("--tenant", help="Tenant slug (merchants only).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--replace", is_flag=True, help="Overwrite an existing account.")
+def accounts_add(
+    home: str | None,
+    name: str,
+    role: str,
+    real_name: str,
+    tenant: str | None,
+    password_stdin: bool,
+    replace: bool,
+) -> None:
+    """Add an account (the password is asked for, never given on the command line)."""
+    settings = _settings(home)
+    settings.ensure_zones()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        AccountStore(settings.zone("hub") / "accounts.json").add(
+            name,
+            real_name=real_name,
+            role=role,
+            password=password,
+            tenant=tenant,
+            replace=replace,
+        )
+    except AccountError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"account {name} ({role}{', tenant ' + tenant if tenant else ''}) saved")
+
+
+@accounts.command("list")
+@home_option
+def accounts_list(home: str | None) -> None:
+    """List accounts (never their hashes)."""
+    store = AccountStore(_settings(home).zone("hub") / "accounts.json")
+    for acc in store.load().values():
+        state = " (disabled)" if acc.disabled else ""
+        click.echo(f"{acc.name:<16} {acc.role:<16} {acc.tenant or '':<12} {acc.real_name}{state}")
+
+
+# ------------------------------------------------------------------- policies
+@main.group()
+def policy() -> None:
+    """Dataset policies."""
+
+
+@policy.command("check")
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+def policy_check(directory: str | None) -> None:
+    """Validate every policy file; print each problem with file, line and field."""
+    from .policy import PolicyError, load_policies
+
+    folder = Path(directory or Shuyu().policies_dir)
+    try:
+        policies = load_policies(folder)
+    except PolicyError as err:
+        click.echo(str(err), err=True)
+        sys.exit(1)
+    click.echo(f"OK: {len(policies)} dataset policies in {folder}: {', '.join(sorted(policies))}")
+
+
+# ---------------------------------------------------------------------- audit
+@main.group("audit")
+def audit_group() -> None:
+    """The tamper-evident audit chain."""
+
+
+@audit_group.command("verify")
+@home_option
+@click.option("--db-url", envvar="SHUYU_DB_URL", help="Platform database URL.")
+def audit_verify(home: str | None, db_url: str | None) -> None:
+    """Re-derive every hash; exit 0 if intact, 1 naming the first broken record."""
+    url = db_url or _settings(home).db_url
+    with db.session_scope(url) as session:
+        result = audit.verify(session)
+    click.echo(str(result))
+    sys.exit(0 if result.ok else 1)
+
+
+@audit_group.command("tail")
+@home_option
+@click.option("-n", "count", default=20, show_default=True, help="How many records.")
+def audit_tail(home: str | None, count: int) -> None:
+    """Print the newest records."""
+    url = _settings(home).db_url
+    with db.session_scope(url) as session:
+        events = audit.newest(session, count)
+    for e in events:
+        click.echo(
+            f"{e['seq']:>6} {e['ts']} {e['actor']:<12} {e['action']:<18} {e['outcome']:<6} "
+            f"{e['target']} {audit.canonical_json(e['detail'])}"
+        )
+
+
+# ------------------------------------------------------------------------- db
+@main.group("db")
+def db_group() -> None:
+    """The platform database."""
+
+
+@db_group.command("upgrade")
+@home_option
+def db_upgrade(home: str | None) -> None:
+    """Migrate the platform database to the newest schema."""
+    settings = _settings(home)
+    db.upgrade(settings.db_url)
+    click.echo(f"platform database at newest schema: {settings.db_url}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The demo installation: known accounts, generated data, and the welcome banner.
+
+Passwords here are public on purpose (they are printed by ``make demo``); only their
+bcrypt hashes are stored. Nothing in this module is used by a production install.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .accounts import AccountStore
+from .settings import Shuyu
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    """One demo login and what it is for."""
+
+    name: str
+    role: str
+    real_name: str
+    tenant: str | None = None
+
+    @property
+    def password(self) -> str:
+        """The demo password (public)."""
+        return f"{self.name}-demo-2026"
+
+
+DEMO_TENANTS = {
+    "kangning": "康宁健康保险科技有限公司 (smart underwriting)",
+    "huaxin": "华信企业征信服务有限公司 (enterprise credit)",
+}
+
+DEMO_ACCOUNTS: tuple[DemoAccount, ...] = (
+    DemoAccount("alice", "merchant", "李明", "kangning"),
+    DemoAccount("carol", "merchant", "陈静", "kangning"),
+    DemoAccount("bob", "merchant", "王强", "huaxin"),
+    DemoAccount("rita", "reviewer", "赵丽"),
+    DemoAccount("sam", "source-reviewer", "孙涛"),
+    DemoAccount("ada", "admin", "周敏"),
+    DemoAccount("audrey", "auditor", "吴刚"),
+    DemoAccount("victor", "visitor", "郑华"),
+)
+
+
+def create_demo_accounts(settings: Shuyu) -> list[DemoAccount]:
+    """Write (or reset) every demo account into the hub's accounts file."""
+    store = AccountStore(settings.zone("hub") / "accounts.json")
+    for acc in DEMO_ACCOUNTS:
+        store.add(
+            acc.name,
+            real_name=acc.real_name,
+            role=acc.role,
+            password=acc.password,
+            tenant=acc.tenant,
+            replace=True,
+        )
+    return list(DEMO_ACCOUNTS)
+
+
+def banner(settings: Shuyu) -> str:
+    """What ``make demo`` prints before the hub starts: where to log in, as whom."""
+    lines = [
+        "",
+        "  数域 Shuyu demo",
+        f"  Log in at {settings.hub_url}/hub/login   (state in {settings.home})",
+        "",
+        f"  {'user':<8} {'password':<20} {'role':<16} tenant",
+    ]
+    for acc in DEMO_ACCOUNTS:
+        tenant = f"{acc.tenant}: {DEMO_TENANTS[acc.tenant]}" if acc.tenant else ""
+        lines.append(f"  {acc.name:<8} {acc.password:<20} {acc.role:<16} {tenant}")
+    lines += ["", "  Stop with Ctrl-C.", ""]
+    return "\n".join(lines)

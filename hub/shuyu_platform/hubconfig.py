@@ -1,0 +1,114 @@
+"""Turn the operator's ``c.Shuyu`` settings into a complete JupyterHub configuration.
+
+``jupyterhub_config.py`` sets knobs and then calls :func:`configure`. Start-up order is
+chosen so that a bad installation stops before anything is written: policies are
+validated first (a malformed one exits with the file, line and field), then the state
+folders and the platform database are prepared, then the hub is configured.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from traitlets.config import Config
+
+from . import audit, db, roles
+from .accounts import ShuyuAuthenticator
+from .policy import PolicyError, load_policies, policy_digest
+from .settings import Shuyu
+from .spawner import SPAWNERS, SpawnPolicy, role_of
+
+TEMPLATES = Path(__file__).parent / "templates" / "hub"
+
+
+def _setdefault(section: Config, key: str, value: Any) -> None:
+    """Set a hub option unless the operator already set it in their config file."""
+    if key not in section:
+        section[key] = value
+
+
+def default_url(handler: Any) -> str:
+    """Where ``/`` sends a signed-in person: their role's landing page."""
+    user = handler.current_user
+    base = handler.base_url  # the hub's public prefix, "/" by default
+    if user is None:
+        return f"{base}hub/login"
+    role = role_of(user)
+    if role == "merchant":
+        return f"{base}hub/spawn/{user.name}"
+    return roles.landing_url(role, user.name, base)
+
+
+def configure(c: Config) -> Shuyu:
+    """Validate the installation and fill in every JupyterHub option Shuyu needs."""
+    settings = Shuyu(config=c)
+    policies_dir = Path(settings.policies_dir)
+    try:
+        policies = load_policies(policies_dir)
+    except PolicyError as err:
+        sys.stderr.write(
+            f"shuyu: refusing to start: invalid dataset policy in {policies_dir}\n{err}\n"
+        )
+        raise SystemExit(2) from None
+
+    settings.ensure_zones()
+    db.upgrade(settings.db_url)
+    audit.append(
+        settings.db_url,
+        actor="hub",
+        actor_kind="system",
+        action="policy.load",
+        target=str(policies_dir),
+        detail={"datasets": sorted(policies), "files": policy_digest(policies_dir)},
+    )
+
+    hub_state = settings.zone("hub")
+    hub = c.JupyterHub
+    hub.bind_url = f"http://{settings.ip}:{settings.port}"
+    hub.hub_bind_url = f"http://127.0.0.1:{settings.hub_port}"
+    _setdefault(hub, "db_url", f"sqlite:///{hub_state / 'jupyterhub.sqlite'}")
+    _setdefault(hub, "cookie_secret_file", str(hub_state / "jupyterhub_cookie_secret"))
+    _setdefault(hub, "default_url", default_url)
+    _setdefault(hub, "template_paths", [str(TEMPLATES)])
+    hub.template_vars = {"shuyu_name": "数域 Shuyu", **dict(hub.get("template_vars", {}))}
+
+    proxy = c.ConfigurableHTTPProxy
+    proxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
+    _setdefault(proxy, "command", [settings.proxy_command])
+    _setdefault(proxy, "pid_file", str(hub_state / "proxy.pid"))
+
+    _setdefault(hub, "authenticator_class", ShuyuAuthenticator)
+    c.ShuyuAuthenticator.accounts_file = str(hub_state / "accounts.json")
+    c.ShuyuAuthenticator.db_url = settings.db_url
+
+    hub.custom_scopes = {name: {"description": text} for name, text in roles.SCOPES.items()}
+    load_roles, _managed = roles.hub_roles({})
+    hub.load_roles = load_roles
+
+    hub.services = [
+        *hub.get("services", []),
+        {
+            "name": roles.SERVICE_NAME,
+            "display": True,
+            "info": {"description": "Catalogue, audit, DP queries and egress review"},
+            "url": settings.service_url,
+            "command": [sys.executable, "-m", "shuyu_platform.service"],
+            "environment": settings.service_environment(),
+            "oauth_no_confirm": True,
+            "oauth_client_allowed_scopes": [*roles.SCOPES, roles.ACCESS_SERVICE],
+        },
+    ]
+
+    spawner_class = SPAWNERS.get(settings.spawner, settings.spawner)
+    hub.spawner_class = spawner_class
+    policy = SpawnPolicy(settings)
+    spawner = c.Spawner
+    spawner.pre_spawn_hook = policy.pre_spawn
+    spawner.post_stop_hook = policy.post_stop
+    _setdefault(spawner, "server_token_scopes", roles.SERVER_TOKEN_SCOPES)
+    _setdefault(spawner, "default_url", "/lab")
+    _setdefault(spawner, "http_timeout", 60)
+    _setdefault(spawner, "start_timeout", 120)
+    return settings

@@ -1,0 +1,76 @@
+"""Assemble and run the platform service's tornado application."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jupyterhub.services.auth import HubOAuthCallbackHandler
+from jupyterhub.utils import url_path_join
+from tornado import web
+from tornado.httpserver import HTTPServer
+
+from .. import db
+from ..policy import PolicyError, load_policies
+from ..settings import Shuyu
+from . import audit_api, catalogue
+
+HERE = Path(__file__).parent
+log = logging.getLogger("shuyu.service")
+
+
+def make_app(settings: Shuyu, prefix: str) -> web.Application:
+    """The service's routes under ``prefix`` (``/services/shuyu/`` behind the hub)."""
+    policies = load_policies(Path(settings.policies_dir))
+    templates = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(["html"]),
+    )
+    templates.globals["prefix"] = prefix
+    routes = [
+        (r"oauth_callback", HubOAuthCallbackHandler),
+        *catalogue.routes(),
+        *audit_api.routes(),
+    ]
+    handlers = [(url_path_join(prefix, path), handler) for path, handler in routes]
+    return web.Application(
+        handlers,
+        shuyu=settings,
+        policies=policies,
+        templates=templates,
+        cookie_secret=secrets.token_bytes(32),
+        static_path=str(HERE / "static"),
+        static_url_prefix=url_path_join(prefix, "static/"),
+        xsrf_cookies=False,  # HubOAuthenticated checks xsrf itself for cookie-authenticated writes
+    )
+
+
+async def _serve(settings: Shuyu) -> None:
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/shuyu/")
+    url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", settings.service_url))
+    app = make_app(settings, prefix)
+    server = HTTPServer(app, xheaders=True)
+    server.listen(url.port or 80, url.hostname or "127.0.0.1")
+    log.info("Shuyu platform service listening on %s%s", url.geturl(), prefix)
+    await asyncio.Event().wait()
+
+
+def main() -> None:
+    """Run the service until killed (the hub starts and stops it)."""
+    logging.basicConfig(
+        level=logging.INFO, format="[%(levelname)1.1s %(asctime)s shuyu] %(message)s"
+    )
+    settings = Shuyu.from_environment()
+    try:
+        db.upgrade(settings.db_url)
+        asyncio.run(_serve(settings))
+    except PolicyError as err:
+        sys.exit(f"shuyu service: invalid dataset policy\n{err}")
+    except KeyboardInterrupt:
+        pass

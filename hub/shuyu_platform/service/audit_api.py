@@ -1,0 +1,92 @@
+"""The audit chain for auditors (R13-R16): events, filters and verification.
+
+Only holders of ``custom:shuyu:audit:read`` (the auditor role) may read it; every
+read is itself recorded, so the chain shows who looked at it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tornado import web
+
+from .. import audit
+from ..db import session_scope
+from ..roles import AUDIT_READ
+from .base import ApiHandler, BaseHandler
+
+MAX_LIMIT = 1000
+
+
+def _filters(handler: BaseHandler) -> dict[str, Any]:
+    try:
+        after = int(handler.get_argument("after", "0"))
+        limit = int(handler.get_argument("limit", "100"))
+    except ValueError as exc:
+        raise web.HTTPError(400, "'after' and 'limit' must be whole numbers.") from exc
+    if after < 0 or not 1 <= limit <= MAX_LIMIT:
+        raise web.HTTPError(400, f"'after' must be >= 0 and 'limit' between 1 and {MAX_LIMIT}.")
+    return {
+        "after_seq": after,
+        "limit": limit,
+        "action": handler.get_argument("action", "") or None,
+        "actor": handler.get_argument("actor", "") or None,
+        "tenant": handler.get_argument("tenant", "") or None,
+    }
+
+
+def _read(handler: BaseHandler) -> list[dict[str, Any]]:
+    """Filtered events for an auditor; the read itself is audited."""
+    handler.require_scope(AUDIT_READ, "Reading the audit log", "auditor")
+    filters = _filters(handler)
+    with session_scope(handler.shuyu.db_url) as session:
+        events = audit.query(session, **filters)
+    handler.audit("audit.read", "events", detail={k: v for k, v in filters.items() if v})
+    return events
+
+
+class AuditEventsApi(ApiHandler):
+    """``GET api/audit/events?after=&limit=&action=&actor=&tenant=``."""
+
+    def get(self) -> None:
+        events = _read(self)
+        next_after = events[-1]["seq"] if events else None
+        self.write_json({"events": events, "next_after": next_after})
+
+
+class AuditVerifyApi(ApiHandler):
+    """``GET api/audit/verify``: re-derive the chain; OK or the first broken record."""
+
+    def get(self) -> None:
+        self.require_scope(AUDIT_READ, "Verifying the audit log", "auditor")
+        with session_scope(self.shuyu.db_url) as session:
+            result = audit.verify(session)
+        self.audit("audit.verify", "chain", outcome="ok", detail=result.as_dict())
+        self.write_json(result.as_dict())
+
+
+class AuditPage(BaseHandler):
+    """``GET audit``: chain status and events, filterable, for auditors."""
+
+    @web.authenticated
+    def get(self) -> None:
+        events = _read(self)
+        with session_scope(self.shuyu.db_url) as session:
+            result = audit.verify(session)
+        self.render_page(
+            "audit.html",
+            events=events,
+            verification=result,
+            filters={
+                k: self.get_argument(k, "") for k in ("action", "actor", "tenant", "after", "limit")
+            },
+        )
+
+
+def routes() -> list[tuple[str, type]]:
+    """Paths (relative to the service prefix) and their handlers."""
+    return [
+        (r"audit/?", AuditPage),
+        (r"api/audit/events/?", AuditEventsApi),
+        (r"api/audit/verify/?", AuditVerifyApi),
+    ]

@@ -1,0 +1,125 @@
+"""What every platform-service handler shares: identity, scope checks, audit, errors."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from jupyterhub.services.auth import HubOAuthenticated, check_scopes
+from tornado import web
+
+from .. import audit, roles
+from ..settings import Shuyu
+
+
+class BaseHandler(HubOAuthenticated, web.RequestHandler):
+    """A page of the service: signed-in through the hub, rendered from templates."""
+
+    @property
+    def shuyu(self) -> Shuyu:
+        """The installation's settings."""
+        return self.settings["shuyu"]
+
+    @property
+    def user(self) -> dict[str, Any]:
+        """The hub's model of the signed-in user or service (never None after auth)."""
+        return self.current_user
+
+    @property
+    def scopes(self) -> set[str]:
+        """Scopes of the token this request came with."""
+        return set(self.user.get("scopes", [])) if self.current_user else set()
+
+    @property
+    def tenant(self) -> str | None:
+        """The signed-in merchant's tenant, if any."""
+        return roles.tenant_of_groups(self.user.get("groups", [])) if self.current_user else None
+
+    def has_scope(self, scope: str) -> bool:
+        """Whether the token holds ``scope``."""
+        return bool(check_scopes({scope}, self.scopes))
+
+    def require_scope(self, scope: str, what: str, role: str) -> None:
+        """Refuse (403, audited) unless the token holds ``scope``."""
+        if not self.has_scope(scope):
+            self.audit(
+                "access.denied",
+                self.request.path,
+                outcome="denied",
+                detail={"needs": scope, "method": self.request.method},
+            )
+            raise web.HTTPError(
+                403, f"{what} needs the {role} role (scope {scope}); {self.user['name']} lacks it."
+            )
+
+    def audit(
+        self,
+        action: str,
+        target: str,
+        *,
+        outcome: audit.Outcome = "ok",
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record one event on behalf of the signed-in user."""
+        audit.append(
+            self.shuyu.db_url,
+            actor=self.user["name"],
+            actor_kind="service" if self.user.get("kind") == "service" else "user",
+            action=action,
+            target=target,
+            tenant=self.tenant,
+            outcome=outcome,
+            detail=detail,
+        )
+
+    def render_page(self, template: str, **context: Any) -> None:
+        """Render a Jinja2 template with the signed-in user in its context."""
+        page = self.settings["templates"].get_template(template)
+        self.finish(
+            page.render(
+                user=self.current_user,
+                tenant=self.tenant,
+                scopes=self.scopes,
+                has_scope=self.has_scope,
+                **context,
+            )
+        )
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """An HTTP status with a sentence a person can act on."""
+        message = self._reason
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        try:
+            title = HTTPStatus(status_code).phrase
+        except ValueError:
+            title = "Error"
+        page = self.settings["templates"].get_template("error.html")
+        self.finish(page.render(user=None, status=status_code, title=title, message=message))
+
+
+class ApiHandler(BaseHandler):
+    """A JSON endpoint: 401 instead of a login redirect, errors as JSON."""
+
+    def prepare(self) -> None:
+        """Refuse requests that carry neither a hub token nor a hub OAuth cookie."""
+        if self.current_user is None:
+            raise web.HTTPError(
+                401, "Sign in through the hub, or send 'Authorization: token <hub API token>'."
+            )
+
+    def write_json(self, body: Any, status: int = 200) -> None:
+        """Send ``body`` as JSON."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(body, ensure_ascii=False, default=str))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors as ``{"status": ..., "message": ...}``."""
+        message = self._reason
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        self.write_json({"status": status_code, "message": message}, status_code)

@@ -1,0 +1,73 @@
+"""The public dataset catalogue (R17), as JSON and as pages, and the service home.
+
+The catalogue is built from the validated dataset policies: name, providing
+department, summary, fields with their classification grade, update frequency and
+provision modes. It describes data; it never contains any. Every read is audited.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tornado import web
+
+from ..roles import CATALOGUE_READ, ROLES
+from .base import ApiHandler, BaseHandler
+
+
+def _entries(handler: BaseHandler) -> list[dict[str, Any]]:
+    return [p.catalogue_entry() for _, p in sorted(handler.settings["policies"].items())]
+
+
+def _entry(handler: BaseHandler, dataset: str) -> dict[str, Any]:
+    policy = handler.settings["policies"].get(dataset)
+    if policy is None:
+        known = ", ".join(sorted(handler.settings["policies"]))
+        raise web.HTTPError(404, f"No dataset named {dataset!r} in the catalogue; it has {known}.")
+    return policy.catalogue_entry()
+
+
+class CatalogueApi(ApiHandler):
+    """``GET api/catalogue[/<dataset>]``: the catalogue, or one entry, as JSON."""
+
+    def get(self, dataset: str | None = None) -> None:
+        self.require_scope(CATALOGUE_READ, "Reading the catalogue", "any signed-in")
+        if dataset:
+            body: dict[str, Any] = _entry(self, dataset)
+        else:
+            body = {"datasets": _entries(self)}
+        self.audit("catalogue.read", dataset or "*", detail={"format": "json"})
+        self.write_json(body)
+
+
+class CataloguePage(BaseHandler):
+    """``GET catalogue[/<dataset>]``: the catalogue as pages."""
+
+    @web.authenticated
+    def get(self, dataset: str | None = None) -> None:
+        self.require_scope(CATALOGUE_READ, "Reading the catalogue", "any signed-in")
+        self.audit("catalogue.read", dataset or "*", detail={"format": "html"})
+        if dataset:
+            self.render_page("dataset.html", entry=_entry(self, dataset))
+        else:
+            self.render_page("catalogue.html", entries=_entries(self))
+
+
+class HomePage(BaseHandler):
+    """``GET /``: who you are and what your role can do here."""
+
+    @web.authenticated
+    def get(self) -> None:
+        held = [name for name, spec in ROLES.items() if set(spec["scopes"]) & self.scopes]
+        self.render_page("home.html", roles=held, role_specs=ROLES)
+
+
+def routes() -> list[tuple[str, type]]:
+    """Paths (relative to the service prefix) and their handlers."""
+    return [
+        (r"", HomePage),
+        (r"catalogue/?", CataloguePage),
+        (r"catalogue/([a-z][a-z0-9_]*)/?", CataloguePage),
+        (r"api/catalogue/?", CatalogueApi),
+        (r"api/catalogue/([a-z][a-z0-9_]*)/?", CatalogueApi),
+    ]

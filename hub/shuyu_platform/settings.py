@@ -1,0 +1,176 @@
+"""The operator's knobs for Shuyu, declared once as traitlets traits.
+
+An operator sets them in ``jupyterhub_config.py`` exactly as they set JupyterHub's
+own options (``c.Shuyu.home = "/srv/shuyu"``). Every knob also has an environment
+variable (named in its help) so that the demo, the tests and container images can
+point a stock config file somewhere else without editing it.
+
+The platform service is a separate process: it receives the few settings it needs
+through its environment (:meth:`Shuyu.service_environment`) and rebuilds a
+:class:`Shuyu` from them with :meth:`Shuyu.from_environment`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from traitlets import Integer, Unicode, default, validate
+from traitlets.config import Configurable
+
+#: The repository root (where ``jupyterhub_config.py`` and ``policies/`` live).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: Data zones under the state root, with who may read each (ARCHITECTURE.md § Data zones).
+ZONES: dict[str, str] = {
+    "raw": "source Parquet; read by the DP service and the masking job only",
+    "views": "masked Parquet per tenant; read-only in that tenant's sandboxes",
+    "synthetic": "synthetic twins of every dataset; every tenant",
+    "work": "per-user notebooks and scratch",
+    "outbox": "frozen snapshots of egress requests; review service only",
+    "released": "approved, watermarked artefacts; review service, requester, dashboards",
+    "published": "approved dashboard notebooks; Voila service only",
+    "db": "the platform database (SQLite by default)",
+    "hub": "JupyterHub's own state: its database, cookie secret, accounts",
+}
+
+
+def _env(name: str, fallback: str) -> str:
+    value = os.environ.get(name, "")
+    return value if value else fallback
+
+
+class Shuyu(Configurable):
+    """Everything an operator can set about a Shuyu installation."""
+
+    home = Unicode(
+        help="""State root holding every data zone (raw/, views/, synthetic/, work/, outbox/,
+        released/, published/, db/, hub/). Env: SHUYU_HOME. Default: .shuyu/ in the
+        repository, which suits the demo only.""",
+    ).tag(config=True)
+
+    @default("home")
+    def _default_home(self) -> str:
+        return _env("SHUYU_HOME", str(REPO_ROOT / ".shuyu"))
+
+    @validate("home")
+    def _absolute_home(self, proposal: dict) -> str:
+        return str(Path(proposal["value"]).expanduser().resolve())
+
+    db_url = Unicode(
+        help="""SQLAlchemy URL of the platform database (catalogue state, audit chain,
+        budgets, requests). Env: SHUYU_DB_URL. Default: SQLite in WAL mode under
+        <home>/db/. Use postgresql+psycopg://... in production.""",
+    ).tag(config=True)
+
+    @default("db_url")
+    def _default_db_url(self) -> str:
+        return _env("SHUYU_DB_URL", f"sqlite:///{Path(self.home) / 'db' / 'shuyu.sqlite'}")
+
+    policies_dir = Unicode(
+        help="""Folder of dataset policy files (one YAML per dataset), validated at start-up:
+        a malformed policy stops the hub. Env: SHUYU_POLICIES_DIR.""",
+    ).tag(config=True)
+
+    @default("policies_dir")
+    def _default_policies_dir(self) -> str:
+        return _env("SHUYU_POLICIES_DIR", str(REPO_ROOT / "policies"))
+
+    ip = Unicode(
+        help="Address the public proxy listens on. Env: SHUYU_IP. Default 127.0.0.1.",
+    ).tag(config=True)
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        return _env("SHUYU_IP", "127.0.0.1")
+
+    port = Integer(help="Public port of the proxy. Env: SHUYU_PORT. Default 8000.").tag(config=True)
+
+    @default("port")
+    def _default_port(self) -> int:
+        return int(_env("SHUYU_PORT", "8000"))
+
+    proxy_api_port = Integer(
+        help="Port of the proxy's REST API on 127.0.0.1. Env: SHUYU_PROXY_API_PORT. "
+        "Default: port + 1.",
+    ).tag(config=True)
+
+    @default("proxy_api_port")
+    def _default_proxy_api_port(self) -> int:
+        return int(_env("SHUYU_PROXY_API_PORT", str(self.port + 1)))
+
+    hub_port = Integer(
+        help="Port the hub itself listens on, on 127.0.0.1. Env: SHUYU_HUB_PORT. Default 8081.",
+    ).tag(config=True)
+
+    @default("hub_port")
+    def _default_hub_port(self) -> int:
+        return int(_env("SHUYU_HUB_PORT", "8081"))
+
+    service_port = Integer(
+        help="Port of the platform service (catalogue, audit, DP, review) on 127.0.0.1. "
+        "Env: SHUYU_SERVICE_PORT. Default 10101.",
+    ).tag(config=True)
+
+    @default("service_port")
+    def _default_service_port(self) -> int:
+        return int(_env("SHUYU_SERVICE_PORT", "10101"))
+
+    spawner = Unicode(
+        help="""How single-user servers are isolated: 'local' (plain local processes; no
+        isolation, development only), or a spawner class given by its import path.
+        Env: SHUYU_SPAWNER.""",
+    ).tag(config=True)
+
+    @default("spawner")
+    def _default_spawner(self) -> str:
+        return _env("SHUYU_SPAWNER", "local")
+
+    proxy_command = Unicode(
+        help="""Command that starts configurable-http-proxy. Env: SHUYU_PROXY_COMMAND.
+        Default: the copy installed by `npm ci` in the repository, else the one on PATH.""",
+    ).tag(config=True)
+
+    @default("proxy_command")
+    def _default_proxy_command(self) -> str:
+        local = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
+        return _env(
+            "SHUYU_PROXY_COMMAND", str(local) if local.exists() else "configurable-http-proxy"
+        )
+
+    # ------------------------------------------------------------------ zones
+    def zone(self, name: str) -> Path:
+        """Path of one data zone under :attr:`home` (see :data:`ZONES`)."""
+        if name not in ZONES:
+            raise KeyError(f"unknown data zone {name!r}; zones are {', '.join(ZONES)}")
+        return Path(self.home) / name
+
+    def ensure_zones(self) -> None:
+        """Create every zone folder, private to the platform's own user."""
+        Path(self.home).mkdir(parents=True, exist_ok=True)
+        for name in ZONES:
+            self.zone(name).mkdir(mode=0o700, exist_ok=True)
+
+    @property
+    def hub_url(self) -> str:
+        """Public URL of the platform (the proxy)."""
+        return f"http://{self.ip}:{self.port}"
+
+    @property
+    def service_url(self) -> str:
+        """Where the platform service listens (behind the proxy at /services/shuyu/)."""
+        return f"http://127.0.0.1:{self.service_port}"
+
+    # ------------------------------------------------- passing to the service
+    def service_environment(self) -> dict[str, str]:
+        """Environment that hands these settings to the platform service process."""
+        return {
+            "SHUYU_HOME": self.home,
+            "SHUYU_DB_URL": self.db_url,
+            "SHUYU_POLICIES_DIR": self.policies_dir,
+        }
+
+    @classmethod
+    def from_environment(cls) -> Shuyu:
+        """Settings as a separate process (service, CLI) sees them: defaults and env."""
+        return cls()

@@ -1,0 +1,115 @@
+"""Who gets a single-user server, where it works, and the spawners Shuyu ships.
+
+The spawn policy (only merchants of an active tenant get a sandbox; its work folder is
+``work/<tenant>/<user>``; every start and stop is audited) lives in :class:`SpawnPolicy`
+and is installed as JupyterHub's ``pre_spawn_hook`` / ``post_stop_hook``, so it holds
+whichever spawner the operator picks.
+
+:class:`LocalSpawner` runs servers as plain local processes with no isolation at all.
+It exists for development until the namespace sandbox spawner takes over the same
+``c.Shuyu.spawner`` knob; never expose it to real tenants.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+from tornado import web
+
+from . import audit, roles
+from .settings import Shuyu
+
+
+def role_of(user: Any) -> str | None:
+    """The Shuyu role of a hub user (an ``orm.User`` or the hub's ``User`` wrapper)."""
+    return roles.shuyu_role([role.name for role in getattr(user, "roles", [])])
+
+
+def tenant_of(user: Any) -> str | None:
+    """The tenant slug of a hub user, from its ``tenant-<slug>`` group."""
+    return roles.tenant_of_groups([group.name for group in getattr(user, "groups", [])])
+
+
+class SpawnPolicy:
+    """JupyterHub spawn hooks enforcing who may have a sandbox, and auditing it."""
+
+    def __init__(self, settings: Shuyu) -> None:
+        self.settings = settings
+
+    def work_dir(self, tenant: str, username: str) -> Path:
+        """The user's read-write work folder: ``work/<tenant>/<user>``."""
+        return self.settings.zone("work") / tenant / username
+
+    def pre_spawn(self, spawner: Any) -> None:
+        """Refuse non-merchants; point the server at its work folder; audit the start."""
+        user = spawner.user
+        role = role_of(user)
+        tenant = tenant_of(user)
+        db_url = self.settings.db_url
+        if role != "merchant" or tenant is None:
+            reason = (
+                f"only data-merchant accounts have a sandbox; this account's role is {role}"
+                if role != "merchant"
+                else "this merchant account belongs to no tenant"
+            )
+            audit.append(
+                db_url,
+                actor=user.name,
+                action="server.start",
+                target=spawner.name or "default",
+                outcome="denied",
+                detail={"reason": reason},
+            )
+            raise web.HTTPError(403, f"No sandbox: {reason}.")
+        work = self.work_dir(tenant, user.name)
+        work.mkdir(parents=True, exist_ok=True, mode=0o700)
+        spawner.notebook_dir = str(work)
+        if isinstance(spawner, LocalSpawner):
+            spawner.home_dir = str(work)
+        spawner.environment.update(
+            {
+                "SHUYU_TENANT": tenant,
+                "SHUYU_API_URL": f"{self.settings.service_url}/services/{roles.SERVICE_NAME}/",
+            }
+        )
+        audit.append(
+            db_url,
+            actor=user.name,
+            action="server.start",
+            target=spawner.name or "default",
+            tenant=tenant,
+            detail={"spawner": type(spawner).__name__, "work_dir": str(work)},
+        )
+
+    def post_stop(self, spawner: Any) -> None:
+        """Audit that a server stopped."""
+        audit.append(
+            self.settings.db_url,
+            actor=spawner.user.name,
+            action="server.stop",
+            target=spawner.name or "default",
+            tenant=tenant_of(spawner.user),
+            detail={"spawner": type(spawner).__name__},
+        )
+
+
+class LocalSpawner(SimpleLocalProcessSpawner):
+    """Development spawner: a plain local process in the user's work folder.
+
+    No isolation whatsoever (same uid as the hub, full network, every file the hub can
+    read). Only for development; the namespace sandbox spawner replaces it.
+    """
+
+    def get_args(self) -> list[str]:
+        """Single-user server arguments; jupyter-server refuses root unless told."""
+        args = super().get_args()
+        if os.getuid() == 0:
+            args.append("--allow-root")
+        return args
+
+
+#: Spawner short names accepted by ``c.Shuyu.spawner``.
+SPAWNERS: dict[str, str] = {"local": "shuyu_platform.spawner.LocalSpawner"}

@@ -1,0 +1,26 @@
+"""The operator's one configuration file for a Shuyu (数域) installation.
+
+Set Shuyu's knobs below (each is documented: `jupyterhub --help-all | grep -A3 Shuyu`,
+or read hub/shuyu_platform/settings.py), and any JupyterHub option as usual.
+`configure(c)` must come last: it validates the dataset policies (a malformed one
+stops the hub with file, line and field), prepares the state folders and the
+platform database, and fills in every hub option you did not set yourself.
+"""
+
+from shuyu_platform.hubconfig import configure
+
+c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
+
+# --- Where state lives (every data zone) and the platform database -------------
+# c.Shuyu.home = "/srv/shuyu"                      # env SHUYU_HOME; demo: ./.shuyu
+# c.Shuyu.db_url = "postgresql+psycopg://shuyu@db/shuyu"   # env SHUYU_DB_URL
+# c.Shuyu.policies_dir = "/etc/shuyu/policies"      # env SHUYU_POLICIES_DIR
+
+# --- Network (the demo listens on 127.0.0.1 only) --------------------------------
+# c.Shuyu.ip = "127.0.0.1"                          # env SHUYU_IP
+# c.Shuyu.port = 8000                               # env SHUYU_PORT
+
+# --- Isolation of single-user servers --------------------------------------------
+# c.Shuyu.spawner = "local"                         # env SHUYU_SPAWNER
+
+configure(c)
