@@ -1,0 +1,224 @@
+"""Start and drive a real Shuyu platform for tests: JupyterHub, its proxy, its services.
+
+Nothing here is mocked. :func:`start_platform` runs ``jupyterhub -f jupyterhub_config.py``
+from the repository in a subprocess with its own state root and free ports, exactly as
+``make demo`` does, and :class:`Platform` logs in over HTTP like a browser would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+STARTUP_TIMEOUT = 90
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def platform_env(home: Path, **extra: str) -> dict[str, str]:
+    """Environment for a platform rooted at ``home`` on fresh ports."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "SHUYU_HOME": str(home),
+        "SHUYU_PORT": str(port),
+        "SHUYU_PROXY_API_PORT": str(free_port()),
+        "SHUYU_HUB_PORT": str(free_port()),
+        "SHUYU_SERVICE_PORT": str(free_port()),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    env.update(extra)
+    return env
+
+
+def shuyu(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> str:
+    """Run the ``shuyu`` command; return its output, failing loudly if it fails."""
+    result = subprocess.run(
+        [str(BIN / "shuyu"), *args],
+        env=env,
+        input=input,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"shuyu {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+@dataclass
+class Platform:
+    """A running platform and helpers to act on it as a person would."""
+
+    home: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    sessions: list[requests.Session] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """Public URL (the proxy)."""
+        return f"http://127.0.0.1:{self.env['SHUYU_PORT']}"
+
+    @property
+    def db_url(self) -> str:
+        """URL of the platform database."""
+        return f"sqlite:///{self.home / 'db' / 'shuyu.sqlite'}"
+
+    def log(self) -> str:
+        """Everything the hub and its children printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def login(self, username: str, password: str | None = None) -> requests.Session:
+        """A session logged in through the hub's login form (with its xsrf token)."""
+        session = requests.Session()
+        self.sessions.append(session)
+        page = session.get(f"{self.url}/hub/login", timeout=30)
+        page.raise_for_status()
+        match = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
+        assert match, "login form has no _xsrf field"
+        response = session.post(
+            f"{self.url}/hub/login",
+            data={
+                "username": username,
+                "password": password or f"{username}-demo-2026",
+                "_xsrf": match.group(1),
+            },
+            allow_redirects=False,
+            timeout=30,
+        )
+        assert response.status_code == 302, f"login of {username} failed: {response.status_code}"
+        return session
+
+    def hub_api(
+        self, session: requests.Session, method: str, path: str, **kwargs: Any
+    ) -> requests.Response:
+        """Call the hub's REST API with a browser session (cookie + xsrf header)."""
+        headers = kwargs.pop("headers", {})
+        xsrf = session.cookies.get("_xsrf", path="/hub/") or session.cookies.get("_xsrf")
+        if xsrf:
+            headers["X-XSRFToken"] = xsrf
+        return session.request(
+            method, f"{self.url}/hub/api/{path.lstrip('/')}", headers=headers, timeout=60, **kwargs
+        )
+
+    def start_server(self, session: requests.Session, username: str) -> dict[str, Any]:
+        """Start ``username``'s server through the hub API and wait until it is ready."""
+        response = self.hub_api(session, "POST", f"users/{username}/server")
+        assert response.status_code in (201, 202), response.text
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            model = self.hub_api(session, "GET", f"users/{username}").json()
+            server = model.get("servers", {}).get("", {})
+            if server.get("ready"):
+                return server
+            time.sleep(0.3)
+        raise AssertionError(f"server of {username} not ready:\n{self.log()[-4000:]}")
+
+    def stop_server(self, session: requests.Session, username: str) -> None:
+        """Stop ``username``'s server and wait until the hub says it is gone."""
+        response = self.hub_api(session, "DELETE", f"users/{username}/server")
+        assert response.status_code in (202, 204), response.text
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            model = self.hub_api(session, "GET", f"users/{username}").json()
+            if not model.get("servers"):
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"server of {username} did not stop")
+
+    def audit_events(self, action: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """Audit records, read straight from the platform database."""
+        from shuyu_platform import audit
+        from shuyu_platform.db import session_scope
+
+        with session_scope(self.db_url) as session:
+            return audit.query(session, action=action, limit=100_000, **filters)
+
+    def stop(self) -> None:
+        """Stop the hub (which stops its proxy, services and servers)."""
+        for session in self.sessions:
+            session.close()
+        stop_process_group(self.proc)
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
+    """SIGTERM a process started in its own session, then SIGKILL what remains."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+
+
+def launch_hub(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
+    """Run ``jupyterhub -f jupyterhub_config.py`` as ``make demo`` does; log to a file."""
+    (home / "hub").mkdir(parents=True, exist_ok=True)
+    log_path = home / "platform.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(BIN / "jupyterhub"), "-f", str(REPO / "jupyterhub_config.py")],
+            cwd=home / "hub",
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return proc, log_path
+
+
+@contextlib.contextmanager
+def running_platform(home: Path, *, rows: int = 2000, **extra_env: str) -> Iterator[Platform]:
+    """Demo data and accounts in ``home``, then a running platform until the block ends."""
+    env = platform_env(home, **extra_env)
+    shuyu("demo-data", "--rows", str(rows), env=env)
+    shuyu("demo-accounts", env=env)
+    proc, log_path = launch_hub(home, env)
+    platform = Platform(home=home, env=env, proc=proc, log_path=log_path)
+    try:
+        wait_until_up(platform)
+        yield platform
+    finally:
+        platform.stop()
+
+
+def wait_until_up(platform: Platform) -> None:
+    """Wait for the hub API and the platform service to answer through the proxy."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    checks = {
+        f"{platform.url}/hub/api/": {200},
+        f"{platform.url}/services/shuyu/api/catalogue": {401},
+    }
+    while checks and time.monotonic() < deadline:
+        if platform.proc.poll() is not None:
+            raise AssertionError(f"the hub exited early:\n{platform.log()[-6000:]}")
+        for url, ok in list(checks.items()):
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(url, timeout=5).status_code in ok:
+                    del checks[url]
+        time.sleep(0.2)
+    if checks:
+        raise AssertionError(f"platform not up: {sorted(checks)}\n{platform.log()[-6000:]}")
