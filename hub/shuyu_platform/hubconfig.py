@@ -8,6 +8,8 @@ folders and the platform database are prepared, then the hub is configured.
 
 from __future__ import annotations
 
+import os
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,16 @@ def default_url(handler: Any) -> str:
     if role == "merchant":
         return f"{base}hub/spawn/{user.name}"
     return roles.landing_url(role, user.name, base)
+
+
+def operator_token(settings: Shuyu) -> str:
+    """The hub API token of the ``shuyu`` command, created on first start (mode 0600)."""
+    path = settings.zone("hub") / "operator-api-token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def configure(c: Config) -> Shuyu:
@@ -85,10 +97,19 @@ def configure(c: Config) -> Shuyu:
 
     hub.custom_scopes = {name: {"description": text} for name, text in roles.SCOPES.items()}
     load_roles, _managed = roles.hub_roles({})
-    hub.load_roles = load_roles
+    hub.load_roles = [
+        *load_roles,
+        {
+            "name": roles.OPERATOR_SERVICE,
+            "description": "The shuyu command: stop a suspended tenant's servers",
+            "scopes": roles.OPERATOR_SCOPES,
+            "services": [roles.OPERATOR_SERVICE],
+        },
+    ]
 
     hub.services = [
         *hub.get("services", []),
+        {"name": roles.OPERATOR_SERVICE, "api_token": operator_token(settings)},
         {
             "name": roles.SERVICE_NAME,
             "display": True,
@@ -108,6 +129,8 @@ def configure(c: Config) -> Shuyu:
     spawner.pre_spawn_hook = policy.pre_spawn
     spawner.post_stop_hook = policy.post_stop
     _setdefault(spawner, "server_token_scopes", roles.SERVER_TOKEN_SCOPES)
+    _setdefault(spawner, "mem_limit", settings.mem_limit)
+    _setdefault(spawner, "cpu_limit", settings.cpu_limit)
     _setdefault(spawner, "default_url", "/lab")
     _setdefault(spawner, "http_timeout", 60)
     _setdefault(spawner, "start_timeout", 120)

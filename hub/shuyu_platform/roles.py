@@ -46,6 +46,10 @@ BASE_USER_SCOPES = [
     "custom:shuyu:dashboards:view",
 ]
 
+#: The hub service whose token the ``shuyu`` command uses, and what it may do.
+OPERATOR_SERVICE = "shuyu-operator"
+OPERATOR_SCOPES = ["admin:servers", "list:users", "read:users", "list:groups", "read:groups"]
+
 #: Scopes of a sandbox's own token ($JUPYTERHUB_API_TOKEN, which the kernel client
 #: uses): the hub's defaults for a server plus what a merchant does from a kernel. The
 #: hub grants only the subset the user actually holds.

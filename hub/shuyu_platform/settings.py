@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from traitlets import Integer, Unicode, default, validate
+from traitlets import Float, Integer, Unicode, default, validate
 from traitlets.config import Configurable
 
 #: The repository root (where ``jupyterhub_config.py`` and ``policies/`` live).
@@ -32,6 +32,7 @@ ZONES: dict[str, str] = {
     "published": "approved dashboard notebooks; Voila service only",
     "db": "the platform database (SQLite by default)",
     "hub": "JupyterHub's own state: its database, cookie secret, accounts",
+    "run": "per-server relay sockets and generated /etc files of running sandboxes",
 }
 
 
@@ -117,14 +118,31 @@ class Shuyu(Configurable):
         return int(_env("SHUYU_SERVICE_PORT", "10101"))
 
     spawner = Unicode(
-        help="""How single-user servers are isolated: 'local' (plain local processes; no
-        isolation, development only), or a spawner class given by its import path.
-        Env: SHUYU_SPAWNER.""",
+        help="""How single-user servers are isolated: 'sandbox' (bubblewrap namespaces, the
+        default), 'docker' (one host, production), 'local' (plain processes: NO isolation,
+        development only), or a spawner class's import path. Env: SHUYU_SPAWNER.""",
     ).tag(config=True)
 
     @default("spawner")
     def _default_spawner(self) -> str:
-        return _env("SHUYU_SPAWNER", "local")
+        return _env("SHUYU_SPAWNER", "sandbox")
+
+    mem_limit = Unicode(
+        help="""Memory limit of one single-user server and its kernels, e.g. '2G'.
+        Env: SHUYU_MEM_LIMIT.""",
+    ).tag(config=True)
+
+    @default("mem_limit")
+    def _default_mem_limit(self) -> str:
+        return _env("SHUYU_MEM_LIMIT", "2G")
+
+    cpu_limit = Float(
+        help="CPUs one single-user server may use (e.g. 1.5). Env: SHUYU_CPU_LIMIT.",
+    ).tag(config=True)
+
+    @default("cpu_limit")
+    def _default_cpu_limit(self) -> float:
+        return float(_env("SHUYU_CPU_LIMIT", "1.0"))
 
     proxy_command = Unicode(
         help="""Command that starts configurable-http-proxy. Env: SHUYU_PROXY_COMMAND.

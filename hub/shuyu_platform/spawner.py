@@ -19,7 +19,8 @@ from typing import Any
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from tornado import web
 
-from . import audit, roles
+from . import audit, roles, tenants
+from .db import session_scope
 from .settings import Shuyu
 
 
@@ -33,15 +34,16 @@ def tenant_of(user: Any) -> str | None:
     return roles.tenant_of_groups([group.name for group in getattr(user, "groups", [])])
 
 
+def work_dir(settings: Shuyu, tenant: str, username: str) -> Path:
+    """A user's read-write work folder on the host: ``work/<tenant>/<user>``."""
+    return settings.zone("work") / tenant / username
+
+
 class SpawnPolicy:
     """JupyterHub spawn hooks enforcing who may have a sandbox, and auditing it."""
 
     def __init__(self, settings: Shuyu) -> None:
         self.settings = settings
-
-    def work_dir(self, tenant: str, username: str) -> Path:
-        """The user's read-write work folder: ``work/<tenant>/<user>``."""
-        return self.settings.zone("work") / tenant / username
 
     def pre_spawn(self, spawner: Any) -> None:
         """Refuse non-merchants; point the server at its work folder; audit the start."""
@@ -64,7 +66,25 @@ class SpawnPolicy:
                 detail={"reason": reason},
             )
             raise web.HTTPError(403, f"No sandbox: {reason}.")
-        work = self.work_dir(tenant, user.name)
+        with session_scope(db_url) as session:
+            suspended = tenants.is_suspended(session, tenant)
+            if suspended is not None:
+                audit.record(
+                    session,
+                    actor=user.name,
+                    action="server.start",
+                    target=spawner.name or "default",
+                    tenant=tenant,
+                    outcome="denied",
+                    detail={"reason": "tenant suspended", "suspension": suspended.reason},
+                )
+        if suspended is not None:
+            raise web.HTTPError(
+                403,
+                f"No sandbox: tenant {tenant} is suspended since {suspended.changed_at} "
+                f"({suspended.reason}). It stays closed until an administrator resumes it.",
+            )
+        work = work_dir(self.settings, tenant, user.name)
         work.mkdir(parents=True, exist_ok=True, mode=0o700)
         spawner.notebook_dir = str(work)
         if isinstance(spawner, LocalSpawner):
@@ -112,4 +132,8 @@ class LocalSpawner(SimpleLocalProcessSpawner):
 
 
 #: Spawner short names accepted by ``c.Shuyu.spawner``.
-SPAWNERS: dict[str, str] = {"local": "shuyu_platform.spawner.LocalSpawner"}
+SPAWNERS: dict[str, str] = {
+    "sandbox": "shuyu_platform.sandbox.SandboxSpawner",
+    "docker": "shuyu_platform.docker.ShuyuDockerSpawner",
+    "local": "shuyu_platform.spawner.LocalSpawner",
+}

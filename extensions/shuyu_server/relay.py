@@ -1,0 +1,97 @@
+"""Byte relays between TCP and Unix-socket endpoints (stdlib asyncio only).
+
+A sandbox has its own network namespace with nothing but loopback. The spawner
+bind-mounts one folder of Unix sockets into it; relays on both sides of that folder
+are the only ways in and out:
+
+- proxy -> server: host TCP port -> ``server.sock`` -> the server's loopback port;
+- server/kernel -> hub API: sandbox loopback port -> ``hub.sock`` -> hub;
+- kernel -> platform API: sandbox loopback port -> ``api.sock`` -> platform service.
+
+An endpoint is written ``tcp:HOST:PORT`` or ``unix:/path``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from dataclasses import dataclass
+
+BUFFER = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where to listen or connect: a TCP address or a Unix socket path."""
+
+    kind: str  # "tcp" or "unix"
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Endpoint:
+        """Read ``tcp:HOST:PORT`` or ``unix:/path``."""
+        kind, _, rest = text.partition(":")
+        if kind == "unix" and rest.startswith("/"):
+            return cls("unix", path=rest)
+        if kind == "tcp":
+            host, _, port = rest.rpartition(":")
+            if host and port.isdigit():
+                return cls("tcp", host=host, port=int(port))
+        raise ValueError(f"not an endpoint: {text!r} (use tcp:HOST:PORT or unix:/path)")
+
+    def __str__(self) -> str:
+        return f"unix:{self.path}" if self.kind == "unix" else f"tcp:{self.host}:{self.port}"
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Open a connection to this endpoint."""
+        if self.kind == "unix":
+            return await asyncio.open_unix_connection(self.path, limit=BUFFER)
+        return await asyncio.open_connection(self.host, self.port, limit=BUFFER)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(BUFFER):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (ConnectionError, OSError):
+        pass
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError, OSError):
+        await writer.wait_closed()
+
+
+async def serve(
+    listen: Endpoint, target: Endpoint, *, socket_mode: int = 0o600, owner: int | None = None
+) -> asyncio.Server:
+    """Accept connections on ``listen`` and relay each to ``target`` until closed.
+
+    A Unix listening socket gets ``socket_mode`` and, if given, the ``owner`` uid.
+    """
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await target.connect()
+        except OSError:
+            await _close(writer)
+            return
+        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+        await asyncio.gather(_close(writer), _close(upstream_writer))
+
+    if listen.kind == "unix":
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(listen.path)
+        server = await asyncio.start_unix_server(handle, listen.path, limit=BUFFER)
+        os.chmod(listen.path, socket_mode)
+        if owner is not None:
+            os.chown(listen.path, owner, -1)
+        return server
+    return await asyncio.start_server(handle, listen.host, listen.port, limit=BUFFER)

@@ -1,0 +1,61 @@
+"""First program inside a sandbox: start the relays, then run the server under them.
+
+    python -m shuyu_server.sandbox_init \\
+        --forward tcp:127.0.0.1:8081=unix:/run/shuyu/hub.sock \\
+        --forward unix:/run/shuyu/server.sock=tcp:127.0.0.1:8888 \\
+        -- jupyterhub-singleuser
+
+Each ``--forward LISTEN=TARGET`` listens on LISTEN and relays to TARGET. The command
+after ``--`` runs as a child; its exit ends the sandbox, and SIGTERM/SIGINT are passed
+on to it so the server shuts down cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from .relay import Endpoint, serve
+
+
+def _parse(argv: list[str]) -> tuple[list[tuple[Endpoint, Endpoint]], list[str]]:
+    if "--" not in argv:
+        raise SystemExit("sandbox_init: give the server command after '--'")
+    split = argv.index("--")
+    parser = argparse.ArgumentParser(prog="sandbox_init")
+    parser.add_argument("--forward", action="append", default=[], metavar="LISTEN=TARGET")
+    args = parser.parse_args(argv[:split])
+    forwards = []
+    for spec in args.forward:
+        listen, sep, target = spec.partition("=")
+        if not sep:
+            raise SystemExit(f"sandbox_init: --forward needs LISTEN=TARGET, got {spec!r}")
+        forwards.append((Endpoint.parse(listen), Endpoint.parse(target)))
+    command = argv[split + 1 :]
+    if not command:
+        raise SystemExit("sandbox_init: the server command after '--' is empty")
+    return forwards, command
+
+
+async def _run(forwards: list[tuple[Endpoint, Endpoint]], command: list[str]) -> int:
+    servers = [await serve(listen, target) for listen, target in forwards]
+    child = await asyncio.create_subprocess_exec(*command)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, child.send_signal, sig)
+    code = await child.wait()
+    for server in servers:
+        server.close()
+    return code
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the relays and the server; exit with the server's exit code."""
+    forwards, command = _parse(sys.argv[1:] if argv is None else argv)
+    sys.exit(asyncio.run(_run(forwards, command)))
+
+
+if __name__ == "__main__":
+    main()
