@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import sys
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import click
 
-from . import audit, db
+from . import audit, db, tenants
 from .accounts import AccountError, AccountStore
+from .hubapi import HubClient, HubUnavailable
 from .roles import ROLES
 from .settings import REPO_ROOT, Shuyu
 
@@ -162,6 +164,52 @@ def policy_check(directory: str | None) -> None:
         click.echo(str(err), err=True)
         sys.exit(1)
     click.echo(f"OK: {len(policies)} dataset policies in {folder}: {', '.join(sorted(policies))}")
+
+
+# -------------------------------------------------------------------- tenants
+@main.group()
+def tenant() -> None:
+    """Tenants: suspend and resume their platform access (R23)."""
+
+
+def _operator() -> str:
+    return f"operator:{os.environ.get('SUDO_USER') or getpass.getuser()}"
+
+
+@tenant.command("suspend")
+@home_option
+@click.argument("slug")
+@click.option("--reason", required=True, help="Why (recorded, and shown to the tenant).")
+def tenant_suspend(home: str | None, slug: str, reason: str) -> None:
+    """Stop the tenant's servers and refuse new ones until resumed."""
+    settings = _settings(home)
+    try:
+        with db.session_scope(settings.db_url) as session:
+            tenants.suspend(session, slug, reason=reason, actor=_operator())
+    except tenants.TenantError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"tenant {slug} suspended: new sandboxes are refused")
+    try:
+        stopped = HubClient(settings).stop_tenant_servers(slug)
+    except HubUnavailable as err:
+        click.echo(f"no running servers stopped: {err}")
+        return
+    click.echo(f"stopped {len(stopped)} server(s): {', '.join(stopped) or '-'}")
+
+
+@tenant.command("resume")
+@home_option
+@click.argument("slug")
+@click.option("--reason", default="", help="What was rectified (recorded).")
+def tenant_resume(home: str | None, slug: str, reason: str) -> None:
+    """Let the tenant start sandboxes again."""
+    settings = _settings(home)
+    try:
+        with db.session_scope(settings.db_url) as session:
+            tenants.resume(session, slug, actor=_operator(), reason=reason)
+    except tenants.TenantError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"tenant {slug} resumed")
 
 
 # ---------------------------------------------------------------------- audit

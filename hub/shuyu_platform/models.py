@@ -60,3 +60,19 @@ class AuditHead(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (CheckConstraint("id = 1", name="ck_audit_head_single_row"),)
+
+
+class Tenant(Base):
+    """A tenant's operating status. No row means active and never suspended."""
+
+    __tablename__ = "tenants"
+
+    slug: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    changed_by: Mapped[str] = mapped_column(String(255), default="")
+    changed_at: Mapped[str] = mapped_column(String(32), default="")
+
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'suspended')", name="ck_tenant_status"),
+    )
