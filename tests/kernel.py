@@ -87,6 +87,12 @@ class Kernel:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             message = json.loads(self.ws.recv())
+            if message["msg_type"] == "status" and message["content"]["execution_state"] in (
+                "restarting",
+                "dead",
+            ):
+                result.error = {"ename": "KernelDied", "evalue": "the kernel process died"}
+                return result
             if message.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             kind, content = message["msg_type"], message["content"]
