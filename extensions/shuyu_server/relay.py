@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from dataclasses import dataclass
 
 BUFFER = 256 * 1024
+log = logging.getLogger("shuyu.relay")
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,8 @@ async def serve(
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             upstream_reader, upstream_writer = await target.connect()
-        except OSError:
+        except OSError as exc:
+            log.debug("relay %s -> %s: cannot connect: %s", listen, target, exc)
             await _close(writer)
             return
         await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))

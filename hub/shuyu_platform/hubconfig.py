@@ -122,6 +122,28 @@ def configure(c: Config) -> Shuyu:
         },
     ]
 
+    if settings.cull_idle_seconds > 0:
+        hub.load_roles.append(
+            {
+                "name": roles.CULLER_SERVICE,
+                "description": "Stop idle single-user servers",
+                "scopes": roles.CULLER_SCOPES,
+                "services": [roles.CULLER_SERVICE],
+            }
+        )
+        hub.services.append(
+            {
+                "name": roles.CULLER_SERVICE,
+                "command": [
+                    sys.executable,
+                    "-m",
+                    "jupyterhub_idle_culler",
+                    f"--timeout={settings.cull_idle_seconds}",
+                    f"--cull-every={max(5, min(300, settings.cull_idle_seconds // 2))}",
+                ],
+            }
+        )
+
     spawner_class = SPAWNERS.get(settings.spawner, settings.spawner)
     hub.spawner_class = spawner_class
     policy = SpawnPolicy(settings)

@@ -50,6 +50,10 @@ BASE_USER_SCOPES = [
 OPERATOR_SERVICE = "shuyu-operator"
 OPERATOR_SCOPES = ["admin:servers", "list:users", "read:users", "list:groups", "read:groups"]
 
+#: The idle culler (jupyterhub-idle-culler) and what it needs.
+CULLER_SERVICE = "idle-culler"
+CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+
 #: Scopes of a sandbox's own token ($JUPYTERHUB_API_TOKEN, which the kernel client
 #: uses): the hub's defaults for a server plus what a merchant does from a kernel. The
 #: hub grants only the subset the user actually holds.

@@ -58,7 +58,7 @@ from shuyu_server.relay import Endpoint, serve
 
 from . import audit
 from .settings import REPO_ROOT, Shuyu
-from .spawner import tenant_of, work_dir
+from .spawner import singleuser_command, tenant_of, work_dir
 
 #: Ports inside the sandbox's private loopback (they collide with nothing: the
 #: sandbox's network namespace is its own).
@@ -234,7 +234,7 @@ class SandboxSpawner(Spawner):
 
     @default("cmd")
     def _default_cmd(self) -> list[str]:
-        return [str(Path(sys.executable).with_name("jupyterhub-singleuser"))]
+        return singleuser_command()
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -442,7 +442,38 @@ class SandboxSpawner(Spawner):
         self.pid = self.proc.pid
         if self.cgroup is not None:
             self.watcher = asyncio.ensure_future(self._watch_limits(tenant, self.cgroup))
+        await self._wait_until_serving(sock / "server.sock")
         return ("127.0.0.1", host_port)
+
+    async def _wait_until_serving(self, server_sock: Path) -> None:
+        """Return once the server answers HTTP inside the sandbox.
+
+        JupyterHub polls a new server with exponential backoff (0.2 s, 0.4 s, 0.8 s,
+        1.6 s ...), so a server ready after 1.7 s is seen only after 3 s. Polling the
+        server's own socket here, from every 50 ms up to every 250 ms, lets the hub's
+        first check succeed without loading a machine on which many servers start.
+        Gives up quietly after ``http_timeout`` (the hub then applies its own timeout),
+        and raises if the sandbox exits meanwhile.
+        """
+        request = (f"GET {self.server.base_url}api HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").encode()
+        deadline = time.monotonic() + self.http_timeout
+        interval = 0.05
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                code = None if self.proc is None else self.proc.returncode
+                raise SandboxError(f"the sandbox of {self._server_id()} exited ({code}) at start")
+            with contextlib.suppress(OSError, asyncio.TimeoutError):
+                reader, writer = await asyncio.open_unix_connection(str(server_sock))
+                try:
+                    writer.write(request)
+                    await writer.drain()
+                    status = await asyncio.wait_for(reader.read(12), 2)
+                finally:
+                    writer.close()
+                if status.startswith(b"HTTP/"):
+                    return
+            await asyncio.sleep(interval)
+            interval = min(0.25, interval * 1.25)
 
     async def _watch_limits(self, tenant: str, cgroup: Cgroup) -> None:
         """Record every OOM kill in the sandbox (a kernel over its memory limit)."""

@@ -144,6 +144,15 @@ class Shuyu(Configurable):
     def _default_cpu_limit(self) -> float:
         return float(_env("SHUYU_CPU_LIMIT", "1.0"))
 
+    cull_idle_seconds = Integer(
+        help="""Stop a single-user server after this many seconds without activity
+        (0: never). Env: SHUYU_CULL_IDLE_SECONDS. Default one hour.""",
+    ).tag(config=True)
+
+    @default("cull_idle_seconds")
+    def _default_cull_idle_seconds(self) -> int:
+        return int(_env("SHUYU_CULL_IDLE_SECONDS", "3600"))
+
     proxy_command = Unicode(
         help="""Command that starts configurable-http-proxy. Env: SHUYU_PROXY_COMMAND.
         Default: the copy installed by `npm ci` in the repository, else the one on PATH.""",

@@ -13,11 +13,13 @@ It exists for development until the namespace sandbox spawner takes over the sam
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from tornado import web
+from traitlets import default
 
 from . import audit, roles, tenants
 from .db import session_scope
@@ -116,12 +118,21 @@ class SpawnPolicy:
         )
 
 
+def singleuser_command() -> list[str]:
+    """The single-user server command of the local and sandbox spawners (this venv's)."""
+    return [sys.executable, "-m", "shuyu_server.singleuser"]
+
+
 class LocalSpawner(SimpleLocalProcessSpawner):
     """Development spawner: a plain local process in the user's work folder.
 
     No isolation whatsoever (same uid as the hub, full network, every file the hub can
     read). Only for development; the namespace sandbox spawner replaces it.
     """
+
+    @default("cmd")
+    def _default_cmd(self) -> list[str]:
+        return singleuser_command()
 
     def get_args(self) -> list[str]:
         """Single-user server arguments; jupyter-server refuses root unless told."""

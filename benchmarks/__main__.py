@@ -1,0 +1,23 @@
+"""Run the benchmarks named on the command line (default: all)."""
+
+from __future__ import annotations
+
+import sys
+
+from . import spawn
+
+BENCHMARKS = {"spawn": spawn.main}
+
+
+def main() -> None:
+    """Run each requested benchmark in turn."""
+    names = sys.argv[1:] or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
+    for name in names:
+        BENCHMARKS[name]()
+
+
+if __name__ == "__main__":
+    main()
