@@ -1,0 +1,49 @@
+# syntax=docker/dockerfile:1
+# What a tenant's single-user server runs: ShuyuDockerSpawner (one host) and the
+# Kubernetes chart (images/helm) both use it. Build from the repository root; the tag is
+# the project's version (pyproject.toml), which is what both of them ask for:
+#
+#   docker build -f images/singleuser.Dockerfile -t shuyu/singleuser:0.1.0 .
+#
+# It holds the server, JupyterLab, a Python kernel with the data libraries, and Shuyu's
+# in-sandbox packages only (the in-kernel client `shuyu`, the server-side
+# `shuyu_server`): never the hub side (shuyu_platform), its policies or its secrets.
+FROM python:3.11-slim-bookworm
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    LANG=C.UTF-8
+
+# tini reaps orphaned kernel processes. `-s` (subreaper) keeps that working when it is
+# not PID 1, e.g. under ShuyuDockerSpawner, which also asks Docker for its own init.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/*
+
+# jovyan, uid/gid 1000: ShuyuDockerSpawner.container_user and singleuser.uid/fsGid.
+# The mount points exist in the image so that a read-only root filesystem needs no
+# directory created at start.
+RUN groupadd --gid 1000 jovyan \
+ && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/jovyan --shell /bin/bash jovyan \
+ && install -d -o 1000 -g 1000 -m 0700 /home/jovyan/work /home/jovyan/.local \
+ && install -d -m 0755 /data /data/views /data/synthetic
+
+# Versions pinned by the repository's constraints.txt (the ones the tests ran with).
+COPY constraints.txt /tmp/constraints.txt
+RUN pip install -c /tmp/constraints.txt \
+        jupyterhub jupyterlab ipykernel pandas pyarrow requests \
+ && rm /tmp/constraints.txt
+
+COPY kernels/shuyu /usr/local/lib/python3.11/site-packages/shuyu
+COPY extensions/shuyu_server /usr/local/lib/python3.11/site-packages/shuyu_server
+RUN python -c "import shuyu, shuyu_server.singleuser, jupyterhub.singleuser" \
+ && command -v jupyterhub-singleuser
+
+USER 1000:1000
+WORKDIR /home/jovyan/work
+EXPOSE 8888
+ENTRYPOINT ["tini", "-s", "-g", "--"]
+# jupyterhub-singleuser through Shuyu's fast-start wrapper (extensions/shuyu_server).
+CMD ["python", "-m", "shuyu_server.singleuser"]
