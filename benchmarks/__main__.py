@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from . import spawn
+from . import spawn, views
 
-BENCHMARKS = {"spawn": spawn.main}
+BENCHMARKS = {"spawn": spawn.main, "views": views.main}
 
 
 def main() -> None:
