@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -253,6 +254,12 @@ class SandboxSpawner(Spawner):
     def _server_id(self) -> str:
         return f"{self.user.name}--{self.name}" if self.name else self.user.name
 
+    def _cgroup_name(self) -> str:
+        """``<installation>-<server>``: two hubs on one machine (a test beside a demo)
+        may have servers of the same name, and must never share a cgroup."""
+        installation = hashlib.sha256(str(Path(self.settings.home).resolve()).encode())
+        return f"{installation.hexdigest()[:8]}-{self._server_id()}"
+
     def _prepare_host(self, tenant: str, uid: int) -> dict[str, Path]:
         settings = self.settings
         home = Path(settings.home)
@@ -395,7 +402,7 @@ class SandboxSpawner(Spawner):
         paths = self._prepare_host(tenant, uid)
 
         self.cgroup = Cgroup(
-            self._server_id(),
+            self._cgroup_name(),
             memory=int(self.mem_limit),
             cpus=float(self.cpu_limit),
             pids=self.pids_limit,

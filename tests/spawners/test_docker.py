@@ -18,9 +18,10 @@ import re
 import stat
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
@@ -43,6 +44,18 @@ NETWORK = "shuyu-sandbox"
 GIB = 1024**3
 #: Zones that no container may ever see (settings.ZONES minus views/synthetic/work).
 FORBIDDEN_ZONES = ("raw", "outbox", "released", "published", "db", "hub", "run")
+
+T = TypeVar("T")
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion on a loop of its own, in a thread of its own.
+
+    A thread, because other tests of the session (Playwright's sync API) may leave an
+    event loop running in the main thread, where ``asyncio.run`` refuses to start.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _not_found(what: str) -> docker.errors.NotFound:
@@ -208,7 +221,7 @@ def test_start_requests_exactly_the_isolated_container(
     make_spawner: MakeSpawner, engine: EngineStub, home: Path
 ) -> None:
     spawner = make_spawner()
-    ip, port = asyncio.run(spawner.start())
+    ip, port = run_async(spawner.start())
     assert (ip, port) == ("172.30.0.7", 8888)
 
     # the calls DockerSpawner made, in order: network check, image present, no old
@@ -302,7 +315,7 @@ def test_start_requests_exactly_the_isolated_container(
 def test_start_prepares_the_tenant_folders(
     make_spawner: MakeSpawner, engine: EngineStub, home: Path
 ) -> None:
-    asyncio.run(make_spawner().start())
+    run_async(make_spawner().start())
     work = home / "work" / "kangning" / "alice"
     views = home / "views" / "kangning"
     assert stat.S_IMODE(work.stat().st_mode) == 0o700
@@ -316,8 +329,8 @@ def test_start_prepares_the_tenant_folders(
 def test_tenants_never_see_each_other(
     make_spawner: MakeSpawner, engine: EngineStub, home: Path
 ) -> None:
-    asyncio.run(make_spawner("alice", ("tenant-kangning",)).start())
-    asyncio.run(make_spawner("bob", ("tenant-huaxin",)).start())
+    run_async(make_spawner("alice", ("tenant-kangning",)).start())
+    run_async(make_spawner("bob", ("tenant-huaxin",)).start())
     alice, bob = engine.created["shuyu-alice"], engine.created["shuyu-bob"]
     assert set(_host_paths(alice)) == {
         f"{home}/views/kangning",
@@ -345,7 +358,7 @@ def test_as_the_hub_runs_it_with_the_spawn_policy(
     spawner = make_spawner(config=config)
     spawner.run_pre_spawn_hook()
     assert spawner.notebook_dir == str(home / "work" / "kangning" / "alice")  # host path
-    asyncio.run(spawner.start())
+    run_async(spawner.start())
     env = _env(engine.created["shuyu-alice"])
     assert env["JUPYTERHUB_ROOT_DIR"] == "/home/jovyan/work"
     assert env["SHUYU_API_URL"] == "http://shuyu-hub:10101/services/shuyu/"
@@ -359,7 +372,7 @@ def test_ports_and_hub_name_follow_the_settings(
     config.Shuyu.hub_port = 18081
     config.Shuyu.service_port = 20202
     config.ShuyuDockerSpawner.hub_hostname = "hub-a"
-    asyncio.run(make_spawner(config=config).start())
+    run_async(make_spawner(config=config).start())
     env = _env(engine.created["shuyu-alice"])
     assert env["JUPYTERHUB_API_URL"] == "http://hub-a:18081/hub/api"
     assert env["SHUYU_API_URL"] == "http://hub-a:20202/services/shuyu/"
@@ -441,7 +454,7 @@ def test_operator_extras_cannot_loosen_isolation(
     config = _config(home)
     config.DockerSpawner.extra_host_config = LOOSENING_HOST_CONFIG
     config.ShuyuDockerSpawner.extra_create_kwargs = LOOSENING_CREATE_KWARGS
-    asyncio.run(make_spawner(config=config).start())
+    run_async(make_spawner(config=config).start())
     body = engine.created["shuyu-alice"]
     _assert_still_isolated(body, home)
     assert body["HostConfig"]["ShmSize"] == 128 * 1024**2
@@ -460,7 +473,7 @@ def test_callable_operator_extras_cannot_loosen_isolation(
     spawner = make_spawner(config=config)
     # set after construction too, as a hook or an admin would: still wrapped
     spawner.extra_host_config = host_config
-    asyncio.run(spawner.start())
+    run_async(spawner.start())
     _assert_still_isolated(engine.created["shuyu-alice"], home)
 
 
@@ -478,7 +491,7 @@ def test_volume_settings_are_refused(
     config = _config(home)
     config.DockerSpawner[option] = value
     with pytest.raises(RuntimeError, match="computes its mounts from the tenant"):
-        asyncio.run(make_spawner(config=config).start())
+        run_async(make_spawner(config=config).start())
     assert engine.created == {} and engine.calls == []
 
 
@@ -501,7 +514,7 @@ def test_settings_that_widen_the_sandbox_are_refused(
     config = _config(home)
     config.ShuyuDockerSpawner[option] = value
     with pytest.raises(RuntimeError, match=message):
-        asyncio.run(make_spawner(config=config).start())
+        run_async(make_spawner(config=config).start())
     assert engine.created == {}
 
 
@@ -528,7 +541,7 @@ def test_only_an_internal_network_is_accepted(
     stub = EngineStub(network_internal=internal, network_exists=exists)
     monkeypatch.setattr(ShuyuDockerSpawner, "_client", stub)
     with pytest.raises(RuntimeError, match=message):
-        asyncio.run(make_spawner().start())
+        run_async(make_spawner().start())
     assert stub.created == {}
     assert not (home / "work" / "kangning" / "alice").exists()
 
@@ -538,7 +551,7 @@ def test_user_without_tenant_is_refused_with_403(
 ) -> None:
     spawner = make_spawner("eve", groups=("analysts",))
     with pytest.raises(web.HTTPError) as refused:
-        asyncio.run(spawner.start())
+        run_async(spawner.start())
     assert refused.value.status_code == 403
     assert "belongs to no tenant" in str(refused.value.log_message)
     assert engine.calls == [] and engine.created == {}
@@ -551,7 +564,7 @@ def test_unsafe_user_name_is_refused_with_403(
 ) -> None:
     spawner = make_spawner(name)
     with pytest.raises(web.HTTPError) as refused:
-        asyncio.run(spawner.start())
+        run_async(spawner.start())
     assert refused.value.status_code == 403
     assert "cannot name a folder" in str(refused.value.log_message)
     assert engine.calls == [] and engine.created == {}
@@ -562,7 +575,7 @@ def test_user_chosen_image_is_refused(make_spawner: MakeSpawner, engine: EngineS
     spawner = make_spawner()
     spawner.user_options = {"image": "docker.io/library/ubuntu"}
     with pytest.raises(web.HTTPError) as refused:
-        asyncio.run(spawner.start())
+        run_async(spawner.start())
     assert refused.value.status_code == 400
     assert engine.created == {}
 
