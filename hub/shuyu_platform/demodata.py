@@ -27,7 +27,6 @@ an interrupted run never leaves a partial ``.parquet`` behind.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import operator
@@ -44,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from shuyu_platform.atomic import fsync_directory
 from shuyu_platform.identifiers import build_id_cards, build_org_codes, build_usccs
 
 #: Every dataset this module can generate, in catalogue order.
@@ -217,17 +217,7 @@ def _write_atomically(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename durable; best effort, as some platforms cannot open directories."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    fsync_directory(path.parent)
 
 
 # ========================================================================= seeding

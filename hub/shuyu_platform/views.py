@@ -35,10 +35,9 @@ import contextlib
 import hashlib
 import json
 import os
-import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
@@ -52,6 +51,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from shuyu_platform import masking
+from shuyu_platform.atomic import replace_atomically
 from shuyu_platform.policy import DatasetPolicy, DateShiftMasking
 
 __all__ = ["BATCH_ROWS", "ViewBuildError", "ViewReport", "build_view"]
@@ -205,7 +205,7 @@ def build_view(
                     raise ViewBuildError(f"{raw_path.name} changed while the view was built")
                 return written
 
-            written, view_digest = _replace_atomically(out_path, write)
+            written, view_digest = replace_atomically(out_path, write)
         except BaseException:
             abandon.set()  # do not read the rest of a large raw file for nothing
             raise
@@ -608,66 +608,3 @@ def _suppress(view: pa.Table, qis: Sequence[str], suppressed: pa.Table) -> pa.Ta
     drop = np.zeros(view.num_rows, dtype=bool)
     drop[hits.column("row").to_numpy()] = True
     return view.filter(pa.array(~drop))
-
-
-# ============================================================================ writing
-
-
-def _replace_atomically(out_path: Path, write: Callable[[Path], T]) -> tuple[T, str]:
-    """Have ``write`` fill a new temporary file, then put it at ``out_path`` in one step.
-
-    The temporary file sits beside ``out_path`` (same file system, so the rename is
-    atomic), is fsynced before the rename, and is removed if anything fails, leaving a
-    previous file at ``out_path`` untouched. Returns ``write``'s result and the SHA-256
-    (hex) of the new file.
-    """
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(out_path)
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        result = write(tmp)
-        digest = _sync_and_hash(tmp)
-        os.replace(tmp, out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(out_path.parent)
-    return result, digest
-
-
-def _sync_and_hash(path: Path) -> str:
-    """fsync a written file and return its SHA-256 (hex)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        return _sha256_fd(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename durable; best effort, as some platforms cannot open directories."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _remove_stale_temporaries(out_path: Path) -> None:
-    """Remove temporary files of earlier builds of ``out_path`` whose process is gone.
-
-    A build killed outright (power loss, SIGKILL) cannot clean up after itself; its
-    temporary file is named ``.<view>.tmp-<pid>-<random>``.
-    """
-    for path in out_path.parent.glob(f".{out_path.name}.tmp-*"):
-        pid_text = path.name.removeprefix(f".{out_path.name}.tmp-").split("-", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid_text), 0)
-        except ProcessLookupError:
-            path.unlink(missing_ok=True)
-        except OSError:
-            continue
