@@ -200,6 +200,7 @@ def running_platform(home: Path, *, rows: int = 2000, **extra_env: str) -> Itera
     env = platform_env(home, **extra_env)
     shuyu("demo-data", "--rows", str(rows), env=env)
     shuyu("demo-accounts", env=env)
+    shuyu("demo-grants", env=env)
     proc, log_path = launch_hub(home, env)
     platform = Platform(home=home, env=env, proc=proc, log_path=log_path)
     try:

@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,6 +16,9 @@ from .accounts import AccountError, AccountStore
 from .hubapi import HubClient, HubUnavailable
 from .roles import ROLES
 from .settings import REPO_ROOT, Shuyu
+
+if TYPE_CHECKING:
+    from .policy import DatasetPolicy
 
 
 def _settings(home: str | None) -> Shuyu:
@@ -66,13 +70,26 @@ def demo_accounts(home: str | None) -> None:
     click.echo(banner(settings))
 
 
+@main.command("demo-grants")
+@home_option
+def demo_grants(home: str | None) -> None:
+    """Issue the demo grants (if not active), build views and synthetic twins."""
+    from .demo import create_demo_grants
+
+    settings = _settings(home)
+    settings.ensure_zones()
+    db.upgrade(settings.db_url)
+    create_demo_grants(settings)
+    click.echo("demo grants issued; masked views and synthetic twins built")
+
+
 @main.command("demo")
 @home_option
 @click.option("--rows", default=100_000, show_default=True, help="Rows per dataset.")
 @click.option("--fresh", is_flag=True, help="Delete the demo state first.")
 def demo(home: str | None, rows: int, fresh: bool) -> None:
     """Prepare the demo (data if missing, accounts) and run the platform."""
-    from .demo import banner, create_demo_accounts
+    from .demo import banner, create_demo_accounts, create_demo_grants
     from .demodata import DATASETS, generate
 
     settings = _settings(home)
@@ -84,6 +101,9 @@ def demo(home: str | None, rows: int, fresh: bool) -> None:
         click.echo(f"Generating {rows:,} rows per dataset into {raw} ...")
         generate(raw, rows=rows)
     create_demo_accounts(settings)
+    db.upgrade(settings.db_url)
+    click.echo("Issuing demo grants, building masked views and synthetic twins ...")
+    create_demo_grants(settings)
     click.echo(banner(settings))
     os.environ["SHUYU_HOME"] = settings.home
     jupyterhub = Path(sys.executable).with_name("jupyterhub")
@@ -210,6 +230,209 @@ def tenant_resume(home: str | None, slug: str, reason: str) -> None:
     except tenants.TenantError as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"tenant {slug} resumed")
+
+
+# --------------------------------------------------------------------- grants
+@main.group("grant")
+def grant_group() -> None:
+    """Grants: which fields and rows of a dataset a tenant's view holds (R7, R9)."""
+
+
+def _policy(settings: Shuyu, dataset: str) -> DatasetPolicy:
+    from .policy import PolicyError, load_policies
+
+    try:
+        policies = load_policies(Path(settings.policies_dir))
+    except PolicyError as err:
+        raise click.ClickException(f"invalid dataset policies:\n{err}") from err
+    if dataset not in policies:
+        raise click.ClickException(
+            f"no dataset {dataset!r}; the policies define {', '.join(sorted(policies))}"
+        )
+    return policies[dataset]
+
+
+def _row_filter(specs: tuple[str, ...]) -> dict[str, list[str]]:
+    row_filter: dict[str, list[str]] = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        if not sep or not name or not values:
+            raise click.BadParameter(f"{spec!r}: write FIELD=VALUE[,VALUE...]", param_hint="--rows")
+        row_filter.setdefault(name.strip(), []).extend(v.strip() for v in values.split(","))
+    return row_filter
+
+
+@grant_group.command("add")
+@home_option
+@click.option("--tenant", required=True, help="Tenant slug.")
+@click.option("--dataset", required=True, help="Dataset name (as in policies/).")
+@click.option(
+    "--fields", help="Comma-separated fields of the view (default: every field policy allows)."
+)
+@click.option(
+    "--rows", "rows", multiple=True, help="Row filter FIELD=V1,V2 (repeatable; raw values)."
+)
+@click.option("--budget", type=float, help="DP budget ε of the grant (default: policy's).")
+@click.option("--days", type=click.IntRange(min=1), default=365, show_default=True)
+@click.option("--scenario", default="", help="The approved scenario this grant serves.")
+@click.option("--no-build", is_flag=True, help="Do not build the masked view now.")
+def grant_add(
+    home: str | None,
+    tenant: str,
+    dataset: str,
+    fields: str | None,
+    rows: tuple[str, ...],
+    budget: float | None,
+    days: int,
+    scenario: str,
+    no_build: bool,
+) -> None:
+    """Issue a grant (replacing the tenant's active one for the dataset) and build its view."""
+    from datetime import UTC, datetime, timedelta
+
+    from . import grants
+
+    settings = _settings(home)
+    settings.ensure_zones()
+    policy = _policy(settings, dataset)
+    try:
+        with db.session_scope(settings.db_url) as session:
+            grant = grants.issue(
+                session,
+                policy,
+                tenant=tenant,
+                fields=[f.strip() for f in fields.split(",") if f.strip()] if fields else None,
+                row_filter=_row_filter(rows),
+                budget_epsilon=budget,
+                expires_at=datetime.now(UTC) + timedelta(days=days),
+                scenario=scenario,
+                actor=_operator(),
+            )
+            summary = grants.as_dict(grant)
+    except grants.GrantError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(
+        f"grant {summary['id']}: {tenant} may use {dataset} "
+        f"({len(summary['fields'])} fields, ε {summary['budget_epsilon']:g}, "
+        f"until {summary['expires_at']})"
+    )
+    if not no_build:
+        _build_views(settings, tenant, {dataset})
+
+
+@grant_group.command("list")
+@home_option
+@click.option("--tenant", help="Only this tenant.")
+@click.option("--all", "every", is_flag=True, help="Also revoked, expired and replaced ones.")
+def grant_list(home: str | None, tenant: str | None, every: bool) -> None:
+    """List grants."""
+    from . import grants
+
+    with db.session_scope(_settings(home).db_url) as session:
+        rows = (
+            grants.listing(session, tenant=tenant)
+            if every
+            else grants.active(session, tenant=tenant)
+        )
+        for g in rows:
+            d = grants.as_dict(g)
+            click.echo(
+                f"{d['id']:>4} {d['tenant']:<12} {d['dataset']:<18} {d['status']:<8} "
+                f"until {d['expires_at']}  ε {d['budget_epsilon']:g}  {','.join(d['fields'])}"
+                + (f"  rows {d['row_filter']}" if d["row_filter"] else "")
+            )
+
+
+@grant_group.command("revoke")
+@home_option
+@click.argument("grant_id", type=int)
+@click.option("--reason", required=True, help="Why (recorded, and shown to the tenant).")
+def grant_revoke(home: str | None, grant_id: int, reason: str) -> None:
+    """End a grant now and remove its masked view."""
+    from . import grants
+
+    settings = _settings(home)
+    try:
+        with db.session_scope(settings.db_url) as session:
+            grant = grants.revoke(session, grant_id, actor=_operator(), reason=reason)
+            tenant, dataset = grant.tenant, grant.dataset
+    except grants.GrantError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"grant {grant_id} revoked")
+    _build_views(settings, tenant, {dataset})
+
+
+# ---------------------------------------------------------------------- views
+@main.group("views")
+def views_group() -> None:
+    """Masked views: each tenant's granted fields of each dataset, masked by policy."""
+
+
+def _build_views(settings: Shuyu, tenant: str, datasets: set[str] | None) -> None:
+    from .tenant_views import build_tenant
+    from .views import ViewBuildError
+
+    try:
+        result = build_tenant(
+            settings, tenant, actor=_operator(), datasets=datasets, progress=sys.stderr.isatty()
+        )
+    except ViewBuildError as err:
+        raise click.ClickException(str(err)) from err
+    for report in result.built:
+        click.echo(
+            f"  view {tenant}/{report.dataset}: {report.rows_out:,} rows "
+            f"({report.rows_suppressed:,} suppressed for k={report.k}, "
+            f"{report.rows_filtered_out:,} outside the grant's rows), "
+            f"{len(report.fields)} fields, {report.elapsed_seconds:.1f} s"
+        )
+    for dataset in result.removed:
+        click.echo(f"  view {tenant}/{dataset}: removed (no active grant)")
+
+
+@views_group.command("build")
+@home_option
+@click.option("--tenant", "tenants_", multiple=True, help="Tenant slug (repeatable).")
+@click.option("--all", "every", is_flag=True, help="Every tenant with a grant or a view.")
+@click.option("--dataset", "datasets", multiple=True, help="Only these datasets.")
+def views_build(
+    home: str | None, tenants_: tuple[str, ...], every: bool, datasets: tuple[str, ...]
+) -> None:
+    """(Re)build masked views from the raw data; remove views no grant covers."""
+    from .tenant_views import known_tenants
+
+    settings = _settings(home)
+    settings.ensure_zones()
+    chosen = list(tenants_) or (known_tenants(settings) if every else [])
+    if not chosen:
+        raise click.UsageError("name a tenant with --tenant, or use --all")
+    for slug in chosen:
+        _build_views(settings, slug, set(datasets) or None)
+
+
+# ------------------------------------------------------------------ synthetic
+@main.command("synthetic")
+@home_option
+@click.option("--rows", type=int, help="Rows per twin (default: raw rows, at most 100,000).")
+@click.option("--seed", default=0, show_default=True)
+def synthetic_build(home: str | None, rows: int | None, seed: int) -> None:
+    """Build the synthetic twin of every dataset into <home>/synthetic/ (R5)."""
+    from .policy import load_policies
+    from .synthetic import SyntheticError, build_all
+
+    settings = _settings(home)
+    settings.ensure_zones()
+    try:
+        reports = build_all(
+            load_policies(Path(settings.policies_dir)),
+            settings.zone("raw"),
+            settings.zone("synthetic"),
+            rows=rows,
+            seed=seed,
+        )
+    except SyntheticError as err:
+        raise click.ClickException(str(err)) from err
+    for report in reports:
+        click.echo(f"  synthetic {report}")
 
 
 # ---------------------------------------------------------------------- audit

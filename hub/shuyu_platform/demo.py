@@ -7,8 +7,12 @@ bcrypt hashes are stored. Nothing in this module is used by a production install
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+from . import db, grants
 from .accounts import AccountStore
+from .policy import load_policies
 from .settings import Shuyu
 
 
@@ -57,6 +61,47 @@ def create_demo_accounts(settings: Shuyu) -> list[DemoAccount]:
             replace=True,
         )
     return list(DEMO_ACCOUNTS)
+
+
+#: (tenant, dataset, fields or None for every visible one, row filter) of the demo.
+DEMO_GRANTS: tuple[tuple[str, str, list[str] | None, dict[str, list[Any]]], ...] = (
+    ("kangning", "health_records", None, {}),
+    ("kangning", "social_insurance", None, {}),
+    ("huaxin", "enterprise_credit", None, {}),
+    (
+        "huaxin",
+        "health_records",
+        ["person_id", "sex", "birth_date", "district", "icd11_code"],
+        {"district": ["涪城区", "游仙区"]},
+    ),
+)
+
+
+def create_demo_grants(settings: Shuyu, *, actor: str = "operator:demo") -> None:
+    """Issue the demo grants that are not active yet, then build views and synthetic twins.
+
+    Re-running it keeps existing grants (so pseudonyms and budgets stay) and rebuilds
+    the views from the current raw data.
+    """
+    from .synthetic import build_all
+    from .tenant_views import build_tenant
+
+    policies = load_policies(Path(settings.policies_dir))
+    with db.session_scope(settings.db_url) as session:
+        for tenant, dataset, fields, row_filter in DEMO_GRANTS:
+            if not grants.active(session, tenant=tenant, dataset=dataset):
+                grants.issue(
+                    session,
+                    policies[dataset],
+                    tenant=tenant,
+                    fields=fields,
+                    row_filter=row_filter,
+                    scenario="演示场景",
+                    actor=actor,
+                )
+    for tenant in sorted({t for t, *_ in DEMO_GRANTS}):
+        build_tenant(settings, tenant, actor=actor, policies=policies)
+    build_all(policies, settings.zone("raw"), settings.zone("synthetic"))
 
 
 def banner(settings: Shuyu) -> str:

@@ -6,7 +6,7 @@ here and the newest migration must agree (a test compares them).
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, Index, Integer, String, Text
+from sqlalchemy import CheckConstraint, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -75,4 +75,39 @@ class Tenant(Base):
 
     __table_args__ = (
         CheckConstraint("status IN ('active', 'suspended')", name="ck_tenant_status"),
+    )
+
+
+class Grant(Base):
+    """A tenant's right to use one dataset: which fields, which rows, what DP budget, until when.
+
+    At most one grant per (tenant, dataset) is active at a time; a new one replaces it.
+    Grants are issued by ``shuyu grant add`` (and, once applications land, by an approved
+    scenario application); each change of ``status`` is an audited transition, see
+    :mod:`shuyu_platform.grants`.
+    """
+
+    __tablename__ = "grants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    dataset: Mapped[str] = mapped_column(String(64))
+    scenario: Mapped[str] = mapped_column(Text, default="")
+    fields: Mapped[str] = mapped_column(Text)  # JSON list of field names, in policy order
+    row_filter: Mapped[str] = mapped_column(Text, default="{}")  # JSON {field: [values]}
+    budget_epsilon: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    issued_by: Mapped[str] = mapped_column(String(255))
+    issued_at: Mapped[str] = mapped_column(String(32))
+    expires_at: Mapped[str] = mapped_column(String(32))  # UTC, ISO 8601 with 'Z'
+    ended_by: Mapped[str] = mapped_column(String(255), default="")
+    ended_at: Mapped[str] = mapped_column(String(32), default="")
+    end_reason: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('active', 'revoked', 'expired', 'replaced')", name="ck_grant_status"
+        ),
+        CheckConstraint("budget_epsilon >= 0", name="ck_grant_budget"),
+        Index("ix_grant_tenant_dataset", "tenant", "dataset"),
     )

@@ -19,6 +19,7 @@ TENANT_SLUG = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
 #: Custom scopes and what they allow (shown by the hub in its token pages).
 SCOPES: dict[str, str] = {
     "custom:shuyu:catalogue:read": "Read the public dataset catalogue.",
+    "custom:shuyu:grants:read": "See one's own tenant's grants and the state of its views.",
     "custom:shuyu:dp:query": "Ask differential-privacy queries within the tenant's budget.",
     "custom:shuyu:egress:request": "File egress requests for cell outputs and files.",
     "custom:shuyu:egress:review": "Review egress requests; approve or reject them.",
@@ -32,6 +33,8 @@ SCOPES: dict[str, str] = {
 }
 
 CATALOGUE_READ = "custom:shuyu:catalogue:read"
+GRANTS_READ = "custom:shuyu:grants:read"
+POLICIES_MANAGE = "custom:shuyu:policies:manage"
 AUDIT_READ = "custom:shuyu:audit:read"
 ACCESS_SERVICE = f"access:services!service={SERVICE_NAME}"
 
@@ -60,8 +63,11 @@ CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:se
 SERVER_TOKEN_SCOPES = [
     "users:activity!user",
     "access:servers!server",
+    "read:users:name!user",
+    "read:users:groups!user",
     ACCESS_SERVICE,
     CATALOGUE_READ,
+    GRANTS_READ,
     "custom:shuyu:dp:query",
     "custom:shuyu:egress:request",
 ]
@@ -73,6 +79,7 @@ ROLES: dict[str, dict[str, Any]] = {
         "egress requests, scenario applications.",
         "scopes": [
             "self",
+            GRANTS_READ,
             "custom:shuyu:dp:query",
             "custom:shuyu:egress:request",
             "custom:shuyu:applications:submit",

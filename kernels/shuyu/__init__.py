@@ -5,9 +5,12 @@ and imports nothing from the hub side or the DP engine: the kernel has only what
 platform API chooses to answer.
 
     import shuyu
-    shuyu.catalogue()            # the public dataset catalogue as a DataFrame
+    shuyu.catalogue()                        # the public dataset catalogue as a DataFrame
+    shuyu.views.read("health_records")       # the tenant's masked view (see .data)
+    shuyu.synthetic.read("health_records")   # the synthetic twin, for every tenant
 """
 
 from .client import PlatformError, catalogue, dataset
+from .data import DataNotFound, synthetic, views
 
-__all__ = ["PlatformError", "catalogue", "dataset"]
+__all__ = ["DataNotFound", "PlatformError", "catalogue", "dataset", "synthetic", "views"]

@@ -16,8 +16,6 @@ import textwrap
 import time
 from collections.abc import Iterator
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import requests
 
@@ -35,11 +33,12 @@ def run(kernel: Kernel, code: str) -> Execution:
 
 @pytest.fixture(scope="module")
 def alice(platform: Platform) -> Iterator[Kernel]:
-    """alice's kernel, with bob's server running beside it and each tenant's views seeded."""
-    views = platform.home / "views"
-    for tenant, marker in (("kangning", "own"), ("huaxin", OTHER_TENANT_SECRET)):
-        (views / tenant).mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table({"marker": [marker]}), views / tenant / f"{tenant}.parquet")
+    """alice's kernel, with bob's server running beside it; both tenants have views.
+
+    The demo grants give kangning health_records and social_insurance, and huaxin
+    enterprise_credit and part of health_records.
+    """
+    assert (platform.home / "views" / "huaxin" / "enterprise_credit.parquet").exists()
     bob = platform.login("bob")
     platform.start_server(bob, "bob")
     bob_kernel = Kernel(platform.url, bob, "bob")
@@ -75,7 +74,7 @@ def test_raw_data_does_not_exist_inside(alice: Kernel, platform: Platform) -> No
     )
     assert scan.ok, scan.error
     found = json.loads(scan.stdout)
-    assert "/data/views/kangning.parquet" in found
+    assert "/data/views/health_records.parquet" in found
     raw_hashes = {
         hashlib.sha256(path.read_bytes()).hexdigest()
         for path in (platform.home / "raw").glob("*.parquet")
@@ -89,8 +88,9 @@ def test_other_tenant_is_invisible(alice: Kernel, platform: Platform) -> None:
     assert (bob_work / "secret.txt").exists()
     attempt = run(alice, f"import os; os.listdir({str(bob_work)!r})")
     assert attempt.error["ename"] == "FileNotFoundError"
-    listing = run(alice, "import os; print(os.listdir('/data/views'), os.listdir('/home'))")
-    assert listing.stdout.strip() == "['kangning.parquet'] ['alice']"
+    listing = run(alice, "import os; print(sorted(os.listdir('/data/views')), os.listdir('/home'))")
+    own = "['health_records.parquet', 'social_insurance.parquet'] ['alice']"
+    assert listing.stdout.strip() == own
     grep = run(
         alice,
         f"""
@@ -231,7 +231,7 @@ def test_masked_views_and_synthetic_data_are_read_only(alice: Kernel) -> None:
         alice,
         """
         import errno, os
-        for path in ('/data/views/kangning.parquet', '/data/views/new.parquet',
+        for path in ('/data/views/health_records.parquet', '/data/views/new.parquet',
                      '/data/synthetic/x.parquet'):
             try:
                 open(path, 'ab')
@@ -270,12 +270,13 @@ def test_reads_own_views_and_reaches_the_platform(alice: Kernel) -> None:
     attempt = run(
         alice,
         """
-        import pandas as pd, shuyu
-        print(pd.read_parquet('/data/views/kangning.parquet')['marker'].tolist())
+        import shuyu
+        view = shuyu.views.read('health_records')
+        print(len(view) > 0, 'id_card' in view.columns, view.attrs['fields']['sex']['grade'])
         print(len(shuyu.catalogue()))
         """,
     )
-    assert attempt.stdout.split("\n")[:2] == ["['own']", "4"], attempt
+    assert attempt.stdout.split("\n")[:2] == ["True False L2", "4"], attempt
 
 
 def test_memory_limit_kills_the_kernel_not_the_host(alice: Kernel, platform: Platform) -> None:

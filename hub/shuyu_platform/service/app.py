@@ -19,7 +19,7 @@ from tornado.httpserver import HTTPServer
 from .. import db
 from ..policy import PolicyError, load_policies
 from ..settings import Shuyu
-from . import audit_api, catalogue
+from . import audit_api, catalogue, grants_api
 
 HERE = Path(__file__).parent
 log = logging.getLogger("shuyu.service")
@@ -37,6 +37,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         (r"oauth_callback", HubOAuthCallbackHandler),
         *catalogue.routes(),
         *audit_api.routes(),
+        *grants_api.routes(),
     ]
     handlers = [(url_path_join(prefix, path), handler) for path, handler in routes]
     return web.Application(
@@ -58,7 +59,26 @@ async def _serve(settings: Shuyu) -> None:
     server = HTTPServer(app, xheaders=True)
     server.listen(url.port or 80, url.hostname or "127.0.0.1")
     log.info("Shuyu platform service listening on %s%s", url.geturl(), prefix)
-    await asyncio.Event().wait()
+    while True:
+        await _sweep(settings)
+        await asyncio.sleep(SWEEP_SECONDS)
+
+
+#: How often expired grants are closed and their views deleted.
+SWEEP_SECONDS = 60
+
+
+async def _sweep(settings: Shuyu) -> None:
+    """Close expired grants and delete their views, off the event loop."""
+    try:
+        from ..tenant_views import sweep
+
+        removed = await asyncio.to_thread(sweep, settings)
+    except Exception:  # a failed sweep must not stop the service; it is retried
+        log.exception("grant expiry sweep failed")
+        return
+    if removed:
+        log.info("removed views without an active grant: %s", ", ".join(removed))
 
 
 def main() -> None:
