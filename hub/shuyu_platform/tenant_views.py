@@ -117,7 +117,6 @@ def build_tenant(
     policies = policies or load_policies(Path(settings.policies_dir))
     with session_scope(settings.db_url) as session:
         grants.expire_due(session)
-    with session_scope(settings.db_url) as session:
         wanted = {
             g.dataset: (g.id, grants.fields_of(g), grants.row_filter_of(g))
             for g in grants.active(session, tenant=tenant)
@@ -152,24 +151,18 @@ def build_tenant(
             )
         except (ViewBuildError, ValueError, OSError) as err:
             failures.append(f"{dataset}: {err}")
-            audit.append(
-                settings.db_url,
-                actor=actor,
-                action="view.build",
-                target=target,
-                tenant=tenant,
-                outcome="error",
-                detail={"grant": grant_id, "error": str(err)},
-            )
-            continue
-        built.append(report)
+            outcome, detail = "error", {"error": str(err)}
+        else:
+            built.append(report)
+            outcome, detail = "ok", report.as_dict()
         audit.append(
             settings.db_url,
             actor=actor,
             action="view.build",
             target=target,
             tenant=tenant,
-            detail={"grant": grant_id, **report.as_dict()},
+            outcome=outcome,
+            detail={"grant": grant_id, **detail},
         )
     for path in sorted(folder.glob("*.parquet")):
         dataset = path.stem
