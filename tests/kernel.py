@@ -48,13 +48,26 @@ class Kernel:
         )
         response.raise_for_status()
         self.id = response.json()["id"]
-        cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+        self.ws = self._connect()
+
+    def _connect(self) -> websocket.WebSocket:
+        """Open the kernel's channels websocket with the session's cookies."""
+        cookie = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
         ws_url = self.api.replace("http://", "ws://") + f"/kernels/{self.id}/channels"
-        self.ws = websocket.create_connection(
+        return websocket.create_connection(
             ws_url,
             header=[f"Cookie: {cookie}", *(f"{k}: {v}" for k, v in self.headers.items())],
             timeout=120,
         )
+
+    def reconnect(self) -> None:
+        """Open a fresh websocket, e.g. after the kernel was restarted.
+
+        Messages sent while jupyter-server reconnects its ZMQ channels to a restarted
+        kernel can be dropped, so a test that saw the kernel die waits on a new socket.
+        """
+        self.ws.close()
+        self.ws = self._connect()
 
     def run(self, code: str, timeout: float = 120) -> Execution:
         """Execute ``code`` and collect its output until the kernel is idle again."""
@@ -85,8 +98,12 @@ class Kernel:
         )
         result = Execution()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            message = json.loads(self.ws.recv())
+        while (remaining := deadline - time.monotonic()) > 0:
+            self.ws.settimeout(remaining)
+            try:
+                message = json.loads(self.ws.recv())
+            except websocket.WebSocketTimeoutException:
+                break
             if message["msg_type"] == "status" and message["content"]["execution_state"] in (
                 "restarting",
                 "dead",
