@@ -1,0 +1,198 @@
+"""The interface every DP engine implements, and the raw rows it may read.
+
+The service never computes on raw data itself: it hands a checked
+:class:`~.query.QuerySpec` and a :class:`Source` to an :class:`Engine`. The default is
+:class:`~.opendp_engine.OpenDpEngine` (OpenDP's Polars measurements, in process); an
+engine for data larger than one machine (e.g. Tumult Analytics on Spark) implements
+the same two methods and is chosen with ``Shuyu.dp_engine``.
+
+A :class:`Source` is what the tenant's grant lets an engine see of a dataset: the raw
+Parquet file, restricted to the grant's row filter, with the tenant's filters applied.
+It also checks, once per file, that the data keeps the policy's promise about the
+privacy unit (no person contributes more rows than ``max_contributions``), because the
+noise is calibrated to that promise.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from ..policy import DatasetPolicy
+from .query import DpError, Filter, QuerySpec
+
+#: Most rows a dataset may have: the engine states it to OpenDP as the public bound on
+#: group sizes, which keeps integer sums from overflowing.
+MAX_ROWS = 10**9
+
+
+class EngineError(DpError, RuntimeError):
+    """The engine cannot answer (raw data missing, broken, or breaking its policy)."""
+
+    default_status = 503
+
+
+@dataclass(frozen=True)
+class Source:
+    """The raw rows of one dataset that one grant lets an engine use."""
+
+    policy: DatasetPolicy
+    path: Path
+    row_filter: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+
+    @property
+    def contributions(self) -> int:
+        """Most rows one privacy unit contributes (the policy's promise, checked)."""
+        return self.policy.privacy.max_contributions
+
+    def scan(self) -> pl.LazyFrame:
+        """The raw file, lazily, restricted to the grant's rows (after :meth:`check`)."""
+        self.check()
+        frame = pl.scan_parquet(self.path)
+        for column, values in self.row_filter.items():
+            frame = frame.filter(pl.col(column).is_in(list(values)))
+        return frame
+
+    def rows(self, filters: Sequence[Filter]) -> pl.LazyFrame:
+        """:meth:`scan` with the tenant's filters applied."""
+        frame = self.scan()
+        for item in filters:
+            frame = frame.filter(filter_expr(item))
+        return frame
+
+    def check(self) -> None:
+        """Refuse data that is missing, unreadable or breaks the privacy-unit promise."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            raise EngineError(
+                f"the raw data of {self.policy.dataset} is not available; tell the operator"
+            ) from None
+        _check_file(
+            str(self.path),
+            stat.st_mtime_ns,
+            stat.st_size,
+            self.policy.privacy.privacy_unit,
+            self.contributions,
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def _check_file(path: str, _mtime: int, _size: int, unit: str | None, most: int) -> None:
+    """Once per version of a file: readable Parquet, not too big, unit promise kept."""
+    try:
+        rows = pq.ParquetFile(path).metadata.num_rows
+    except Exception as err:  # pyarrow raises several types for a damaged file
+        raise EngineError(f"the raw file {Path(path).name} cannot be read: {err}") from None
+    if rows > MAX_ROWS:
+        raise EngineError(
+            f"{Path(path).name} has {rows:,} rows, more than this engine's {MAX_ROWS:,}"
+        )
+    if unit is None:
+        return
+    worst = (
+        pl.scan_parquet(path)
+        .group_by(unit)
+        .agg(pl.len().alias("n"))
+        .select(pl.col("n").max())
+        .collect(engine="streaming")  # a third of the time and memory of in-memory on 10M
+        .item()
+    )
+    if worst is not None and worst > most:
+        raise EngineError(
+            f"{Path(path).name} breaks its policy: one {unit} has {worst} rows, the policy "
+            f"promises at most {most}; DP queries on it are refused until it is fixed"
+        )
+
+
+def filter_expr(item: Filter) -> pl.Expr:
+    """The Polars predicate of one checked filter (null never matches a comparison)."""
+    column = pl.col(item.column)
+    match item.op:
+        case "==":
+            return column == item.value
+        case "!=":
+            return column != item.value
+        case "<":
+            return column < item.value
+        case "<=":
+            return column <= item.value
+        case ">":
+            return column > item.value
+        case ">=":
+            return column >= item.value
+        case "in":
+            return column.is_in(list(item.value))
+        case "not_in":
+            return column.is_not_null() & ~column.is_in(list(item.value))
+        case "is_null":
+            return column.is_null()
+        case "not_null":
+            return column.is_not_null()
+    raise ValueError(f"unknown filter op {item.op!r}")  # parse() never lets one through
+
+
+@dataclass
+class Estimate:
+    """What a query would cost and how accurate it would be, before any release.
+
+    ``noise`` has one entry per noisy primitive (a count, a sum, a quantile) with its
+    distribution and scale in the column's units; ``statistics`` gives, per requested
+    statistic, the half-width of its ``1 - alpha`` interval where one is known in
+    advance (counts and sums), or by group size (means and variances, which depend on
+    how many rows a group has).
+    """
+
+    epsilon: float
+    alpha: float
+    noise: list[dict[str, Any]]
+    statistics: dict[str, dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "epsilon": self.epsilon,
+            "alpha": self.alpha,
+            "noise": self.noise,
+            "statistics": self.statistics,
+        }
+
+
+@dataclass
+class Answer:
+    """A released answer: one row per group, each statistic with its interval."""
+
+    estimate: Estimate
+    columns: list[str]
+    rows: list[dict[str, Any]]
+
+
+class Engine(Protocol):
+    """A DP engine: plans and answers checked queries over a :class:`Source`."""
+
+    name: str
+
+    def estimate(self, source: Source, spec: QuerySpec) -> Estimate:
+        """Cost and expected accuracy of ``spec``; touches no raw row."""
+        ...
+
+    def answer(self, source: Source, spec: QuerySpec) -> Answer:
+        """The noisy answer. Call only after the ledger has debited ``spec.epsilon``."""
+        ...
+
+
+def load_engine(dotted: str) -> Engine:
+    """The engine named by ``module:Class`` (``Shuyu.dp_engine``), instantiated."""
+    module_name, _, class_name = dotted.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as err:
+        raise EngineError(f"cannot load the DP engine {dotted!r}: {err}", status=500) from err
+    return cls()

@@ -1,0 +1,192 @@
+"""DP requests are checked against the policy and the grant before anything is spent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from harness import REPO
+from shuyu_platform.dp import query
+from shuyu_platform.policy import DatasetPolicy, load_policies
+
+#: What the huaxin demo grant of health_records holds.
+HUAXIN = ["person_id", "sex", "birth_date", "district", "icd11_code"]
+
+
+@pytest.fixture(scope="module")
+def health() -> DatasetPolicy:
+    return load_policies(REPO / "policies")["health_records"]
+
+
+def parse(policy: DatasetPolicy, granted: list[str] | None = None, **body: Any) -> query.QuerySpec:
+    return query.parse(
+        {"dataset": "health_records", **body}, policy, granted or list(policy.fields)
+    )
+
+
+def test_a_full_request_is_parsed_and_typed(health: DatasetPolicy) -> None:
+    spec = parse(
+        health,
+        epsilon=0.25,
+        filters=[
+            {"column": "birth_date", "op": ">=", "value": "1980-01-01"},
+            {"column": "district", "op": "in", "value": ["涪城区"]},
+        ],
+        group_by=["sex", {"column": "dosage_mg", "bins": [0, 100]}],
+        statistics={
+            "n": {"fn": "count"},
+            "p90": {"fn": "quantile", "column": "dosage_mg", "q": 0.9},
+        },
+    )
+    assert spec.epsilon == 0.25 and spec.epsilon_micro == 250_000
+    assert spec.filters[0].value.isoformat() == "1980-01-01"
+    assert spec.key_names() == ["sex", "dosage_mg_bin"]
+    assert spec.group_by[1].labels == ("<0", "[0, 100)", ">=100")  # type: ignore[union-attr]
+    assert spec.as_dict()["filters"][0]["value"] == "1980-01-01"
+
+
+def test_epsilon_defaults_to_a_tenth_within_the_cap(health: DatasetPolicy) -> None:
+    assert parse(health, statistics={"n": {"fn": "count"}}).epsilon == 0.1
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (
+            {"statistics": {"n": {"fn": "sum", "column": "wage"}}},
+            400,
+            "health_records has no column 'wage'",
+        ),
+        (
+            {"statistics": {"n": {"fn": "sum", "column": "settlement_amount"}}},
+            403,
+            "'settlement_amount' of health_records is not in your grant",
+        ),
+        (
+            {"group_by": ["icd11_code"], "statistics": {"n": {"fn": "count"}}},
+            400,
+            "'icd11_code' has no public key set",
+        ),
+        (
+            {"statistics": {"n": {"fn": "sum", "column": "sex"}}},
+            400,
+            "'sex' is a category column, not a number",
+        ),
+        (
+            {"epsilon": 0, "statistics": {"n": {"fn": "count"}}},
+            400,
+            "epsilon must be greater than 0",
+        ),
+        (
+            {"epsilon": -1, "statistics": {"n": {"fn": "count"}}},
+            400,
+            "epsilon must be greater than 0",
+        ),
+        (
+            {"epsilon": 1.5, "statistics": {"n": {"fn": "count"}}},
+            400,
+            "above the per-query cap of 1",
+        ),
+        (
+            {"epsilon": "lots", "statistics": {"n": {"fn": "count"}}},
+            400,
+            "epsilon must be a number",
+        ),
+        (
+            {"epsilon": 1e-9, "statistics": {"n": {"fn": "count"}}},
+            400,
+            "epsilon must be at least 1e-06",
+        ),
+        ({"statistics": {}}, 400, "statistics must be a non-empty object"),
+        ({"statistics": {"n": {"fn": "median"}}}, 400, "unknown fn 'median'"),
+        ({"statistics": {"n": {"fn": "count", "column": "sex"}}}, 400, "count takes no column"),
+        (
+            {"statistics": {"q": {"fn": "quantile", "column": "dosage_mg", "q": 1.5}}},
+            400,
+            "q must be between 0 and 1",
+        ),
+        ({"statistics": {"n-1": {"fn": "count"}}}, 400, "'n-1' is not a usable output name"),
+        (
+            {
+                "filters": [{"column": "sex", "op": "~=", "value": "M"}],
+                "statistics": {"n": {"fn": "count"}},
+            },
+            400,
+            "unknown op '~='",
+        ),
+        (
+            {
+                "filters": [{"column": "sex", "op": "in", "value": []}],
+                "statistics": {"n": {"fn": "count"}},
+            },
+            400,
+            "in needs a non-empty list",
+        ),
+        (
+            {
+                "filters": [{"column": "birth_date", "op": ">", "value": "yesterday"}],
+                "statistics": {"n": {"fn": "count"}},
+            },
+            400,
+            "'yesterday' is not an ISO date",
+        ),
+        (
+            {
+                "filters": [{"column": "sex", "op": "<", "value": "M"}],
+                "statistics": {"n": {"fn": "count"}},
+            },
+            400,
+            "compares numbers or dates",
+        ),
+        ({"filters": "sex=M", "statistics": {"n": {"fn": "count"}}}, 400, "filters must be a list"),
+        (
+            {
+                "group_by": [{"column": "dosage_mg", "bins": [5, 1]}],
+                "statistics": {"n": {"fn": "count"}},
+            },
+            400,
+            "bin edges must increase",
+        ),
+        (
+            {"alpha": 0.7, "statistics": {"n": {"fn": "count"}}},
+            400,
+            "alpha must be between 0 and 0.5",
+        ),
+        (
+            {"sql": "select *", "statistics": {"n": {"fn": "count"}}},
+            400,
+            "unknown request keys: sql",
+        ),
+        (
+            {"dry_run": "yes", "statistics": {"n": {"fn": "count"}}},
+            400,
+            "dry_run must be true or false",
+        ),
+    ],
+)
+def test_bad_requests_are_refused_with_a_specific_message(
+    health: DatasetPolicy, body: dict[str, Any], status: int, message: str
+) -> None:
+    with pytest.raises(query.QueryError) as refused:
+        parse(health, [*HUAXIN, "dosage_mg"], **body)
+    assert refused.value.status == status
+    assert message in refused.value.message
+
+
+def test_too_many_groups_are_refused_before_anything_runs(health: DatasetPolicy) -> None:
+    edges = list(range(101))
+    with pytest.raises(query.QueryError, match="groups; at most 10,000 per query"):
+        parse(
+            health,
+            group_by=[
+                {"column": "dosage_mg", "bins": edges},
+                {"column": "settlement_amount", "bins": edges},
+            ],
+            statistics={"n": {"fn": "count"}},
+        )
+
+
+def test_a_body_that_is_not_an_object_is_refused(health: DatasetPolicy) -> None:
+    with pytest.raises(query.QueryError, match="must be a JSON object"):
+        query.parse([1, 2], health, list(health.fields))
