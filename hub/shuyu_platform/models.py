@@ -6,7 +6,16 @@ here and the newest migration must agree (a test compares them).
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, Float, Index, Integer, String, Text
+from sqlalchemy import (
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -110,4 +119,63 @@ class Grant(Base):
         ),
         CheckConstraint("budget_epsilon >= 0", name="ck_grant_budget"),
         Index("ix_grant_tenant_dataset", "tenant", "dataset"),
+    )
+
+
+class PrivacyBudget(Base):
+    """The privacy loss spent by one tenant on one dataset within one scenario.
+
+    The cap is the ε of the tenant's active grant for the dataset (a replacement grant in
+    the same scenario continues the same account, so re-issuing a grant never refills
+    it). ``spent_micro`` is ε in millionths, so concurrent debits add exact integers;
+    :mod:`shuyu_platform.dp.budget` debits it with one conditional UPDATE.
+    """
+
+    __tablename__ = "privacy_budgets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    scenario: Mapped[str] = mapped_column(Text, default="")
+    dataset: Mapped[str] = mapped_column(String(64))
+    spent_micro: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (
+        UniqueConstraint("tenant", "scenario", "dataset", name="uq_budget_account"),
+        CheckConstraint("spent_micro >= 0", name="ck_budget_spent"),
+    )
+
+
+class DpRelease(Base):
+    """One debited DP query or model fit, and the answer released for it.
+
+    Written as ``debited`` in the transaction that spends the budget, then ``released``
+    with the answer and its SHA-256 (so egress checks can recognise DP output), or
+    ``failed`` if the engine could not answer (the ε stays spent).
+    """
+
+    __tablename__ = "dp_releases"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    budget_id: Mapped[int] = mapped_column(ForeignKey("privacy_budgets.id"))
+    grant_id: Mapped[int] = mapped_column(ForeignKey("grants.id"))
+    tenant: Mapped[str] = mapped_column(String(64))
+    dataset: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # query | model
+    epsilon_micro: Mapped[int] = mapped_column(Integer)
+    request: Mapped[str] = mapped_column(Text)  # canonical JSON of the checked request
+    status: Mapped[str] = mapped_column(String(16), default="debited")
+    answer: Mapped[str] = mapped_column(Text, default="")  # canonical JSON, once released
+    answer_sha256: Mapped[str] = mapped_column(String(64), default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[str] = mapped_column(String(32))
+    released_at: Mapped[str] = mapped_column(String(32), default="")
+
+    __table_args__ = (
+        CheckConstraint("status IN ('debited', 'released', 'failed')", name="ck_release_status"),
+        CheckConstraint("kind IN ('query', 'model')", name="ck_release_kind"),
+        Index("ix_release_tenant", "tenant", "dataset"),
+        Index("ix_release_answer", "answer_sha256"),
     )
