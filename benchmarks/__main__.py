@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from . import spawn, views
+from . import dp, spawn, views
 
-BENCHMARKS = {"spawn": spawn.main, "views": views.main}
+BENCHMARKS = {"spawn": spawn.main, "views": views.main, "dp": dp.main}
 
 
 def main() -> None:
