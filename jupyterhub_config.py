@@ -2,7 +2,10 @@
 
 Set Shuyu's knobs below (each is documented: `jupyterhub --help-all | grep -A3 Shuyu`,
 or read hub/shuyu_platform/settings.py), and any JupyterHub option as usual.
-`configure(c)` must come last: it validates the dataset policies (a malformed one
+`# --- Differential-privacy queries -----------------------------------------------
+# c.Shuyu.dp_engine = "shuyu_platform.dp.opendp_engine:OpenDpEngine"  # env SHUYU_DP_ENGINE
+
+configure(c)` must come last: it validates the dataset policies (a malformed one
 stops the hub with file, line and field), prepares the state folders and the
 platform database, and fills in every hub option you did not set yourself.
 """
@@ -22,5 +25,8 @@ c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
 
 # --- Isolation of single-user servers --------------------------------------------
 # c.Shuyu.spawner = "local"                         # env SHUYU_SPAWNER
+
+# --- Differential-privacy queries -----------------------------------------------
+# c.Shuyu.dp_engine = "shuyu_platform.dp.opendp_engine:OpenDpEngine"  # env SHUYU_DP_ENGINE
 
 configure(c)

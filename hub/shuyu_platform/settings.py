@@ -153,6 +153,17 @@ class Shuyu(Configurable):
     def _default_cull_idle_seconds(self) -> int:
         return int(_env("SHUYU_CULL_IDLE_SECONDS", "3600"))
 
+    dp_engine = Unicode(
+        help="""The DP query engine, as 'module:Class' implementing
+        shuyu_platform.dp.engine.Engine. Env: SHUYU_DP_ENGINE. Default: OpenDP on Polars in
+        the platform service's process; replace it (e.g. with an engine on Spark) for data
+        larger than one machine.""",
+    ).tag(config=True)
+
+    @default("dp_engine")
+    def _default_dp_engine(self) -> str:
+        return _env("SHUYU_DP_ENGINE", "shuyu_platform.dp.opendp_engine:OpenDpEngine")
+
     proxy_command = Unicode(
         help="""Command that starts configurable-http-proxy. Env: SHUYU_PROXY_COMMAND.
         Default: the copy installed by `npm ci` in the repository, else the one on PATH.""",
@@ -195,6 +206,7 @@ class Shuyu(Configurable):
             "SHUYU_HOME": self.home,
             "SHUYU_DB_URL": self.db_url,
             "SHUYU_POLICIES_DIR": self.policies_dir,
+            "SHUYU_DP_ENGINE": self.dp_engine,
         }
 
     @classmethod

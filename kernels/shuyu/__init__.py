@@ -8,9 +8,11 @@ platform API chooses to answer.
     shuyu.catalogue()                        # the public dataset catalogue as a DataFrame
     shuyu.views.read("health_records")       # the tenant's masked view (see .data)
     shuyu.synthetic.read("health_records")   # the synthetic twin, for every tenant
+    shuyu.dp.query("health_records")...      # DP questions about the raw data (see .dp)
 """
 
+from . import dp
 from .client import PlatformError, catalogue, dataset
 from .data import DataNotFound, synthetic, views
 
-__all__ = ["DataNotFound", "PlatformError", "catalogue", "dataset", "synthetic", "views"]
+__all__ = ["DataNotFound", "PlatformError", "catalogue", "dataset", "dp", "synthetic", "views"]

@@ -14,10 +14,12 @@ TIMEOUT = 30
 class PlatformError(RuntimeError):
     """The platform refused or failed a request; the message is the platform's own."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, body: Any = None) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
+        self.body = body
+        """The error's JSON body, when the platform sent one."""
 
 
 def _base_url() -> str:
@@ -29,19 +31,30 @@ def _base_url() -> str:
 
 def get(path: str, **params: Any) -> Any:
     """GET ``path`` (relative to the platform API) and return its JSON body."""
+    return _call("GET", path, params=params)
+
+
+def post(path: str, body: Any, timeout: float = 300) -> Any:
+    """POST ``body`` as JSON to ``path`` and return the JSON answer."""
+    return _call("POST", path, json=body, timeout=timeout)
+
+
+def _call(method: str, path: str, timeout: float = TIMEOUT, **kwargs: Any) -> Any:
     token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
-    response = requests.get(
+    response = requests.request(
+        method,
         _base_url() + path.lstrip("/"),
-        params=params,
         headers={"Authorization": f"token {token}"},
-        timeout=TIMEOUT,
+        timeout=timeout,
+        **kwargs,
     )
     if response.status_code >= 400:
         try:
-            message = response.json().get("message", response.text)
-        except ValueError:
-            message = response.text
-        raise PlatformError(response.status_code, message)
+            body = response.json()
+            message = body.get("message", response.text)
+        except (ValueError, AttributeError):
+            body, message = None, response.text
+        raise PlatformError(response.status_code, message, body)
     return response.json()
 
 

@@ -1,0 +1,292 @@
+"""The DP query API: queries, model fits, budgets and released answers (R1, R4, R11).
+
+Routes (under ``/services/shuyu/``), for merchants (scope ``custom:shuyu:dp:query``),
+from the browser or from their kernel with the server's token:
+
+``POST api/dp/query``
+    A query (:mod:`shuyu_platform.dp.query`). With ``"dry_run": true`` it returns the
+    cost and expected accuracy and spends nothing; otherwise the cost is debited first
+    and the noisy answer returned with its intervals, release id and SHA-256.
+``POST api/dp/models``
+    A diffprivlib model fit (:mod:`shuyu_platform.dp.learn`), debited the same way.
+``GET api/dp/budget``
+    The tenant's budget per active grant: cap, spent, remaining, expiry.
+``GET api/dp/releases`` and ``GET api/dp/releases/<id>``
+    The tenant's released answers (the list without answers; one with its answer).
+
+Every query and fit, answered, previewed or refused, is an audit event with its cost.
+A refused request costs nothing: every check that can refuse runs before the debit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from functools import cached_property
+from typing import Any
+
+from tornado import web
+
+from .. import grants, tenants
+from ..db import session_scope
+from ..dp import budget
+from ..dp import query as dpquery
+from ..dp.engine import Engine, Source, load_engine
+from ..models import Grant
+from ..policy import DatasetPolicy
+from ..roles import DP_QUERY
+from .base import ApiHandler
+
+#: Largest request body accepted (a query is a few hundred bytes).
+MAX_BODY = 64 * 1024
+
+Compute = Callable[[], tuple[Any, dict[str, Any]]]
+"""Runs a debited request: returns what is released (hashed) and the rest of the reply."""
+Prepared = tuple[Any, dict[str, Any], Compute]
+"""A checked spec (with ``dry_run``, ``epsilon``, ``epsilon_micro``, ``as_dict()``), the
+preview's fields, and the computation to run once the cost is debited."""
+Prepare = Callable[[dict[str, Any], DatasetPolicy, Grant], Awaitable[Prepared]]
+
+
+class DpHandler(ApiHandler):
+    """What every DP route shares: the merchant's tenant, its grant, refusals."""
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The installation's engine (one per application, made on first use)."""
+        app = self.application
+        if not hasattr(app, "shuyu_dp_engine"):
+            app.shuyu_dp_engine = load_engine(self.shuyu.dp_engine)  # type: ignore[attr-defined]
+        return app.shuyu_dp_engine  # type: ignore[attr-defined,no-any-return]
+
+    def merchant_tenant(self) -> str:
+        """The caller's tenant; refuses (audited) non-merchants and suspended tenants."""
+        self.require_scope(DP_QUERY, "Differential-privacy queries", "merchant")
+        if self.tenant is None:
+            raise web.HTTPError(403, f"{self.user['name']} belongs to no tenant, so has no budget.")
+        with session_scope(self.shuyu.db_url) as session:
+            suspended = tenants.is_suspended(session, self.tenant)
+            reason = suspended.reason if suspended else ""
+        if suspended:
+            raise dpquery.QueryError(f"tenant {self.tenant} is suspended: {reason}", 403)
+        return self.tenant
+
+    def json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object, or a 400 saying what is wrong with it."""
+        raw = self.request.body
+        if len(raw) > MAX_BODY:
+            raise dpquery.QueryError(f"the request body is larger than {MAX_BODY} bytes", 413)
+        try:
+            body = json.loads(raw or b"null")
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise dpquery.QueryError(f"the request body is not valid JSON: {err}") from None
+        if not isinstance(body, dict):
+            raise dpquery.QueryError("the request body must be a JSON object")
+        return body
+
+    def dataset_policy(self, body: dict[str, Any]) -> DatasetPolicy:
+        """The policy of the dataset the request names; 404 if there is none."""
+        name = body.get("dataset")
+        policies: dict[str, DatasetPolicy] = self.settings["policies"]
+        if not isinstance(name, str) or name not in policies:
+            raise dpquery.QueryError(
+                f"no dataset {name!r}; the catalogue has {', '.join(sorted(policies))}", 404
+            )
+        return policies[name]
+
+    def source(self, policy: DatasetPolicy, grant: Grant) -> Source:
+        """The raw rows the grant lets the engine use."""
+        return Source(policy, self.shuyu.zone("raw") / policy.raw_file, grants.row_filter_of(grant))
+
+    def refuse(self, kind: str, body: Any, err: dpquery.DpError) -> None:
+        """Audit a refused request (cost 0) and answer with its status and message."""
+        dataset = body.get("dataset") if isinstance(body, dict) else None
+        detail: dict[str, Any] = {"reason": err.message, "cost_epsilon": 0, "status": err.status}
+        remaining = getattr(err, "remaining", None)
+        if remaining is not None:
+            detail["remaining_epsilon"] = remaining
+        self.audit(
+            f"dp.{kind}",
+            f"dataset:{dataset}" if isinstance(dataset, str) else "dataset:?",
+            outcome="denied" if isinstance(err, dpquery.QueryError) else "error",
+            detail=detail,
+        )
+        body_out: dict[str, Any] = {"status": err.status, "message": err.message}
+        if remaining is not None:
+            body_out["remaining_epsilon"] = remaining
+        self.write_json(body_out, err.status)
+
+    async def serve(self, kind: budget.Kind, prepare: Prepare) -> None:
+        """Check, preview or debit, compute, register and answer one request.
+
+        ``prepare`` parses the body against the policy and grant and plans the work
+        (anything that can refuse runs here, before the debit); it returns the checked
+        spec, the preview's extra fields, and the computation to run once debited, which
+        returns what is released (hashed and stored) and what else to send back.
+        """
+        body: Any = None
+        try:
+            tenant = self.merchant_tenant()
+            body = self.json_body()
+            policy = self.dataset_policy(body)
+            grant = await asyncio.to_thread(
+                budget.active_grant, self.shuyu.db_url, tenant, policy.dataset
+            )
+            spec, preview, compute = await prepare(body, policy, grant)
+            if spec.dry_run:
+                self.audit(
+                    "dp.preview",
+                    f"dataset:{policy.dataset}",
+                    detail={
+                        "cost_epsilon": 0,
+                        "would_cost": spec.epsilon,
+                        "request": spec.as_dict(),
+                    },
+                )
+                self.write_json(
+                    {
+                        "dry_run": True,
+                        "dataset": policy.dataset,
+                        "epsilon": spec.epsilon,
+                        "remaining_epsilon": _remaining(self.shuyu.db_url, tenant, policy.dataset),
+                        **preview,
+                    }
+                )
+                return
+            release_id = await asyncio.to_thread(
+                budget.debit,
+                self.shuyu.db_url,
+                grant,
+                username=self.user["name"],
+                kind=kind,
+                cost_micro=spec.epsilon_micro,
+                request=spec.as_dict(),
+            )
+        except dpquery.DpError as err:
+            self.refuse(kind, body, err)
+            return
+        try:
+            released, extra = await asyncio.to_thread(compute)
+        except Exception as err:
+            await asyncio.to_thread(
+                budget.fail, self.shuyu.db_url, release_id, str(err), username=self.user["name"]
+            )
+            raise web.HTTPError(
+                500, f"the {kind} was debited ({spec.epsilon:g} ε) but could not finish: {err}"
+            ) from err
+        digest = await asyncio.to_thread(
+            budget.release, self.shuyu.db_url, release_id, released, username=self.user["name"]
+        )
+        self.write_json(
+            {
+                "release": release_id,
+                "sha256": digest,
+                "dataset": policy.dataset,
+                "epsilon": spec.epsilon,
+                "remaining_epsilon": _remaining(self.shuyu.db_url, tenant, policy.dataset),
+                **extra,
+            }
+        )
+
+
+class QueryApi(DpHandler):
+    """``POST api/dp/query``: preview (``dry_run``) or answer a DP query."""
+
+    async def post(self) -> None:
+        engine = self.engine
+
+        async def prepare(body: dict[str, Any], policy: DatasetPolicy, grant: Grant) -> Prepared:
+            spec = dpquery.parse(body, policy, grants.fields_of(grant))
+            source = self.source(policy, grant)
+            # Plans the measurement (and checks the raw file) before anything is spent.
+            estimate = await asyncio.to_thread(engine.estimate, source, spec)
+            preview = {"engine": engine.name, "estimate": estimate.as_dict()}
+
+            def compute() -> tuple[Any, dict[str, Any]]:
+                answer = engine.answer(source, spec)
+                released = {"columns": answer.columns, "rows": answer.rows}
+                extra = {"engine": engine.name, "estimate": answer.estimate.as_dict()}
+                return released, extra | released
+
+            return spec, preview, compute
+
+        await self.serve("query", prepare)
+
+
+class ModelsApi(DpHandler):
+    """``POST api/dp/models``: fit a diffprivlib model on the raw rows, return parameters."""
+
+    async def post(self) -> None:
+        # diffprivlib pulls in scikit-learn: imported on the first fit, not at start-up.
+        from ..dp import learn
+
+        async def prepare(body: dict[str, Any], policy: DatasetPolicy, grant: Grant) -> Prepared:
+            spec = learn.parse_model(body, policy, grants.fields_of(grant))
+            source = self.source(policy, grant)
+            await asyncio.to_thread(source.check)
+
+            def compute() -> tuple[Any, dict[str, Any]]:
+                fitted = learn.fit(source, spec)
+                return fitted, {"model": fitted}
+
+            return spec, {"estimate": learn.estimate(spec)}, compute
+
+        await self.serve("model", prepare)
+
+
+class BudgetApi(DpHandler):
+    """``GET api/dp/budget``: the tenant's budget per active grant."""
+
+    def get(self) -> None:
+        try:
+            tenant = self.merchant_tenant()
+        except dpquery.QueryError as err:
+            raise web.HTTPError(err.status, err.message) from None
+        accounts = budget.balances(self.shuyu.db_url, tenant)
+        policies: dict[str, DatasetPolicy] = self.settings["policies"]
+        for account in accounts:
+            policy = policies.get(account["dataset"])
+            if policy is not None:
+                account["max_epsilon_per_query"] = policy.privacy.max_epsilon_per_query
+        self.audit("dp.budget.read", f"tenant:{tenant}", detail={"accounts": len(accounts)})
+        self.write_json(
+            {"tenant": tenant, "accounting": "pure ε, sequential composition", "budgets": accounts}
+        )
+
+
+class ReleasesApi(DpHandler):
+    """``GET api/dp/releases[/<id>]``: the tenant's released answers."""
+
+    def get(self, release_id: str | None = None) -> None:
+        try:
+            tenant = self.merchant_tenant()
+        except dpquery.QueryError as err:
+            raise web.HTTPError(err.status, err.message) from None
+        if not release_id:
+            self.write_json(
+                {"tenant": tenant, "releases": budget.releases(self.shuyu.db_url, tenant)}
+            )
+            return
+        row = budget.find_release(self.shuyu.db_url, release_id)
+        if row is None or row.tenant != tenant:
+            raise web.HTTPError(404, f"no release {release_id} of tenant {tenant}")
+        self.write_json(budget.release_dict(row))
+
+
+def _remaining(db_url: str, tenant: str, dataset: str) -> float | None:
+    for account in budget.balances(db_url, tenant):
+        if account["dataset"] == dataset:
+            return float(account["remaining_epsilon"])
+    return None
+
+
+def routes() -> list[tuple[str, type]]:
+    """Paths (relative to the service prefix) and their handlers."""
+    return [
+        (r"api/dp/query/?", QueryApi),
+        (r"api/dp/models/?", ModelsApi),
+        (r"api/dp/budget/?", BudgetApi),
+        (r"api/dp/releases/?", ReleasesApi),
+        (r"api/dp/releases/([0-9a-f]{32})/?", ReleasesApi),
+    ]
