@@ -25,6 +25,7 @@ c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
 
 # --- Isolation of single-user servers --------------------------------------------
 # c.Shuyu.spawner = "local"                         # env SHUYU_SPAWNER
+# c.Shuyu.allow_terminals = False                   # env SHUYU_ALLOW_TERMINALS=1
 
 # --- Differential-privacy queries -----------------------------------------------
 # c.Shuyu.dp_engine = "shuyu_platform.dp.opendp_engine:OpenDpEngine"  # env SHUYU_DP_ENGINE

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from . import dp, spawn, views
+from . import dp, egress, spawn, views
 
-BENCHMARKS = {"spawn": spawn.main, "views": views.main, "dp": dp.main}
+BENCHMARKS = {"spawn": spawn.main, "views": views.main, "dp": dp.main, "egress": egress.main}
 
 
 def main() -> None:

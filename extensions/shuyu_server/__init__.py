@@ -3,5 +3,17 @@
 Nothing here imports the hub side: this package is what the sandbox carries.
 ``relay`` moves bytes between the sandbox's private network namespace and the few
 Unix sockets the spawner hands it; ``sandbox_init`` starts those relays and then the
-single-user server.
+single-user server; ``egress`` is the jupyter-server extension that refuses every
+download route (the launcher, ``singleuser``, makes sure it is on).
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """jupyter-server's entry point: the egress guard (imported only when a server loads it)."""
+    from .egress import EgressGuard
+
+    return [{"module": "shuyu_server.egress", "app": EgressGuard}]

@@ -8,16 +8,47 @@ module absent before anything imports ``jsonschema`` makes ``jsonschema`` skip t
 format checks and nothing else (upstream: python-jsonschema/jsonschema#1428,
 jupyter-server/jupyter_server#1559). Every spawner runs servers through this module:
 ``python -m shuyu_server.singleuser [server arguments]``.
+
+It also enforces the server's extension set after every configuration file is read
+(the tenant owns ``~/.jupyter``, so a config file there must not be able to change it):
+the egress guard (:mod:`shuyu_server.egress`) on; Voila, the language-server proxy and,
+unless ``SHUYU_ALLOW_TERMINALS=1``, terminals off.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+
+#: Extensions forced on (True) or off (False) whatever the configuration files say.
+FORCED_EXTENSIONS = {
+    "shuyu_server": True,
+    "voila.server_extension": False,
+    "jupyter_lsp": False,
+}
+
+
+def enforce_extensions() -> None:
+    """Make every ServerApp start with :data:`FORCED_EXTENSIONS`, after its config is read."""
+    from jupyter_server.serverapp import ServerApp
+
+    terminals = os.environ.get("SHUYU_ALLOW_TERMINALS") == "1"
+    original = ServerApp.init_server_extensions
+
+    def init_server_extensions(self: ServerApp) -> None:
+        forced = {**FORCED_EXTENSIONS, "jupyter_server_terminals": terminals}
+        self.jpserver_extensions = {**self.jpserver_extensions, **forced}
+        self.terminals_enabled = terminals
+        self.config.EgressGuard.allow_terminals = terminals
+        original(self)
+
+    ServerApp.init_server_extensions = init_server_extensions  # type: ignore[method-assign]
 
 
 def main() -> int | None:
     """Run the single-user server with the slow optional import disabled."""
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
+    enforce_extensions()
     from jupyterhub.singleuser import main as singleuser_main
 
     return singleuser_main()

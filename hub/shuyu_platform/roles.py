@@ -35,6 +35,7 @@ SCOPES: dict[str, str] = {
 CATALOGUE_READ = "custom:shuyu:catalogue:read"
 GRANTS_READ = "custom:shuyu:grants:read"
 DP_QUERY = "custom:shuyu:dp:query"
+EGRESS_REQUEST = "custom:shuyu:egress:request"
 POLICIES_MANAGE = "custom:shuyu:policies:manage"
 AUDIT_READ = "custom:shuyu:audit:read"
 ACCESS_SERVICE = f"access:services!service={SERVICE_NAME}"

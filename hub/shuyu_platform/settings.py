@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from traitlets import Float, Integer, Unicode, default, validate
+from traitlets import Bool, Float, Integer, Unicode, default, validate
 from traitlets.config import Configurable
 
 #: The repository root (where ``jupyterhub_config.py`` and ``policies/`` live).
@@ -152,6 +152,16 @@ class Shuyu(Configurable):
     @default("cull_idle_seconds")
     def _default_cull_idle_seconds(self) -> int:
         return int(_env("SHUYU_CULL_IDLE_SECONDS", "3600"))
+
+    allow_terminals = Bool(
+        help="""Give merchants terminals in their servers. Off by default: a terminal is one
+        more way to look at and copy files; the egress guard refuses its routes unless this
+        is on. Env: SHUYU_ALLOW_TERMINALS=1.""",
+    ).tag(config=True)
+
+    @default("allow_terminals")
+    def _default_allow_terminals(self) -> bool:
+        return _env("SHUYU_ALLOW_TERMINALS", "0") == "1"
 
     dp_engine = Unicode(
         help="""The DP query engine, as 'module:Class' implementing

@@ -95,6 +95,7 @@ class SpawnPolicy:
             {
                 "SHUYU_TENANT": tenant,
                 "SHUYU_API_URL": f"{self.settings.service_url}/services/{roles.SERVICE_NAME}/",
+                "SHUYU_ALLOW_TERMINALS": "1" if self.settings.allow_terminals else "0",
             }
         )
         audit.append(

@@ -19,7 +19,7 @@ from tornado.httpserver import HTTPServer
 from .. import db
 from ..policy import PolicyError, load_policies
 from ..settings import Shuyu
-from . import audit_api, catalogue, dp_api, grants_api
+from . import audit_api, catalogue, dp_api, egress_api, grants_api
 
 HERE = Path(__file__).parent
 log = logging.getLogger("shuyu.service")
@@ -39,6 +39,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         *audit_api.routes(),
         *grants_api.routes(),
         *dp_api.routes(),
+        *egress_api.routes(),
     ]
     handlers = [(url_path_join(prefix, path), handler) for path, handler in routes]
     return web.Application(
