@@ -179,3 +179,51 @@ class DpRelease(Base):
         Index("ix_release_tenant", "tenant", "dataset"),
         Index("ix_release_answer", "answer_sha256"),
     )
+
+
+class EgressRequest(Base):
+    """A merchant's request to take cell outputs or a file out of the sandbox (R10–R12).
+
+    The content is frozen at submission in ``outbox/<id>.json`` (read-only, its SHA-256
+    here); every status change follows :data:`shuyu_platform.egress.TRANSITIONS` and is
+    recorded as an :class:`EgressDecision` and an audit event in the same transaction.
+    """
+
+    __tablename__ = "egress_requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # cells | file
+    title: Mapped[str] = mapped_column(Text)
+    purpose: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)  # notebook or file path in the work folder
+    status: Mapped[str] = mapped_column(String(32))
+    snapshot_sha256: Mapped[str] = mapped_column(String(64))
+    snapshot_bytes: Mapped[int] = mapped_column(Integer)
+    checks: Mapped[str] = mapped_column(Text, default="{}")  # JSON report of the checks
+    verdict: Mapped[str] = mapped_column(String(16), default="")  # pass | warn | fail
+    created_at: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('cells', 'file')", name="ck_egress_kind"),
+        Index("ix_egress_tenant_status", "tenant", "status"),
+    )
+
+
+class EgressDecision(Base):
+    """One transition of an egress request: who, from which status to which, and why."""
+
+    __tablename__ = "egress_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("egress_requests.id"))
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str] = mapped_column(String(32))
+    to_status: Mapped[str] = mapped_column(String(32))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (Index("ix_egress_decision_request", "request_id"),)

@@ -163,6 +163,21 @@ class Shuyu(Configurable):
     def _default_allow_terminals(self) -> bool:
         return _env("SHUYU_ALLOW_TERMINALS", "0") == "1"
 
+    egress_approvals_required = Integer(
+        help="""Reviewers who must approve an egress request before it is approved: 1, or 2
+        for the two-reviewer rule. Env: SHUYU_EGRESS_APPROVALS. Default 1.""",
+    ).tag(config=True)
+
+    @default("egress_approvals_required")
+    def _default_egress_approvals_required(self) -> int:
+        return int(_env("SHUYU_EGRESS_APPROVALS", "1"))
+
+    @validate("egress_approvals_required")
+    def _one_or_two(self, proposal: dict) -> int:
+        if proposal["value"] not in (1, 2):
+            raise ValueError("egress_approvals_required must be 1 or 2")
+        return int(proposal["value"])
+
     dp_engine = Unicode(
         help="""The DP query engine, as 'module:Class' implementing
         shuyu_platform.dp.engine.Engine. Env: SHUYU_DP_ENGINE. Default: OpenDP on Polars in
@@ -217,6 +232,7 @@ class Shuyu(Configurable):
             "SHUYU_DB_URL": self.db_url,
             "SHUYU_POLICIES_DIR": self.policies_dir,
             "SHUYU_DP_ENGINE": self.dp_engine,
+            "SHUYU_EGRESS_APPROVALS": str(self.egress_approvals_required),
         }
 
     @classmethod

@@ -9,10 +9,20 @@ platform API chooses to answer.
     shuyu.views.read("health_records")       # the tenant's masked view (see .data)
     shuyu.synthetic.read("health_records")   # the synthetic twin, for every tenant
     shuyu.dp.query("health_records")...      # DP questions about the raw data (see .dp)
+    shuyu.egress.request("a.ipynb", [3], purpose="...")  # take a result out (see .egress)
 """
 
-from . import dp
+from . import dp, egress
 from .client import PlatformError, catalogue, dataset
 from .data import DataNotFound, synthetic, views
 
-__all__ = ["DataNotFound", "PlatformError", "catalogue", "dataset", "dp", "synthetic", "views"]
+__all__ = [
+    "DataNotFound",
+    "PlatformError",
+    "catalogue",
+    "dataset",
+    "dp",
+    "egress",
+    "synthetic",
+    "views",
+]

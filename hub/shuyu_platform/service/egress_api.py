@@ -1,35 +1,75 @@
-"""Egress records from tenants' servers (R10–R12).
+"""Egress over HTTP: refused downloads, and export requests with their review (R10–R12).
 
-``POST api/egress/blocked``: a single-user server's egress guard
-(``shuyu_server.egress``) reports a refused download. The server authenticates with its
-own token, so the record's actor is the user whose server refused the request; the
-record is an ``egress.blocked`` audit event with the route, the reason and the path.
+``POST api/egress/blocked``
+    A single-user server's egress guard (``shuyu_server.egress``) reports a refused
+    download. The server authenticates with its own token, so the record's actor is the
+    user whose server refused it: an ``egress.blocked`` audit event.
+``POST api/egress/requests``
+    A merchant files a request (chosen cell outputs, or a file, and a purpose); the
+    content is frozen in ``outbox/`` and the request submitted (:mod:`..egress`).
+``GET api/egress/requests[?status=]`` and ``GET api/egress/requests/<id>``
+    A merchant sees its tenant's requests with status, check results and reviewers'
+    comments; a reviewer sees every request, and the frozen content of one.
+``POST api/egress/requests/<id>/decision``
+    A reviewer approves, rejects or asks for changes, with a comment.
+``POST api/egress/requests/<id>/resubmit``
+    The merchant sends new content for a request sent back for changes.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NoReturn
 
+from sqlalchemy import select
 from tornado import web
 
-from ..roles import EGRESS_REQUEST
+from .. import egress
+from ..db import session_scope
+from ..models import EgressRequest
+from ..roles import EGRESS_REQUEST, EGRESS_REVIEW
 from .base import ApiHandler
 
 #: Fields a server may report, and the longest value kept of each.
 FIELDS: dict[str, int] = {"route": 64, "reason": 256, "method": 16, "path": 1024, "query": 512}
 
 
-class BlockedApi(ApiHandler):
-    """``POST api/egress/blocked``: audit one refused download."""
+class EgressHandler(ApiHandler):
+    """What the request routes share: the JSON body, who may see which request."""
 
-    def post(self) -> None:
-        self.require_scope(EGRESS_REQUEST, "Reporting a refused download", "merchant")
+    @property
+    def outbox(self) -> Any:
+        """The outbox zone."""
+        return self.shuyu.zone("outbox")
+
+    def body(self) -> dict[str, Any]:
+        """The JSON object sent, or a 400 saying what is wrong with it."""
         try:
             body = json.loads(self.request.body or b"null")
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise web.HTTPError(400, f"the request body is not valid JSON: {err}") from None
-        if not isinstance(body, dict) or not isinstance(body.get("route"), str):
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "the request body must be a JSON object")
+        return body
+
+    def fail(self, err: egress.EgressError) -> NoReturn:
+        """Answer an :class:`~shuyu_platform.egress.EgressError` as JSON."""
+        raise web.HTTPError(err.status, err.message)
+
+    def visible(self, row: EgressRequest | None, request_id: str) -> EgressRequest:
+        """The request if the caller may see it: its tenant's merchants and reviewers."""
+        if row is not None and (self.has_scope(EGRESS_REVIEW) or row.tenant == self.tenant):
+            return row
+        raise web.HTTPError(404, f"no egress request {request_id} that you may see")
+
+
+class BlockedApi(EgressHandler):
+    """``POST api/egress/blocked``: audit one refused download."""
+
+    def post(self) -> None:
+        self.require_scope(EGRESS_REQUEST, "Reporting a refused download", "merchant")
+        body = self.body()
+        if not isinstance(body.get("route"), str):
             raise web.HTTPError(400, "send an object with route, reason, method, path, query")
         detail: dict[str, Any] = {
             key: str(body.get(key, ""))[:limit] for key, limit in FIELDS.items()
@@ -40,6 +80,121 @@ class BlockedApi(ApiHandler):
         self.write_json({"recorded": True}, 201)
 
 
+class RequestsApi(EgressHandler):
+    """``GET``/``POST api/egress/requests``: list, or file a new request."""
+
+    def get(self) -> None:
+        reviewer = self.has_scope(EGRESS_REVIEW)
+        if not reviewer:
+            self.require_scope(EGRESS_REQUEST, "Egress requests", "merchant")
+        status = self.get_argument("status", "") or None
+        with session_scope(self.shuyu.db_url) as session:
+            query = select(EgressRequest).order_by(EgressRequest.created_at.desc())
+            if not reviewer:
+                query = query.where(EgressRequest.tenant == self.tenant)
+            if status:
+                query = query.where(EgressRequest.status == status)
+            rows = [egress.as_dict(r) for r in session.scalars(query.limit(500))]
+        self.write_json({"requests": rows})
+
+    def post(self) -> None:
+        self.require_scope(EGRESS_REQUEST, "Filing an egress request", "merchant")
+        if self.tenant is None:
+            raise web.HTTPError(403, f"{self.user['name']} belongs to no tenant.")
+        body = self.body()
+        try:
+            content = egress.parse_content(body)
+            purpose = egress.text_field(body, "purpose", limit=4000)
+            title = egress.text_field(body, "title", limit=200, required=False) or egress.source_of(
+                content
+            )
+            with session_scope(self.shuyu.db_url) as session:
+                row = egress.create(
+                    session,
+                    self.outbox,
+                    tenant=self.tenant,
+                    username=self.user["name"],
+                    title=title,
+                    purpose=purpose,
+                    content=content,
+                )
+                egress.transition(session, row, "submit", actor=self.user["name"])
+                answer = egress.as_dict(row, egress.decisions_of(session, row.id))
+        except egress.EgressError as err:
+            self.fail(err)
+        self.write_json(answer, 201)
+
+
+class RequestApi(EgressHandler):
+    """``GET api/egress/requests/<id>``: one request, its decisions (and content, for reviewers)."""
+
+    def get(self, request_id: str) -> None:
+        with session_scope(self.shuyu.db_url) as session:
+            row = self.visible(session.get(EgressRequest, request_id), request_id)
+            answer = egress.as_dict(row, egress.decisions_of(session, row.id))
+        if self.has_scope(EGRESS_REVIEW):
+            try:
+                answer["content"] = egress.read_snapshot(self.outbox, row)
+            except egress.EgressError as err:
+                answer["content_error"] = err.message
+            self.audit("egress.read", f"egress:{request_id}", detail={"status": row.status})
+        self.write_json(answer)
+
+
+class DecisionApi(EgressHandler):
+    """``POST api/egress/requests/<id>/decision``: a reviewer's approve, reject or changes."""
+
+    def post(self, request_id: str) -> None:
+        self.require_scope(EGRESS_REVIEW, "Deciding egress requests", "reviewer")
+        body = self.body()
+        action = body.get("action")
+        if action not in ("approve", "reject", "request_changes"):
+            raise web.HTTPError(400, "action must be approve, reject or request_changes")
+        comment = body.get("comment", "")
+        if not isinstance(comment, str):
+            raise web.HTTPError(400, "comment must be text")
+        try:
+            with session_scope(self.shuyu.db_url) as session:
+                row = self.visible(session.get(EgressRequest, request_id), request_id)
+                egress.verify_snapshot(self.outbox, row)
+                egress.transition(
+                    session,
+                    row,
+                    action,
+                    actor=self.user["name"],
+                    actor_tenant=self.tenant,
+                    comment=comment,
+                    approvals_required=self.shuyu.egress_approvals_required,
+                )
+                answer = egress.as_dict(row, egress.decisions_of(session, row.id))
+        except egress.EgressError as err:
+            self.fail(err)
+        self.write_json(answer)
+
+
+class ResubmitApi(EgressHandler):
+    """``POST api/egress/requests/<id>/resubmit``: new content after a request for changes."""
+
+    def post(self, request_id: str) -> None:
+        self.require_scope(EGRESS_REQUEST, "Resubmitting an egress request", "merchant")
+        body = self.body()
+        try:
+            content = egress.parse_content(body)
+            with session_scope(self.shuyu.db_url) as session:
+                row = self.visible(session.get(EgressRequest, request_id), request_id)
+                egress.resubmit(session, self.outbox, row, content, actor=self.user["name"])
+                answer = egress.as_dict(row, egress.decisions_of(session, row.id))
+        except egress.EgressError as err:
+            self.fail(err)
+        self.write_json(answer)
+
+
 def routes() -> list[tuple[str, type]]:
     """Paths (relative to the service prefix) and their handlers."""
-    return [(r"api/egress/blocked/?", BlockedApi)]
+    return [
+        (r"api/egress/blocked/?", BlockedApi),
+        (r"api/egress/requests/?", RequestsApi),
+        (r"api/egress/requests/([0-9a-f]{32})/?", RequestApi),
+        (r"api/egress/requests/([0-9a-f]{32})/decision/?", DecisionApi),
+        (r"api/egress/requests/([0-9a-f]{32})/resubmit/?", ResubmitApi),
+    ]
