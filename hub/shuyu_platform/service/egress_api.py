@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any, NoReturn
 
@@ -28,7 +29,7 @@ from .. import egress
 from ..db import session_scope
 from ..models import EgressRequest
 from ..roles import EGRESS_REQUEST, EGRESS_REVIEW
-from .base import ApiHandler
+from .base import ApiHandler, BaseHandler
 
 #: Fields a server may report, and the longest value kept of each.
 FIELDS: dict[str, int] = {"route": 64, "reason": 256, "method": 16, "path": 1024, "query": 512}
@@ -189,6 +190,145 @@ class ResubmitApi(EgressHandler):
         self.write_json(answer)
 
 
+#: Statuses a reviewer can decide on.
+WAITING = ("submitted", "resubmitted")
+#: Most characters of one text output shown on the review page.
+SHOWN_TEXT = 200_000
+
+
+def render_content(content: dict[str, Any]) -> list[dict[str, Any]]:
+    """The frozen content as the review page shows it: text and PNG/JPEG images only.
+
+    Nothing a merchant sent is rendered as HTML (an HTML or SVG output could carry
+    script into the reviewer's browser): HTML outputs show their plain-text form.
+    """
+    items: list[dict[str, Any]] = []
+    if content.get("kind") == "file":
+        path = str(content.get("path", ""))
+        data = base64.b64decode(content.get("data_b64", ""))
+        mime = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg"}.get(
+            path.rsplit(".", 1)[-1].lower()
+        )
+        if mime:
+            items.append({"label": path, "image": content["data_b64"], "mime": mime})
+        else:
+            try:
+                text = data.decode("utf-8")[:SHOWN_TEXT]
+            except UnicodeDecodeError:
+                text = f"(binary file, {len(data):,} bytes: needs a manual look)"
+            items.append({"label": path, "text": text})
+        return items
+    for cell in content.get("cells", []):
+        for number, output in enumerate(cell.get("outputs", [])):
+            label = f"cell {cell.get('index')} output {number}"
+            kind = output.get("output_type")
+            data = output.get("data", {})
+            if kind == "stream":
+                text = output.get("text", "")
+                items.append(
+                    {"label": label, "text": "".join(text) if isinstance(text, list) else text}
+                )
+            elif kind == "error":
+                items.append(
+                    {"label": label, "text": f"{output.get('ename')}: {output.get('evalue')}"}
+                )
+            elif "image/png" in data or "image/jpeg" in data:
+                mime = "image/png" if "image/png" in data else "image/jpeg"
+                image = data[mime]
+                items.append(
+                    {
+                        "label": label,
+                        "image": "".join(image) if isinstance(image, list) else image,
+                        "mime": mime,
+                    }
+                )
+            else:
+                text = data.get("text/plain", "(no plain-text form: needs a manual look)")
+                items.append(
+                    {
+                        "label": label,
+                        "text": ("".join(text) if isinstance(text, list) else text)[:SHOWN_TEXT],
+                    }
+                )
+    return items
+
+
+class ReviewQueuePage(BaseHandler):
+    """``/review``: every export request, those waiting for a decision first."""
+
+    @web.authenticated
+    def get(self) -> None:
+        self.require_scope(EGRESS_REVIEW, "The review queue", "reviewer")
+        with session_scope(self.shuyu.db_url) as session:
+            rows = [
+                egress.as_dict(r)
+                for r in session.scalars(
+                    select(EgressRequest).order_by(EgressRequest.created_at.desc()).limit(500)
+                )
+            ]
+        rows.sort(key=lambda r: r["status"] not in WAITING)  # stable: newest first within
+        self.render_page("review_queue.html", requests=rows)
+
+
+class ReviewRequestPage(BaseHandler):
+    """``/review/<id>``: one request's content, checks and decisions, and the decision form."""
+
+    @web.authenticated
+    def get(self, request_id: str) -> None:
+        self.require_scope(EGRESS_REVIEW, "Reviewing export requests", "reviewer")
+        outbox = self.shuyu.zone("outbox")
+        with session_scope(self.shuyu.db_url) as session:
+            row = session.get(EgressRequest, request_id)
+            if row is None:
+                raise web.HTTPError(404, f"no egress request {request_id}")
+            body = egress.as_dict(row, egress.decisions_of(session, row.id))
+        rendered: list[dict[str, Any]] = []
+        content_error = ""
+        try:
+            rendered = render_content(egress.read_snapshot(outbox, row))
+        except egress.EgressError as err:
+            content_error = err.message
+        self.audit("egress.read", f"egress:{request_id}", detail={"status": row.status})
+        can_decide = (
+            row.status in WAITING
+            and row.username != self.user["name"]
+            and row.tenant != self.tenant
+        )
+        self.render_page(
+            "review_request.html",
+            r=body,
+            rendered=rendered,
+            content_error=content_error,
+            can_decide=can_decide,
+            xsrf_form_html=self.xsrf_form_html(),
+        )
+
+    @web.authenticated
+    def post(self, request_id: str) -> None:
+        self.require_scope(EGRESS_REVIEW, "Deciding export requests", "reviewer")
+        action = self.get_body_argument("action", "")
+        if action not in ("approve", "reject", "request_changes"):
+            raise web.HTTPError(400, "Choose approve, ask for changes or reject.")
+        try:
+            with session_scope(self.shuyu.db_url) as session:
+                row = session.get(EgressRequest, request_id)
+                if row is None:
+                    raise web.HTTPError(404, f"no egress request {request_id}")
+                egress.verify_snapshot(self.shuyu.zone("outbox"), row)
+                egress.transition(
+                    session,
+                    row,
+                    action,
+                    actor=self.user["name"],
+                    actor_tenant=self.tenant,
+                    comment=self.get_body_argument("comment", ""),
+                    approvals_required=self.shuyu.egress_approvals_required,
+                )
+        except egress.EgressError as err:
+            raise web.HTTPError(err.status, err.message) from None
+        self.redirect(f"{self.settings['templates'].globals['prefix']}review/{request_id}")
+
+
 def routes() -> list[tuple[str, type]]:
     """Paths (relative to the service prefix) and their handlers."""
     return [
@@ -197,4 +337,6 @@ def routes() -> list[tuple[str, type]]:
         (r"api/egress/requests/([0-9a-f]{32})/?", RequestApi),
         (r"api/egress/requests/([0-9a-f]{32})/decision/?", DecisionApi),
         (r"api/egress/requests/([0-9a-f]{32})/resubmit/?", ResubmitApi),
+        (r"review/?", ReviewQueuePage),
+        (r"review/([0-9a-f]{32})/?", ReviewRequestPage),
     ]
