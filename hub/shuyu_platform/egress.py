@@ -32,7 +32,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, disclosure
 from .atomic import replace_atomically, sync_and_hash
 from .models import EgressDecision, EgressRequest
 
@@ -138,6 +138,35 @@ def parse_content(body: Mapping[str, Any]) -> dict[str, Any]:
             raise EgressError("data_b64 is not valid base64") from None
         return {"kind": "file", "path": path, "bytes": len(raw), "data_b64": data}
     raise EgressError("kind must be 'cells' or 'file'")
+
+
+def run_checks(content: Mapping[str, Any], context: disclosure.Context) -> disclosure.Report:
+    """The automatic disclosure checks of a snapshot's content (:mod:`.disclosure`)."""
+    if content["kind"] == "file":
+        data = base64.b64decode(content["data_b64"])
+        artefacts = disclosure.artefacts_from_file(str(content["path"]), data)
+    else:
+        artefacts = [
+            artefact
+            for cell in content["cells"]
+            for artefact in disclosure.artefacts_from_outputs(cell["index"], cell["outputs"])
+        ]
+    return disclosure.run_checks(artefacts, context)
+
+
+def record_checks(session: Session, row: EgressRequest, report: disclosure.Report) -> None:
+    """Store a check report on the request and audit its verdict."""
+    row.checks = audit.canonical_json(report.as_dict())
+    row.verdict = report.verdict
+    audit.record(
+        session,
+        actor="system",
+        actor_kind="system",
+        action="egress.checked",
+        target=f"egress:{row.id}",
+        tenant=row.tenant,
+        detail={"verdict": report.verdict, "findings": report.counts()},
+    )
 
 
 def source_of(content: Mapping[str, Any]) -> str:

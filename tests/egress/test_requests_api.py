@@ -11,6 +11,7 @@ import requests
 
 from harness import Platform
 from kernel import Kernel
+from shuyu_platform.identifiers import id_card_check_char
 
 pytestmark = pytest.mark.hub
 
@@ -93,7 +94,42 @@ def test_a_request_is_frozen_submitted_and_decided(alice: Kernel, platform: Plat
         for e in platform.audit_events("egress.")
         if e["target"] == f"egress:{filed['id']}"
     ]
-    assert actions == ["egress.create", "egress.submit", "egress.read", "egress.request_changes"]
+    assert actions == [
+        "egress.create",
+        "egress.checked",
+        "egress.submit",
+        "egress.read",
+        "egress.request_changes",
+    ]
+
+
+def test_automatic_checks_run_on_submission(alice: Kernel, platform: Platform) -> None:
+    first17 = "11010119900307123"
+    id_card = first17 + id_card_check_char(first17)
+    run = alice.run(
+        textwrap.dedent(
+            f"""
+            import json, shuyu
+            notebook = {{"nbformat": 4, "nbformat_minor": 5, "metadata": {{}}, "cells": [
+                {{"cell_type": "code", "id": "a", "metadata": {{}}, "execution_count": 1,
+                 "source": "rows", "outputs": [
+                     {{"output_type": "stream", "name": "stdout",
+                      "text": "patient {id_card} district 涪城区 n 3\\n"}}]}}]}}
+            json.dump(notebook, open("leak.ipynb", "w"))
+            print(json.dumps(shuyu.egress.request("leak.ipynb", [0], purpose="test")))
+            """
+        )
+    )
+    assert run.ok, run.error
+    filed = json.loads(run.stdout)
+    assert filed["verdict"] == "fail"
+    found = [f for f in filed["checks"]["findings"] if f["check"] == "identifiers"]
+    assert found and found[0]["severity"] == "fail"
+    assert id_card not in json.dumps(filed)  # findings mask what they found
+    checked = [
+        e for e in platform.audit_events("egress.checked") if e["target"] == f"egress:{filed['id']}"
+    ]
+    assert checked and checked[-1]["detail"]["verdict"] == "fail"
 
 
 def test_other_tenants_and_merchants_cannot_see_or_decide(

@@ -19,20 +19,69 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from typing import Any, NoReturn
 
+import pyarrow.parquet as pq
 from sqlalchemy import select
 from tornado import web
 
-from .. import egress
+from .. import disclosure, egress
 from ..db import session_scope
-from ..models import EgressRequest
+from ..models import DpRelease, EgressRequest
+from ..policy import DatasetPolicy
 from ..roles import EGRESS_REQUEST, EGRESS_REVIEW
+from ..settings import Shuyu
 from .base import ApiHandler, BaseHandler
 
 #: Fields a server may report, and the longest value kept of each.
 FIELDS: dict[str, int] = {"route": 64, "reason": 256, "method": 16, "path": 1024, "query": 512}
+
+
+#: Field titles of person names in the raw data (the names check looks for them).
+NAME_TITLES = ("姓名", "法定代表人")
+
+
+@functools.lru_cache(maxsize=16)
+def _names(path: str, column: str, _mtime: int) -> frozenset[str]:
+    """Distinct values of a raw name column, once per file version."""
+    values = pq.read_table(path, columns=[column]).column(0).unique().to_pylist()
+    return frozenset(v for v in values if isinstance(v, str) and v)
+
+
+def check_context(
+    settings: Shuyu, policies: dict[str, DatasetPolicy], tenant: str
+) -> disclosure.Context:
+    """What the disclosure checks need: raw names, the tenant's DP numbers, prefixes."""
+    names: set[str] = set()
+    prefixes: set[str] = set()
+    for policy in policies.values():
+        raw = settings.zone("raw") / policy.raw_file
+        for field_name, field in policy.fields.items():
+            prefix = getattr(field.masking, "prefix", None)
+            if field.masking.rule == "pseudonymize" and prefix:
+                prefixes.add(prefix)
+            if field.identifier and field.title in NAME_TITLES and raw.is_file():
+                names |= _names(str(raw), field_name, raw.stat().st_mtime_ns)
+    numbers: set[str] = set()
+    with session_scope(settings.db_url) as session:
+        answers = session.scalars(
+            select(DpRelease.answer).where(
+                DpRelease.tenant == tenant, DpRelease.status == "released"
+            )
+        )
+        for answer in answers:
+            for row in json.loads(answer).get("rows", []):
+                for value in row.values():
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        numbers.add(disclosure.number_key(value))
+    return disclosure.Context(
+        rules=disclosure.Rules(),
+        known_names=frozenset(names),
+        dp_numbers=frozenset(numbers),
+        pseudonym_prefixes=tuple(sorted(prefixes)),
+    )
 
 
 class EgressHandler(ApiHandler):
@@ -56,6 +105,11 @@ class EgressHandler(ApiHandler):
     def fail(self, err: egress.EgressError) -> NoReturn:
         """Answer an :class:`~shuyu_platform.egress.EgressError` as JSON."""
         raise web.HTTPError(err.status, err.message)
+
+    def check(self, session: Any, row: EgressRequest, content: dict[str, Any]) -> None:
+        """Run the automatic disclosure checks on new content and store the report."""
+        context = check_context(self.shuyu, self.settings["policies"], row.tenant)
+        egress.record_checks(session, row, egress.run_checks(content, context))
 
     def visible(self, row: EgressRequest | None, request_id: str) -> EgressRequest:
         """The request if the caller may see it: its tenant's merchants and reviewers."""
@@ -119,6 +173,7 @@ class RequestsApi(EgressHandler):
                     purpose=purpose,
                     content=content,
                 )
+                self.check(session, row, content)
                 egress.transition(session, row, "submit", actor=self.user["name"])
                 answer = egress.as_dict(row, egress.decisions_of(session, row.id))
         except egress.EgressError as err:
@@ -184,6 +239,7 @@ class ResubmitApi(EgressHandler):
             with session_scope(self.shuyu.db_url) as session:
                 row = self.visible(session.get(EgressRequest, request_id), request_id)
                 egress.resubmit(session, self.outbox, row, content, actor=self.user["name"])
+                self.check(session, row, content)
                 answer = egress.as_dict(row, egress.decisions_of(session, row.id))
         except egress.EgressError as err:
             self.fail(err)
