@@ -297,6 +297,48 @@ def create(
     return row
 
 
+#: The actions a reviewer takes.
+DECISIONS: Final[tuple[str, ...]] = tuple(a for a, who in ACTORS.items() if who == "reviewer")
+
+
+def _own(row: EgressRequest, actor: str, actor_tenant: str | None) -> bool:
+    """Whether the request is the actor's own or their tenant's (no reviewer decides those)."""
+    return actor == row.username or actor_tenant == row.tenant
+
+
+def can_decide(row: EgressRequest, actor: str, actor_tenant: str | None) -> bool:
+    """Whether ``actor`` may take a reviewer's decision on ``row`` now."""
+    return any(a in DECISIONS for a in TRANSITIONS[row.status]) and not _own(
+        row, actor, actor_tenant
+    )
+
+
+def decide(
+    session: Session,
+    outbox: Path,
+    row: EgressRequest,
+    action: str,
+    *,
+    actor: str,
+    actor_tenant: str | None,
+    comment: str,
+    approvals_required: int,
+) -> EgressRequest:
+    """A reviewer's decision: refused on a changed snapshot, else :func:`transition`."""
+    if action not in DECISIONS:
+        raise EgressError(f"a decision is one of {', '.join(DECISIONS)}, not {action!r}")
+    verify_snapshot(outbox, row)
+    return transition(
+        session,
+        row,
+        action,
+        actor=actor,
+        actor_tenant=actor_tenant,
+        comment=comment,
+        approvals_required=approvals_required,
+    )
+
+
 def transition(
     session: Session,
     row: EgressRequest,
@@ -317,7 +359,7 @@ def transition(
     who = ACTORS[action]
     if who == "requester" and actor != row.username:
         raise EgressError(f"only {row.username}, who filed request {row.id}, may {action} it", 403)
-    if who == "reviewer" and (actor == row.username or actor_tenant == row.tenant):
+    if who == "reviewer" and _own(row, actor, actor_tenant):
         raise EgressError("a reviewer never decides a request of their own or their tenant's", 403)
     comment = comment.strip()
     if action in NEEDS_COMMENT and not comment:

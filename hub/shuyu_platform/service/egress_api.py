@@ -203,29 +203,12 @@ class DecisionApi(EgressHandler):
     def post(self, request_id: str) -> None:
         self.require_scope(EGRESS_REVIEW, "Deciding egress requests", "reviewer")
         body = self.body()
-        action = body.get("action")
-        if action not in ("approve", "reject", "request_changes"):
-            raise web.HTTPError(400, "action must be approve, reject or request_changes")
-        comment = body.get("comment", "")
+        action, comment = body.get("action"), body.get("comment", "")
+        if not isinstance(action, str) or action not in egress.DECISIONS:
+            raise web.HTTPError(400, f"action must be one of {', '.join(egress.DECISIONS)}")
         if not isinstance(comment, str):
             raise web.HTTPError(400, "comment must be text")
-        try:
-            with session_scope(self.shuyu.db_url) as session:
-                row = self.visible(session.get(EgressRequest, request_id), request_id)
-                egress.verify_snapshot(self.outbox, row)
-                egress.transition(
-                    session,
-                    row,
-                    action,
-                    actor=self.user["name"],
-                    actor_tenant=self.tenant,
-                    comment=comment,
-                    approvals_required=self.shuyu.egress_approvals_required,
-                )
-                answer = egress.as_dict(row, egress.decisions_of(session, row.id))
-        except egress.EgressError as err:
-            self.fail(err)
-        self.write_json(answer)
+        self.write_json(decide(self, request_id, action, comment))
 
 
 class ResubmitApi(EgressHandler):
@@ -246,8 +229,10 @@ class ResubmitApi(EgressHandler):
         self.write_json(answer)
 
 
-#: Statuses a reviewer can decide on.
-WAITING = ("submitted", "resubmitted")
+#: Statuses a reviewer can decide on (the queue lists them first).
+WAITING = tuple(
+    s for s, actions in egress.TRANSITIONS.items() if set(actions) & set(egress.DECISIONS)
+)
 #: Most characters of one text output shown on the review page.
 SHOWN_TEXT = 200_000
 
@@ -309,6 +294,28 @@ def render_content(content: dict[str, Any]) -> list[dict[str, Any]]:
     return items
 
 
+def decide(handler: BaseHandler, request_id: str, action: str, comment: str) -> dict[str, Any]:
+    """Record a reviewer's decision (API and review page alike); the request as JSON."""
+    try:
+        with session_scope(handler.shuyu.db_url) as session:
+            row = session.get(EgressRequest, request_id)
+            if row is None:
+                raise web.HTTPError(404, f"no egress request {request_id}")
+            egress.decide(
+                session,
+                handler.shuyu.zone("outbox"),
+                row,
+                action,
+                actor=handler.user["name"],
+                actor_tenant=handler.tenant,
+                comment=comment,
+                approvals_required=handler.shuyu.egress_approvals_required,
+            )
+            return egress.as_dict(row, egress.decisions_of(session, row.id))
+    except egress.EgressError as err:
+        raise web.HTTPError(err.status, err.message) from None
+
+
 class ReviewQueuePage(BaseHandler):
     """``/review``: every export request, those waiting for a decision first."""
 
@@ -345,17 +352,12 @@ class ReviewRequestPage(BaseHandler):
         except egress.EgressError as err:
             content_error = err.message
         self.audit("egress.read", f"egress:{request_id}", detail={"status": row.status})
-        can_decide = (
-            row.status in WAITING
-            and row.username != self.user["name"]
-            and row.tenant != self.tenant
-        )
         self.render_page(
             "review_request.html",
             r=body,
             rendered=rendered,
             content_error=content_error,
-            can_decide=can_decide,
+            can_decide=egress.can_decide(row, self.user["name"], self.tenant),
             xsrf_form_html=self.xsrf_form_html(),
         )
 
@@ -363,25 +365,9 @@ class ReviewRequestPage(BaseHandler):
     def post(self, request_id: str) -> None:
         self.require_scope(EGRESS_REVIEW, "Deciding export requests", "reviewer")
         action = self.get_body_argument("action", "")
-        if action not in ("approve", "reject", "request_changes"):
+        if action not in egress.DECISIONS:
             raise web.HTTPError(400, "Choose approve, ask for changes or reject.")
-        try:
-            with session_scope(self.shuyu.db_url) as session:
-                row = session.get(EgressRequest, request_id)
-                if row is None:
-                    raise web.HTTPError(404, f"no egress request {request_id}")
-                egress.verify_snapshot(self.shuyu.zone("outbox"), row)
-                egress.transition(
-                    session,
-                    row,
-                    action,
-                    actor=self.user["name"],
-                    actor_tenant=self.tenant,
-                    comment=self.get_body_argument("comment", ""),
-                    approvals_required=self.shuyu.egress_approvals_required,
-                )
-        except egress.EgressError as err:
-            raise web.HTTPError(err.status, err.message) from None
+        decide(self, request_id, action, self.get_body_argument("comment", ""))
         self.redirect(f"{self.settings['templates'].globals['prefix']}review/{request_id}")
 
 
