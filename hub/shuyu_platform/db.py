@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
@@ -20,6 +21,21 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+#: Format of the timestamp columns (grants, budgets, releases, requests): UTC, whole
+#: seconds, with 'Z', so text order is time order.
+STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def stamp(moment: datetime | None = None) -> str:
+    """``moment`` (default: now) as stored in a timestamp column."""
+    return (moment or datetime.now(UTC)).astimezone(UTC).strftime(STAMP_FORMAT)
+
+
+def parse_stamp(text: str) -> datetime:
+    """A timestamp column's value as an aware UTC datetime."""
+    return datetime.strptime(text, STAMP_FORMAT).replace(tzinfo=UTC)
+
 
 #: How long a writer waits for another process's write transaction (SQLite).
 SQLITE_BUSY_TIMEOUT_MS = 30_000

@@ -25,7 +25,6 @@ import binascii
 import json
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from . import audit, disclosure
 from .atomic import replace_atomically, sync_and_hash
+from .db import stamp
 from .models import EgressDecision, EgressRequest
 
 #: status -> {action: next status}.
@@ -78,10 +78,6 @@ class EgressError(ValueError):
         super().__init__(message)
         self.message = message
         self.status = status
-
-
-def _stamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def text_field(body: Mapping[str, Any], key: str, *, limit: int, required: bool = True) -> str:
@@ -267,7 +263,7 @@ def create(
     """Freeze ``content`` and record the request as a draft (audited)."""
     request_id = uuid.uuid4().hex
     digest, size = freeze(outbox, request_id, content)
-    now = _stamp()
+    now = stamp()
     row = EgressRequest(
         id=request_id,
         tenant=tenant,
@@ -377,7 +373,7 @@ def transition(
         if len(approvers) + 1 < approvals_required:
             after = before  # recorded; another reviewer must approve too
     row.status = after
-    row.updated_at = _stamp()
+    row.updated_at = stamp()
     session.add(
         EgressDecision(
             request_id=row.id,

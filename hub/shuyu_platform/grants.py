@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit, roles
+from .db import parse_stamp, stamp
 from .models import Grant
 from .policy import DatasetPolicy
 
@@ -42,14 +43,6 @@ class GrantError(ValueError):
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(stamp: str) -> datetime:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def fields_of(grant: Grant) -> list[str]:
@@ -122,7 +115,7 @@ def _transition(session: Session, grant: Grant, status: str, *, actor: str, reas
     before = grant.status
     grant.status = status
     grant.ended_by = actor
-    grant.ended_at = _stamp(_now())
+    grant.ended_at = stamp(_now())
     grant.end_reason = reason
     audit.record(
         session,
@@ -162,7 +155,7 @@ def issue(
     now = _now()
     expiry = expires_at or now + timedelta(days=DEFAULT_DAYS)
     if expiry <= now:
-        raise GrantError(f"the expiry {_stamp(expiry)} is not in the future")
+        raise GrantError(f"the expiry {stamp(expiry)} is not in the future")
     current = active(session, tenant=tenant, dataset=policy.dataset)
     for old in current:
         _transition(session, old, "replaced", actor=actor, reason="a new grant was issued")
@@ -175,8 +168,8 @@ def issue(
         budget_epsilon=float(budget),
         status="active",
         issued_by=actor,
-        issued_at=_stamp(now),
-        expires_at=_stamp(expiry),
+        issued_at=stamp(now),
+        expires_at=stamp(expiry),
         ended_by="",
         ended_at="",
         end_reason="",
@@ -211,7 +204,7 @@ def expire_due(session: Session, *, now: datetime | None = None) -> list[Grant]:
     due = [
         g
         for g in session.scalars(select(Grant).where(Grant.status == "active"))
-        if _parse(g.expires_at) <= moment
+        if parse_stamp(g.expires_at) <= moment
     ]
     for grant in due:
         _transition(session, grant, "expired", actor="system", reason="past its expiry")
@@ -232,7 +225,7 @@ def active(
         query = query.where(Grant.tenant == tenant)
     if dataset is not None:
         query = query.where(Grant.dataset == dataset)
-    return [g for g in session.scalars(query) if _parse(g.expires_at) > moment]
+    return [g for g in session.scalars(query) if parse_stamp(g.expires_at) > moment]
 
 
 def listing(session: Session, *, tenant: str | None = None) -> list[Grant]:

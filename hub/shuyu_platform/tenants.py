@@ -7,11 +7,10 @@ at every spawn.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy.orm import Session
 
 from . import audit
+from .db import stamp
 from .models import Tenant
 
 
@@ -40,7 +39,7 @@ def suspend(session: Session, slug: str, *, reason: str, actor: str) -> Tenant:
     row.status = "suspended"
     row.reason = reason.strip()
     row.changed_by = actor
-    row.changed_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    row.changed_at = stamp()
     session.add(row)
     audit.record(
         session,
@@ -61,7 +60,7 @@ def resume(session: Session, slug: str, *, actor: str, reason: str = "") -> Tena
     row.status = "active"
     row.reason = reason.strip()
     row.changed_by = actor
-    row.changed_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    row.changed_at = stamp()
     audit.record(
         session,
         actor=actor,

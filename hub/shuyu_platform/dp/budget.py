@@ -22,14 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit, grants
-from ..db import session_scope
+from ..db import session_scope, stamp
 from ..models import DpRelease, Grant, PrivacyBudget
 from .query import EPSILON_QUANTUM, QueryError
 
@@ -48,10 +47,6 @@ class BudgetError(QueryError):
     ) -> None:
         super().__init__(message, status)
         self.remaining = remaining
-
-
-def _stamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def epsilon(micro: int) -> float:
@@ -86,7 +81,7 @@ def _account_id(db_url: str, grant: Grant) -> int:
         found = session.scalar(select(PrivacyBudget.id).where(*key))
     if found is not None:
         return found
-    now = _stamp()
+    now = stamp()
     try:
         with session_scope(db_url) as session:
             session.execute(
@@ -120,7 +115,7 @@ def debit(
     active or the account cannot cover the cost.
     """
     account = _account_id(db_url, grant)
-    now = _stamp()
+    now = stamp()
     cap = (
         select(func.round(Grant.budget_epsilon * MICRO))
         .where(Grant.id == grant.id, Grant.status == "active", Grant.expires_at > now)
@@ -183,7 +178,7 @@ def _refusal(db_url: str, grant: Grant, account: int, cost_micro: int) -> Budget
         current = session.get(Grant, grant.id)
         spent = session.scalar(select(PrivacyBudget.spent_micro).where(PrivacyBudget.id == account))
     assert current is not None and spent is not None
-    now = _stamp()
+    now = stamp()
     if current.status != "active" or current.expires_at <= now:
         state = current.status if current.status != "active" else "expired"
         when = current.ended_at or current.expires_at
@@ -212,7 +207,7 @@ def release(db_url: str, release_id: str, answer: Any, *, username: str) -> str:
         row.status = "released"
         row.answer = audit.canonical_json(answer)
         row.answer_sha256 = digest
-        row.released_at = _stamp()
+        row.released_at = stamp()
         audit.record(
             session,
             actor=username,
