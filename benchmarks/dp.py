@@ -35,27 +35,25 @@ The raw file is generated into a temporary folder and removed afterwards, or kep
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
+from .rawdata import DATASET, raw_file, workspace
+
 REPO = Path(__file__).resolve().parents[1]
-DATASET = "health_records"
 ROWS = int(os.environ.get("SHUYU_BENCH_ROWS", "10000000"))
 ROUNDS = int(os.environ.get("SHUYU_BENCH_ROUNDS", "5"))
 STEADY_CALLS = 3  # calls after the first, per process, for the steady state
-SEED = 20240501
 GOAL = 2.0
 EPSILON = 1.0
 KEY = "district"
@@ -269,37 +267,6 @@ def probe(kind: str, python: str) -> tuple[bool, str]:
     return True, f"{python} ({done.stdout.strip()})"
 
 
-# ============================================================================ raw data
-
-
-@contextlib.contextmanager
-def workspace() -> Iterator[Path]:
-    """``SHUYU_BENCH_DIR`` (kept), or a temporary folder removed afterwards."""
-    kept = os.environ.get("SHUYU_BENCH_DIR")
-    if kept:
-        Path(kept).mkdir(parents=True, exist_ok=True)
-        yield Path(kept)
-    else:
-        with tempfile.TemporaryDirectory(prefix="shuyu-bench-dp-") as folder:
-            yield Path(folder)
-
-
-def raw_file(folder: Path, rows: int) -> Path:
-    """The raw demo file of ``rows`` rows in ``folder``, generated unless already there."""
-    from shuyu_platform import demodata
-
-    path = folder / f"{DATASET}.parquet"
-    with contextlib.suppress(OSError, ValueError):
-        if pq.ParquetFile(path).metadata.num_rows == rows:
-            print(f"  reusing {path.name} ({rows:,} rows)")
-            return path
-    print(f"  generating {rows:,} rows of {DATASET} ...", flush=True)
-    started = time.perf_counter()
-    demodata.generate(folder, rows=rows, seed=SEED, datasets=DATASET)
-    print(f"  generated in {time.perf_counter() - started:.1f} s")
-    return path
-
-
 def the_query() -> Query:
     """The query every method answers, with the policy's public keys and bounds."""
     from shuyu_platform.policy import load_policy
@@ -363,7 +330,7 @@ def main(argv: Sequence[str] = ()) -> None:
             pythons[kind] = python
     kinds = list(pythons)
     results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
-    with workspace() as folder:
+    with workspace("dp") as folder:
         raw = raw_file(folder, rows)
         print(f"  raw file {raw.stat().st_size / 2**20:,.0f} MiB")
         for round_number in range(1, rounds + 1):

@@ -19,27 +19,25 @@ The raw file is generated into a temporary folder and removed afterwards, or kep
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
+from .rawdata import DATASET, raw_file, workspace
+
 REPO = Path(__file__).resolve().parents[1]
-DATASET = "health_records"
 ROWS = int(os.environ.get("SHUYU_BENCH_ROWS", "10000000"))
 ROUNDS = int(os.environ.get("SHUYU_BENCH_ROUNDS", "3"))
-SEED = 20240501
 COMPRESSION = "zstd"
 GOAL = 2.0
 
@@ -117,45 +115,14 @@ def run(kind: str, raw: Path, out: Path) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-# ============================================================================ raw data
-
-
-@contextlib.contextmanager
-def workspace() -> Iterator[Path]:
-    """``SHUYU_BENCH_DIR`` (kept), or a temporary folder removed afterwards."""
-    kept = os.environ.get("SHUYU_BENCH_DIR")
-    if kept:
-        Path(kept).mkdir(parents=True, exist_ok=True)
-        yield Path(kept)
-    else:
-        with tempfile.TemporaryDirectory(prefix="shuyu-bench-views-") as folder:
-            yield Path(folder)
-
-
-def raw_file(folder: Path) -> Path:
-    """The raw demo file of ``ROWS`` rows in ``folder``, generated unless already there."""
-    from shuyu_platform import demodata
-
-    path = folder / f"{DATASET}.parquet"
-    with contextlib.suppress(OSError, ValueError):
-        if pq.ParquetFile(path).metadata.num_rows == ROWS:
-            print(f"  reusing {path.name} ({ROWS:,} rows)")
-            return path
-    print(f"  generating {ROWS:,} rows of {DATASET} ...", flush=True)
-    started = time.perf_counter()
-    demodata.generate(folder, rows=ROWS, seed=SEED, datasets=DATASET)
-    print(f"  generated in {time.perf_counter() - started:.1f} s")
-    return path
-
-
 # ================================================================================ main
 
 
 def main() -> None:
     """Measure both, ``ROUNDS`` times each, and print medians, the ratio and peak memory."""
     print(f"views: masked view build vs plain copy, {DATASET}, {ROWS:,} rows, {ROUNDS} rounds")
-    with workspace() as folder:
-        raw = raw_file(folder)
+    with workspace("views") as folder:
+        raw = raw_file(folder, ROWS)
         print(f"  raw file {raw.stat().st_size / 2**20:,.0f} MiB, {COMPRESSION}")
         results: dict[str, list[dict[str, Any]]] = {"plain": [], "view": []}
         for round_number in range(1, ROUNDS + 1):
