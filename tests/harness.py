@@ -22,6 +22,8 @@ from typing import Any
 
 import requests
 
+from kernel import Execution, Kernel
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT = 90
@@ -109,6 +111,28 @@ class Platform:
         )
         assert response.status_code == 302, f"login of {username} failed: {response.status_code}"
         return session
+
+    def run_code(self, username: str, code: str) -> Execution:
+        """Run ``code`` in a fresh kernel of ``username``'s sandboxed server (started if
+        needed) and return what it printed; the kernel is shut down afterwards."""
+        session = self.login(username)
+        self.start_server(session, username)
+        kernel = Kernel(self.url, session, username)
+        try:
+            return kernel.run(code)
+        finally:
+            kernel.close()
+
+    def service_session(self, username: str) -> tuple[requests.Session, dict[str, str]]:
+        """A browser-like session signed in to the platform service, and its xsrf header.
+
+        Visiting the service completes its hub OAuth and sets its ``_xsrf`` cookie; the
+        header is what the service wants with cookie-authenticated writes.
+        """
+        session = self.login(username)
+        session.get(f"{self.url}/services/shuyu/", timeout=30)
+        xsrf = session.cookies.get("_xsrf", path="/services/shuyu/")
+        return session, {"X-XSRFToken": xsrf} if xsrf else {}
 
     def hub_api(
         self, session: requests.Session, method: str, path: str, **kwargs: Any

@@ -20,7 +20,9 @@ Checks (the ``check`` field of a :class:`Finding`)
         ACRO's ``MinimumThresholdCheck`` (``safe_threshold: 10``), except that ACRO also
         fails zeros by default (``zeros_are_disclosive``) while zeros pass here.
     ``dominance`` (n-k rule) and ``p_percent`` (p% rule)
-        Need contributor statistics per cell (see :class:`Artefact`, ``cell_stats``).
+        Need contributor statistics per cell (see :class:`Artefact`, ``cell_stats``;
+        a notebook output carries them in ``metadata.shuyu.cell_stats``, which the
+        kernel client's ``shuyu.egress.table`` fills from the microdata).
         n-k fails when the ``n`` largest contributors make up ``k`` or more of the cell
         total: ``sum(top[:n]) / total >= k``. p% fails when the contributors other than
         the two largest add up to less than ``p`` of the largest:
@@ -1055,6 +1057,7 @@ class _Checker:
                     numbers=dp.total,
                     matched=dp.matched,
                     set_aside=len(sdc),
+                    dp_keys=sorted(dp.keys)[:MAX_DP_KEYS],
                 )
             )
         else:
@@ -1087,6 +1090,7 @@ class _Checker:
                         share=round(share, 4),
                         short=dp.short,
                         dp_columns=full,
+                        dp_keys=sorted(dp.keys)[:MAX_DP_KEYS],
                     )
                 )
         return self._capped(art, findings)
@@ -1274,8 +1278,10 @@ class _Checker:
             matched = 0
             for value in values.tolist():
                 strong = _significant_digits(value) >= minimum
-                if strong and number_key(value) in numbers:
+                key = number_key(value) if strong else ""
+                if strong and key in numbers:
                     matched += 1
+                    match.keys.add(key)
                 elif not strong:
                     match.short += 1
             match.total += values.size
@@ -1491,6 +1497,7 @@ class _DpMatch:
     matched: int = 0
     short: int = 0
     full_columns: set[int] = field(default_factory=set)
+    keys: set[str] = field(default_factory=set)
 
     @property
     def everything(self) -> bool:
@@ -1513,6 +1520,9 @@ _NAME_CAVEAT: Final[str] = (
     "Names are short, so this may be an ordinary word or another person of the same name; "
     "check whether it refers to an individual in the data."
 )
+
+#: Most DP number keys a ``dp_provenance`` finding lists (the release maps them to queries).
+MAX_DP_KEYS: Final[int] = 500
 
 _TEXT_FOOTER: Final = re.compile(r"\[(\d+) rows x (\d+) columns\]")
 _HTML_FOOTER: Final = re.compile(r"(\d+)\s+rows\s+×\s+(\d+)\s+columns")
@@ -1622,8 +1632,13 @@ def _outputs(
                 Artefact(f"{name} (error)", "text", text="\n".join(lines), origin=where)
             )
         elif kind in ("execute_result", "display_data"):
+            stats = _output_stats(output)
             for mime, content in (output.get("data") or {}).items():
-                artefacts += _bundle_item(name, where, str(mime), content)
+                items = _bundle_item(name, where, str(mime), content)
+                for item in items:
+                    if item.kind == "table" and stats is not None:
+                        item.cell_stats = stats
+                artefacts += items
         else:
             artefacts.append(
                 Artefact(
@@ -1640,6 +1655,19 @@ def _outputs(
 _ANSI: Final = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _IMAGE_MIMES: Final = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 _TEXT_MIMES: Final = frozenset({"text/plain", "text/markdown", "text/latex"})
+
+
+def _output_stats(output: Mapping[str, Any]) -> dict | None:
+    """Contributor statistics a display output carries in ``metadata.shuyu.cell_stats``.
+
+    The kernel client (``shuyu.egress.table``) computes them from the microdata in the
+    sandbox and attaches them to the table it displays; they apply to every table of
+    that output.
+    """
+    metadata = output.get("metadata")
+    shuyu = metadata.get("shuyu") if isinstance(metadata, Mapping) else None
+    stats = shuyu.get("cell_stats") if isinstance(shuyu, Mapping) else None
+    return dict(stats) if isinstance(stats, Mapping) else None
 
 
 def _joined(content: Any) -> str:

@@ -221,6 +221,7 @@ def as_dict(row: EgressRequest, decisions: list[EgressDecision] | None = None) -
         "snapshot_bytes": row.snapshot_bytes,
         "verdict": row.verdict,
         "checks": json.loads(row.checks or "{}"),
+        "release": json.loads(row.release_manifest or "{}"),
         "created_at": row.created_at,
         "updated_at": row.updated_at,
     }
@@ -388,6 +389,7 @@ def transition(
     audit.record(
         session,
         actor=actor,
+        actor_kind="system" if who == "platform" else "user",
         action=f"egress.{action}",
         target=f"egress:{row.id}",
         tenant=row.tenant,

@@ -205,6 +205,9 @@ class EgressRequest(Base):
     verdict: Mapped[str] = mapped_column(String(16), default="")  # pass | warn | fail
     created_at: Mapped[str] = mapped_column(String(32))
     updated_at: Mapped[str] = mapped_column(String(32))
+    # JSON {files: [{name, bytes, sha256, watermark}], provenance_sha256, released_at},
+    # set with the approved -> released transition (shuyu_platform.release).
+    release_manifest: Mapped[str] = mapped_column(Text, default="")
 
     __table_args__ = (
         CheckConstraint("kind IN ('cells', 'file')", name="ck_egress_kind"),

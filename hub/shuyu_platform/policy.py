@@ -33,7 +33,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import NoneType, UnionType
-from typing import Annotated, Any, Final, Literal, NoReturn, Union, get_args, get_origin
+from typing import (
+    Annotated,
+    Any,
+    ClassVar,
+    Final,
+    Literal,
+    NoReturn,
+    Union,
+    get_args,
+    get_origin,
+)
 
 import yaml
 from pydantic import (
@@ -586,6 +596,46 @@ class Privacy(_Strict):
     default_budget_epsilon: Annotated[StrictFloat, Field(gt=0)] = 10.0
 
 
+class Disclosure(_Strict):
+    """Thresholds of the automatic egress checks for outputs drawn from this dataset.
+
+    Unset keys keep the platform defaults (``shuyu_platform.disclosure.Rules``). A
+    request is checked with the strictest value over the datasets its tenant holds
+    grants on (:meth:`strictest`).
+    """
+
+    min_cell_count: Annotated[StrictInt, Field(ge=1)] | None = None
+    """Frequency-table cells below this count (and above zero) fail."""
+    dominance_n: Annotated[StrictInt, Field(ge=1)] | None = None
+    """n of the n-k dominance rule."""
+    dominance_k: Annotated[StrictFloat, Field(gt=0, le=1)] | None = None
+    """k of the n-k rule: the top n at this share of a cell total or more fail."""
+    p_percent: Annotated[StrictFloat, Field(ge=0, lt=1)] | None = None
+    """p of the p% rule."""
+    max_rows: Annotated[StrictInt, Field(ge=1)] | None = None
+    """Tables with more rows than this look like row-level data and fail."""
+
+    #: For each key, the function that picks the strictest of several values.
+    STRICTER: ClassVar[dict[str, Any]] = {
+        "min_cell_count": max,
+        "dominance_n": max,
+        "dominance_k": min,
+        "p_percent": max,
+        "max_rows": min,
+    }
+
+    @classmethod
+    def strictest(cls, sections: Iterable[Disclosure]) -> dict[str, Any]:
+        """The strictest value of every key set in any of ``sections``."""
+        merged: dict[str, Any] = {}
+        for section in sections:
+            for key, pick in cls.STRICTER.items():
+                value = getattr(section, key)
+                if value is not None:
+                    merged[key] = value if key not in merged else pick(merged[key], value)
+        return merged
+
+
 FieldName = Annotated[StrictStr, StringConstraints(pattern=FIELD_PATTERN)]
 
 
@@ -600,6 +650,8 @@ class DatasetPolicy(_Strict):
     fields: Annotated[dict[FieldName, FieldPolicy], Field(min_length=1)]
     """Every column, in file order."""
     privacy: Privacy
+    disclosure: Disclosure = Disclosure()
+    """Thresholds of the automatic egress checks (optional)."""
 
     @model_validator(mode="after")
     def _references_resolve(self) -> DatasetPolicy:

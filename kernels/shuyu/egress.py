@@ -9,6 +9,14 @@ a purpose; it is frozen as sent, checked automatically and reviewed by the opera
     shuyu.egress.list()          # the tenant's requests: status, checks verdict
     shuyu.egress.status(rid)     # one request with the reviewers' comments
 
+A sum or mean by group can be dominated by one or two contributors (one large firm),
+which the table alone does not show. Display such tables with :func:`table`: it attaches
+the contributor statistics the automatic dominance checks (n-k and p%) need::
+
+    shuyu.egress.table(df, by="district", value="settlement_amount", contributor="person_id")
+
+The same page is served in the browser: ``shuyu/export`` on your server.
+
 Cells are counted from 0 in the notebook as saved on disk, so save the notebook first:
 what is sent is the outputs stored in the file.
 """
@@ -25,10 +33,86 @@ import pandas as pd
 
 from .client import get, post
 
-__all__ = ["list", "request", "request_file", "resubmit", "status"]
+__all__ = ["StatsTable", "list", "request", "request_file", "resubmit", "status", "table"]
 
 #: Largest file sent with a request (the service refuses larger snapshots anyway).
 MAX_FILE_BYTES = 16 * 1024 * 1024
+#: Largest contributions listed per cell (the checks need the top two or three).
+TOP = 3
+#: Aggregations :func:`table` offers.
+AGGREGATIONS = ("sum", "mean")
+
+
+class StatsTable:
+    """An aggregated table that carries its contributor statistics when displayed.
+
+    ``frame`` is the table itself; ``stats`` the per-cell statistics (total, largest
+    contributions, number of contributors, negative contributors) in the form the
+    platform's disclosure checks read from the output's ``metadata.shuyu.cell_stats``.
+    """
+
+    def __init__(self, frame: pd.DataFrame, stats: dict[str, Any]) -> None:
+        self.frame = frame
+        self.stats = stats
+
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        data = {"text/plain": repr(self.frame), "text/html": self.frame.to_html()}
+        return data, {"shuyu": {"cell_stats": self.stats}}
+
+    def __repr__(self) -> str:
+        return repr(self.frame)
+
+
+def table(
+    data: pd.DataFrame,
+    by: str | Sequence[str],
+    value: str,
+    *,
+    agg: str = "sum",
+    contributor: str | None = None,
+) -> StatsTable:
+    """``agg`` of ``value`` by ``by``, with contributor statistics for the export checks.
+
+    A contributor is one value of ``contributor`` (say a pseudonymised person or firm
+    id), whose rows are added up; without it, every row is a contributor. The result's
+    column is named ``<value>_<agg>``.
+    """
+    keys = [by] if isinstance(by, str) else [str(k) for k in by]
+    if agg not in AGGREGATIONS:
+        raise ValueError(f"agg must be one of {', '.join(AGGREGATIONS)}, not {agg!r}")
+    missing = [c for c in [*keys, value, *([contributor] if contributor else [])] if c not in data]
+    if missing:
+        raise KeyError(f"no column {', '.join(map(repr, missing))} in the data")
+    column = f"{value}_{agg}"
+    frame = data.groupby(keys, observed=True, dropna=False)[value].agg(agg).to_frame(column)
+    per = (
+        data.groupby([*keys, contributor], observed=True, dropna=False)[value].sum()
+        if contributor
+        else data.set_index(keys)[value]
+    )
+    cells = []
+    for label, contributions in per.groupby(level=[*range(len(keys))], dropna=False):
+        values = contributions.dropna().astype(float)
+        cells.append(
+            {
+                "row": _label(label),
+                "total": float(values.sum()),
+                "top": [float(v) for v in values.nlargest(TOP)],
+                "count": int(values.size),
+                "n_negative": int((values < 0).sum()),
+            }
+        )
+    return StatsTable(frame, {"column": column, "cells": cells})
+
+
+def _label(label: Any) -> Any:
+    """A group key as JSON: a scalar, or a list for several keys."""
+    parts = label if isinstance(label, tuple) else (label,)
+    plain = [p.item() if hasattr(p, "item") else p for p in parts]
+    plain = [None if isinstance(p, float) and p != p else p for p in plain]
+    return plain[0] if len(plain) == 1 else plain
 
 
 def _cells(notebook: str | Path, cells: Sequence[int]) -> dict[str, Any]:

@@ -9,37 +9,31 @@ import textwrap
 import pytest
 
 from harness import Platform
-from kernel import Kernel
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 
 
 def _file_request(platform: Platform) -> str:
     """alice files an export request of one cell from her sandboxed kernel."""
-    session = platform.login("alice")
-    platform.start_server(session, "alice")
-    kernel = Kernel(platform.url, session, "alice")
-    try:
-        run = kernel.run(
-            textwrap.dedent(
-                """
-                import json, shuyu
-                notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
-                    {"cell_type": "code", "id": "a", "metadata": {}, "execution_count": 1,
-                     "source": "summary", "outputs": [
-                         {"output_type": "stream", "name": "stdout",
-                          "text": "district claims\\n涪城区 128\\n<script>alert(1)</script>\\n"}]}]}
-                json.dump(notebook, open("browser-review.ipynb", "w"))
-                r = shuyu.egress.request("browser-review.ipynb", [0], purpose="理赔汇总",
-                                         title="浏览器审核测试")
-                print(json.dumps(r))
-                """
-            )
-        )
-        assert run.ok, run.error
-        return json.loads(run.stdout)["id"]
-    finally:
-        kernel.close()
+    run = platform.run_code(
+        "alice",
+        textwrap.dedent(
+            """
+            import json, shuyu
+            notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+                {"cell_type": "code", "id": "a", "metadata": {}, "execution_count": 1,
+                 "source": "summary", "outputs": [
+                     {"output_type": "stream", "name": "stdout",
+                      "text": "district claims\\n涪城区 128\\n<script>alert(1)</script>\\n"}]}]}
+            json.dump(notebook, open("browser-review.ipynb", "w"))
+            r = shuyu.egress.request("browser-review.ipynb", [0], purpose="理赔汇总",
+                                     title="浏览器审核测试")
+            print(json.dumps(r))
+            """
+        ),
+    )
+    assert run.ok, run.error
+    return json.loads(run.stdout)["id"]
 
 
 def test_reviewer_reads_and_approves_a_request(page, platform: Platform) -> None:
@@ -62,8 +56,8 @@ def test_reviewer_reads_and_approves_a_request(page, platform: Platform) -> None
     page.check("input[value=approve]")
     page.fill("textarea[name=comment]", "汇总层级，可以发布")
     page.click("#decide-submit")
-    page.wait_for_selector("#decisions li:nth-child(2)", timeout=30_000)
-    assert page.inner_text("#status") == "approved"
+    page.wait_for_selector("#decisions li:nth-child(3)", timeout=30_000)
+    assert page.inner_text("#status") == "released"  # approval releases at once
     assert "汇总层级，可以发布" in page.inner_text("#decisions")
     assert not page.query_selector("#decide")  # decided: no form any more
     assert dialogs == []

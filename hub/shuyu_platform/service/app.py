@@ -18,7 +18,9 @@ from tornado.httpserver import HTTPServer
 
 from .. import db
 from ..policy import PolicyError, load_policies
+from ..release import release_pending
 from ..settings import Shuyu
+from ..tenant_views import sweep
 from . import audit_api, catalogue, dp_api, egress_api, grants_api
 
 HERE = Path(__file__).parent
@@ -66,21 +68,26 @@ async def _serve(settings: Shuyu) -> None:
         await asyncio.sleep(SWEEP_SECONDS)
 
 
-#: How often expired grants are closed and their views deleted.
+#: How often expired grants are closed, their views deleted, and releases retried.
 SWEEP_SECONDS = 60
 
 
 async def _sweep(settings: Shuyu) -> None:
-    """Close expired grants and delete their views, off the event loop."""
+    """Close expired grants, delete their views, release approved requests; off the loop."""
     try:
-        from ..tenant_views import sweep
-
         removed = await asyncio.to_thread(sweep, settings)
     except Exception:  # a failed sweep must not stop the service; it is retried
         log.exception("grant expiry sweep failed")
-        return
-    if removed:
-        log.info("removed views without an active grant: %s", ", ".join(removed))
+    else:
+        if removed:
+            log.info("removed views without an active grant: %s", ", ".join(removed))
+    try:
+        released = await asyncio.to_thread(release_pending, settings)
+    except Exception:
+        log.exception("release sweep failed")
+    else:
+        if released:
+            log.info("released approved egress requests: %s", ", ".join(released))
 
 
 def main() -> None:

@@ -14,23 +14,31 @@
     A reviewer approves, rejects or asks for changes, with a comment.
 ``POST api/egress/requests/<id>/resubmit``
     The merchant sends new content for a request sent back for changes.
+``GET api/egress/requests/<id>/release``
+    A released request's manifest and provenance (:mod:`..release`).
+``GET exports`` and ``GET exports/<id>/<file>``
+    The merchant's page of its tenant's requests (status, checks, reviewers' comments),
+    and the download of a released file: only by the requester, checked against its
+    SHA-256, audited as ``egress.download``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import json
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import pyarrow.parquet as pq
 from sqlalchemy import select
 from tornado import web
 
-from .. import disclosure, egress
+from .. import disclosure, egress, grants, release
 from ..db import session_scope
 from ..models import DpRelease, EgressRequest
-from ..policy import DatasetPolicy
+from ..policy import DatasetPolicy, Disclosure
 from ..roles import EGRESS_REQUEST, EGRESS_REVIEW
 from ..settings import Shuyu
 from .base import ApiHandler, BaseHandler
@@ -53,7 +61,11 @@ def _names(path: str, column: str, _mtime: int) -> frozenset[str]:
 def check_context(
     settings: Shuyu, policies: dict[str, DatasetPolicy], tenant: str
 ) -> disclosure.Context:
-    """What the disclosure checks need: raw names, the tenant's DP numbers, prefixes."""
+    """What the disclosure checks need: thresholds, raw names, the tenant's DP numbers.
+
+    Thresholds are the strictest the policies of the tenant's granted datasets set
+    (of every policy when it holds no grant), over the defaults of ``disclosure.Rules``.
+    """
     names: set[str] = set()
     prefixes: set[str] = set()
     for policy in policies.values():
@@ -66,6 +78,7 @@ def check_context(
                 names |= _names(str(raw), field_name, raw.stat().st_mtime_ns)
     numbers: set[str] = set()
     with session_scope(settings.db_url) as session:
+        granted = {g.dataset for g in grants.active(session, tenant=tenant)}
         answers = session.scalars(
             select(DpRelease.answer).where(
                 DpRelease.tenant == tenant, DpRelease.status == "released"
@@ -76,8 +89,10 @@ def check_context(
                 for value in row.values():
                     if isinstance(value, int | float) and not isinstance(value, bool):
                         numbers.add(disclosure.number_key(value))
+    sections = [p.disclosure for name, p in policies.items() if name in granted]
+    thresholds = Disclosure.strictest(sections or [p.disclosure for p in policies.values()])
     return disclosure.Context(
-        rules=disclosure.Rules(),
+        rules=disclosure.Rules.from_dict(thresholds),
         known_names=frozenset(names),
         dp_numbers=frozenset(numbers),
         pseudonym_prefixes=tuple(sorted(prefixes)),
@@ -200,7 +215,7 @@ class RequestApi(EgressHandler):
 class DecisionApi(EgressHandler):
     """``POST api/egress/requests/<id>/decision``: a reviewer's approve, reject or changes."""
 
-    def post(self, request_id: str) -> None:
+    async def post(self, request_id: str) -> None:
         self.require_scope(EGRESS_REVIEW, "Deciding egress requests", "reviewer")
         body = self.body()
         action, comment = body.get("action"), body.get("comment", "")
@@ -208,7 +223,7 @@ class DecisionApi(EgressHandler):
             raise web.HTTPError(400, f"action must be one of {', '.join(egress.DECISIONS)}")
         if not isinstance(comment, str):
             raise web.HTTPError(400, "comment must be text")
-        self.write_json(decide(self, request_id, action, comment))
+        self.write_json(await decide(self, request_id, action, comment))
 
 
 class ResubmitApi(EgressHandler):
@@ -294,26 +309,38 @@ def render_content(content: dict[str, Any]) -> list[dict[str, Any]]:
     return items
 
 
-def decide(handler: BaseHandler, request_id: str, action: str, comment: str) -> dict[str, Any]:
-    """Record a reviewer's decision (API and review page alike); the request as JSON."""
+async def decide(
+    handler: BaseHandler, request_id: str, action: str, comment: str
+) -> dict[str, Any]:
+    """Record a reviewer's decision (API and review page alike); the request as JSON.
+
+    A decision that approves the request releases it at once (off the event loop); a
+    release that fails leaves it approved for the service's sweep to retry.
+    """
+    settings = handler.shuyu
     try:
-        with session_scope(handler.shuyu.db_url) as session:
+        with session_scope(settings.db_url) as session:
             row = session.get(EgressRequest, request_id)
             if row is None:
                 raise web.HTTPError(404, f"no egress request {request_id}")
             egress.decide(
                 session,
-                handler.shuyu.zone("outbox"),
+                settings.zone("outbox"),
                 row,
                 action,
                 actor=handler.user["name"],
                 actor_tenant=handler.tenant,
                 comment=comment,
-                approvals_required=handler.shuyu.egress_approvals_required,
+                approvals_required=settings.egress_approvals_required,
             )
-            return egress.as_dict(row, egress.decisions_of(session, row.id))
+            approved = row.status == "approved"
     except egress.EgressError as err:
         raise web.HTTPError(err.status, err.message) from None
+    if approved:
+        await asyncio.to_thread(release.release_pending, settings, [request_id])
+    with session_scope(settings.db_url) as session:
+        row = session.get(EgressRequest, request_id)
+        return egress.as_dict(row, egress.decisions_of(session, request_id))
 
 
 class ReviewQueuePage(BaseHandler):
@@ -362,13 +389,87 @@ class ReviewRequestPage(BaseHandler):
         )
 
     @web.authenticated
-    def post(self, request_id: str) -> None:
+    async def post(self, request_id: str) -> None:
         self.require_scope(EGRESS_REVIEW, "Deciding export requests", "reviewer")
         action = self.get_body_argument("action", "")
         if action not in egress.DECISIONS:
             raise web.HTTPError(400, "Choose approve, ask for changes or reject.")
-        decide(self, request_id, action, self.get_body_argument("comment", ""))
+        await decide(self, request_id, action, self.get_body_argument("comment", ""))
         self.redirect(f"{self.settings['templates'].globals['prefix']}review/{request_id}")
+
+
+class ReleaseApi(EgressHandler):
+    """``GET api/egress/requests/<id>/release``: a released request's manifest and provenance."""
+
+    def get(self, request_id: str) -> None:
+        with session_scope(self.shuyu.db_url) as session:
+            row = self.visible(session.get(EgressRequest, request_id), request_id)
+            try:
+                path, _ = release.open_released(self.shuyu, row, release.PROVENANCE)
+            except release.ReleaseError as err:
+                self.fail(err)
+            manifest = release.manifest_of(row)
+        record = json.loads(path.read_text(encoding="utf-8"))
+        self.write_json({**manifest, "provenance": record})
+
+
+class ExportsPage(BaseHandler):
+    """``/exports``: the merchant's view of its tenant's export requests and releases."""
+
+    @web.authenticated
+    def get(self) -> None:
+        self.require_scope(EGRESS_REQUEST, "Export requests", "merchant")
+        with session_scope(self.shuyu.db_url) as session:
+            rows = session.scalars(
+                select(EgressRequest)
+                .where(EgressRequest.tenant == self.tenant)
+                .order_by(EgressRequest.created_at.desc())
+                .limit(500)
+            )
+            requests = [
+                {
+                    **egress.as_dict(r, egress.decisions_of(session, r.id)),
+                    "files": release.manifest_of(r).get("files", []),
+                }
+                for r in rows
+            ]
+        self.render_page("exports.html", requests=requests)
+
+
+class DownloadHandler(BaseHandler):
+    """``/exports/<id>/<file>``: the requester downloads a released file (audited)."""
+
+    @web.authenticated
+    def get(self, request_id: str, name: str) -> None:
+        self.require_scope(EGRESS_REQUEST, "Downloading a release", "merchant")
+        target = f"egress:{request_id}/{name}"
+        with session_scope(self.shuyu.db_url) as session:
+            row = session.get(EgressRequest, request_id)
+            if row is None or row.username != self.user["name"]:
+                self.audit("egress.download", target, outcome="denied", detail={"file": name})
+                raise web.HTTPError(
+                    404, f"no release {request_id} of yours: only its requester downloads it"
+                )
+            try:
+                path, entry = release.open_released(self.shuyu, row, name)
+            except release.ReleaseError as err:
+                self.audit(
+                    "egress.download", target, outcome="denied", detail={"error": err.message}
+                )
+                raise web.HTTPError(err.status, err.message) from None
+        data = path.read_bytes()
+        self.audit(
+            "egress.download",
+            target,
+            detail={"file": name, "bytes": len(data), "sha256": entry.get("sha256", "")},
+        )
+        # Always an attachment of an opaque type: released HTML or SVG must never render
+        # (and run script) on the platform's origin.
+        self.set_header("Content-Type", "application/octet-stream")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{quote(name)}")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(data)
 
 
 def routes() -> list[tuple[str, type]]:
@@ -381,4 +482,7 @@ def routes() -> list[tuple[str, type]]:
         (r"api/egress/requests/([0-9a-f]{32})/resubmit/?", ResubmitApi),
         (r"review/?", ReviewQueuePage),
         (r"review/([0-9a-f]{32})/?", ReviewRequestPage),
+        (r"api/egress/requests/([0-9a-f]{32})/release/?", ReleaseApi),
+        (r"exports/?", ExportsPage),
+        (r"exports/([0-9a-f]{32})/([^/]+)", DownloadHandler),
     ]
