@@ -65,10 +65,12 @@ from urllib.parse import unquote
 
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.application import ExtensionApp
-from tornado import httpclient, web
+from tornado import web
 from tornado.httputil import HTTPServerRequest
 from tornado.routing import Matcher, Rule
 from traitlets import Bool, Integer
+
+from . import export, platform
 
 log = logging.getLogger("shuyu.egress")
 
@@ -87,8 +89,8 @@ CONTENTS_PREFIXES = ("api/contents", "api/notebooks")
 
 MESSAGE = (
     "Downloads are switched off in Shuyu: data leaves the sandbox only through an export "
-    "request that reviewers approve (Request export in JupyterLab, or "
-    "shuyu.egress.request(...) in a notebook). This attempt was recorded."
+    "request that reviewers approve (the Request export page, shuyu/export on this "
+    "server, or shuyu.egress.request(...) in a notebook). This attempt was recorded."
 )
 
 
@@ -200,6 +202,7 @@ class RefusedHandler(JupyterHandler):
             self.finish(
                 "<!doctype html><meta charset=utf-8><title>Download refused</title>"
                 f"<h1>Download refused</h1><p>{MESSAGE}</p>"
+                f'<p><a href="{self.base_url}shuyu/export">Request export</a></p>'
             )
 
     # Every method a browser or script may use gets the same refusal.
@@ -232,6 +235,7 @@ class EgressGuard(ExtensionApp):
         web_app = self.serverapp.web_app
         web_app.settings["shuyu_egress"] = self
         web_app.default_router.rules.insert(0, Rule(_GuardMatcher(self), RefusedHandler))
+        self.handlers.extend(export.handlers())
         log.info("Shuyu egress guard active (text limit %d bytes)", self.max_text_bytes)
 
     async def record(self, handler: JupyterHandler, refusal: Refusal) -> None:
@@ -243,18 +247,7 @@ class EgressGuard(ExtensionApp):
             "path": handler.request.path[:1024],
             "query": handler.request.query[:512],
         }
-        url = os.environ.get("SHUYU_API_URL", "").rstrip("/")
-        token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
-        if not url:
-            log.warning("egress refused but no platform to record it: %s", detail)
-            return
         try:
-            await httpclient.AsyncHTTPClient().fetch(
-                f"{url}/api/egress/blocked",
-                method="POST",
-                body=json.dumps(detail),
-                headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
-                request_timeout=10,
-            )
-        except Exception as err:  # the refusal stands whether or not the record arrives
+            await platform.call("POST", "api/egress/blocked", detail, timeout=10)
+        except platform.PlatformError as err:  # the refusal stands, recorded or not
             log.error("could not record a refused download (%s): %s", err, detail)

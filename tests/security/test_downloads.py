@@ -179,3 +179,31 @@ def test_the_tenant_cannot_switch_the_guard_off(platform: Platform) -> None:
         assert carol.request("GET", "api/terminals").status_code == 403
     finally:
         carol.kernel.close()
+
+
+@pytest.mark.parametrize(
+    ("field", "path", "status", "says"),
+    [
+        ("file", "view.parquet", 403, "leads outside the work folder"),
+        ("file", "passwd", 403, "leads outside the work folder"),
+        ("file", "../../../etc/passwd", 403, "leads outside the work folder"),
+        ("file", "/data/views/health_records.parquet", 404, ""),
+        ("notebook", "../../other/analysis.ipynb", 404, ""),
+    ],
+)
+def test_the_export_page_takes_nothing_from_outside_the_work_folder(
+    alice: Merchant, platform: Platform, field: str, path: str, status: int, says: str
+) -> None:
+    before = len(platform.audit_events("egress.create"))
+    blocked = len(platform.audit_events("egress.blocked", actor="alice"))
+    refused = alice.request(
+        "POST",
+        "shuyu/export",
+        data={field: path, "cell": "0", "purpose": "try to take a raw file out"},
+    )
+    assert refused.status_code == status, refused.text[:300]
+    assert says in refused.text
+    assert len(platform.audit_events("egress.create")) == before  # nothing was filed
+    if status == 403:
+        records = platform.audit_events("egress.blocked", actor="alice")[blocked:]
+        assert [r["detail"]["route"] for r in records] == ["shuyu/export"]

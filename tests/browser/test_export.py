@@ -1,0 +1,118 @@
+"""The whole way out, in Debian's chromium: request export → review → watermarked download."""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness import Platform
+
+pytestmark = [pytest.mark.hub, pytest.mark.browser]
+
+
+def _save_notebook(platform: Platform) -> None:
+    """alice's kernel saves a notebook whose first code cell has a table and a chart."""
+    run = platform.run_code(
+        "alice",
+        textwrap.dedent(
+            """
+            import base64, io, json
+            from PIL import Image
+            chart = io.BytesIO()
+            Image.new("RGB", (320, 160), (30, 110, 190)).save(chart, "PNG")
+            notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+                {"cell_type": "markdown", "id": "m", "metadata": {}, "source": "# 分析"},
+                {"cell_type": "code", "id": "a", "metadata": {}, "execution_count": 1,
+                 "source": "rates.plot()", "outputs": [
+                     {"output_type": "stream", "name": "stdout",
+                      "text": "district  claim_rate\\n涪城区  0.2513\\n游仙区  0.1877\\n"},
+                     {"output_type": "display_data", "metadata": {}, "data": {
+                         "image/png": base64.b64encode(chart.getvalue()).decode(),
+                         "text/plain": "<Figure>"}}]},
+                {"cell_type": "code", "id": "b", "metadata": {}, "execution_count": 2,
+                 "source": "raw.head()", "outputs": [
+                     {"output_type": "stream", "name": "stdout", "text": "not wanted\\n"}]}]}
+            json.dump(notebook, open("browser-export.ipynb", "w"))
+            """
+        ),
+    )
+    assert run.ok, run.error
+
+
+def _login(page, platform: Platform, name: str) -> None:
+    page.goto(f"{platform.url}/hub/login")
+    page.fill("#username_input", name)
+    page.fill("#password_input", f"{name}-demo-2026")
+    page.click("#login_submit")
+    # Reviewers land on the platform's home, merchants with a running server in JupyterLab.
+    page.wait_for_url(re.compile(r"/(services/shuyu/|user/[a-z]+/lab)"), timeout=60_000)
+
+
+def test_merchant_requests_reviewer_approves_merchant_downloads_watermarked_release(
+    page, browser, platform: Platform, tmp_path: Path
+) -> None:
+    _save_notebook(platform)
+
+    # alice: the Request export page of her own server; downloads themselves are refused.
+    _login(page, platform, "alice")
+    refused = page.goto(f"{platform.url}/user/alice/files/browser-export.ipynb")
+    assert refused is not None and refused.status == 403
+    page.click("a:has-text('Request export')")  # the link on the refusal page
+    page.wait_for_selector("#notebooks", timeout=60_000)
+    page.click("text=browser-export.ipynb")
+    page.wait_for_selector("#export", timeout=30_000)
+    assert "涪城区  0.2513" in page.inner_text("#export")
+    page.check("input[name=cell][value='1']")
+    page.fill("input[name=title]", "理赔率图表")
+    page.fill("textarea[name=purpose]", "理赔率汇总与图表，用于产品定价说明")
+    page.click("#submit")
+    page.wait_for_selector("#request-id", timeout=60_000)
+    request_id = page.inner_text("#request-id")
+    assert page.inner_text("#status") == "submitted"
+
+    # rita: sees the automatic checks (the chart needs a human look) and approves.
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    try:
+        reviewer = context.new_page()
+        _login(reviewer, platform, "rita")
+        reviewer.goto(f"{platform.url}/services/shuyu/review/{request_id}")
+        reviewer.wait_for_selector("#checks", timeout=30_000)
+        checks = reviewer.inner_text("#checks")
+        assert "image" in checks and "warn" in checks
+        assert reviewer.query_selector("#content img") is not None
+        assert "not wanted" not in reviewer.inner_text("#content")
+        reviewer.check("input[value=approve]")
+        reviewer.fill("textarea[name=comment]", "汇总数据与图表，可以发布")
+        reviewer.click("#decide-submit")
+        reviewer.wait_for_selector("#release", timeout=60_000)
+        assert reviewer.inner_text("#status") == "released"
+    finally:
+        context.close()
+
+    # alice: her Exports page shows the comment and the release; she downloads it.
+    page.goto(f"{platform.url}/services/shuyu/exports")
+    row = page.locator(f"tr[data-id='{request_id}']")
+    assert row.locator(".status").inner_text() == "released"
+    assert "汇总数据与图表，可以发布" in row.inner_text()
+    with page.expect_download() as info:
+        row.locator("a.download").first.click()
+    download = info.value
+    assert download.suggested_filename == "browser-export-release.ipynb"
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    notebook = json.loads(saved.read_text())
+    assert notebook["metadata"]["shuyu"]["request_id"] == request_id
+    assert f"Shuyu release {request_id}" in "".join(notebook["cells"][-1]["source"])
+    sources = ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"]
+    assert sources == ["rates.plot()"]  # only the approved cell
+
+    downloads = [
+        e
+        for e in platform.audit_events("egress.download", actor="alice")
+        if e["target"].startswith(f"egress:{request_id}/")
+    ]
+    assert [e["outcome"] for e in downloads] == ["ok"]
