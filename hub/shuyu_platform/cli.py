@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import audit, db, tenants
+from . import audit, db, suspension
 from .accounts import AccountError, AccountStore
 from .hubapi import HubClient, HubUnavailable
 from .roles import ROLES
@@ -205,8 +205,8 @@ def tenant_suspend(home: str | None, slug: str, reason: str) -> None:
     settings = _settings(home)
     try:
         with db.session_scope(settings.db_url) as session:
-            tenants.suspend(session, slug, reason=reason, actor=_operator())
-    except tenants.TenantError as err:
+            suspension.suspend(session, slug, reason=reason, actor=_operator())
+    except suspension.SuspensionError as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"tenant {slug} suspended: new sandboxes are refused")
     try:
@@ -226,10 +226,79 @@ def tenant_resume(home: str | None, slug: str, reason: str) -> None:
     settings = _settings(home)
     try:
         with db.session_scope(settings.db_url) as session:
-            tenants.resume(session, slug, actor=_operator(), reason=reason)
-    except tenants.TenantError as err:
+            suspension.resume(session, slug, actor=_operator(), reason=reason)
+    except suspension.SuspensionError as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"tenant {slug} resumed")
+
+
+# -------------------------------------------------------------------- datasets
+@main.group("dataset")
+def dataset_group() -> None:
+    """Datasets: suspend and resume their supply to tenants (R23)."""
+
+
+def _known_dataset(settings: Shuyu, name: str) -> None:
+    from .policy import load_policies
+
+    if name not in load_policies(Path(settings.policies_dir)):
+        raise click.ClickException(f"no dataset policy defines {name!r}")
+
+
+@dataset_group.command("suspend")
+@home_option
+@click.argument("name")
+@click.option("--reason", required=True, help="Why (recorded, and shown to the tenants).")
+def dataset_suspend(home: str | None, name: str, reason: str) -> None:
+    """Hide the dataset's views from every tenant and refuse DP queries of it."""
+    from .tenant_views import sweep
+
+    settings = _settings(home)
+    _known_dataset(settings, name)
+    try:
+        with db.session_scope(settings.db_url) as session:
+            suspension.suspend(session, name, reason=reason, actor=_operator(), kind="dataset")
+    except suspension.SuspensionError as err:
+        raise click.ClickException(str(err)) from err
+    removed = [v for v in sweep(settings) if v.endswith(f"/{name}")]
+    click.echo(f"dataset {name} suspended: DP queries refused; views removed: {len(removed)}")
+    for view in removed:
+        click.echo(f"  view {view}: removed")
+
+
+@dataset_group.command("resume")
+@home_option
+@click.argument("name")
+@click.option("--reason", default="", help="What was rectified (recorded).")
+def dataset_resume(home: str | None, name: str, reason: str) -> None:
+    """Supply the dataset again: rebuild the views of the tenants granted it."""
+    from . import grants
+
+    settings = _settings(home)
+    _known_dataset(settings, name)
+    try:
+        with db.session_scope(settings.db_url) as session:
+            suspension.resume(session, name, actor=_operator(), reason=reason, kind="dataset")
+            holders = sorted({g.tenant for g in grants.active(session, dataset=name)})
+    except suspension.SuspensionError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"dataset {name} resumed")
+    for slug in holders:
+        _build_views(settings, slug, {name})
+
+
+@dataset_group.command("list")
+@home_option
+def dataset_list(home: str | None) -> None:
+    """Every dataset policy with its supply status."""
+    from .policy import load_policies
+
+    settings = _settings(home)
+    with db.session_scope(settings.db_url) as session:
+        stopped = suspension.suspended(session, "dataset")
+    for name in load_policies(Path(settings.policies_dir)):
+        state = f"suspended: {stopped[name]}" if name in stopped else "active"
+        click.echo(f"{name}\t{state}")
 
 
 # --------------------------------------------------------------------- grants
@@ -386,7 +455,7 @@ def _build_views(settings: Shuyu, tenant: str, datasets: set[str] | None) -> Non
             f"{len(report.fields)} fields, {report.elapsed_seconds:.1f} s"
         )
     for dataset in result.removed:
-        click.echo(f"  view {tenant}/{dataset}: removed (no active grant)")
+        click.echo(f"  view {tenant}/{dataset}: removed (no active grant, or suspended)")
 
 
 @views_group.command("build")

@@ -87,6 +87,22 @@ class Tenant(Base):
     )
 
 
+class DatasetState(Base):
+    """A dataset's supply status (R23). No row means active and never suspended."""
+
+    __tablename__ = "dataset_states"
+
+    slug: Mapped[str] = mapped_column(String(64), primary_key=True)  # the dataset name
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    changed_by: Mapped[str] = mapped_column(String(255), default="")
+    changed_at: Mapped[str] = mapped_column(String(32), default="")
+
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'suspended')", name="ck_dataset_status"),
+    )
+
+
 class Grant(Base):
     """A tenant's right to use one dataset: which fields, which rows, what DP budget, until when.
 

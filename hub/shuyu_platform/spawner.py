@@ -21,7 +21,7 @@ from jupyterhub.spawner import SimpleLocalProcessSpawner
 from tornado import web
 from traitlets import default
 
-from . import audit, roles, tenants
+from . import audit, roles, suspension
 from .db import session_scope
 from .settings import Shuyu
 
@@ -69,7 +69,7 @@ class SpawnPolicy:
             )
             raise web.HTTPError(403, f"No sandbox: {reason}.")
         with session_scope(db_url) as session:
-            suspended = tenants.is_suspended(session, tenant)
+            suspended = suspension.is_suspended(session, tenant)
             if suspended is not None:
                 audit.record(
                     session,

@@ -1,9 +1,10 @@
 """Each tenant's view folder kept in step with its grants (R7, R9).
 
 ``views/<tenant>/<dataset>.parquet`` exists exactly while the tenant holds an active
-grant of the dataset. :func:`build_tenant` (re)builds a tenant's views with the
-engine of :mod:`shuyu_platform.views`, using the grant's fields and row filter and
-the tenant's own masking key, and deletes views no grant covers; :func:`sweep`, run
+grant of the dataset and the dataset is not suspended (R23). :func:`build_tenant`
+(re)builds a tenant's views with the engine of :mod:`shuyu_platform.views`, using the
+grant's fields and row filter and the tenant's own masking key, and deletes views no
+grant covers; :func:`sweep`, run
 periodically by the platform service, closes expired grants and deletes their views.
 Every build (also a failed one) and every removal is audited with file hashes.
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from . import audit, grants, roles
+from . import audit, grants, roles, suspension
 from .db import session_scope
 from .masking import tenant_key
 from .policy import DatasetPolicy, load_policies
@@ -31,7 +32,9 @@ from .views import ViewBuildError, ViewReport, build_view
 __all__ = ["TenantBuild", "build_tenant", "known_tenants", "masking_secret", "sweep"]
 
 
-def _remove_view(settings: Shuyu, path: Path, *, actor: str) -> str:
+def _remove_view(
+    settings: Shuyu, path: Path, *, actor: str, reason: str = "no active grant"
+) -> str:
     """Delete one view file that no active grant covers (audited); ``tenant/dataset``."""
     tenant, dataset = path.parent.name, path.stem
     with path.open("rb") as handle:
@@ -44,7 +47,7 @@ def _remove_view(settings: Shuyu, path: Path, *, actor: str) -> str:
         action="view.remove",
         target=f"view:{tenant}/{dataset}",
         tenant=tenant,
-        detail={"reason": "no active grant", "sha256": digest},
+        detail={"reason": reason, "sha256": digest},
     )
     return f"{tenant}/{dataset}"
 
@@ -117,9 +120,11 @@ def build_tenant(
     policies = policies or load_policies(Path(settings.policies_dir))
     with session_scope(settings.db_url) as session:
         grants.expire_due(session)
+        stopped = suspension.suspended(session, "dataset")
         wanted = {
             g.dataset: (g.id, grants.fields_of(g), grants.row_filter_of(g))
             for g in grants.active(session, tenant=tenant)
+            if g.dataset not in stopped
         }
     folder = settings.zone("views") / tenant
     if not folder.exists():
@@ -168,7 +173,8 @@ def build_tenant(
         dataset = path.stem
         if dataset in wanted or (datasets is not None and dataset not in datasets):
             continue
-        _remove_view(settings, path, actor=actor)
+        why = "dataset suspended" if dataset in stopped else "no active grant"
+        _remove_view(settings, path, actor=actor, reason=why)
         removed.append(dataset)
     if failures:
         raise ViewBuildError(f"views of {tenant} not built: " + "; ".join(failures))
@@ -184,11 +190,13 @@ def sweep(settings: Shuyu) -> list[str]:
     with session_scope(settings.db_url) as session:
         grants.expire_due(session)
         covered = {(g.tenant, g.dataset) for g in grants.active(session)}
+        stopped = suspension.suspended(session, "dataset")
     removed = []
     views = settings.zone("views")
     for path in sorted(views.glob("*/*.parquet")) if views.is_dir() else []:
         tenant, dataset = path.parent.name, path.stem
-        if (tenant, dataset) in covered:
+        if (tenant, dataset) in covered and dataset not in stopped:
             continue
-        removed.append(_remove_view(settings, path, actor="system"))
+        why = "dataset suspended" if dataset in stopped else "no active grant"
+        removed.append(_remove_view(settings, path, actor="system", reason=why))
     return removed

@@ -59,6 +59,8 @@ class DataZone:
                 if self.kind == "view"
                 else ""
             )
+            if self.kind == "view" and name.isidentifier():
+                hint = _suspended(name) or hint
             raise DataNotFound(f"No {self.kind} named {name!r}; available: {have}.{hint}")
         return candidate
 
@@ -110,3 +112,14 @@ def _field_descriptions(dataset: str, columns: list[str]) -> dict[str, dict[str,
 
 views = DataZone("SHUYU_VIEWS", "/data/views", "view")
 synthetic = DataZone("SHUYU_SYNTHETIC", "/data/synthetic", "synthetic twin")
+
+
+def _suspended(dataset: str) -> str:
+    """Why a dataset's view is missing if its supply is suspended (R23), else ''."""
+    try:
+        supply = get(f"api/catalogue/{dataset}").get("supply", {})
+    except PlatformError:
+        return ""
+    if supply.get("status") != "suspended":
+        return ""
+    return f" The dataset's supply is suspended: {supply.get('reason', '')}."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import textwrap
 import time
 
 import pytest
@@ -49,3 +51,52 @@ def test_suspended_tenant_cannot_spawn_until_resumed(platform: Platform) -> None
     platform.start_server(session, "carol")
     assert platform.audit_events("tenant.resume")[-1]["detail"]["reason"] == "rectified"
     platform.stop_server(session, "carol")
+
+
+def test_a_suspended_dataset_disappears_from_sandboxes_and_refuses_dp_queries(
+    platform: Platform,
+) -> None:
+    probe = textwrap.dedent(
+        """
+        import json, shuyu
+        from shuyu import dp
+        result = {}
+        try:
+            result["rows"] = len(shuyu.views.read("social_insurance"))
+        except Exception as err:
+            result["view_error"] = f"{type(err).__name__}: {err}"
+        try:
+            dp.query("social_insurance", epsilon=0.1).agg(n=dp.count()).run()
+            result["dp"] = "answered"
+        except Exception as err:
+            result["dp_error"] = f"{type(err).__name__}: {err}"
+        print(json.dumps(result, ensure_ascii=False))
+        """
+    )
+    before = json.loads(platform.run_code("alice", probe).stdout)
+    assert before["rows"] > 0 and before["dp"] == "answered"
+
+    out = shuyu(
+        "dataset", "suspend", "social_insurance", "--reason", "源数据质量问题 bad source data",
+        env=platform.env,
+    )  # fmt: skip
+    try:
+        assert "views removed: 1" in out and "kangning/social_insurance" in out
+        during = json.loads(platform.run_code("alice", probe).stdout)
+        assert "rows" not in during and "bad source data" in during["view_error"]
+        assert during["dp_error"].startswith("DpError") and "suspended" in during["dp_error"]
+        assert not (platform.home / "views" / "kangning" / "social_insurance.parquet").exists()
+        removal = [
+            e
+            for e in platform.audit_events("view.remove")
+            if e["target"] == "view:kangning/social_insurance"
+        ]
+        assert removal[-1]["detail"]["reason"] == "dataset suspended"
+        assert platform.audit_events("dataset.suspend")[-1]["target"] == "dataset:social_insurance"
+        refused = platform.audit_events("dp.", actor="alice")[-1]
+        assert refused["outcome"] == "denied"
+    finally:
+        again = shuyu("dataset", "resume", "social_insurance", "--reason", "ok", env=platform.env)
+    assert "resumed" in again and "view kangning/social_insurance" in again
+    after = json.loads(platform.run_code("alice", probe).stdout)
+    assert after["rows"] == before["rows"] and after["dp"] == "answered"

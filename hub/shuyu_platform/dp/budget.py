@@ -27,7 +27,7 @@ from typing import Any, Final, Literal
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .. import audit, grants
+from .. import audit, grants, suspension
 from ..db import session_scope, stamp
 from ..models import DpRelease, Grant, PrivacyBudget
 from .query import EPSILON_QUANTUM, QueryError
@@ -60,9 +60,17 @@ def answer_hash(answer: Any) -> str:
 
 
 def active_grant(db_url: str, tenant: str, dataset: str) -> Grant:
-    """The tenant's active grant of ``dataset``, or a 403 saying there is none."""
+    """The tenant's active grant of ``dataset``; a 403 if there is none or the dataset
+    is suspended (R23)."""
     with session_scope(db_url) as session:
         current = grants.active(session, tenant=tenant, dataset=dataset)
+        stopped = suspension.is_suspended(session, dataset, "dataset")
+        reason = stopped.reason if stopped else ""
+    if stopped:
+        raise BudgetError(
+            f"dataset {dataset} is suspended ({reason}): no DP queries until it is resumed",
+            403,
+        )
     if not current:
         raise BudgetError(
             f"tenant {tenant} has no active grant of {dataset}, so no DP budget for it", 403

@@ -11,12 +11,30 @@ from typing import Any
 
 from tornado import web
 
+from .. import suspension
+from ..db import session_scope
+from ..policy import DatasetPolicy
 from ..roles import CATALOGUE_READ, ROLES
 from .base import ApiHandler, BaseHandler
 
 
+def _with_supply(handler: BaseHandler, policies: list[DatasetPolicy]) -> list[dict[str, Any]]:
+    """Catalogue entries with the supply status: ``active``, or ``suspended`` and why (R23)."""
+    with session_scope(handler.shuyu.db_url) as session:
+        stopped = suspension.suspended(session, "dataset")
+    return [
+        {
+            **p.catalogue_entry(),
+            "supply": {"status": "suspended", "reason": stopped[p.dataset]}
+            if p.dataset in stopped
+            else {"status": "active"},
+        }
+        for p in policies
+    ]
+
+
 def _entries(handler: BaseHandler) -> list[dict[str, Any]]:
-    return [p.catalogue_entry() for _, p in sorted(handler.settings["policies"].items())]
+    return _with_supply(handler, [p for _, p in sorted(handler.settings["policies"].items())])
 
 
 def _entry(handler: BaseHandler, dataset: str) -> dict[str, Any]:
@@ -24,7 +42,7 @@ def _entry(handler: BaseHandler, dataset: str) -> dict[str, Any]:
     if policy is None:
         known = ", ".join(sorted(handler.settings["policies"]))
         raise web.HTTPError(404, f"No dataset named {dataset!r} in the catalogue; it has {known}.")
-    return policy.catalogue_entry()
+    return _with_supply(handler, [policy])[0]
 
 
 class CatalogueApi(ApiHandler):

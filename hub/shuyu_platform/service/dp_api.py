@@ -28,7 +28,7 @@ from typing import Any
 
 from tornado import web
 
-from .. import grants, tenants
+from .. import grants, suspension
 from ..db import session_scope
 from ..dp import budget
 from ..dp import query as dpquery
@@ -66,7 +66,7 @@ class DpHandler(ApiHandler):
         if self.tenant is None:
             raise web.HTTPError(403, f"{self.user['name']} belongs to no tenant, so has no budget.")
         with session_scope(self.shuyu.db_url) as session:
-            suspended = tenants.is_suspended(session, self.tenant)
+            suspended = suspension.is_suspended(session, self.tenant)
             reason = suspended.reason if suspended else ""
         if suspended:
             raise dpquery.QueryError(f"tenant {self.tenant} is suspended: {reason}", 403)
