@@ -19,7 +19,8 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,8 @@ class Account:
     password_hash: str
     tenant: str | None = None
     disabled: bool = False
+    departments: list[str] = field(default_factory=list)
+    """Source departments a source-reviewer speaks for (as policies name them)."""
 
     def check_password(self, password: str) -> bool:
         """Whether ``password`` matches the stored bcrypt hash."""
@@ -111,6 +114,7 @@ class AccountStore:
         role: str,
         password: str,
         tenant: str | None = None,
+        departments: Sequence[str] = (),
         replace: bool = False,
     ) -> Account:
         """Create (or, with ``replace``, overwrite) one account after validating it."""
@@ -130,6 +134,10 @@ class AccountStore:
                 f"tenant {tenant!r} must be 3-40 lower-case letters, digits or '-', "
                 "starting with a letter"
             )
+        if role == "source-reviewer" and not departments:
+            raise AccountError("a source-reviewer account needs the department(s) it speaks for")
+        if role != "source-reviewer" and departments:
+            raise AccountError(f"only source reviewers speak for departments, not a {role}")
         if not real_name.strip():
             raise AccountError("a real name is required (real-name registration, R16)")
         accounts = self.load()
@@ -141,6 +149,7 @@ class AccountStore:
             role=role,
             password_hash=hash_password(password),
             tenant=tenant,
+            departments=[d.strip() for d in departments if d.strip()],
         )
         accounts[name] = account
         self.save(accounts)

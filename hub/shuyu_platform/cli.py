@@ -123,6 +123,12 @@ def accounts() -> None:
 @click.option("--role", type=click.Choice(list(ROLES)), required=True)
 @click.option("--real-name", required=True, help="The person's legal name (R16).")
 @click.option("--tenant", help="Tenant slug (merchants only).")
+@click.option(
+    "--department",
+    "departments",
+    multiple=True,
+    help="Source department the account speaks for (source reviewers; repeatable).",
+)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--replace", is_flag=True, help="Overwrite an existing account.")
 def accounts_add(
@@ -131,6 +137,7 @@ def accounts_add(
     role: str,
     real_name: str,
     tenant: str | None,
+    departments: tuple[str, ...],
     password_stdin: bool,
     replace: bool,
 ) -> None:
@@ -148,6 +155,7 @@ def accounts_add(
             role=role,
             password=password,
             tenant=tenant,
+            departments=departments,
             replace=replace,
         )
     except AccountError as err:

@@ -24,6 +24,7 @@ class DemoAccount:
     role: str
     real_name: str
     tenant: str | None = None
+    departments: tuple[str, ...] = ()
 
     @property
     def password(self) -> str:
@@ -41,7 +42,17 @@ DEMO_ACCOUNTS: tuple[DemoAccount, ...] = (
     DemoAccount("carol", "merchant", "陈静", "kangning"),
     DemoAccount("bob", "merchant", "王强", "huaxin"),
     DemoAccount("rita", "reviewer", "赵丽"),
-    DemoAccount("sam", "source-reviewer", "孙涛"),
+    DemoAccount(  # in the demo, one source reviewer speaks for every source department
+        "sam",
+        "source-reviewer",
+        "孙涛",
+        departments=(
+            "市卫生健康委员会",
+            "市人力资源和社会保障局",
+            "市市场监督管理局",
+            "市交通运输局",
+        ),
+    ),
     DemoAccount("ada", "admin", "周敏"),
     DemoAccount("audrey", "auditor", "吴刚"),
     DemoAccount("victor", "visitor", "郑华"),
@@ -58,6 +69,7 @@ def create_demo_accounts(settings: Shuyu) -> list[DemoAccount]:
             role=acc.role,
             password=acc.password,
             tenant=acc.tenant,
+            departments=acc.departments,
             replace=True,
         )
     return list(DEMO_ACCOUNTS)

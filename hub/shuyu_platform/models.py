@@ -7,6 +7,7 @@ here and the newest migration must agree (a test compares them).
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
@@ -246,3 +247,54 @@ class EgressDecision(Base):
     created_at: Mapped[str] = mapped_column(String(32))
 
     __table_args__ = (Index("ix_egress_decision_request", "request_id"),)
+
+
+class Application(Base):
+    """A tenant's application for one scenario and its data grants (R19, R20).
+
+    Status changes follow :data:`shuyu_platform.applications.TRANSITIONS`; each is an
+    :class:`ApplicationDecision` and an audit event in the same transaction.
+    """
+
+    __tablename__ = "applications"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    applicant: Mapped[str] = mapped_column(String(255))
+    scenario: Mapped[str] = mapped_column(Text)
+    purpose: Mapped[str] = mapped_column(Text)
+    method: Mapped[str] = mapped_column(Text)
+    security_measures: Mapped[str] = mapped_column(Text)
+    nature: Mapped[str] = mapped_column(String(32))  # public_interest | commercial
+    period_start: Mapped[str] = mapped_column(String(10))  # ISO date
+    period_end: Mapped[str] = mapped_column(String(10))
+    datasets: Mapped[str] = mapped_column(Text)  # JSON [{dataset, fields, epsilon, department}]
+    status: Mapped[str] = mapped_column(String(32))
+    deadline: Mapped[str] = mapped_column(String(32))  # of the current stage, UTC
+    extended: Mapped[bool] = mapped_column(Boolean, default=False)  # in the current stage
+    grant_ids: Mapped[str] = mapped_column(Text, default="[]")  # JSON, once approved
+    created_at: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (
+        CheckConstraint(
+            "nature IN ('public_interest', 'commercial')", name="ck_application_nature"
+        ),
+        Index("ix_application_tenant_status", "tenant", "status"),
+    )
+
+
+class ApplicationDecision(Base):
+    """One transition of an application: who, for which department, from which status."""
+
+    __tablename__ = "application_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    application_id: Mapped[str] = mapped_column(ForeignKey("applications.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str] = mapped_column(String(32))
+    to_status: Mapped[str] = mapped_column(String(32))
+    department: Mapped[str] = mapped_column(Text, default="")
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[str] = mapped_column(String(32))

@@ -15,8 +15,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from traitlets import Bool, Float, Integer, Unicode, default, validate
+from traitlets import Bool, Float, Integer, List, Unicode, default, validate
 from traitlets.config import Configurable
+
+from .workdays import Calendar, parse_dates
 
 #: The repository root (where ``jupyterhub_config.py`` and ``policies/`` live).
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -178,6 +180,82 @@ class Shuyu(Configurable):
             raise ValueError("egress_approvals_required must be 1 or 2")
         return int(proposal["value"])
 
+    compliance_review_days = Integer(
+        help="""Working days the operator's compliance check of a scenario application may
+        take (R20). Env: SHUYU_COMPLIANCE_DAYS. Default 5.""",
+    ).tag(config=True)
+
+    @default("compliance_review_days")
+    def _default_compliance_review_days(self) -> int:
+        return int(_env("SHUYU_COMPLIANCE_DAYS", "5"))
+
+    source_review_days = Integer(
+        help="""Working days the source departments' review of a scenario application may
+        take (R20). Env: SHUYU_SOURCE_REVIEW_DAYS. Default 10.""",
+    ).tag(config=True)
+
+    @default("source_review_days")
+    def _default_source_review_days(self) -> int:
+        return int(_env("SHUYU_SOURCE_REVIEW_DAYS", "10"))
+
+    registration_review_days = Integer(
+        help="""Working days the operator has to answer a merchant's registration (R18).
+        Env: SHUYU_REGISTRATION_DAYS. Default 5.""",
+    ).tag(config=True)
+
+    @default("registration_review_days")
+    def _default_registration_review_days(self) -> int:
+        return int(_env("SHUYU_REGISTRATION_DAYS", "5"))
+
+    @validate("compliance_review_days", "source_review_days", "registration_review_days")
+    def _positive_days(self, proposal: dict) -> int:
+        if int(proposal["value"]) < 1:
+            raise ValueError(f"{proposal['trait'].name} must be at least 1 working day")
+        return int(proposal["value"])
+
+    silence_approves = Bool(
+        help="""Whether a review stage left unanswered past its deadline (and not extended
+        again) counts as approval, recorded as a deemed approval in the audit chain (R20:
+        逾期未答复且未延期的视为同意). Env: SHUYU_SILENCE_APPROVES (1 or 0). Default on.""",
+    ).tag(config=True)
+
+    @default("silence_approves")
+    def _default_silence_approves(self) -> bool:
+        return _env("SHUYU_SILENCE_APPROVES", "1") == "1"
+
+    holidays = List(
+        Unicode(),
+        help="""Public holidays (ISO dates) that are not working days, as the State Council
+        publishes them each year. Env: SHUYU_HOLIDAYS (comma-separated). Default none.""",
+    ).tag(config=True)
+
+    @default("holidays")
+    def _default_holidays(self) -> list[str]:
+        return [d for d in _env("SHUYU_HOLIDAYS", "").split(",") if d.strip()]
+
+    extra_workdays = List(
+        Unicode(),
+        help="""Weekend days that are working days (调休 make-up days), ISO dates.
+        Env: SHUYU_EXTRA_WORKDAYS (comma-separated). Default none.""",
+    ).tag(config=True)
+
+    @default("extra_workdays")
+    def _default_extra_workdays(self) -> list[str]:
+        return [d for d in _env("SHUYU_EXTRA_WORKDAYS", "").split(",") if d.strip()]
+
+    @validate("holidays", "extra_workdays")
+    def _iso_dates(self, proposal: dict) -> list[str]:
+        parse_dates(proposal["value"], f"c.Shuyu.{proposal['trait'].name}")
+        return list(proposal["value"])
+
+    @property
+    def calendar(self) -> Calendar:
+        """The working-day calendar of review deadlines."""
+        return Calendar(
+            parse_dates(self.holidays, "holidays"),
+            parse_dates(self.extra_workdays, "extra_workdays"),
+        )
+
     dp_engine = Unicode(
         help="""The DP query engine, as 'module:Class' implementing
         shuyu_platform.dp.engine.Engine. Env: SHUYU_DP_ENGINE. Default: OpenDP on Polars in
@@ -233,6 +311,12 @@ class Shuyu(Configurable):
             "SHUYU_POLICIES_DIR": self.policies_dir,
             "SHUYU_DP_ENGINE": self.dp_engine,
             "SHUYU_EGRESS_APPROVALS": str(self.egress_approvals_required),
+            "SHUYU_COMPLIANCE_DAYS": str(self.compliance_review_days),
+            "SHUYU_SOURCE_REVIEW_DAYS": str(self.source_review_days),
+            "SHUYU_REGISTRATION_DAYS": str(self.registration_review_days),
+            "SHUYU_SILENCE_APPROVES": "1" if self.silence_approves else "0",
+            "SHUYU_HOLIDAYS": ",".join(self.holidays),
+            "SHUYU_EXTRA_WORKDAYS": ",".join(self.extra_workdays),
         }
 
     @classmethod

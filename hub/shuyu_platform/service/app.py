@@ -21,7 +21,7 @@ from ..policy import PolicyError, load_policies
 from ..release import release_pending
 from ..settings import Shuyu
 from ..tenant_views import sweep
-from . import audit_api, catalogue, dp_api, egress_api, grants_api
+from . import applications_api, audit_api, catalogue, dp_api, egress_api, grants_api
 
 HERE = Path(__file__).parent
 log = logging.getLogger("shuyu.service")
@@ -42,6 +42,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         *grants_api.routes(),
         *dp_api.routes(),
         *egress_api.routes(),
+        *applications_api.routes(),
     ]
     handlers = [(url_path_join(prefix, path), handler) for path, handler in routes]
     return web.Application(
@@ -68,12 +69,13 @@ async def _serve(settings: Shuyu) -> None:
         await asyncio.sleep(SWEEP_SECONDS)
 
 
-#: How often expired grants are closed, their views deleted, and releases retried.
+#: How often expired grants are closed, deadlines checked and releases retried.
 SWEEP_SECONDS = 60
 
 
 async def _sweep(settings: Shuyu) -> None:
-    """Close expired grants, delete their views, release approved requests; off the loop."""
+    """Close expired grants and delete their views, record deemed approvals of overdue
+    applications, release approved export requests; all off the event loop."""
     try:
         removed = await asyncio.to_thread(sweep, settings)
     except Exception:  # a failed sweep must not stop the service; it is retried
@@ -81,6 +83,15 @@ async def _sweep(settings: Shuyu) -> None:
     else:
         if removed:
             log.info("removed views without an active grant: %s", ", ".join(removed))
+    try:
+        deemed = await asyncio.to_thread(
+            applications_api.process_deadlines, settings, load_policies(Path(settings.policies_dir))
+        )
+    except Exception:
+        log.exception("application deadline sweep failed")
+    else:
+        if deemed:
+            log.info("deemed approvals of applications past their deadline: %s", deemed)
     try:
         released = await asyncio.to_thread(release_pending, settings)
     except Exception:

@@ -110,6 +110,16 @@ class ApiHandler(BaseHandler):
                 401, "Sign in through the hub, or send 'Authorization: token <hub API token>'."
             )
 
+    def json_object(self) -> dict[str, Any]:
+        """The request body as a JSON object, or a 400 saying what is wrong with it."""
+        try:
+            body = json.loads(self.request.body or b"null")
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise web.HTTPError(400, f"the request body is not valid JSON: {err}") from None
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "the request body must be a JSON object")
+        return body
+
     def write_json(self, body: Any, status: int = 200) -> None:
         """Send ``body`` as JSON."""
         self.set_status(status)

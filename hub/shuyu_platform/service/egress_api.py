@@ -107,16 +107,6 @@ class EgressHandler(ApiHandler):
         """The outbox zone."""
         return self.shuyu.zone("outbox")
 
-    def body(self) -> dict[str, Any]:
-        """The JSON object sent, or a 400 saying what is wrong with it."""
-        try:
-            body = json.loads(self.request.body or b"null")
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise web.HTTPError(400, f"the request body is not valid JSON: {err}") from None
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, "the request body must be a JSON object")
-        return body
-
     def fail(self, err: egress.EgressError) -> NoReturn:
         """Answer an :class:`~shuyu_platform.egress.EgressError` as JSON."""
         raise web.HTTPError(err.status, err.message)
@@ -138,7 +128,7 @@ class BlockedApi(EgressHandler):
 
     def post(self) -> None:
         self.require_scope(EGRESS_REQUEST, "Reporting a refused download", "merchant")
-        body = self.body()
+        body = self.json_object()
         if not isinstance(body.get("route"), str):
             raise web.HTTPError(400, "send an object with route, reason, method, path, query")
         detail: dict[str, Any] = {
@@ -171,7 +161,7 @@ class RequestsApi(EgressHandler):
         self.require_scope(EGRESS_REQUEST, "Filing an egress request", "merchant")
         if self.tenant is None:
             raise web.HTTPError(403, f"{self.user['name']} belongs to no tenant.")
-        body = self.body()
+        body = self.json_object()
         try:
             content = egress.parse_content(body)
             purpose = egress.text_field(body, "purpose", limit=4000)
@@ -217,7 +207,7 @@ class DecisionApi(EgressHandler):
 
     async def post(self, request_id: str) -> None:
         self.require_scope(EGRESS_REVIEW, "Deciding egress requests", "reviewer")
-        body = self.body()
+        body = self.json_object()
         action, comment = body.get("action"), body.get("comment", "")
         if not isinstance(action, str) or action not in egress.DECISIONS:
             raise web.HTTPError(400, f"action must be one of {', '.join(egress.DECISIONS)}")
@@ -231,7 +221,7 @@ class ResubmitApi(EgressHandler):
 
     def post(self, request_id: str) -> None:
         self.require_scope(EGRESS_REQUEST, "Resubmitting an egress request", "merchant")
-        body = self.body()
+        body = self.json_object()
         try:
             content = egress.parse_content(body)
             with session_scope(self.shuyu.db_url) as session:
