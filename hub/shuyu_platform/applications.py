@@ -42,12 +42,13 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, grants
+from . import audit, grants, workflow
 from .db import parse_stamp, stamp
 from .models import Application, ApplicationDecision, Grant
 from .policy import DatasetPolicy
 from .roles import APPLICATIONS_REVIEW, APPLICATIONS_SOURCE_REVIEW
 from .workdays import CHINA, Calendar
+from .workflow import WorkflowError
 
 #: status -> {action: next status}; ``source_approve`` stays until every department agrees.
 TRANSITIONS: Final[dict[str, dict[str, str]]] = {
@@ -90,22 +91,12 @@ NATURES: Final[tuple[str, ...]] = ("public_interest", "commercial")
 MAX_PERIOD_DAYS: Final[int] = 366
 
 
-class ApplicationError(ValueError):
+class ApplicationError(WorkflowError):
     """An application or decision that cannot be made; ``status`` is the HTTP status."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 def _text(body: Mapping[str, Any], key: str, limit: int) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise ApplicationError(f"{key} must be a non-empty text")
-    if len(value) > limit:
-        raise ApplicationError(f"{key} is longer than {limit} characters")
-    return value.strip()
+    return workflow.text_field(body, key, limit=limit, error=ApplicationError)
 
 
 def _date(body: Mapping[str, Any], key: str) -> date:
@@ -274,13 +265,9 @@ def decide(
 ) -> Application:
     """Apply ``action`` if the table and the rules allow it (audited); see the module."""
     moment = now or datetime.now(UTC)
-    allowed = TRANSITIONS.get(row.status, {})
-    if action not in allowed:
-        can = ", ".join(allowed) or "nothing (final)"
-        raise ApplicationError(
-            f"application {row.id} is {row.status}: '{action}' is not allowed (allowed: {can})",
-            409,
-        )
+    after = workflow.next_status(
+        TRANSITIONS, row.status, action, f"application {row.id}", ApplicationError
+    )
     who = ACTORS[action]
     comment = comment.strip()
     if who == "applicant" and actor != row.applicant:
@@ -302,7 +289,6 @@ def decide(
         raise ApplicationError(f"the {row.status} deadline was extended once already", 409)
 
     before = row.status
-    after = allowed[action]
     others = [d for d in pending_departments(session, row) if d != department]
     if action == "source_approve" and others:
         after = before  # other departments still have to approve

@@ -31,10 +31,11 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, disclosure
+from . import audit, disclosure, workflow
 from .atomic import replace_atomically, sync_and_hash
 from .db import stamp
 from .models import EgressDecision, EgressRequest
+from .workflow import WorkflowError
 
 #: status -> {action: next status}.
 TRANSITIONS: Final[dict[str, dict[str, str]]] = {
@@ -71,22 +72,13 @@ MAX_SNAPSHOT_BYTES: Final[int] = 25 * 1024 * 1024
 MAX_CELLS: Final[int] = 50
 
 
-class EgressError(ValueError):
+class EgressError(WorkflowError):
     """A request or transition that cannot be made; ``status`` is the HTTP status."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 def text_field(body: Mapping[str, Any], key: str, *, limit: int, required: bool = True) -> str:
-    value = body.get(key, "")
-    if not isinstance(value, str) or (required and not value.strip()):
-        raise EgressError(f"{key} must be a non-empty text")
-    if len(value) > limit:
-        raise EgressError(f"{key} is longer than {limit} characters")
-    return value.strip()
+    """A text field of a request body (see :func:`.workflow.text_field`)."""
+    return workflow.text_field(body, key, limit=limit, required=required, error=EgressError)
 
 
 def parse_content(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -347,12 +339,7 @@ def transition(
     approvals_required: int = 1,
 ) -> EgressRequest:
     """Apply ``action`` to ``row`` if the table and the rules allow it (audited)."""
-    allowed = TRANSITIONS.get(row.status, {})
-    if action not in allowed:
-        can = ", ".join(allowed) or "nothing (final)"
-        raise EgressError(
-            f"request {row.id} is {row.status}: '{action}' is not allowed (allowed: {can})", 409
-        )
+    after = workflow.next_status(TRANSITIONS, row.status, action, f"request {row.id}", EgressError)
     who = ACTORS[action]
     if who == "requester" and actor != row.username:
         raise EgressError(f"only {row.username}, who filed request {row.id}, may {action} it", 403)
@@ -362,7 +349,6 @@ def transition(
     if action in NEEDS_COMMENT and not comment:
         raise EgressError(f"'{action}' needs a comment telling the merchant why")
     before = row.status
-    after = allowed[action]
     if action == "approve" and approvals_required > 1:
         approvers = {
             d.actor

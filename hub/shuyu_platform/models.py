@@ -298,3 +298,27 @@ class ApplicationDecision(Base):
     department: Mapped[str] = mapped_column(Text, default="")
     comment: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[str] = mapped_column(String(32))
+
+
+class Registration(Base):
+    """An organisation's application to join as a data merchant (R18).
+
+    ``submitted`` until the operator approves (creating the tenant's accounts) or
+    rejects it with reasons; see :mod:`shuyu_platform.onboarding`.
+    """
+
+    __tablename__ = "registrations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    org_name: Mapped[str] = mapped_column(Text)
+    uscc: Mapped[str] = mapped_column(String(18))  # unified social credit code
+    contact_name: Mapped[str] = mapped_column(Text)
+    contact_phone: Mapped[str] = mapped_column(String(20))
+    tenant: Mapped[str] = mapped_column(String(64))  # the tenant slug asked for
+    users: Mapped[str] = mapped_column(Text)  # JSON [{username, real_name}]
+    status: Mapped[str] = mapped_column(String(16))
+    deadline: Mapped[str] = mapped_column(String(32))  # the operator's, UTC
+    decided_by: Mapped[str] = mapped_column(String(255), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[str] = mapped_column(String(32))

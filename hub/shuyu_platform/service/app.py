@@ -21,7 +21,15 @@ from ..policy import PolicyError, load_policies
 from ..release import release_pending
 from ..settings import Shuyu
 from ..tenant_views import sweep
-from . import applications_api, audit_api, catalogue, dp_api, egress_api, grants_api
+from . import (
+    applications_api,
+    audit_api,
+    catalogue,
+    dp_api,
+    egress_api,
+    grants_api,
+    onboarding_api,
+)
 
 HERE = Path(__file__).parent
 log = logging.getLogger("shuyu.service")
@@ -43,6 +51,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         *dp_api.routes(),
         *egress_api.routes(),
         *applications_api.routes(),
+        *onboarding_api.routes(),
     ]
     handlers = [(url_path_join(prefix, path), handler) for path, handler in routes]
     return web.Application(
