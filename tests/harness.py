@@ -46,6 +46,7 @@ def platform_env(home: Path, **extra: str) -> dict[str, str]:
         "SHUYU_PROXY_API_PORT": str(free_port()),
         "SHUYU_HUB_PORT": str(free_port()),
         "SHUYU_SERVICE_PORT": str(free_port()),
+        "SHUYU_DASHBOARDS_PORT": str(free_port()),
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     env.update(extra)

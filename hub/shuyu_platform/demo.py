@@ -128,5 +128,14 @@ def banner(settings: Shuyu) -> str:
     for acc in DEMO_ACCOUNTS:
         tenant = f"{acc.tenant}: {DEMO_TENANTS[acc.tenant]}" if acc.tenant else ""
         lines.append(f"  {acc.name:<8} {acc.password:<20} {acc.role:<16} {tenant}")
-    lines += ["", "  Stop with Ctrl-C.", ""]
+    lines += [
+        "",
+        f"  Open to anyone: {settings.hub_url}/services/shuyu/join (merchant registration),",
+        f"                  {settings.hub_url}/services/shuyu/products (product register).",
+        f"  Dashboards:     {settings.hub_url}/services/dashboards/ (signed in).",
+        "  Example notebooks to upload into a sandbox: notebooks/ (see its README).",
+        "",
+        "  Stop with Ctrl-C.",
+        "",
+    ]
     return "\n".join(lines)

@@ -12,6 +12,7 @@ and an ``egress.<action>`` audit event in the same transaction::
 
     draft → submitted → (changes_requested ↔ resubmitted) → approved | rejected
     approved → released
+    released → unpublished   (dashboards only: taken off the dashboards service)
 
 With ``approvals_required = 2`` (policy: two-reviewer rule) the first approval is
 recorded and the status stays; the second, by another reviewer, approves. A reviewer
@@ -23,11 +24,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+import nbformat
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -53,7 +56,8 @@ TRANSITIONS: Final[dict[str, dict[str, str]]] = {
     },
     "approved": {"release": "released"},
     "rejected": {},
-    "released": {},
+    "released": {"unpublish": "unpublished"},
+    "unpublished": {},
 }
 #: Who may take each action: the requesting merchant, a reviewer, or the platform.
 ACTORS: Final[dict[str, str]] = {
@@ -63,6 +67,7 @@ ACTORS: Final[dict[str, str]] = {
     "approve": "reviewer",
     "reject": "reviewer",
     "release": "platform",
+    "unpublish": "requester",  # or an administrator (see transition)
 }
 #: Actions whose comment may not be empty (the merchant must learn why).
 NEEDS_COMMENT: Final[frozenset[str]] = frozenset({"request_changes", "reject"})
@@ -115,6 +120,8 @@ def parse_content(body: Mapping[str, Any]) -> dict[str, Any]:
                 }
             )
         return {"kind": "cells", "notebook": notebook, "cells": clean}
+    if kind == "dashboard":
+        return _dashboard(body)
     if kind == "file":
         path = text_field(body, "path", limit=1024)
         data = body.get("data_b64")
@@ -125,7 +132,56 @@ def parse_content(body: Mapping[str, Any]) -> dict[str, Any]:
         except (binascii.Error, ValueError):
             raise EgressError("data_b64 is not valid base64") from None
         return {"kind": "file", "path": path, "bytes": len(raw), "data_b64": data}
-    raise EgressError("kind must be 'cells' or 'file'")
+    raise EgressError("kind must be 'cells', 'file' or 'dashboard'")
+
+
+#: Most released artefacts one dashboard may read.
+MAX_DASHBOARD_RELEASES: Final[int] = 20
+_REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _dashboard(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A dashboard to publish: the whole notebook and the releases it reads."""
+    notebook = text_field(body, "notebook", limit=1024)
+    document = body.get("document")
+    if not isinstance(document, dict) or document.get("nbformat") != 4:
+        raise EgressError("document must be the notebook itself, in nbformat 4")
+    try:
+        nbformat.validate(nbformat.from_dict(document))
+    except nbformat.ValidationError as err:
+        raise EgressError(f"document is not a valid notebook: {err.message}") from None
+    releases = body.get("releases", [])
+    if (
+        not isinstance(releases, list)
+        or len(releases) > MAX_DASHBOARD_RELEASES
+        or not all(isinstance(r, str) and _REQUEST_ID.match(r) for r in releases)
+    ):
+        raise EgressError(
+            f"releases must list at most {MAX_DASHBOARD_RELEASES} IDs of released requests"
+        )
+    return {
+        "kind": "dashboard",
+        "notebook": notebook,
+        "document": document,
+        "releases": sorted(set(releases)),
+    }
+
+
+def released_inputs(session: Session, tenant: str, ids: Sequence[str]) -> list[EgressRequest]:
+    """The released requests a dashboard reads: its own tenant's, released, not dashboards."""
+    rows = []
+    for request_id in ids:
+        row = session.get(EgressRequest, request_id)
+        if row is None or row.tenant != tenant:
+            raise EgressError(f"{request_id} is not a request of tenant {tenant}", 404)
+        if row.status != "released" or row.kind == "dashboard":
+            raise EgressError(
+                f"a dashboard reads released files only; request {request_id} is "
+                f"a {row.kind} request, {row.status}",
+                409,
+            )
+        rows.append(row)
+    return rows
 
 
 def run_checks(content: Mapping[str, Any], context: disclosure.Context) -> disclosure.Report:
@@ -133,6 +189,13 @@ def run_checks(content: Mapping[str, Any], context: disclosure.Context) -> discl
     if content["kind"] == "file":
         data = base64.b64decode(content["data_b64"])
         artefacts = disclosure.artefacts_from_file(str(content["path"]), data)
+    elif content["kind"] == "dashboard":
+        artefacts = [
+            artefact
+            for index, cell in enumerate(content["document"].get("cells", []))
+            if cell.get("cell_type") == "code"
+            for artefact in disclosure.artefacts_from_outputs(index, cell.get("outputs", []))
+        ]
     else:
         artefacts = [
             artefact
@@ -159,7 +222,7 @@ def record_checks(session: Session, row: EgressRequest, report: disclosure.Repor
 
 def source_of(content: Mapping[str, Any]) -> str:
     """The notebook or file a snapshot comes from."""
-    return str(content["notebook"] if content["kind"] == "cells" else content["path"])
+    return str(content["path"] if content["kind"] == "file" else content["notebook"])
 
 
 def snapshot_path(outbox: Path, request_id: str) -> Path:
@@ -337,10 +400,18 @@ def transition(
     actor_tenant: str | None = None,
     comment: str = "",
     approvals_required: int = 1,
+    administrator: bool = False,
 ) -> EgressRequest:
-    """Apply ``action`` to ``row`` if the table and the rules allow it (audited)."""
+    """Apply ``action`` to ``row`` if the table and the rules allow it (audited).
+
+    ``administrator`` lets an operator administrator unpublish any dashboard.
+    """
     after = workflow.next_status(TRANSITIONS, row.status, action, f"request {row.id}", EgressError)
     who = ACTORS[action]
+    if action == "unpublish" and row.kind != "dashboard":
+        raise EgressError(f"request {row.id} is a {row.kind} release; only dashboards unpublish")
+    if action == "unpublish" and administrator:
+        who = "administrator"
     if who == "requester" and actor != row.username:
         raise EgressError(f"only {row.username}, who filed request {row.id}, may {action} it", 403)
     if who == "reviewer" and _own(row, actor, actor_tenant):

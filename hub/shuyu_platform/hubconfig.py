@@ -120,6 +120,15 @@ def configure(c: Config) -> Shuyu:
             "oauth_no_confirm": True,
             "oauth_client_allowed_scopes": [*roles.SCOPES, roles.ACCESS_SERVICE],
         },
+        {
+            "name": roles.DASHBOARDS_SERVICE,
+            "display": True,
+            "info": {"description": "Published showcase dashboards (Voila)"},
+            "url": f"http://127.0.0.1:{settings.dashboards_port}",
+            "command": [sys.executable, "-m", "shuyu_platform.dashboards"],
+            "environment": settings.service_environment(),
+            "oauth_no_confirm": True,
+        },
     ]
 
     if settings.cull_idle_seconds > 0:

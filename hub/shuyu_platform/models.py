@@ -227,7 +227,7 @@ class EgressRequest(Base):
     release_manifest: Mapped[str] = mapped_column(Text, default="")
 
     __table_args__ = (
-        CheckConstraint("kind IN ('cells', 'file')", name="ck_egress_kind"),
+        CheckConstraint("kind IN ('cells', 'file', 'dashboard')", name="ck_egress_kind"),
         Index("ix_egress_tenant_status", "tenant", "status"),
     )
 

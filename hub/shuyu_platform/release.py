@@ -30,7 +30,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, egress, grants
+from . import audit, dashboards, egress, grants
 from .atomic import fsync_directory, sync_and_hash
 from .db import session_scope, stamp
 from .disclosure import number_key
@@ -83,6 +83,11 @@ def _matched_keys(checks: dict[str, Any]) -> set[str]:
     return keys
 
 
+def scenarios_of(session: Session, tenant: str) -> list[str]:
+    """The scenarios the tenant holds active grants under (for the product register)."""
+    return sorted({g.scenario for g in grants.active(session, tenant=tenant) if g.scenario})
+
+
 def provenance(session: Session, row: EgressRequest, files: list[dict[str, Any]]) -> dict[str, Any]:
     """What the release records about where its content came from and who let it out."""
     decisions = egress.decisions_of(session, row.id)
@@ -92,8 +97,8 @@ def provenance(session: Session, row: EgressRequest, files: list[dict[str, Any]]
     for key in _matched_keys(checks):
         for release in sources.get(key, []):
             queries[release.id] = release
-    datasets = {g.dataset for g in grants.active(session, tenant=row.tenant)}
-    datasets |= {q.dataset for q in queries.values()}
+    held = grants.active(session, tenant=row.tenant)
+    datasets = {g.dataset for g in held} | {q.dataset for q in queries.values()}
     return {
         "request": {
             "id": row.id,
@@ -114,6 +119,7 @@ def provenance(session: Session, row: EgressRequest, files: list[dict[str, Any]]
         "approved_at": _approved_at(decisions),
         "checks": {"verdict": row.verdict, "counts": checks.get("counts", {})},
         "datasets": sorted(datasets),
+        "scenarios": scenarios_of(session, row.tenant),
         "dp_queries": [
             {
                 "id": q.id,
@@ -167,6 +173,8 @@ def release(settings: Shuyu, session: Session, row: EgressRequest) -> dict[str, 
             f"request {row.id} is {row.status}; only approved requests are released", 409
         )
     content = egress.read_snapshot(settings.zone("outbox"), row)  # refuses a changed snapshot
+    if row.kind == "dashboard":
+        return _publish(settings, session, row, content)
     decisions = egress.decisions_of(session, row.id)
     mark = Mark(row.id, row.tenant, _approved_at(decisions) or stamp())
     files = render(content, row, mark)
@@ -190,6 +198,7 @@ def release(settings: Shuyu, session: Session, row: EgressRequest) -> dict[str, 
         "files": record["files"],
         "provenance_sha256": sync_and_hash(target / PROVENANCE),
         "released_at": record["released_at"],
+        "scenarios": record.get("scenarios", []),
     }
     row.release_manifest = audit.canonical_json(stored)
     egress.transition(session, row, "release", actor="platform")
@@ -207,6 +216,41 @@ def release(settings: Shuyu, session: Session, row: EgressRequest) -> dict[str, 
         },
     )
     return stored
+
+
+def _publish(
+    settings: Shuyu, session: Session, row: EgressRequest, content: dict[str, Any]
+) -> dict[str, Any]:
+    """Release of a dashboard: publish it with copies of the released files it reads."""
+    inputs = []
+    for source in egress.released_inputs(session, row.tenant, content.get("releases", [])):
+        for item in manifest_of(source).get("files", []):
+            path, _ = open_released(settings, source, item["name"])  # checks its SHA-256
+            inputs.append((item["name"], path, item["sha256"]))
+    dashboards.unpublish(settings, row.id)  # left by an attempt that failed to commit
+    stored = dashboards.publish(settings, session, row, content, inputs)
+    stored["scenarios"] = scenarios_of(session, row.tenant)
+    row.release_manifest = audit.canonical_json(stored)
+    egress.transition(session, row, "release", actor="platform")
+    return stored
+
+
+def unpublish(
+    settings: Shuyu, session: Session, row: EgressRequest, *, actor: str, administrator: bool
+) -> None:
+    """Take a published dashboard off the dashboards service at once (audited)."""
+    egress.transition(
+        session, row, "unpublish", actor=actor, administrator=administrator, comment=""
+    )
+    dashboards.unpublish(settings, row.id)  # before the commit: a failure undoes the change
+    audit.record(
+        session,
+        actor=actor,
+        action="dashboard.unpublish",
+        target=f"egress:{row.id}",
+        tenant=row.tenant,
+        detail={"url": dashboards.url_of(row.id)},
+    )
 
 
 def _adopt(target: Path, row: EgressRequest) -> dict[str, Any]:
@@ -258,6 +302,12 @@ def open_released(settings: Shuyu, row: EgressRequest, name: str) -> tuple[Path,
     """The path of one released file after checking it against the stored manifest."""
     if row.status != "released":
         raise ReleaseError(f"request {row.id} is {row.status}, not released", 409)
+    if row.kind == "dashboard":
+        raise ReleaseError(
+            f"request {row.id} is a dashboard: it is viewed at {dashboards.url_of(row.id)}, "
+            "not downloaded",
+            409,
+        )
     files = {f["name"]: f for f in manifest_of(row).get("files", [])}
     allowed = {**files, PROVENANCE: {"name": PROVENANCE}}
     if name not in allowed:

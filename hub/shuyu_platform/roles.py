@@ -44,6 +44,9 @@ APPLICATIONS_SOURCE_REVIEW = "custom:shuyu:applications:source-review"
 TENANTS_MANAGE = "custom:shuyu:tenants:manage"
 AUDIT_READ = "custom:shuyu:audit:read"
 ACCESS_SERVICE = f"access:services!service={SERVICE_NAME}"
+#: The hub-managed Voila service of published showcase dashboards.
+DASHBOARDS_SERVICE = "dashboards"
+ACCESS_DASHBOARDS = f"access:services!service={DASHBOARDS_SERVICE}"
 
 #: Scopes every signed-in person holds (JupyterHub's default ``user`` role is narrowed
 #: to these, so only merchants get a server of their own).
@@ -52,6 +55,7 @@ BASE_USER_SCOPES = [
     "read:users:groups!user",
     "read:users:activity!user",
     ACCESS_SERVICE,
+    ACCESS_DASHBOARDS,
     CATALOGUE_READ,
     "custom:shuyu:dashboards:view",
 ]

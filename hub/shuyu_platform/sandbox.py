@@ -58,6 +58,7 @@ from traitlets import Bool, Float, Integer, List, Unicode, default
 from shuyu_server.relay import Endpoint, serve
 
 from . import audit
+from .bwrap import mounts, system_dirs
 from .settings import REPO_ROOT, Shuyu
 from .spawner import singleuser_command, tenant_of, work_dir
 
@@ -309,12 +310,7 @@ class SandboxSpawner(Spawner):
             "--perms", "0755", "--tmpfs", "/run",
             "--ro-bind", "/usr", "/usr",
         ]  # fmt: skip
-        for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-            host = Path("/") / top
-            if host.is_symlink():
-                args += ["--symlink", os.readlink(host), str(host)]
-            elif host.is_dir():
-                args += ["--ro-bind", str(host), str(host)]
+        args += system_dirs()
         for name in ETC_FILES:
             if (Path("/etc") / name).exists():
                 args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
@@ -334,16 +330,8 @@ class SandboxSpawner(Spawner):
             ("--bind", paths["work"], Path(home)),
             ("--bind", paths["run"] / "sock", Path("/run/shuyu")),
         ]
-        # bubblewrap would create missing parents of a mount point as 0700 root, which
-        # the tenant uid could not pass; create them world-traversable first.
         made = {Path("/"), Path("/usr"), Path("/etc"), Path("/var"), Path("/run"), Path("/tmp")}
-        for _, _, dest in binds:
-            for parent in reversed(dest.parents):
-                if parent not in made:
-                    args += ["--perms", "0755", "--dir", str(parent)]
-                    made.add(parent)
-        for kind, source, dest in binds:
-            args += [kind, str(source), str(dest)]
+        args += mounts(binds, made)
         args += ["--chdir", home]
         return args
 

@@ -119,6 +119,15 @@ class Shuyu(Configurable):
     def _default_service_port(self) -> int:
         return int(_env("SHUYU_SERVICE_PORT", "10101"))
 
+    dashboards_port = Integer(
+        help="Port of the Voila service of published dashboards on 127.0.0.1 (behind the "
+        "proxy at /services/dashboards/). Env: SHUYU_DASHBOARDS_PORT. Default 10102.",
+    ).tag(config=True)
+
+    @default("dashboards_port")
+    def _default_dashboards_port(self) -> int:
+        return int(_env("SHUYU_DASHBOARDS_PORT", "10102"))
+
     spawner = Unicode(
         help="""How single-user servers are isolated: 'sandbox' (bubblewrap namespaces, the
         default), 'docker' (one host, production), 'local' (plain processes: NO isolation,

@@ -8,6 +8,7 @@ a purpose; it is frozen as sent, checked automatically and reviewed by the opera
     shuyu.egress.request_file("results/summary.csv", purpose="...")
     shuyu.egress.list()          # the tenant's requests: status, checks verdict
     shuyu.egress.status(rid)     # one request with the reviewers' comments
+    shuyu.egress.publish("showcase.ipynb", releases=[rid], purpose="...")  # a dashboard
 
 A sum or mean by group can be dominated by one or two contributors (one large firm),
 which the table alone does not show. Display such tables with :func:`table`: it attaches
@@ -33,7 +34,17 @@ import pandas as pd
 
 from .client import get, post
 
-__all__ = ["StatsTable", "list", "request", "request_file", "resubmit", "status", "table"]
+__all__ = [
+    "StatsTable",
+    "list",
+    "publish",
+    "request",
+    "request_file",
+    "resubmit",
+    "status",
+    "table",
+    "unpublish",
+]
 
 #: Largest file sent with a request (the service refuses larger snapshots anyway).
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -159,6 +170,37 @@ def request(
 def request_file(path: str | Path, *, purpose: str, title: str = "") -> dict[str, Any]:
     """File a request for one file of the work folder; returns it."""
     return post("api/egress/requests", {**_file(path), "purpose": purpose, "title": title})
+
+
+def publish(
+    notebook: str | Path,
+    *,
+    releases: Sequence[str] = (),
+    purpose: str,
+    title: str = "",
+) -> dict[str, Any]:
+    """Ask to publish a saved notebook as a showcase dashboard; returns the request.
+
+    ``releases`` are IDs of this tenant's released export requests whose files the
+    dashboard reads: once approved, the dashboard runs with copies of those files in
+    its own folder (read them by file name) and nothing else, no views and no network.
+    """
+    path = Path(notebook)
+    document = json.loads(path.read_text(encoding="utf-8"))
+    body = {
+        "kind": "dashboard",
+        "notebook": str(path),
+        "document": document,
+        "releases": [*releases],
+        "purpose": purpose,
+        "title": title,
+    }
+    return post("api/egress/requests", body)
+
+
+def unpublish(request_id: str) -> dict[str, Any]:
+    """Take a published dashboard off the dashboards service at once."""
+    return post(f"api/egress/requests/{request_id}/unpublish", {})
 
 
 def resubmit(

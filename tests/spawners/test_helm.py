@@ -115,7 +115,7 @@ def test_hub_exposes_the_platform_service_to_labelled_pods_only(values: dict) ->
     assert hub["networkPolicy"]["enabled"] is True
     assert hub["networkPolicy"]["ingress"] == [
         {
-            "ports": [{"port": 10101}],
+            "ports": [{"port": 10101}, {"port": 10102}],
             "from": [
                 {"podSelector": {"matchLabels": {"hub.jupyter.org/network-access-hub": "true"}}}
             ],
@@ -126,7 +126,7 @@ def test_hub_exposes_the_platform_service_to_labelled_pods_only(values: dict) ->
     assert proxy_egress == [
         {
             "to": [{"podSelector": {"matchLabels": {"app": "jupyterhub", "component": "hub"}}}],
-            "ports": [{"port": 10101, "protocol": "TCP"}],
+            "ports": [{"port": 10101, "protocol": "TCP"}, {"port": 10102, "protocol": "TCP"}],
         }
     ]
 
@@ -322,7 +322,13 @@ def test_extra_config_keeps_the_chart_and_adds_shuyu(
     # one entry per service; the chart's culler kept, Shuyu's own culler off
     services = {service["name"]: service for service in hub.services}
     assert len(services) == len(hub.services)
-    assert set(services) == {"jupyterhub-idle-culler", roles.SERVICE_NAME, roles.OPERATOR_SERVICE}
+    assert set(services) == {
+        "jupyterhub-idle-culler",
+        roles.SERVICE_NAME,
+        roles.OPERATOR_SERVICE,
+        roles.DASHBOARDS_SERVICE,
+    }
+    assert services[roles.DASHBOARDS_SERVICE]["url"] == f"http://{POD_IP}:10102"
     shuyu = services[roles.SERVICE_NAME]
     assert shuyu["url"] == f"http://{POD_IP}:10101"
     assert shuyu["command"] == ["python3", "-m", "shuyu_platform.service"]

@@ -29,6 +29,7 @@ from . import (
     egress_api,
     grants_api,
     onboarding_api,
+    products,
 )
 
 HERE = Path(__file__).parent
@@ -52,6 +53,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         *egress_api.routes(),
         *applications_api.routes(),
         *onboarding_api.routes(),
+        *products.routes(),
     ]
     handlers = [(url_path_join(prefix, path), handler) for path, handler in routes]
     return web.Application(

@@ -39,7 +39,7 @@ from .. import disclosure, egress, grants, release
 from ..db import session_scope
 from ..models import DpRelease, EgressRequest
 from ..policy import DatasetPolicy, Disclosure
-from ..roles import EGRESS_REQUEST, EGRESS_REVIEW
+from ..roles import EGRESS_REQUEST, EGRESS_REVIEW, TENANTS_MANAGE
 from ..settings import Shuyu
 from .base import ApiHandler, BaseHandler
 
@@ -169,6 +169,8 @@ class RequestsApi(EgressHandler):
                 content
             )
             with session_scope(self.shuyu.db_url) as session:
+                if content["kind"] == "dashboard":
+                    egress.released_inputs(session, self.tenant, content["releases"])
                 row = egress.create(
                     session,
                     self.outbox,
@@ -264,7 +266,18 @@ def render_content(content: dict[str, Any]) -> list[dict[str, Any]]:
                 text = f"(binary file, {len(data):,} bytes: needs a manual look)"
             items.append({"label": path, "text": text})
         return items
-    for cell in content.get("cells", []):
+    cells = content.get("cells", [])
+    if content.get("kind") == "dashboard":
+        releases = ", ".join(content.get("releases", [])) or "none"
+        items.append({"label": "reads the released files of", "text": releases})
+        cells = [
+            {"index": i, "source": "".join(c.get("source", "")), "outputs": c.get("outputs", [])}
+            for i, c in enumerate(content.get("document", {}).get("cells", []))
+            if c.get("cell_type") == "code"
+        ]
+        for cell in cells:
+            items.append({"label": f"cell {cell['index']} source", "text": cell["source"]})
+    for cell in cells:
         for number, output in enumerate(cell.get("outputs", [])):
             label = f"cell {cell.get('index')} output {number}"
             kind = output.get("output_type")
@@ -403,6 +416,34 @@ class ReleaseApi(EgressHandler):
         self.write_json({**manifest, "provenance": record})
 
 
+class UnpublishApi(EgressHandler):
+    """``POST api/egress/requests/<id>/unpublish``: take a dashboard off at once.
+
+    Its requester or an administrator (``tenants:manage``) may.
+    """
+
+    def post(self, request_id: str) -> None:
+        administrator = self.has_scope(TENANTS_MANAGE)
+        if not administrator:
+            self.require_scope(EGRESS_REQUEST, "Unpublishing a dashboard", "merchant")
+        try:
+            with session_scope(self.shuyu.db_url) as session:
+                row = session.get(EgressRequest, request_id)
+                if row is None or not (administrator or row.tenant == self.tenant):
+                    raise web.HTTPError(404, f"no egress request {request_id} that you may see")
+                release.unpublish(
+                    self.shuyu,
+                    session,
+                    row,
+                    actor=self.user["name"],
+                    administrator=administrator,
+                )
+                answer = egress.as_dict(row, egress.decisions_of(session, row.id))
+        except egress.EgressError as err:
+            self.fail(err)
+        self.write_json(answer)
+
+
 class ExportsPage(BaseHandler):
     """``/exports``: the merchant's view of its tenant's export requests and releases."""
 
@@ -473,6 +514,7 @@ def routes() -> list[tuple[str, type]]:
         (r"review/?", ReviewQueuePage),
         (r"review/([0-9a-f]{32})/?", ReviewRequestPage),
         (r"api/egress/requests/([0-9a-f]{32})/release/?", ReleaseApi),
+        (r"api/egress/requests/([0-9a-f]{32})/unpublish/?", UnpublishApi),
         (r"exports/?", ExportsPage),
         (r"exports/([0-9a-f]{32})/([^/]+)", DownloadHandler),
     ]

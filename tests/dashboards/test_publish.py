@@ -1,0 +1,161 @@
+"""Dashboard publication: what is accepted, what is published, where its kernel may run."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from harness import REPO
+from shuyu_platform import dashboards, db, disclosure, egress, release
+from shuyu_platform.dashboard_kernel import command
+from shuyu_platform.models import EgressRequest
+from shuyu_platform.settings import Shuyu
+
+
+def _notebook() -> dict:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("import pandas as pd\npd.read_csv('rates.csv')")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="old output\n")]
+    nb.cells = [nbformat.v4.new_markdown_cell("# 看板"), cell]
+    return json.loads(nbformat.writes(nb))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Shuyu:
+    home = tmp_path / "home"
+    shuyu = Shuyu(home=str(home), db_url=f"sqlite:///{home / 'db.sqlite'}")
+    shuyu.ensure_zones()
+    db.upgrade(shuyu.db_url)
+    return shuyu
+
+
+def _released(settings: Shuyu, tenant: str = "kangning") -> str:
+    content = egress.parse_content(
+        {
+            "kind": "file",
+            "path": "rates.csv",
+            "data_b64": base64.b64encode(b"district,rate\n a,0.25\n").decode(),
+        }
+    )
+    with db.session_scope(settings.db_url) as session:
+        row = egress.create(
+            session, settings.zone("outbox"), tenant=tenant, username="alice", title="t",
+            purpose="p", content=content,
+        )  # fmt: skip
+        egress.record_checks(session, row, egress.run_checks(content, disclosure.Context()))
+        for action, actor in (("submit", "alice"), ("approve", "rita")):
+            egress.transition(session, row, action, actor=actor)
+        request_id = row.id
+    assert release.release_pending(settings) == [request_id]
+    return request_id
+
+
+def _dashboard(settings: Shuyu, releases: list[str], tenant: str = "kangning") -> str:
+    content = egress.parse_content(
+        {"kind": "dashboard", "notebook": "show.ipynb", "document": _notebook(),
+         "releases": releases}
+    )  # fmt: skip
+    with db.session_scope(settings.db_url) as session:
+        egress.released_inputs(session, tenant, content["releases"])
+        row = egress.create(
+            session, settings.zone("outbox"), tenant=tenant, username="alice", title="看板",
+            purpose="p", content=content,
+        )  # fmt: skip
+        egress.record_checks(session, row, egress.run_checks(content, disclosure.Context()))
+        for action, actor in (("submit", "alice"), ("approve", "rita")):
+            egress.transition(session, row, action, actor=actor)
+        return row.id
+
+
+def test_an_approved_dashboard_is_published_with_copies_of_its_releases(
+    settings: Shuyu,
+) -> None:
+    table = _released(settings)
+    request_id = _dashboard(settings, [table])
+    assert release.release_pending(settings) == [request_id]
+    folder = dashboards.folder(settings, request_id)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "dashboard.ipynb",
+        "provenance.json",
+        "rates.csv",
+    ]
+    assert oct(folder.stat().st_mode & 0o777) == "0o555"
+    published = nbformat.read(folder / "dashboard.ipynb", as_version=4)
+    assert published.metadata.kernelspec.name == dashboards.KERNEL_NAME
+    assert published.cells[1].outputs == []  # Voila runs it afresh
+    assert "shuyu_release" in (folder / "rates.csv").read_text()  # the watermarked copy
+
+    with db.session_scope(settings.db_url) as session:
+        row = session.get(EgressRequest, request_id)
+        assert row is not None and row.status == "released"
+        with pytest.raises(release.ReleaseError, match="not downloaded"):
+            release.open_released(settings, row, "rates.csv")
+        with pytest.raises(egress.EgressError, match="only alice"):
+            release.unpublish(settings, session, row, actor="carol", administrator=False)
+    with db.session_scope(settings.db_url) as session:
+        row = session.get(EgressRequest, request_id)
+        release.unpublish(settings, session, row, actor="ada", administrator=True)
+        assert row.status == "unpublished"
+    assert not folder.exists()
+
+
+def test_a_dashboard_reads_only_released_files_of_its_own_tenant(settings: Shuyu) -> None:
+    other = _released(settings, tenant="huaxin")
+    with pytest.raises(egress.EgressError, match="not a request of tenant kangning"):
+        _dashboard(settings, [other])
+    with pytest.raises(egress.EgressError, match="at most 20 IDs"):
+        _dashboard(settings, ["not-an-id"])
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"nbformat": 3, "cells": []}, "nbformat 4"),
+        ({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{"cell_type": "x"}]},
+         "not a valid notebook"),
+    ],
+)  # fmt: skip
+def test_a_malformed_dashboard_is_refused(document: dict, message: str) -> None:
+    with pytest.raises(egress.EgressError, match=message):
+        egress.parse_content({"kind": "dashboard", "notebook": "d.ipynb", "document": document})
+
+
+def test_file_and_cell_releases_cannot_be_unpublished(settings: Shuyu) -> None:
+    table = _released(settings)
+    with db.session_scope(settings.db_url) as session:
+        row = session.get(EgressRequest, table)
+        with pytest.raises(egress.EgressError, match="only dashboards unpublish"):
+            release.unpublish(settings, session, row, actor="alice", administrator=False)
+
+
+def test_the_dashboard_kernel_runs_only_in_a_published_folder(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "published" / "abc").mkdir(parents=True)
+    (home / "views").mkdir()
+    env = {**os.environ, "SHUYU_HOME": str(home), "PYTHONPATH": str(REPO / "hub")}
+    for cwd in (home / "views", home / "published", tmp_path):
+        refused = subprocess.run(
+            [sys.executable, "-m", "shuyu_platform.dashboard_kernel", "-f", "/nonexistent"],
+            cwd=cwd, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert refused.returncode != 0
+        assert "is not a published dashboard's folder" in refused.stderr
+
+
+def test_the_dashboard_sandbox_has_no_network_and_binds_no_platform_zone(tmp_path: Path) -> None:
+    folder = tmp_path / "published" / "abc"
+    args = command(tmp_path / "kernel.json", folder, tmp_path / "ipc" / "k1")
+    assert "--unshare-net" in args and "--clearenv" in args
+    binds = [args[i + 1] for i, a in enumerate(args) if a in ("--bind", "--ro-bind")]
+    assert str(folder) in binds and str(tmp_path / "ipc" / "k1") in binds
+    for zone in ("raw", "views", "work", "released", "outbox", "db", "hub"):
+        assert not any(f"/{zone}" in b for b in binds if str(tmp_path) in b and b != str(folder))
+    user = args[args.index("--") - 7 :]
+    assert "--reuid=65534" in user and "--no-new-privs" in user
