@@ -145,7 +145,6 @@ def submit(
     audit.record(
         session,
         actor=actor,
-        actor_kind="user" if actor != "anonymous" else "system",
         action="registration.submit",
         target=f"registration:{row.id}",
         tenant=row.tenant,
