@@ -38,7 +38,14 @@ def outbox(tmp_path: Path) -> Path:
     return folder
 
 
-def filed(db_url: str, outbox: Path, status: str = "submitted") -> str:
+DASHBOARD: dict[str, Any] = {
+    "kind": "dashboard",
+    "notebook": "show.ipynb",
+    "document": {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []},
+}
+
+
+def filed(db_url: str, outbox: Path, status: str = "submitted", kind: str = "cells") -> str:
     """A request by alice of kangning, brought to ``status`` along allowed transitions."""
     path = {
         "draft": [],
@@ -48,11 +55,12 @@ def filed(db_url: str, outbox: Path, status: str = "submitted") -> str:
         "approved": ["submit", "approve"],
         "rejected": ["submit", "reject"],
         "released": ["submit", "approve", "release"],
+        "unpublished": ["submit", "approve", "release", "unpublish"],
     }[status]
     with db.session_scope(db_url) as session:
         row = egress.create(
             session, outbox, tenant="kangning", username="alice", title="t", purpose="p",
-            content=egress.parse_content(CELLS),
+            content=egress.parse_content(DASHBOARD if kind == "dashboard" else CELLS),
         )  # fmt: skip
         for action in path:
             actor = {"requester": "alice", "reviewer": "rita", "platform": "system"}[
@@ -69,6 +77,11 @@ def act(db_url: str, request_id: str, action: str, **kwargs: Any) -> EgressReque
         return egress.transition(session, row, action, **kwargs)
 
 
+def _kind(status: str, action: str) -> str:
+    """Only dashboards are unpublished: those transitions need a dashboard request."""
+    return "dashboard" if "unpublish" in (status, action) or status == "unpublished" else "cells"
+
+
 ALLOWED = [(s, a) for s, actions in egress.TRANSITIONS.items() for a in actions]
 FORBIDDEN = [
     (s, a) for s in egress.TRANSITIONS for a in egress.ACTORS if a not in egress.TRANSITIONS[s]
@@ -79,7 +92,7 @@ FORBIDDEN = [
 def test_every_allowed_transition_is_made_and_audited(
     db_url: str, outbox: Path, status: str, action: str
 ) -> None:
-    request_id = filed(db_url, outbox, status)
+    request_id = filed(db_url, outbox, status, _kind(status, action))
     actor = {"requester": "alice", "reviewer": "rita", "platform": "system"}[egress.ACTORS[action]]
     row = act(db_url, request_id, action, actor=actor, comment="a reason")
     assert row.status == egress.TRANSITIONS[status][action]
@@ -95,7 +108,7 @@ def test_every_allowed_transition_is_made_and_audited(
 def test_every_other_transition_is_refused(
     db_url: str, outbox: Path, status: str, action: str
 ) -> None:
-    request_id = filed(db_url, outbox, status)
+    request_id = filed(db_url, outbox, status, _kind(status, action))
     with pytest.raises(egress.EgressError) as refused:
         act(db_url, request_id, action, actor="rita", comment="x")
     assert refused.value.status == 409 and f"is {status}" in refused.value.message
@@ -162,7 +175,7 @@ def test_resubmission_replaces_the_snapshot(db_url: str, outbox: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"kind": "zip"}, "kind must be 'cells' or 'file'"),
+        ({"kind": "zip"}, "kind must be 'cells', 'file' or 'dashboard'"),
         ({"kind": "cells", "notebook": "a.ipynb", "cells": []}, "non-empty list"),
         (
             {"kind": "cells", "notebook": "a.ipynb", "cells": [{"index": 1, "outputs": []}]},
