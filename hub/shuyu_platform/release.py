@@ -12,6 +12,10 @@ released file changed on disk is refused at download (:func:`open_released`).
 
 A release that fails (a full disk, say) leaves the request approved and is retried by
 :func:`release_pending`, which the service runs after each approval and on its sweep.
+
+A dashboard request is not downloaded: its release publishes it instead
+(:mod:`.dashboards`), with copies of the released files it reads, and :func:`unpublish`
+takes it off again.
 """
 
 from __future__ import annotations
