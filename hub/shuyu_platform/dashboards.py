@@ -23,11 +23,13 @@ on the published zone, at ``/services/dashboards/``:
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import stat
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Final
@@ -183,10 +185,18 @@ class DashboardKernelManager(AsyncIOLoopKernelManager):
     def _default_ip(self) -> str:
         # A folder per kernel: the sandbox binds only this one, so a dashboard's kernel
         # never sees another kernel's sockets or connection key.
-        own = Path(os.environ["SHUYU_DASHBOARD_IPC"]) / uuid.uuid4().hex
+        own = Path(os.environ["SHUYU_DASHBOARD_IPC"]) / uuid.uuid4().hex[:16]
         own.mkdir(mode=0o700)
         os.chmod(own, 0o1777)  # the kernel (uid nobody) creates its sockets here
         return str(own / "k")
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        """Also remove the kernel's socket folder (with its copy of the connection key)."""
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart:
+            shutil.rmtree(Path(self.ip).parent, ignore_errors=True)
+
+    cleanup_resources = _async_cleanup_resources
 
 
 class HubIdentityProvider(JupyterHubIdentityProvider):
@@ -249,9 +259,11 @@ def main() -> None:
     settings = Shuyu.from_environment()
     settings.ensure_zones()
     os.environ["JUPYTER_PATH"] = str(kernel_spec(settings))
-    ipc = settings.zone("run") / "dashboards" / "ipc"
-    _remove(ipc)  # sockets and keys of kernels of an earlier run
-    ipc.mkdir(mode=0o711, parents=True)
+    # Unix socket paths may hold at most 107 bytes, too few for a folder under a deep
+    # state root: the kernels' socket folders live in a short private temporary folder.
+    ipc = Path(tempfile.mkdtemp(prefix="shuyu-dashboards-"))
+    os.chmod(ipc, 0o711)  # kernels reach their own subfolder by its random name only
+    atexit.register(shutil.rmtree, ipc, True)
     os.environ["SHUYU_DASHBOARD_IPC"] = str(ipc)
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/dashboards/")
     default_url = f"http://127.0.0.1:{settings.dashboards_port}"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -159,3 +161,51 @@ def test_the_dashboard_sandbox_has_no_network_and_binds_no_platform_zone(tmp_pat
         assert not any(f"/{zone}" in b for b in binds if str(tmp_path) in b and b != str(folder))
     user = args[args.index("--") - 7 :]
     assert "--reuid=65534" in user and "--no-new-privs" in user
+
+
+def test_a_dashboard_kernel_sees_only_its_folder_and_leaves_no_key_behind(
+    settings: Shuyu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real kernel in the real sandbox, started as Voila starts it."""
+    folder = dashboards.folder(settings, "f" * 32)
+    folder.mkdir(mode=0o755)
+    (folder / "table.csv").write_text("a\n1\n")
+    monkeypatch.setenv("SHUYU_HOME", settings.home)
+    monkeypatch.setenv("JUPYTER_PATH", str(dashboards.kernel_spec(settings)))
+    ipc = Path(tempfile.mkdtemp(prefix="shuyu-test-ipc-"))  # short: a socket path limit
+    monkeypatch.setenv("SHUYU_DASHBOARD_IPC", str(ipc))
+    probe = (
+        "import os, json, socket\n"
+        "seen = {'files': sorted(os.listdir('.')), 'uid': os.getuid(),\n"
+        "        'home': os.path.exists(" + repr(settings.home) + "),\n"
+        "        'token': 'JUPYTERHUB_API_TOKEN' in os.environ}\n"
+        "try:\n"
+        "    socket.create_connection(('1.1.1.1', 53), timeout=2); seen['net'] = 'up'\n"
+        "except OSError as err:\n"
+        "    seen['net'] = type(err).__name__\n"
+        "print(json.dumps(seen))"
+    )
+
+    async def run() -> dict:
+        manager = dashboards.DashboardKernelManager(kernel_name=dashboards.KERNEL_NAME)
+        env = {**os.environ, "JUPYTERHUB_API_TOKEN": "secret"}  # as Voila passes it
+        await manager.start_kernel(cwd=str(folder), env=env)
+        client = manager.client()
+        client.start_channels()
+        try:
+            await client.wait_for_ready(timeout=60)
+            client.execute(probe)
+            while True:
+                message = await client.get_iopub_msg(timeout=30)
+                if message["msg_type"] == "stream":
+                    return json.loads(message["content"]["text"])
+        finally:
+            client.stop_channels()
+            await manager.shutdown_kernel(now=True)
+
+    seen = asyncio.run(run())
+    assert seen["files"] == ["table.csv"] and seen["uid"] == 65534
+    assert seen["home"] is False and seen["token"] is False
+    assert seen["net"] != "up"
+    assert list(ipc.iterdir()) == []  # sockets and the key copy are gone
+    ipc.rmdir()
