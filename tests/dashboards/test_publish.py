@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -203,7 +204,9 @@ def test_a_dashboard_kernel_sees_only_its_folder_and_leaves_no_key_behind(
             client.stop_channels()
             await manager.shutdown_kernel(now=True)
 
-    seen = asyncio.run(run())
+    # In its own thread: the browser tests' Playwright may hold this thread's event loop.
+    with ThreadPoolExecutor(1) as pool:
+        seen = pool.submit(asyncio.run, run()).result(timeout=180)
     assert seen["files"] == ["table.csv"] and seen["uid"] == 65534
     assert seen["home"] is False and seen["token"] is False
     assert seen["net"] != "up"
