@@ -24,9 +24,6 @@ import base64
 import hashlib
 import json
 import logging
-import os
-import secrets
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
@@ -35,10 +32,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit, dashboards, egress, grants
-from .atomic import fsync_directory, sync_and_hash
+from .atomic import create_folder_atomically, sync_and_hash
 from .db import session_scope, stamp
-from .disclosure import number_key
-from .models import DpRelease, EgressRequest
+from .dp import budget
+from .models import DpRelease, EgressDecision, EgressRequest
 from .settings import Shuyu
 from .watermark import Mark, Marked, mark_file, mark_notebook
 
@@ -66,19 +63,6 @@ def _approved_at(decisions: Iterable[Any]) -> str:
     return next((d.created_at for d in decisions if d.to_status == "approved"), "")
 
 
-def dp_sources(session: Session, tenant: str) -> dict[str, list[DpRelease]]:
-    """The tenant's released DP answers, keyed by the number keys of their values."""
-    sources: dict[str, list[DpRelease]] = {}
-    for release in session.scalars(
-        select(DpRelease).where(DpRelease.tenant == tenant, DpRelease.status == "released")
-    ):
-        for answer_row in json.loads(release.answer or "{}").get("rows", []):
-            for value in answer_row.values():
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    sources.setdefault(number_key(value), []).append(release)
-    return sources
-
-
 def _matched_keys(checks: dict[str, Any]) -> set[str]:
     keys: set[str] = set()
     for finding in checks.get("findings", []):
@@ -92,11 +76,15 @@ def scenarios_of(session: Session, tenant: str) -> list[str]:
     return sorted({g.scenario for g in grants.active(session, tenant=tenant) if g.scenario})
 
 
-def provenance(session: Session, row: EgressRequest, files: list[dict[str, Any]]) -> dict[str, Any]:
+def provenance(
+    session: Session,
+    row: EgressRequest,
+    decisions: list[EgressDecision],
+    files: list[dict[str, Any]],
+) -> dict[str, Any]:
     """What the release records about where its content came from and who let it out."""
-    decisions = egress.decisions_of(session, row.id)
     checks = json.loads(row.checks or "{}")
-    sources = dp_sources(session, row.tenant)
+    sources = budget.answers_by_number(session, row.tenant)
     queries: dict[str, DpRelease] = {}
     for key in _matched_keys(checks):
         for release in sources.get(key, []):
@@ -148,26 +136,15 @@ def render(content: dict[str, Any], row: EgressRequest, mark: Mark) -> list[Mark
 
 def _write_folder(target: Path, files: list[Marked], record: dict[str, Any]) -> None:
     """Build the release beside ``target`` and rename it into place, read-only."""
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    tmp.mkdir(mode=0o700)
-    try:
+
+    def fill(tmp: Path) -> None:
         for item in files:
-            path = tmp / item.name
-            path.write_bytes(item.data)
-            os.chmod(path, 0o444)
-            sync_and_hash(path)
-        path = tmp / PROVENANCE
-        path.write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
-        os.chmod(path, 0o444)
-        sync_and_hash(path)
-        os.chmod(tmp, 0o555)
-        os.rename(tmp, target)  # fails if target exists: a release is never replaced
-    except BaseException:
-        os.chmod(tmp, 0o700)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    fsync_directory(target.parent)
+            (tmp / item.name).write_bytes(item.data)
+        (tmp / PROVENANCE).write_text(
+            json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8"
+        )
+
+    create_folder_atomically(target, fill)  # never over an existing release
 
 
 def release(settings: Shuyu, session: Session, row: EgressRequest) -> dict[str, Any]:
@@ -179,23 +156,23 @@ def release(settings: Shuyu, session: Session, row: EgressRequest) -> dict[str, 
     content = egress.read_snapshot(settings.zone("outbox"), row)  # refuses a changed snapshot
     if row.kind == "dashboard":
         return _publish(settings, session, row, content)
-    decisions = egress.decisions_of(session, row.id)
-    mark = Mark(row.id, row.tenant, _approved_at(decisions) or stamp())
-    files = render(content, row, mark)
-    listed = [
-        {
-            "name": f.name,
-            "bytes": len(f.data),
-            "sha256": hashlib.sha256(f.data).hexdigest(),
-            "watermark": f.watermark,
-        }
-        for f in files
-    ]
     target = folder(settings.zone("released"), row.id)
     if target.exists():  # an earlier attempt renamed its folder in, then failed to commit
         record = _adopt(target, row)
     else:
-        record = provenance(session, row, listed)
+        decisions = egress.decisions_of(session, row.id)
+        mark = Mark(row.id, row.tenant, _approved_at(decisions) or stamp())
+        files = render(content, row, mark)
+        listed = [
+            {
+                "name": f.name,
+                "bytes": len(f.data),
+                "sha256": hashlib.sha256(f.data).hexdigest(),
+                "watermark": f.watermark,
+            }
+            for f in files
+        ]
+        record = provenance(session, row, decisions, listed)
         record["released_at"] = stamp()
         _write_folder(target, files, record)
     stored = {

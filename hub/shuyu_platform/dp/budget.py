@@ -26,9 +26,11 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from .. import audit, grants, suspension
 from ..db import session_scope, stamp
+from ..disclosure import number_key
 from ..models import DpRelease, Grant, PrivacyBudget
 from .query import EPSILON_QUANTUM, QueryError
 
@@ -324,3 +326,21 @@ def find_answer(db_url: str, sha256: str) -> DpRelease | None:
                 DpRelease.answer_sha256 == sha256, DpRelease.status == "released"
             )
         ).first()
+
+
+def answers_by_number(session: Session, tenant: str) -> dict[str, list[DpRelease]]:
+    """The tenant's released DP answers, keyed by the number key
+    (:func:`shuyu_platform.disclosure.number_key`) of every value they hold.
+
+    The egress checks mark numbers found here as DP output; a release's provenance
+    names the queries behind the numbers it matched.
+    """
+    index: dict[str, list[DpRelease]] = {}
+    for release in session.scalars(
+        select(DpRelease).where(DpRelease.tenant == tenant, DpRelease.status == "released")
+    ):
+        for row in json.loads(release.answer or "{}").get("rows", []):
+            for value in row.values():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    index.setdefault(number_key(value), []).append(release)
+    return index

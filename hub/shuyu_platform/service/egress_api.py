@@ -37,7 +37,8 @@ from tornado import web
 
 from .. import disclosure, egress, grants, release
 from ..db import session_scope
-from ..models import DpRelease, EgressRequest
+from ..dp import budget
+from ..models import EgressRequest
 from ..policy import DatasetPolicy, Disclosure
 from ..roles import EGRESS_REQUEST, EGRESS_REVIEW, TENANTS_MANAGE
 from ..settings import Shuyu
@@ -76,25 +77,15 @@ def check_context(
                 prefixes.add(prefix)
             if field.identifier and field.title in NAME_TITLES and raw.is_file():
                 names |= _names(str(raw), field_name, raw.stat().st_mtime_ns)
-    numbers: set[str] = set()
     with session_scope(settings.db_url) as session:
         granted = {g.dataset for g in grants.active(session, tenant=tenant)}
-        answers = session.scalars(
-            select(DpRelease.answer).where(
-                DpRelease.tenant == tenant, DpRelease.status == "released"
-            )
-        )
-        for answer in answers:
-            for row in json.loads(answer).get("rows", []):
-                for value in row.values():
-                    if isinstance(value, int | float) and not isinstance(value, bool):
-                        numbers.add(disclosure.number_key(value))
+        numbers = frozenset(budget.answers_by_number(session, tenant))
     sections = [p.disclosure for name, p in policies.items() if name in granted]
     thresholds = Disclosure.strictest(sections or [p.disclosure for p in policies.values()])
     return disclosure.Context(
         rules=disclosure.Rules.from_dict(thresholds),
         known_names=frozenset(names),
-        dp_numbers=frozenset(numbers),
+        dp_numbers=numbers,
         pseudonym_prefixes=tuple(sorted(prefixes)),
     )
 
