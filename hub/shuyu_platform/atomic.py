@@ -1,10 +1,12 @@
-"""Files that appear whole or not at all: views, synthetic twins and demo data.
+"""Files and folders that appear whole or not at all: views, synthetic twins, demo
+data, released exports and published dashboards.
 
 :func:`replace_atomically` has a writer fill a hidden temporary file beside the target
 (same file system, so the rename is atomic), fsyncs it, renames it over the target and
 fsyncs the folder. If anything fails the temporary file is removed and a previous file
 at the target is untouched; a temporary file left by a killed process is removed by the
-next write of the same target.
+next write of the same target. :func:`create_folder_atomically` does the same for a
+new read-only folder, which it never puts over an existing one.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import contextlib
 import hashlib
 import os
 import secrets
+import shutil
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -82,3 +86,38 @@ def remove_stale_temporaries(out_path: Path) -> None:
             path.unlink(missing_ok=True)
         except OSError:
             continue
+
+
+def create_folder_atomically(target: Path, fill: Callable[[Path], T]) -> T:
+    """Have ``fill`` write files into a hidden folder beside ``target``, then make them
+    read-only (0444, the folder 0555), fsync them and rename the folder into place.
+
+    The rename fails if ``target`` exists: such a folder is never replaced. If anything
+    fails the temporary folder is removed. Returns ``fill``'s result.
+    """
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp.mkdir(mode=0o700)
+    try:
+        result = fill(tmp)
+        for path in tmp.iterdir():
+            os.chmod(path, 0o444)
+            sync_and_hash(path)
+        os.chmod(tmp, 0o555)
+        os.rename(tmp, target)
+    except BaseException:
+        remove_tree(tmp)
+        raise
+    fsync_directory(target.parent)
+    return result
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder made read-only (as :func:`create_folder_atomically` leaves it)."""
+    if not path.exists():
+        return
+    for root, dirs, _ in os.walk(path):
+        os.chmod(root, stat.S_IRWXU)
+        for name in dirs:
+            os.chmod(os.path.join(root, name), stat.S_IRWXU)
+    shutil.rmtree(path)

@@ -27,7 +27,6 @@ import atexit
 import json
 import os
 import shutil
-import stat
 import sys
 import tempfile
 import uuid
@@ -42,7 +41,7 @@ from traitlets import default
 from traitlets.config import Config
 
 from . import audit
-from .atomic import fsync_directory, sync_and_hash
+from .atomic import create_folder_atomically, remove_tree, sync_and_hash
 from .db import stamp
 from .models import EgressRequest
 from .settings import Shuyu
@@ -93,12 +92,9 @@ def publish(
     released: list[tuple[str, Path, str]],
 ) -> dict[str, Any]:
     """Write ``published/<id>/``: the notebook and the released files (name, path, sha)."""
-    target = folder(settings, row.id)
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(mode=0o755)
-    files = []
-    try:
+    files: list[dict[str, Any]] = []
+
+    def fill(tmp: Path) -> dict[str, Any]:
         for name, source, digest in released:
             path = tmp / name
             if path.exists():
@@ -123,14 +119,10 @@ def publish(
             "published_at": stamp(),
         }
         (tmp / PROVENANCE).write_text(json.dumps(record, ensure_ascii=False, indent=1))
-        for path in tmp.iterdir():
-            os.chmod(path, 0o444)
-        os.chmod(tmp, 0o555)  # readable by the dashboard kernel's uid, writable by none
-        os.rename(tmp, target)
-    except BaseException:
-        _remove(tmp)
-        raise
-    fsync_directory(target.parent)
+        return record
+
+    # Read-only files in a 0555 folder: readable by the dashboard kernel's uid.
+    record = create_folder_atomically(folder(settings, row.id), fill)
     audit.record(
         session,
         actor="platform",
@@ -148,21 +140,11 @@ def url_of(request_id: str) -> str:
     return f"/services/dashboards/voila/render/{request_id}/{NOTEBOOK}"
 
 
-def _remove(path: Path) -> None:
-    if not path.exists():
-        return
-    for root, dirs, _ in os.walk(path):
-        os.chmod(root, stat.S_IRWXU)
-        for name in dirs:
-            os.chmod(os.path.join(root, name), stat.S_IRWXU)
-    shutil.rmtree(path)
-
-
 def unpublish(settings: Shuyu, request_id: str) -> bool:
     """Remove a published dashboard's folder at once; whether there was one."""
     target = folder(settings, request_id)
     existed = target.exists()
-    _remove(target)
+    remove_tree(target)
     return existed
 
 
