@@ -149,7 +149,7 @@ def accounts_add(
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        AccountStore(settings.zone("hub") / "accounts.json").add(
+        AccountStore(settings.accounts_file).add(
             name,
             real_name=real_name,
             role=role,
@@ -167,7 +167,7 @@ def accounts_add(
 @home_option
 def accounts_list(home: str | None) -> None:
     """List accounts (never their hashes)."""
-    store = AccountStore(_settings(home).zone("hub") / "accounts.json")
+    store = AccountStore(_settings(home).accounts_file)
     for acc in store.load().values():
         state = " (disabled)" if acc.disabled else ""
         click.echo(f"{acc.name:<16} {acc.role:<16} {acc.tenant or '':<12} {acc.real_name}{state}")

@@ -61,7 +61,7 @@ DEMO_ACCOUNTS: tuple[DemoAccount, ...] = (
 
 def create_demo_accounts(settings: Shuyu) -> list[DemoAccount]:
     """Write (or reset) every demo account into the hub's accounts file."""
-    store = AccountStore(settings.zone("hub") / "accounts.json")
+    store = AccountStore(settings.accounts_file)
     for acc in DEMO_ACCOUNTS:
         store.add(
             acc.name,

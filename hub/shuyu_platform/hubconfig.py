@@ -92,7 +92,7 @@ def configure(c: Config) -> Shuyu:
     _setdefault(proxy, "pid_file", str(hub_state / "proxy.pid"))
 
     _setdefault(hub, "authenticator_class", ShuyuAuthenticator)
-    c.ShuyuAuthenticator.accounts_file = str(hub_state / "accounts.json")
+    c.ShuyuAuthenticator.accounts_file = str(settings.accounts_file)
     c.ShuyuAuthenticator.db_url = settings.db_url
 
     hub.custom_scopes = {name: {"description": text} for name, text in roles.SCOPES.items()}

@@ -295,6 +295,11 @@ class Shuyu(Configurable):
             raise KeyError(f"unknown data zone {name!r}; zones are {', '.join(ZONES)}")
         return Path(self.home) / name
 
+    @property
+    def accounts_file(self) -> Path:
+        """The real-name accounts (JSON, bcrypt hashes) in the hub zone; see ``accounts``."""
+        return self.zone("hub") / "accounts.json"
+
     def ensure_zones(self) -> None:
         """Create every zone folder, private to the platform's own user."""
         Path(self.home).mkdir(parents=True, exist_ok=True)

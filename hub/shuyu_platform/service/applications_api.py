@@ -19,6 +19,7 @@ the service builds the tenant's masked views of them at once, off the event loop
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from datetime import UTC, datetime
@@ -76,13 +77,12 @@ def process_deadlines(settings: Shuyu, policies: dict[str, Any]) -> list[str]:
 class ApplicationHandler(BaseHandler):
     """What the application routes share: who sees what, and how a decision is made."""
 
+    @functools.cached_property
     def departments(self) -> list[str]:
-        """The departments the signed-in source reviewer speaks for."""
+        """The departments the signed-in source reviewer speaks for (read once a request)."""
         if not self.has_scope(APPLICATIONS_SOURCE_REVIEW):
             return []
-        account = (
-            AccountStore(self.shuyu.zone("hub") / "accounts.json").load().get(self.user["name"])
-        )
+        account = AccountStore(self.shuyu.accounts_file).load().get(self.user["name"])
         return list(account.departments) if account else []
 
     def sees_all(self) -> bool:
@@ -93,11 +93,11 @@ class ApplicationHandler(BaseHandler):
         """Whether the caller may see ``row``."""
         if self.sees_all() or row.tenant == self.tenant:
             return True
-        return bool(set(self.departments()) & set(applications.departments(row)))
+        return bool(set(self.departments) & set(applications.departments(row)))
 
     def listing(self) -> list[dict[str, Any]]:
         """Every application the caller may see, newest first."""
-        if not (self.sees_all() or self.tenant or self.departments()):
+        if not (self.sees_all() or self.tenant or self.departments):
             self.require_scope(APPLICATIONS_SUBMIT, "Scenario applications", "merchant")
         with session_scope(self.shuyu.db_url) as session:
             rows = session.scalars(
@@ -154,7 +154,7 @@ class ApplicationHandler(BaseHandler):
                     action,
                     actor=self.user["name"],
                     actor_scopes=sorted(self.scopes),
-                    actor_departments=self.departments(),
+                    actor_departments=self.departments,
                     actor_tenant=self.tenant,
                     comment=comment,
                     department=department,
@@ -261,7 +261,7 @@ class ApplicationPage(ApplicationHandler):
     @web.authenticated
     def get(self, application_id: str) -> None:
         body = self.one(application_id)
-        mine = self.departments()
+        mine = self.departments
         actions: list[str] = []
         if body["status"] in applications.STAGES and body["tenant"] != self.tenant:
             if body["status"] == "compliance_review" and self.has_scope(APPLICATIONS_REVIEW):

@@ -35,7 +35,7 @@ class RegistrationHandler(BaseHandler):
     @property
     def store(self) -> AccountStore:
         """The hub's accounts file, where approved users are created."""
-        return AccountStore(self.shuyu.zone("hub") / "accounts.json")
+        return AccountStore(self.shuyu.accounts_file)
 
     def file(self, body: dict[str, Any]) -> dict[str, Any]:
         """Check and record a registration; the registration as JSON."""
