@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from harness import Platform, running_platform
+from harness import Platform, local_settings, running_platform
+from shuyu_platform.settings import Shuyu
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +19,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """
     with running_platform(tmp_path_factory.mktemp("platform"), SHUYU_MEM_LIMIT="1G") as running:
         yield running
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Shuyu:
+    """A fresh state root (zones, migrated database) for tests that start no hub."""
+    return local_settings(tmp_path / "home")

@@ -23,9 +23,29 @@ from typing import Any
 import requests
 
 from kernel import Execution, Kernel
+from shuyu_platform import db
+from shuyu_platform.settings import Shuyu
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
+
+def local_settings(home: Path, **traits: Any) -> Shuyu:
+    """Settings of a state root at ``home``: zones made, database migrated, no process.
+
+    For tests of the platform's modules that need its zones and database but no hub.
+    """
+    settings = Shuyu(
+        home=str(home),
+        db_url=f"sqlite:///{home / 'db' / 'shuyu.sqlite'}",
+        policies_dir=str(REPO / "policies"),
+        **traits,
+    )
+    settings.ensure_zones()
+    db.upgrade(settings.db_url)
+    return settings
+
+
 STARTUP_TIMEOUT = 90
 
 
@@ -134,6 +154,18 @@ class Platform:
         session.get(f"{self.url}/services/shuyu/", timeout=30)
         xsrf = session.cookies.get("_xsrf", path="/services/shuyu/")
         return session, {"X-XSRFToken": xsrf} if xsrf else {}
+
+    def service_post(
+        self, username: str, path: str, body: Any, timeout: float = 120
+    ) -> requests.Response:
+        """POST ``body`` as JSON to the platform service's ``path`` as ``username``."""
+        session, headers = self.service_session(username)
+        return session.post(
+            f"{self.url}/services/shuyu/{path.lstrip('/')}",
+            json=body,
+            headers=headers,
+            timeout=timeout,
+        )
 
     def hub_api(
         self, session: requests.Session, method: str, path: str, **kwargs: Any

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from harness import REPO
+from harness import REPO, local_settings
 from shuyu_platform import applications, audit, db, grants
 from shuyu_platform.applications import ApplicationError
 from shuyu_platform.models import Application
@@ -45,16 +45,11 @@ SOURCE = {
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Shuyu:
-    home = tmp_path / "home"
-    shuyu = Shuyu(
-        home=str(home),
-        db_url=f"sqlite:///{home / 'db.sqlite'}",
+    return local_settings(
+        tmp_path / "home",
         holidays=["2026-11-26"],  # a Thursday off
         extra_workdays=["2026-11-28"],  # a Saturday worked
     )
-    shuyu.ensure_zones()
-    db.upgrade(shuyu.db_url)
-    return shuyu
 
 
 def _file(settings: Shuyu, body: dict[str, Any] | None = None) -> str:
@@ -263,11 +258,7 @@ def test_silence_past_the_deadline_is_a_deemed_approval_recorded_as_such(
 
 
 def test_without_deemed_approval_an_overdue_application_waits(tmp_path: Path) -> None:
-    home = tmp_path / "strict"
-    settings = Shuyu(home=str(home), db_url=f"sqlite:///{home / 'db.sqlite'}")
-    settings.silence_approves = False
-    settings.ensure_zones()
-    db.upgrade(settings.db_url)
+    settings = local_settings(tmp_path / "strict", silence_approves=False)
     app_id = _file(settings)
     with db.session_scope(settings.db_url) as session:
         assert (

@@ -52,12 +52,8 @@ def test_an_approved_application_puts_its_views_in_the_sandbox(platform: Platfor
     assert hidden.status_code == 404
 
     def decide(name: str, action: str, comment: str = "") -> dict:
-        session, xsrf = platform.service_session(name)
-        answer = session.post(
-            f"{platform.url}{SERVICE}/api/applications/{app['id']}/decision",
-            json={"action": action, "comment": comment},
-            headers=xsrf,
-            timeout=120,
+        answer = platform.service_post(
+            name, f"api/applications/{app['id']}/decision", {"action": action, "comment": comment}
         )
         assert answer.status_code == 200, answer.text
         return answer.json()

@@ -39,12 +39,10 @@ PROBE = textwrap.dedent(
 
 
 def _decide(platform: Platform, request_id: str) -> dict:
-    rita, headers = platform.service_session("rita")
-    answer = rita.post(
-        f"{platform.url}{SERVICE}/api/egress/requests/{request_id}/decision",
-        json={"action": "approve", "comment": "可以发布"},
-        headers=headers,
-        timeout=120,
+    answer = platform.service_post(
+        "rita",
+        f"api/egress/requests/{request_id}/decision",
+        {"action": "approve", "comment": "可以发布"},
     )
     assert answer.status_code == 200, answer.text
     return answer.json()

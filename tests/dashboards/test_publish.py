@@ -30,15 +30,6 @@ def _notebook() -> dict:
     return json.loads(nbformat.writes(nb))
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Shuyu:
-    home = tmp_path / "home"
-    shuyu = Shuyu(home=str(home), db_url=f"sqlite:///{home / 'db.sqlite'}")
-    shuyu.ensure_zones()
-    db.upgrade(shuyu.db_url)
-    return shuyu
-
-
 def _released(settings: Shuyu, tenant: str = "kangning") -> str:
     content = egress.parse_content(
         {

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import stat
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -19,19 +18,6 @@ from shuyu_platform.policy import load_policies
 from shuyu_platform.settings import Shuyu
 
 CSV = "区县,理赔率\n涪城区,0.2513\n游仙区,0.1877\n".encode()
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Shuyu:
-    home = tmp_path / "home"
-    shuyu = Shuyu(
-        home=str(home),
-        db_url=f"sqlite:///{home / 'shuyu.sqlite'}",
-        policies_dir=str(REPO / "policies"),
-    )
-    shuyu.ensure_zones()
-    db.upgrade(shuyu.db_url)
-    return shuyu
 
 
 def _file(path: str = "out/rates.csv", data: bytes = CSV) -> dict:

@@ -140,12 +140,8 @@ def test_other_tenants_and_merchants_cannot_see_or_decide(
 
 
 def _decide(platform: Platform, request_id: str, action: str, comment: str = "") -> dict:
-    rita, headers = platform.service_session("rita")
-    answer = rita.post(
-        f"{platform.url}{SERVICE}/api/egress/requests/{request_id}/decision",
-        json={"action": action, "comment": comment},
-        headers=headers,
-        timeout=60,
+    answer = platform.service_post(
+        "rita", f"api/egress/requests/{request_id}/decision", {"action": action, "comment": comment}
     )
     assert answer.status_code == 200, answer.text
     return answer.json()

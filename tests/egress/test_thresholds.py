@@ -16,15 +16,6 @@ from shuyu_platform.settings import Shuyu
 POLICIES = load_policies(REPO / "policies")
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Shuyu:
-    home = tmp_path / "home"
-    shuyu = Shuyu(home=str(home), db_url=f"sqlite:///{home / 'db.sqlite'}")
-    shuyu.ensure_zones()
-    db.upgrade(shuyu.db_url)
-    return shuyu
-
-
 def _grant(settings: Shuyu, tenant: str, dataset: str) -> None:
     with db.session_scope(settings.db_url) as session:
         grants.issue(session, POLICIES[dataset], tenant=tenant, fields=None, actor="op")
