@@ -78,10 +78,10 @@ def dp_engine(raw: Path, query: Query) -> Callable[[], dict[str, Any]]:
     Imports, the policy and the parsed query are ready before the clock starts: a
     running platform has them already.
     """
+    from shuyu_platform.data.policy import load_policy
     from shuyu_platform.dp import query as dp_query
     from shuyu_platform.dp.engine import Source
     from shuyu_platform.dp.opendp_engine import OpenDpEngine
-    from shuyu_platform.policy import load_policy
 
     policy = load_policy(REPO / "policies" / f"{DATASET}.yaml")
     body = {
@@ -269,7 +269,7 @@ def probe(kind: str, python: str) -> tuple[bool, str]:
 
 def the_query() -> Query:
     """The query every method answers, with the policy's public keys and bounds."""
-    from shuyu_platform.policy import load_policy
+    from shuyu_platform.data.policy import load_policy
 
     policy = load_policy(REPO / "policies" / f"{DATASET}.yaml")
     key, column = policy.fields[KEY].dp, policy.fields[COLUMN].dp

@@ -33,7 +33,7 @@ def workspace(name: str) -> Iterator[Path]:
 
 def raw_file(folder: Path, rows: int) -> Path:
     """The raw demo file of ``rows`` rows in ``folder``, generated unless already there."""
-    from shuyu_platform import demodata
+    from shuyu_platform.data import demodata
 
     path = folder / f"{DATASET}.parquet"
     with contextlib.suppress(OSError, ValueError):

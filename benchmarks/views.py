@@ -6,7 +6,7 @@ machine noise hits both alike:
 
 * the plain copy: every row group read with pyarrow and written again with a
   ``ParquetWriter`` and the same compression (zstd), nothing else;
-* the view build: :func:`shuyu_platform.views.build_view` with every visible field and
+* the view build: :func:`shuyu_platform.data.views.build_view` with every visible field and
   the policy's k-anonymity, which hashes the raw file, counts quasi-identifier classes,
   masks, suppresses, writes, fsyncs and hashes the view.
 
@@ -64,9 +64,9 @@ def view_build(raw: Path, out: Path) -> Callable[[], dict[str, Any]]:
     Imports and the policy are loaded before the clock starts: a running platform has
     them already.
     """
-    from shuyu_platform.masking import tenant_key
-    from shuyu_platform.policy import load_policy
-    from shuyu_platform.views import build_view
+    from shuyu_platform.data.masking import tenant_key
+    from shuyu_platform.data.policy import load_policy
+    from shuyu_platform.data.views import build_view
 
     policy = load_policy(REPO / "policies" / f"{DATASET}.yaml")
     key = tenant_key(b"benchmark master secret, not a real one", "bench")

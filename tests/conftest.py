@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness import Platform, local_settings, running_platform
-from shuyu_platform.settings import Shuyu
+from shuyu_platform.core.settings import Shuyu
 
 
 @pytest.fixture(scope="session")

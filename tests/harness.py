@@ -23,8 +23,8 @@ from typing import Any
 import requests
 
 from kernel import Execution, Kernel
-from shuyu_platform import db
-from shuyu_platform.settings import Shuyu
+from shuyu_platform.core import db
+from shuyu_platform.core.settings import Shuyu
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -210,8 +210,8 @@ class Platform:
 
     def audit_events(self, action: str | None = None, **filters: Any) -> list[dict[str, Any]]:
         """Audit records, read straight from the platform database."""
-        from shuyu_platform import audit
-        from shuyu_platform.db import session_scope
+        from shuyu_platform.core import audit
+        from shuyu_platform.core.db import session_scope
 
         with session_scope(self.db_url) as session:
             return audit.query(session, action=action, limit=100_000, **filters)

@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import audit, db, suspension
-from .accounts import AccountError, AccountStore
-from .hubapi import HubClient, HubUnavailable
-from .roles import ROLES
-from .settings import REPO_ROOT, Shuyu
+from .access import suspension
+from .core import audit, db
+from .core.accounts import AccountError, AccountStore
+from .core.hubapi import HubClient, HubUnavailable
+from .core.roles import ROLES
+from .core.settings import REPO_ROOT, Shuyu
 
 if TYPE_CHECKING:
-    from .policy import DatasetPolicy
+    from .data.policy import DatasetPolicy
 
 
 def _settings(home: str | None) -> Shuyu:
@@ -45,7 +46,7 @@ def main() -> None:
 @click.option("--seed", default=20240501, show_default=True, help="Generator seed.")
 def demo_data(home: str | None, rows: int, seed: int) -> None:
     """Generate the synthetic raw demo datasets into <home>/raw/."""
-    from .demodata import generate
+    from .data.demodata import generate
 
     settings = _settings(home)
     settings.ensure_zones()
@@ -89,8 +90,8 @@ def demo_grants(home: str | None) -> None:
 @click.option("--fresh", is_flag=True, help="Delete the demo state first.")
 def demo(home: str | None, rows: int, fresh: bool) -> None:
     """Prepare the demo (data if missing, accounts) and run the platform."""
+    from .data.demodata import DATASETS, generate
     from .demo import banner, create_demo_accounts, create_demo_grants
-    from .demodata import DATASETS, generate
 
     settings = _settings(home)
     if fresh and Path(settings.home).exists():
@@ -183,7 +184,7 @@ def policy() -> None:
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 def policy_check(directory: str | None) -> None:
     """Validate every policy file; print each problem with file, line and field."""
-    from .policy import PolicyError, load_policies
+    from .data.policy import PolicyError, load_policies
 
     folder = Path(directory or Shuyu().policies_dir)
     try:
@@ -247,7 +248,7 @@ def dataset_group() -> None:
 
 
 def _known_dataset(settings: Shuyu, name: str) -> None:
-    from .policy import load_policies
+    from .data.policy import load_policies
 
     if name not in load_policies(Path(settings.policies_dir)):
         raise click.ClickException(f"no dataset policy defines {name!r}")
@@ -259,7 +260,7 @@ def _known_dataset(settings: Shuyu, name: str) -> None:
 @click.option("--reason", required=True, help="Why (recorded, and shown to the tenants).")
 def dataset_suspend(home: str | None, name: str, reason: str) -> None:
     """Hide the dataset's views from every tenant and refuse DP queries of it."""
-    from .tenant_views import sweep
+    from .data.tenant_views import sweep
 
     settings = _settings(home)
     _known_dataset(settings, name)
@@ -280,7 +281,7 @@ def dataset_suspend(home: str | None, name: str, reason: str) -> None:
 @click.option("--reason", default="", help="What was rectified (recorded).")
 def dataset_resume(home: str | None, name: str, reason: str) -> None:
     """Supply the dataset again: rebuild the views of the tenants granted it."""
-    from . import grants
+    from .access import grants
 
     settings = _settings(home)
     _known_dataset(settings, name)
@@ -299,7 +300,7 @@ def dataset_resume(home: str | None, name: str, reason: str) -> None:
 @home_option
 def dataset_list(home: str | None) -> None:
     """Every dataset policy with its supply status."""
-    from .policy import load_policies
+    from .data.policy import load_policies
 
     settings = _settings(home)
     with db.session_scope(settings.db_url) as session:
@@ -316,7 +317,7 @@ def grant_group() -> None:
 
 
 def _policy(settings: Shuyu, dataset: str) -> DatasetPolicy:
-    from .policy import PolicyError, load_policies
+    from .data.policy import PolicyError, load_policies
 
     try:
         policies = load_policies(Path(settings.policies_dir))
@@ -367,7 +368,7 @@ def grant_add(
     """Issue a grant (replacing the tenant's active one for the dataset) and build its view."""
     from datetime import UTC, datetime, timedelta
 
-    from . import grants
+    from .access import grants
 
     settings = _settings(home)
     settings.ensure_zones()
@@ -403,7 +404,7 @@ def grant_add(
 @click.option("--all", "every", is_flag=True, help="Also revoked, expired and replaced ones.")
 def grant_list(home: str | None, tenant: str | None, every: bool) -> None:
     """List grants."""
-    from . import grants
+    from .access import grants
 
     with db.session_scope(_settings(home).db_url) as session:
         rows = (
@@ -426,7 +427,7 @@ def grant_list(home: str | None, tenant: str | None, every: bool) -> None:
 @click.option("--reason", required=True, help="Why (recorded, and shown to the tenant).")
 def grant_revoke(home: str | None, grant_id: int, reason: str) -> None:
     """End a grant now and remove its masked view."""
-    from . import grants
+    from .access import grants
 
     settings = _settings(home)
     try:
@@ -446,8 +447,8 @@ def views_group() -> None:
 
 
 def _build_views(settings: Shuyu, tenant: str, datasets: set[str] | None) -> None:
-    from .tenant_views import build_tenant
-    from .views import ViewBuildError
+    from .data.tenant_views import build_tenant
+    from .data.views import ViewBuildError
 
     try:
         result = build_tenant(
@@ -475,7 +476,7 @@ def views_build(
     home: str | None, tenants_: tuple[str, ...], every: bool, datasets: tuple[str, ...]
 ) -> None:
     """(Re)build masked views from the raw data; remove views no grant covers."""
-    from .tenant_views import known_tenants
+    from .data.tenant_views import known_tenants
 
     settings = _settings(home)
     settings.ensure_zones()
@@ -493,8 +494,8 @@ def views_build(
 @click.option("--seed", default=0, show_default=True)
 def synthetic_build(home: str | None, rows: int | None, seed: int) -> None:
     """Build the synthetic twin of every dataset into <home>/synthetic/ (R5)."""
-    from .policy import load_policies
-    from .synthetic import SyntheticError, build_all
+    from .data.policy import load_policies
+    from .data.synthetic import SyntheticError, build_all
 
     settings = _settings(home)
     settings.ensure_zones()

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import db, grants
-from .accounts import AccountStore
-from .policy import load_policies
-from .settings import Shuyu
+from .access import grants
+from .core import db
+from .core.accounts import AccountStore
+from .core.settings import Shuyu
+from .data.policy import load_policies
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,8 @@ def create_demo_grants(settings: Shuyu, *, actor: str = "operator:demo") -> None
     Re-running it keeps existing grants (so pseudonyms and budgets stay) and rebuilds
     the views from the current raw data.
     """
-    from .synthetic import build_all
-    from .tenant_views import build_tenant
+    from .data.synthetic import build_all
+    from .data.tenant_views import build_tenant
 
     policies = load_policies(Path(settings.policies_dir))
     with db.session_scope(settings.db_url) as session:

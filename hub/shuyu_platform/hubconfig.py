@@ -16,11 +16,11 @@ from typing import Any
 
 from traitlets.config import Config
 
-from . import audit, db, roles
-from .accounts import ShuyuAuthenticator
-from .policy import PolicyError, load_policies, policy_digest
-from .settings import Shuyu
-from .spawner import SPAWNERS, SpawnPolicy, role_of
+from .core import audit, db, roles
+from .core.accounts import ShuyuAuthenticator
+from .core.settings import Shuyu
+from .data.policy import PolicyError, load_policies, policy_digest
+from .isolation.spawner import SPAWNERS, SpawnPolicy, role_of
 
 TEMPLATES = Path(__file__).parent / "templates" / "hub"
 
@@ -125,7 +125,7 @@ def configure(c: Config) -> Shuyu:
             "display": True,
             "info": {"description": "Published showcase dashboards (Voila)"},
             "url": f"http://127.0.0.1:{settings.dashboards_port}",
-            "command": [sys.executable, "-m", "shuyu_platform.dashboards"],
+            "command": [sys.executable, "-m", "shuyu_platform.dashboards.service"],
             "environment": settings.service_environment(),
             "oauth_no_confirm": True,
         },

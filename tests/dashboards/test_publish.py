@@ -16,10 +16,13 @@ import nbformat
 import pytest
 
 from harness import REPO
-from shuyu_platform import dashboards, db, disclosure, egress, release
-from shuyu_platform.dashboard_kernel import command
-from shuyu_platform.models import EgressRequest
-from shuyu_platform.settings import Shuyu
+from shuyu_platform.core import db
+from shuyu_platform.core.models import EgressRequest
+from shuyu_platform.core.settings import Shuyu
+from shuyu_platform.dashboards import service as dashboards
+from shuyu_platform.dashboards.kernel import command
+from shuyu_platform.egress import disclosure, release
+from shuyu_platform.egress import requests as egress
 
 
 def _notebook() -> dict:
@@ -136,7 +139,7 @@ def test_the_dashboard_kernel_runs_only_in_a_published_folder(tmp_path: Path) ->
     env = {**os.environ, "SHUYU_HOME": str(home), "PYTHONPATH": str(REPO / "hub")}
     for cwd in (home / "views", home / "published", tmp_path):
         refused = subprocess.run(
-            [sys.executable, "-m", "shuyu_platform.dashboard_kernel", "-f", "/nonexistent"],
+            [sys.executable, "-m", "shuyu_platform.dashboards.kernel", "-f", "/nonexistent"],
             cwd=cwd, env=env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert refused.returncode != 0

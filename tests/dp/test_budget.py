@@ -11,10 +11,11 @@ import pytest
 from sqlalchemy import select, update
 
 from harness import REPO
-from shuyu_platform import audit, db, grants
+from shuyu_platform.access import grants
+from shuyu_platform.core import audit, db
+from shuyu_platform.core.models import DpRelease, Grant, PrivacyBudget
+from shuyu_platform.data.policy import DatasetPolicy, load_policies
 from shuyu_platform.dp import budget
-from shuyu_platform.models import DpRelease, Grant, PrivacyBudget
-from shuyu_platform.policy import DatasetPolicy, load_policies
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,11 @@ import polars as pl
 import pytest
 
 from harness import REPO
-from shuyu_platform import demodata
+from shuyu_platform.data import demodata
+from shuyu_platform.data.policy import DatasetPolicy, load_policies
 from shuyu_platform.dp import query
 from shuyu_platform.dp.engine import EngineError, Source
 from shuyu_platform.dp.opendp_engine import OpenDpEngine, _Plan
-from shuyu_platform.policy import DatasetPolicy, load_policies
 
 ENGINE = OpenDpEngine()
 DISTRICTS = [

@@ -21,11 +21,11 @@ import polars as pl
 import pytest
 
 from harness import REPO
-from shuyu_platform import demodata
+from shuyu_platform.data import demodata
+from shuyu_platform.data.policy import DatasetPolicy, load_policies
 from shuyu_platform.dp import learn
 from shuyu_platform.dp.engine import Source
 from shuyu_platform.dp.query import QueryError
-from shuyu_platform.policy import DatasetPolicy, load_policies
 
 ROWS = 40_000
 DATASET = "learn_test"

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from harness import REPO
+from shuyu_platform.data.policy import DatasetPolicy, load_policies
 from shuyu_platform.dp import query
-from shuyu_platform.policy import DatasetPolicy, load_policies
 
 #: What the huaxin demo grant of health_records holds.
 HUAXIN = ["person_id", "sex", "birth_date", "district", "icd11_code"]

@@ -1,7 +1,7 @@
-"""Tests for shuyu_platform.disclosure: the automatic disclosure checks of egress requests.
+"""Tests for shuyu_platform.egress.disclosure: the automatic disclosure checks of egress requests.
 
 Every check has positive and negative examples; identifiers are built with the helpers of
-shuyu_platform.identifiers so that they are valid by construction, and pseudonyms come
+shuyu_platform.data.identifiers so that they are valid by construction, and pseudonyms come
 from the real masking engine.
 """
 
@@ -19,7 +19,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shuyu_platform.disclosure import (
+from shuyu_platform.data.identifiers import (
+    build_id_cards,
+    build_org_codes,
+    build_usccs,
+    is_valid_id_card,
+    luhn_check_digit,
+    luhn_valid,
+)
+from shuyu_platform.data.masking import mask_column
+from shuyu_platform.data.policy import FieldPolicy
+from shuyu_platform.egress.disclosure import (
     Artefact,
     Context,
     Finding,
@@ -30,16 +40,6 @@ from shuyu_platform.disclosure import (
     number_key,
     run_checks,
 )
-from shuyu_platform.identifiers import (
-    build_id_cards,
-    build_org_codes,
-    build_usccs,
-    is_valid_id_card,
-    luhn_check_digit,
-    luhn_valid,
-)
-from shuyu_platform.masking import mask_column
-from shuyu_platform.policy import FieldPolicy
 
 # ------------------------------------------------------------------------ helpers
 

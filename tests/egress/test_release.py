@@ -11,11 +11,14 @@ import pytest
 from sqlalchemy import select
 
 from harness import REPO
-from shuyu_platform import audit, db, disclosure, egress, grants, release
+from shuyu_platform.access import grants
+from shuyu_platform.core import audit, db
+from shuyu_platform.core.models import EgressRequest
+from shuyu_platform.core.settings import Shuyu
+from shuyu_platform.data.policy import load_policies
 from shuyu_platform.dp import budget
-from shuyu_platform.models import EgressRequest
-from shuyu_platform.policy import load_policies
-from shuyu_platform.settings import Shuyu
+from shuyu_platform.egress import disclosure, release
+from shuyu_platform.egress import requests as egress
 
 CSV = "区县,理赔率\n涪城区,0.2513\n游仙区,0.1877\n".encode()
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from shuyu_platform import audit, db, egress
-from shuyu_platform.models import EgressRequest
+from shuyu_platform.core import audit, db
+from shuyu_platform.core.models import EgressRequest
+from shuyu_platform.egress import requests as egress
 
 CELLS: dict[str, Any] = {
     "kind": "cells",

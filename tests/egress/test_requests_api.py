@@ -10,7 +10,7 @@ import pytest
 
 from harness import Platform
 from kernel import Kernel
-from shuyu_platform.identifiers import id_card_check_char
+from shuyu_platform.data.identifiers import id_card_check_char
 
 pytestmark = pytest.mark.hub
 

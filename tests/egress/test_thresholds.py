@@ -8,10 +8,12 @@ import pandas as pd
 import pytest
 
 from harness import REPO
-from shuyu_platform import db, disclosure, grants
-from shuyu_platform.policy import Disclosure, PolicyError, load_policies
+from shuyu_platform.access import grants
+from shuyu_platform.core import db
+from shuyu_platform.core.settings import Shuyu
+from shuyu_platform.data.policy import Disclosure, PolicyError, load_policies
+from shuyu_platform.egress import disclosure
 from shuyu_platform.service.egress_api import check_context
-from shuyu_platform.settings import Shuyu
 
 POLICIES = load_policies(REPO / "policies")
 

@@ -14,7 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from shuyu_platform.watermark import COLUMN, METADATA_KEY, Mark, mark_file, mark_notebook
+from shuyu_platform.egress.watermark import (
+    COLUMN,
+    METADATA_KEY,
+    Mark,
+    mark_file,
+    mark_notebook,
+)
 
 MARK = Mark("0123456789abcdef0123456789abcdef", "kangning", "2026-11-23T10:00:00.000000Z")
 RID = MARK.request_id

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shuyu_platform import audit, db, suspension
+from shuyu_platform.access import suspension
+from shuyu_platform.core import audit, db
 
 
 @pytest.fixture

@@ -28,10 +28,11 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .. import audit, grants, suspension
-from ..db import session_scope, stamp
-from ..disclosure import number_key
-from ..models import DpRelease, Grant, PrivacyBudget
+from ..access import grants, suspension
+from ..core import audit
+from ..core.db import session_scope, stamp
+from ..core.models import DpRelease, Grant, PrivacyBudget
+from ..egress.disclosure import number_key
 from .query import EPSILON_QUANTUM, QueryError
 
 MICRO: Final[int] = round(1 / EPSILON_QUANTUM)
@@ -330,7 +331,7 @@ def find_answer(db_url: str, sha256: str) -> DpRelease | None:
 
 def answers_by_number(session: Session, tenant: str) -> dict[str, list[DpRelease]]:
     """The tenant's released DP answers, keyed by the number key
-    (:func:`shuyu_platform.disclosure.number_key`) of every value they hold.
+    (:func:`shuyu_platform.egress.disclosure.number_key`) of every value they hold.
 
     The egress checks mark numbers found here as DP output; a release's provenance
     names the queries behind the numbers it matched.

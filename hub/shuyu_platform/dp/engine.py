@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import polars as pl
 import pyarrow.parquet as pq
 
-from ..policy import DatasetPolicy
+from ..data.policy import DatasetPolicy
 from .query import DpError, Filter, QuerySpec
 
 #: Most rows a dataset may have: the engine states it to OpenDP as the public bound on

@@ -84,7 +84,7 @@ from typing import Any, Final
 import numpy as np
 import polars as pl
 
-from ..policy import DatasetPolicy
+from ..data.policy import DatasetPolicy
 from .engine import Source
 from .query import EPSILON_QUANTUM, Filter, QueryError, _Checker, _filters, parse_epsilon
 

@@ -49,7 +49,7 @@ import polars as pl
 from opendp.accuracy import summarize_polars_measurement
 from opendp.extras.polars import Margin
 
-from ..policy import DatasetPolicy
+from ..data.policy import DatasetPolicy
 from .engine import MAX_ROWS, Answer, Estimate, Source
 from .query import Bins, QuerySpec, Statistic
 

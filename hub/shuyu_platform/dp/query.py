@@ -30,7 +30,7 @@ from datetime import date, datetime
 from itertools import pairwise
 from typing import Any, Final, Literal
 
-from ..policy import DatasetPolicy, FieldPolicy
+from ..data.policy import DatasetPolicy, FieldPolicy
 
 #: Statistics a query may ask for, and whether they need a numeric column.
 STATISTICS: Final[dict[str, bool]] = {

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from shuyu_platform.models import Base
+from shuyu_platform.core.models import Base
 
 config = context.config
 connection = config.attributes.get("connection")

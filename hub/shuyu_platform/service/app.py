@@ -16,11 +16,11 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpserver import HTTPServer
 
-from .. import db
-from ..policy import PolicyError, load_policies
-from ..release import release_pending
-from ..settings import Shuyu
-from ..tenant_views import sweep
+from ..core import db
+from ..core.settings import Shuyu
+from ..data.policy import PolicyError, load_policies
+from ..data.tenant_views import sweep
+from ..egress.release import release_pending
 from . import (
     applications_api,
     audit_api,

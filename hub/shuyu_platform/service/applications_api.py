@@ -28,18 +28,18 @@ from typing import Any
 from sqlalchemy import select
 from tornado import web
 
-from .. import applications
-from ..accounts import AccountStore
-from ..db import session_scope
-from ..models import Application
-from ..roles import (
+from ..core.accounts import AccountStore
+from ..core.db import session_scope
+from ..core.models import Application
+from ..core.roles import (
     APPLICATIONS_REVIEW,
     APPLICATIONS_SOURCE_REVIEW,
     APPLICATIONS_SUBMIT,
     AUDIT_READ,
     TENANTS_MANAGE,
 )
-from ..settings import Shuyu
+from ..core.settings import Shuyu
+from ..workflow import applications
 from .base import ApiHandler, BaseHandler
 
 log = logging.getLogger("shuyu.service")
@@ -50,8 +50,8 @@ PERSON_ACTIONS = tuple(a for a, who in applications.ACTORS.items() if who != "pl
 
 def build_views(settings: Shuyu, approved: list[tuple[str, list[str]]]) -> None:
     """Build the masked views of newly approved applications: (tenant, datasets) pairs."""
-    from ..tenant_views import build_tenant
-    from ..views import ViewBuildError
+    from ..data.tenant_views import build_tenant
+    from ..data.views import ViewBuildError
 
     for tenant, datasets in approved:
         try:

@@ -10,9 +10,9 @@ from typing import Any
 
 from tornado import web
 
-from .. import audit
-from ..db import session_scope
-from ..roles import AUDIT_READ
+from ..core import audit
+from ..core.db import session_scope
+from ..core.roles import AUDIT_READ
 from .base import ApiHandler, BaseHandler
 
 MAX_LIMIT = 1000

@@ -9,8 +9,8 @@ from typing import Any
 from jupyterhub.services.auth import HubOAuthenticated, check_scopes
 from tornado import web
 
-from .. import audit, roles
-from ..settings import Shuyu
+from ..core import audit, roles
+from ..core.settings import Shuyu
 
 
 class BaseHandler(HubOAuthenticated, web.RequestHandler):

@@ -11,10 +11,10 @@ from typing import Any
 
 from tornado import web
 
-from .. import suspension
-from ..db import session_scope
-from ..policy import DatasetPolicy
-from ..roles import CATALOGUE_READ, ROLES
+from ..access import suspension
+from ..core.db import session_scope
+from ..core.roles import CATALOGUE_READ, ROLES
+from ..data.policy import DatasetPolicy
 from .base import ApiHandler, BaseHandler
 
 

@@ -28,14 +28,14 @@ from typing import Any
 
 from tornado import web
 
-from .. import grants, suspension
-from ..db import session_scope
+from ..access import grants, suspension
+from ..core.db import session_scope
+from ..core.models import Grant
+from ..core.roles import DP_QUERY
+from ..data.policy import DatasetPolicy
 from ..dp import budget
 from ..dp import query as dpquery
 from ..dp.engine import Engine, Source, load_engine
-from ..models import Grant
-from ..policy import DatasetPolicy
-from ..roles import DP_QUERY
 from .base import ApiHandler
 
 #: Largest request body accepted (a query is a few hundred bytes).

@@ -35,13 +35,15 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 from tornado import web
 
-from .. import disclosure, egress, grants, release
-from ..db import session_scope
+from ..access import grants
+from ..core.db import session_scope
+from ..core.models import EgressRequest
+from ..core.roles import EGRESS_REQUEST, EGRESS_REVIEW, TENANTS_MANAGE
+from ..core.settings import Shuyu
+from ..data.policy import DatasetPolicy, Disclosure
 from ..dp import budget
-from ..models import EgressRequest
-from ..policy import DatasetPolicy, Disclosure
-from ..roles import EGRESS_REQUEST, EGRESS_REVIEW, TENANTS_MANAGE
-from ..settings import Shuyu
+from ..egress import disclosure, release
+from ..egress import requests as egress
 from .base import ApiHandler, BaseHandler
 
 #: Fields a server may report, and the longest value kept of each.
@@ -99,7 +101,7 @@ class EgressHandler(ApiHandler):
         return self.shuyu.zone("outbox")
 
     def fail(self, err: egress.EgressError) -> NoReturn:
-        """Answer an :class:`~shuyu_platform.egress.EgressError` as JSON."""
+        """Answer an :class:`~shuyu_platform.egress.requests.EgressError` as JSON."""
         raise web.HTTPError(err.status, err.message)
 
     def check(self, session: Any, row: EgressRequest, content: dict[str, Any]) -> None:

@@ -11,9 +11,9 @@ from typing import Any
 
 from tornado import web
 
-from .. import grants
-from ..db import session_scope
-from ..roles import AUDIT_READ, GRANTS_READ, POLICIES_MANAGE, TENANT_SLUG
+from ..access import grants
+from ..core.db import session_scope
+from ..core.roles import AUDIT_READ, GRANTS_READ, POLICIES_MANAGE, TENANT_SLUG
 from .base import ApiHandler
 
 

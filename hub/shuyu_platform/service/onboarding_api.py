@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import select
 from tornado import web
 
-from .. import onboarding
-from ..accounts import AccountStore
-from ..db import session_scope
-from ..models import Registration
-from ..roles import TENANTS_MANAGE
+from ..core.accounts import AccountStore
+from ..core.db import session_scope
+from ..core.models import Registration
+from ..core.roles import TENANTS_MANAGE
+from ..workflow import onboarding
 from .base import ApiHandler, BaseHandler
 
 #: Largest registration body accepted.

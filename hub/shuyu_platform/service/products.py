@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from .. import dashboards
-from ..db import session_scope
-from ..models import EgressRequest
+from ..core.db import session_scope
+from ..core.models import EgressRequest
+from ..dashboards import service as dashboards
 from .base import ApiHandler, BaseHandler
 
 #: How each kind of request appears in the register.

@@ -1,0 +1,260 @@
+"""Showcase dashboards: notebooks published through review and served by Voila (R12, R22).
+
+A merchant asks to publish a notebook with an export request of kind ``dashboard``
+(:mod:`.egress`): the notebook and the IDs of the tenant's released artefacts it reads.
+It goes through the same checks and review as any export. Approval publishes it
+(:func:`publish`): ``published/<id>/`` receives the notebook (outputs cleared, kernel
+set to the sandboxed dashboard kernel) and a copy of each released file it reads,
+checked against its SHA-256, all read-only, with ``provenance.json``. The notebook
+reads those files by name, from its own folder. :func:`unpublish` removes the folder
+at once.
+
+The hub runs Voila as the service ``dashboards`` (``python -m shuyu_platform.dashboards.service``)
+on the published zone, at ``/services/dashboards/``:
+
+- sign-in is the hub's OAuth (:class:`HubIdentityProvider`); every signed-in person
+  (visitor role and up) holds ``access:services!service=dashboards``;
+- sources are stripped from what Voila renders, and only images are served as files;
+- each dashboard's kernel runs in a bubblewrap sandbox with no network, as ``nobody``,
+  seeing only its own published folder (:mod:`.dashboard_kernel`), and talks to Voila
+  over Unix sockets (:class:`DashboardKernelManager`). Not the masked views, not the
+  work folders, not the DP API: there is no path and no network to them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Final
+
+import nbformat
+from jupyter_client.ioloop import AsyncIOLoopKernelManager
+from jupyterhub.singleuser.extension import JupyterHubIdentityProvider
+from sqlalchemy.orm import Session
+from traitlets import default
+from traitlets.config import Config
+
+from ..core import audit
+from ..core.atomic import create_folder_atomically, remove_tree, sync_and_hash
+from ..core.db import stamp
+from ..core.models import EgressRequest
+from ..core.settings import Shuyu
+
+#: The kernelspec every published dashboard runs with.
+KERNEL_NAME: Final[str] = "shuyu-dashboard"
+#: The notebook's name inside its published folder.
+NOTEBOOK: Final[str] = "dashboard.ipynb"
+PROVENANCE: Final[str] = "provenance.json"
+
+
+class PublishError(ValueError):
+    """A dashboard that cannot be published; ``status`` is the HTTP status."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def folder(settings: Shuyu, request_id: str) -> Path:
+    """Where a published dashboard lives."""
+    return settings.zone("published") / request_id
+
+
+def prepared_notebook(document: dict[str, Any], title: str) -> bytes:
+    """The notebook as published: outputs cleared, the dashboard kernel, a title."""
+    notebook = nbformat.from_dict(document)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    notebook.metadata["kernelspec"] = {
+        "name": KERNEL_NAME,
+        "display_name": "Shuyu dashboard (sandboxed)",
+        "language": "python",
+    }
+    notebook.metadata["title"] = title
+    nbformat.validate(notebook)
+    return nbformat.writes(notebook).encode()
+
+
+def publish(
+    settings: Shuyu,
+    session: Session,
+    row: EgressRequest,
+    content: dict[str, Any],
+    released: list[tuple[str, Path, str]],
+) -> dict[str, Any]:
+    """Write ``published/<id>/``: the notebook and the released files (name, path, sha)."""
+    files: list[dict[str, Any]] = []
+
+    def fill(tmp: Path) -> dict[str, Any]:
+        for name, source, digest in released:
+            path = tmp / name
+            if path.exists():
+                raise PublishError(f"two released artefacts are both named {name}")
+            shutil.copyfile(source, path)
+            if sync_and_hash(path) != digest:
+                raise PublishError(f"released file {name} changed on disk; not published")
+            files.append({"name": name, "sha256": digest, "bytes": path.stat().st_size})
+        notebook = prepared_notebook(content["document"], row.title)
+        (tmp / NOTEBOOK).write_bytes(notebook)
+        digest = sync_and_hash(tmp / NOTEBOOK)
+        files.append({"name": NOTEBOOK, "sha256": digest, "bytes": len(notebook)})
+        record = {
+            "request": row.id,
+            "tenant": row.tenant,
+            "requester": row.username,
+            "title": row.title,
+            "purpose": row.purpose,
+            "notebook": content["notebook"],
+            "releases": content.get("releases", []),
+            "files": files,
+            "published_at": stamp(),
+        }
+        (tmp / PROVENANCE).write_text(json.dumps(record, ensure_ascii=False, indent=1))
+        return record
+
+    # Read-only files in a 0555 folder: readable by the dashboard kernel's uid.
+    record = create_folder_atomically(folder(settings, row.id), fill)
+    audit.record(
+        session,
+        actor="platform",
+        actor_kind="system",
+        action="dashboard.publish",
+        target=f"egress:{row.id}",
+        tenant=row.tenant,
+        detail={"files": files, "url": url_of(row.id)},
+    )
+    return {"files": files, "published_at": record["published_at"], "dashboard": url_of(row.id)}
+
+
+def url_of(request_id: str) -> str:
+    """The path of a published dashboard behind the proxy."""
+    return f"/services/dashboards/voila/render/{request_id}/{NOTEBOOK}"
+
+
+def unpublish(settings: Shuyu, request_id: str) -> bool:
+    """Remove a published dashboard's folder at once; whether there was one."""
+    target = folder(settings, request_id)
+    existed = target.exists()
+    remove_tree(target)
+    return existed
+
+
+# ---------------------------------------------------------------- the Voila service
+
+
+class DashboardKernelManager(AsyncIOLoopKernelManager):
+    """Kernels that talk over Unix sockets with a path of their own.
+
+    The sandboxed kernel has no network, so the TCP loopback is not shared with Voila;
+    ZeroMQ's ``ipc`` transport over a socket folder bound into the sandbox is. Each
+    kernel gets a unique path prefix, so two kernels started at once never collide.
+    """
+
+    @default("transport")
+    def _default_transport(self) -> str:
+        return "ipc"
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        # A folder per kernel: the sandbox binds only this one, so a dashboard's kernel
+        # never sees another kernel's sockets or connection key.
+        own = Path(os.environ["SHUYU_DASHBOARD_IPC"]) / uuid.uuid4().hex[:16]
+        own.mkdir(mode=0o700)
+        os.chmod(own, 0o1777)  # the kernel (uid nobody) creates its sockets here
+        return str(own / "k")
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        """Also remove the kernel's socket folder (with its copy of the connection key)."""
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart:
+            shutil.rmtree(Path(self.ip).parent, ignore_errors=True)
+
+    cleanup_resources = _async_cleanup_resources
+
+
+class HubIdentityProvider(JupyterHubIdentityProvider):
+    """JupyterHub's own OAuth identity provider, with its routes under the service prefix.
+
+    Voila (unlike jupyter-server) does not put the base URL in front of an identity
+    provider's routes, so the OAuth callback is registered at its full path here.
+    """
+
+    def get_handlers(self) -> list[tuple[Any, ...]]:
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/dashboards/")
+        return [(prefix.rstrip("/") + path, *rest) for path, *rest in super().get_handlers()]
+
+
+def kernel_spec(settings: Shuyu) -> Path:
+    """Write the dashboard kernelspec; return the Jupyter data folder that holds it."""
+    share = settings.zone("run") / "dashboards" / "share"
+    spec = share / "kernels" / KERNEL_NAME
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [
+                    sys.executable, "-m", "shuyu_platform.dashboards.kernel",
+                    "-f", "{connection_file}",
+                ],
+                "display_name": "Shuyu dashboard (sandboxed)",
+                "language": "python",
+                "metadata": {"debugger": False},
+            },
+            indent=1,
+        )
+    )  # fmt: skip
+    return share
+
+
+def voila_config(prefix: str, port: int) -> Config:
+    """The Voila configuration of the dashboards service (see the module docstring)."""
+    c = Config()
+    c.Voila.ip = "127.0.0.1"
+    c.Voila.port = port
+    c.Voila.open_browser = False
+    c.Voila.base_url = prefix
+    c.Voila.identity_provider_class = HubIdentityProvider
+    c.VoilaConfiguration.strip_sources = True
+    c.VoilaConfiguration.show_tracebacks = False
+    c.VoilaConfiguration.file_allowlist = [r".*\.(png|jpg|jpeg|gif|svg)"]
+    c.MultiKernelManager.kernel_manager_class = f"{__name__}.DashboardKernelManager"
+    c.KernelSpecManager.allowed_kernelspecs = {KERNEL_NAME}
+    c.KernelSpecManager.ensure_native_kernel = False
+    return c
+
+
+def main() -> None:
+    """Run the dashboards service until the hub stops it."""
+    from urllib.parse import urlparse
+
+    from voila.app import Voila
+
+    settings = Shuyu.from_environment()
+    settings.ensure_zones()
+    os.environ["JUPYTER_PATH"] = str(kernel_spec(settings))
+    # Unix socket paths may hold at most 107 bytes, too few for a folder under a deep
+    # state root: the kernels' socket folders live in a short private temporary folder.
+    ipc = Path(tempfile.mkdtemp(prefix="shuyu-dashboards-"))
+    os.chmod(ipc, 0o711)  # kernels reach their own subfolder by its random name only
+    atexit.register(shutil.rmtree, ipc, True)
+    os.environ["SHUYU_DASHBOARD_IPC"] = str(ipc)
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/dashboards/")
+    default_url = f"http://127.0.0.1:{settings.dashboards_port}"
+    port = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", default_url)).port
+    Voila.launch_instance(
+        argv=[str(settings.zone("published"))],
+        config=voila_config(prefix, port or settings.dashboards_port),
+    )
+
+
+if __name__ == "__main__":
+    main()

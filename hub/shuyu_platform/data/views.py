@@ -1,0 +1,610 @@
+"""Masked views: the Parquet files a tenant's notebooks read instead of raw data.
+
+:func:`build_view` turns one raw Parquet file into one view file: it keeps the rows a
+row filter selects, masks the requested fields as the dataset policy says
+(:mod:`shuyu_platform.data.masking`), and suppresses every row whose quasi-identifier class
+(the combination of its *masked* quasi-identifier values) holds fewer than ``k`` rows,
+so that no combination of quasi-identifiers in the view points at fewer than ``k`` rows.
+
+The raw file is streamed batch by batch, never read whole, so views of files larger
+than memory can be built:
+
+1. pass 1 reads only the quasi-identifier and filter columns and counts the rows of
+   each class (memory grows with the number of classes, not of rows);
+2. pass 2 reads the requested columns, masks them and writes the rows of classes of at
+   least ``k`` rows. Reading the next batch, masking this one and compressing the last
+   one overlap in three threads, with at most one batch waiting at each stage.
+
+The view is written to a hidden temporary file beside the target, fsynced and renamed
+over it, so readers see either the previous view or the complete new one; an exception
+or a crash never leaves a partial view behind. An exception removes the temporary file;
+the next build of the same view removes one left by a killed process.
+
+:class:`ViewReport` says what was done, with the SHA-256 of the raw input and of the
+view, for the audit record. The view's file metadata names the dataset, the policy
+version, the fields, the quasi-identifiers, k and the build time; never any key.
+
+This module knows no tenant, database or audit chain: callers derive the tenant key
+(:func:`shuyu_platform.data.masking.tenant_key`), choose the fields and filter of a grant,
+and record the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from shuyu_platform.core.atomic import replace_atomically
+from shuyu_platform.data import masking
+from shuyu_platform.data.policy import DatasetPolicy, DateShiftMasking
+
+__all__ = ["BATCH_ROWS", "ViewBuildError", "ViewReport", "build_view"]
+
+#: Rows read, masked and written per batch (each batch becomes at most one row group).
+BATCH_ROWS: Final[int] = 131_072
+
+#: Class counts of pass 1 are merged once this many partial counts have piled up.
+_MERGE_ROWS: Final[int] = 1_000_000
+
+_HASH_CHUNK: Final[int] = 8 * 1024 * 1024
+_COUNT: Final[str] = "count_all"
+
+T = TypeVar("T")
+
+
+class ViewBuildError(Exception):
+    """A view could not be built from its raw file (missing, unreadable, not Parquet).
+
+    Nothing was written: any previous view at the target path is untouched.
+    """
+
+
+@dataclass(frozen=True)
+class ViewReport:
+    """What :func:`build_view` did, for the caller's audit record."""
+
+    dataset: str
+    policy_version: int
+    raw_path: Path
+    out_path: Path
+    fields: tuple[str, ...]
+    """The view's columns, in policy order."""
+    quasi_identifiers: tuple[str, ...]
+    """The policy's quasi-identifiers that are in the view (k-anonymity is over these)."""
+    k: int
+    reference_date: date
+    row_filter: dict[str, list[Any]] = field(repr=False)
+    rows_in: int
+    """Rows of the raw file."""
+    rows_filtered_out: int
+    """Rows the row filter left out."""
+    rows_suppressed: int
+    """Rows that passed the filter but belong to a class of fewer than ``k`` rows."""
+    classes_suppressed: int
+    """Quasi-identifier classes of fewer than ``k`` rows (all their rows suppressed)."""
+    rows_out: int
+    raw_sha256: str
+    view_sha256: str
+    built_at: datetime
+    elapsed_seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-able data (paths and dates as strings)."""
+        data = asdict(self)
+        for name in ("raw_path", "out_path"):
+            data[name] = str(data[name])
+        data["fields"] = list(self.fields)
+        data["quasi_identifiers"] = list(self.quasi_identifiers)
+        data["reference_date"] = self.reference_date.isoformat()
+        data["built_at"] = self.built_at.isoformat()
+        data["row_filter"] = {
+            column: [_json_value(value) for value in values]
+            for column, values in self.row_filter.items()
+        }
+        return data
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return str(value)
+
+
+# ============================================================================== build
+
+
+def build_view(
+    policy: DatasetPolicy,
+    raw_path: Path,
+    out_path: Path,
+    *,
+    key: bytes,
+    fields: Sequence[str],
+    reference_date: date,
+    row_filter: Mapping[str, Sequence[Any]] | None = None,
+    k: int | None = None,
+    compression: str = "zstd",
+    metadata: Mapping[str, str] | None = None,
+    progress: bool = False,
+) -> ViewReport:
+    """Build the masked view of ``fields`` of ``raw_path`` at ``out_path``.
+
+    ``key`` is the tenant key (:func:`shuyu_platform.data.masking.tenant_key`);
+    ``reference_date`` the day ages are computed on (use the build date).
+    ``row_filter`` keeps only rows whose raw column values are in the given sets
+    (``{"district": ["涪城区", "游仙区"]}``; several columns must all match).
+    ``k`` defaults to the policy's ``privacy.k_anonymity``; 1 disables suppression.
+    ``metadata`` adds file-level key-value metadata (for instance the tenant's name);
+    it must never carry key material. ``progress`` shows a progress bar per pass.
+
+    Raises :class:`ValueError` (naming the field or column) for a field that may not be
+    in a view or is missing from the raw file, or a malformed filter; and
+    :class:`ViewBuildError` when the raw file is missing or not readable Parquet. In
+    every error case nothing is written and a previous view at ``out_path`` is intact.
+    """
+    started = time.perf_counter()
+    built_at = datetime.now(UTC)
+    names = masking.view_fields(policy, fields)
+    k = policy.privacy.k_anonymity if k is None else k
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if not isinstance(key, bytes) or len(key) < masking.MIN_KEY_BYTES:
+        raise ValueError(f"key must be a tenant key of at least {masking.MIN_KEY_BYTES} bytes")
+    extra = _extra_metadata(metadata)
+    raw_path, out_path = Path(raw_path), Path(out_path)
+    if out_path.resolve() == raw_path.resolve():
+        raise ValueError(f"the view would overwrite its raw file {raw_path.name}")
+    qis = tuple(q for q in policy.privacy.quasi_identifiers if q in names)
+
+    with (
+        _open_raw(raw_path) as (source, parquet),
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="shuyu-hash") as hasher,
+    ):
+        filters = _check_columns(policy, raw_path, parquet.schema_arrow, names, row_filter)
+        schema = masking.view_schema(policy, names, parquet.schema_arrow).with_metadata(
+            {
+                "shuyu.dataset": policy.dataset,
+                "shuyu.title": policy.catalogue.title,
+                "shuyu.policy_version": str(policy.version),
+                "shuyu.fields": json.dumps(list(names)),
+                "shuyu.quasi_identifiers": json.dumps(list(qis)),
+                "shuyu.k_anonymity": str(k),
+                "shuyu.reference_date": reference_date.isoformat(),
+                "shuyu.row_filter_columns": json.dumps(sorted(filters)),
+                "shuyu.built_at": built_at.isoformat(),
+                **extra,
+            }
+        )
+        abandon = threading.Event()
+        raw_digest = hasher.submit(_sha256_fd, source.fileno(), abandon)
+        try:
+            build = _Build(policy, raw_path, parquet, key, reference_date, filters, progress)
+            small, counted = build.count_classes(qis, k) if qis and k > 1 else (None, None)
+
+            def write(tmp: Path) -> _Written:
+                written = build.write(tmp, schema, names, qis, small, compression, raw_digest)
+                if counted is not None and counted != (written.rows_in, written.rows_kept):
+                    raise ViewBuildError(f"{raw_path.name} changed while the view was built")
+                return written
+
+            written, view_digest = replace_atomically(out_path, write)
+        except BaseException:
+            abandon.set()  # do not read the rest of a large raw file for nothing
+            raise
+
+    return ViewReport(
+        dataset=policy.dataset,
+        policy_version=policy.version,
+        raw_path=raw_path,
+        out_path=out_path,
+        fields=names,
+        quasi_identifiers=qis,
+        k=k,
+        reference_date=reference_date,
+        row_filter={column: list(values) for column, values in (row_filter or {}).items()},
+        rows_in=written.rows_in,
+        rows_filtered_out=written.rows_in - written.rows_kept,
+        rows_suppressed=written.rows_suppressed,
+        classes_suppressed=0 if small is None else small.num_rows,
+        rows_out=written.rows_out,
+        raw_sha256=raw_digest.result(),
+        view_sha256=view_digest,
+        built_at=built_at,
+        elapsed_seconds=time.perf_counter() - started,
+    )
+
+
+def _extra_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """The caller's extra file metadata, checked not to override the build's own keys."""
+    extra = dict(metadata or {})
+    for name, value in extra.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise ValueError("metadata keys and values must be strings")
+        if name in _reserved_metadata():
+            raise ValueError(f"metadata key {name!r} is set by build_view itself")
+    return extra
+
+
+def _reserved_metadata() -> frozenset[str]:
+    return frozenset(
+        {
+            "shuyu.dataset",
+            "shuyu.title",
+            "shuyu.policy_version",
+            "shuyu.fields",
+            "shuyu.quasi_identifiers",
+            "shuyu.k_anonymity",
+            "shuyu.reference_date",
+            "shuyu.row_filter_columns",
+            "shuyu.built_at",
+            "shuyu.raw_sha256",
+            "shuyu.rows",
+            "ARROW:schema",
+        }
+    )
+
+
+# ============================================================================ reading
+
+
+@contextlib.contextmanager
+def _open_raw(raw_path: Path) -> Iterator[tuple[pa.NativeFile, pq.ParquetFile]]:
+    """Open the raw file once; hashing and both passes read through this descriptor.
+
+    Reads are positional (``pread``), so the hash thread and the Parquet reader share it,
+    and a raw file replaced meanwhile does not change what this build reads.
+    """
+    name = raw_path.name
+    try:
+        source = pa.OSFile(str(raw_path))
+    except FileNotFoundError:
+        raise ViewBuildError(f"{name} does not exist in the raw zone") from None
+    except (OSError, pa.ArrowException) as err:
+        raise ViewBuildError(f"{name} cannot be opened: {err}") from None
+    try:
+        try:
+            # No pre-buffering: it keeps every column chunk read until the reader goes,
+            # which would make memory grow with the file.
+            parquet = pq.ParquetFile(source, pre_buffer=False)
+        except (OSError, pa.ArrowException) as err:
+            raise ViewBuildError(f"{name} is not a readable Parquet file: {err}") from None
+        yield source, parquet
+    finally:
+        source.close()
+
+
+def _check_columns(
+    policy: DatasetPolicy,
+    raw_path: Path,
+    raw_schema: pa.Schema,
+    names: Sequence[str],
+    row_filter: Mapping[str, Sequence[Any]] | None,
+) -> dict[str, pa.Array]:
+    """Check fields and filter against the raw schema; return the filter as value sets."""
+    columns = set(raw_schema.names)
+    for name in names:
+        if name not in columns:
+            raise ValueError(
+                f"field {name!r} of dataset {policy.dataset!r} is not a column of {raw_path.name}"
+            )
+    unit = policy.privacy.privacy_unit
+    if any(isinstance(policy.fields[n].masking, DateShiftMasking) for n in names) and (
+        unit is None or unit not in columns
+    ):
+        raise ValueError(
+            f"dataset {policy.dataset!r}: date-shifted fields need the privacy unit "
+            f"{unit!r} as a column of {raw_path.name}"
+        )
+    value_sets: dict[str, pa.Array] = {}
+    if row_filter is None:
+        return value_sets
+    if not isinstance(row_filter, Mapping):
+        raise ValueError("row_filter must map column names to sequences of values")
+    for column, values in row_filter.items():
+        if column not in columns:
+            raise ValueError(f"row filter column {column!r} is not a column of {raw_path.name}")
+        if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+            raise ValueError(
+                f"row filter column {column!r}: give a sequence of values, not {values!r}"
+            )
+        kind = raw_schema.field(column).type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        value_sets[column] = _filter_values(column, list(values), kind)
+    return value_sets
+
+
+def _filter_values(column: str, values: list[Any], kind: pa.DataType) -> pa.Array:
+    """The filter values of ``column`` as an array of its type (``"2024-01-31"`` for a date)."""
+    scalars = []
+    for value in values:
+        try:
+            scalars.append(pa.scalar(value, type=kind))
+        except (pa.ArrowException, TypeError, ValueError):
+            try:
+                scalars.append(pa.scalar(value).cast(kind))
+            except (pa.ArrowException, TypeError, ValueError) as err:
+                raise ValueError(
+                    f"row filter column {column!r}: {value!r} is not a {kind} value ({err})"
+                ) from None
+    return pa.array(scalars, type=kind)
+
+
+def _sha256_fd(fd: int, abandon: threading.Event | None = None) -> str:
+    """SHA-256 (hex) of a whole file, read with ``pread`` so no file offset is shared.
+
+    Returns an empty string when ``abandon`` is set before the end.
+    """
+    digest = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, _HASH_CHUNK, offset):
+        if abandon is not None and abandon.is_set():
+            return ""
+        digest.update(chunk)
+        offset += len(chunk)
+    return digest.hexdigest()
+
+
+def _prefetched(items: Iterator[T], pool: ThreadPoolExecutor) -> Iterator[T]:
+    """Yield ``items``, computing the next one in ``pool`` while the caller works."""
+    done = object()
+
+    def pull() -> Any:
+        return next(items, done)
+
+    pending: Future[Any] = pool.submit(pull)
+    try:
+        while (item := pending.result()) is not done:
+            pending = pool.submit(pull)
+            yield item
+    finally:
+        pending.cancel()
+        with contextlib.suppress(BaseException):
+            pending.result()
+
+
+@dataclass
+class _Written:
+    """Row counts of pass 2."""
+
+    rows_in: int = 0
+    rows_kept: int = 0
+    rows_suppressed: int = 0
+    rows_out: int = 0
+
+
+class _Build:
+    """The two passes of one view build over one open raw file."""
+
+    def __init__(
+        self,
+        policy: DatasetPolicy,
+        raw_path: Path,
+        parquet: pq.ParquetFile,
+        key: bytes,
+        reference_date: date,
+        filters: dict[str, pa.Array],
+        progress: bool,
+    ) -> None:
+        self.policy = policy
+        self.raw_path = raw_path
+        self.parquet = parquet
+        self.key = key
+        self.reference_date = reference_date
+        self.filters = filters
+        self.progress = progress
+        self.total = parquet.metadata.num_rows
+
+    def _columns(self, names: Sequence[str]) -> list[str]:
+        """Raw columns to read for ``names``: them, the filter columns and the unit."""
+        wanted = [*names, *self.filters]
+        unit = self.policy.privacy.privacy_unit
+        if unit is not None and any(
+            isinstance(self.policy.fields[n].masking, DateShiftMasking) for n in names
+        ):
+            wanted.append(unit)
+        return [name for name in self.parquet.schema_arrow.names if name in set(wanted)]
+
+    def _batches(self, names: Sequence[str], label: str) -> Iterator[tuple[int, pa.Table]]:
+        """``(rows read, filtered raw batch)`` pairs, read ahead in a helper thread."""
+        reader = self.parquet.iter_batches(
+            batch_size=BATCH_ROWS, columns=self._columns(names), use_threads=True
+        )
+        bar = tqdm(
+            total=self.total,
+            unit="row",
+            unit_scale=True,
+            desc=f"{self.policy.dataset}: {label}",
+            disable=not self.progress,
+        )
+        with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="shuyu-read") as pool:
+            for batch in _prefetched(self._read(reader), pool):
+                bar.update(batch.num_rows)
+                yield batch.num_rows, self._filter(pa.Table.from_batches([batch]))
+
+    def _read(self, reader: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """``reader``'s batches, with a read or decoding failure as :class:`ViewBuildError`."""
+        while True:
+            try:
+                batch = next(reader)
+            except StopIteration:
+                return
+            except (OSError, pa.ArrowException) as err:
+                raise ViewBuildError(
+                    f"{self.raw_path.name} is not a readable Parquet file: {err}"
+                ) from None
+            yield batch
+
+    def _filter(self, table: pa.Table) -> pa.Table:
+        if not self.filters:
+            return table
+        keep = None
+        for column, values in self.filters.items():
+            match = pc.is_in(table.column(column), value_set=values)
+            keep = match if keep is None else pc.and_(keep, match)
+        return table.filter(keep)
+
+    def _mask(self, table: pa.Table, names: Sequence[str]) -> pa.Table:
+        return masking.mask_table(
+            table, self.policy, names, key=self.key, reference_date=self.reference_date
+        )
+
+    # ------------------------------------------------------------------- pass 1
+
+    def count_classes(self, qis: Sequence[str], k: int) -> tuple[pa.Table | None, tuple[int, int]]:
+        """Pass 1: the classes of fewer than ``k`` rows, and (rows read, rows kept).
+
+        The small classes come as a table of class keys (see :func:`_class_keys`) with
+        their row counts, or ``None`` for an empty file. Memory holds one row per class.
+        """
+        partial: list[pa.Table] = []
+        pending_rows = 0
+        counts: pa.Table | None = None
+        rows_in = rows_kept = 0
+        with contextlib.closing(self._batches(qis, "counting classes")) as batches:
+            for read, table in batches:
+                rows_in += read
+                rows_kept += table.num_rows
+                keys = _class_keys(self._mask(table, qis), qis)
+                partial.append(keys.group_by(keys.column_names).aggregate([([], _COUNT)]))
+                pending_rows += partial[-1].num_rows
+                if pending_rows >= _MERGE_ROWS:
+                    counts = _merge_counts(partial if counts is None else [counts, *partial])
+                    partial, pending_rows = [], 0
+        counts = _merge_counts(partial if counts is None else [counts, *partial])
+        small = None if counts is None else counts.filter(pc.less(counts.column(_COUNT), k))
+        return small, (rows_in, rows_kept)
+
+    # ------------------------------------------------------------------- pass 2
+
+    def write(
+        self,
+        tmp: Path,
+        schema: pa.Schema,
+        names: Sequence[str],
+        qis: Sequence[str],
+        small: pa.Table | None,
+        compression: str,
+        raw_digest: Future[str],
+    ) -> _Written:
+        """Pass 2: mask, suppress and write every batch into the new file ``tmp``."""
+        suppressed = None
+        if small is not None and small.num_rows:
+            suppressed = small.select([name for name in small.column_names if name != _COUNT])
+        writer = pq.ParquetWriter(str(tmp), schema, compression=compression)
+        try:
+            counts = self._write_batches(writer, names, qis, suppressed)
+            writer.add_key_value_metadata(
+                {"shuyu.raw_sha256": raw_digest.result(), "shuyu.rows": str(counts.rows_out)}
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                writer.close()
+            raise
+        writer.close()
+        return counts
+
+    def _write_batches(
+        self,
+        writer: pq.ParquetWriter,
+        names: Sequence[str],
+        qis: Sequence[str],
+        suppressed: pa.Table | None,
+    ) -> _Written:
+        """Mask each batch here while the previous one is compressed in a helper thread."""
+        counts = _Written()
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="shuyu-write") as pool,
+            contextlib.closing(self._batches(names, "writing view")) as batches,
+        ):
+            pending: Future[None] | None = None
+            for read, table in batches:
+                counts.rows_in += read
+                counts.rows_kept += table.num_rows
+                view = self._mask(table, names)
+                if suppressed is not None and view.num_rows:
+                    view = _suppress(view, qis, suppressed)
+                counts.rows_suppressed += table.num_rows - view.num_rows
+                counts.rows_out += view.num_rows
+                if pending is not None:
+                    pending.result()  # a failed write stops the build here
+                pending = None
+                if view.num_rows:
+                    pending = pool.submit(writer.write_table, view, view.num_rows)
+            if pending is not None:
+                pending.result()
+        return counts
+
+
+# ===================================================================== k-anonymity
+
+
+def _filler(kind: pa.DataType) -> pa.Scalar:
+    """Some valid value of ``kind``, put where a class key is null (a flag says so)."""
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return pa.scalar("", kind)
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return pa.scalar(b"", kind)
+    if pa.types.is_boolean(kind):
+        return pa.scalar(False)
+    if pa.types.is_date32(kind):
+        return pa.scalar(date(1970, 1, 1), kind)
+    return pa.scalar(0, pa.int64()).cast(kind)  # numbers, timestamps
+
+
+def _class_keys(view: pa.Table, qis: Sequence[str]) -> pa.Table:
+    """The quasi-identifier class of each row, as join-able key columns.
+
+    Arrow's joins never match null keys, so each quasi-identifier becomes two columns:
+    its value with nulls (and NaN, which is no more informative) filled in, and a null
+    flag. Rows with equal flags and values are in the same class.
+    """
+    arrays: list[pa.Array | pa.ChunkedArray] = []
+    names: list[str] = []
+    for index, name in enumerate(qis):
+        column = view.column(name)
+        if pa.types.is_floating(column.type):
+            column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
+        arrays += [column.fill_null(_filler(column.type)), pc.is_null(column)]
+        names += [f"q{index}", f"q{index}_null"]
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _merge_counts(tables: list[pa.Table]) -> pa.Table | None:
+    """Add up partial class counts into one row per class."""
+    if not tables:
+        return None
+    combined = pa.concat_tables(tables)
+    keys = [name for name in combined.column_names if name != _COUNT]
+    merged = combined.group_by(keys).aggregate([(_COUNT, "sum")])
+    return merged.rename_columns([*keys, _COUNT])
+
+
+def _suppress(view: pa.Table, qis: Sequence[str], suppressed: pa.Table) -> pa.Table:
+    """The rows of ``view`` whose class is not among the ``suppressed`` class keys."""
+    keys = _class_keys(view, qis)
+    keys = keys.append_column("row", pa.array(np.arange(view.num_rows, dtype=np.int64)))
+    hits = keys.join(suppressed, keys=suppressed.column_names, join_type="left semi")
+    if hits.num_rows == 0:
+        return view
+    drop = np.zeros(view.num_rows, dtype=bool)
+    drop[hits.column("row").to_numpy()] = True
+    return view.filter(pa.array(~drop))

@@ -1,0 +1,524 @@
+"""The namespace sandbox spawner: each single-user server inside bubblewrap.
+
+What a sandbox sees (its private mount namespace):
+
+- the software, read-only: ``/usr`` and the few ``/etc`` files programs need, the
+  Python installation, the venv, and the in-sandbox packages (``extensions/``,
+  ``kernels/``) but not the hub side;
+- ``/data/views`` (its tenant's masked views) and ``/data/synthetic``, read-only;
+- ``/home/<user>``: the user's own work folder, read-write;
+- ``/run/shuyu``: a folder of Unix sockets, its only ways in and out;
+- a private ``/tmp``, ``/proc`` of its own PID namespace, a minimal ``/dev``.
+
+Nothing else of the host exists there: no ``raw/``, no platform or hub database, no
+hub configuration or secrets, no other tenant.
+
+Network: the sandbox has its own network namespace with nothing but loopback. Relays
+(:mod:`shuyu_server.relay`) are the only paths, each to one fixed destination:
+
+    proxy --TCP--> hub-side relay --server.sock--> sandbox relay --> server :8888
+    server/kernel --> sandbox :8081 --hub.sock--> hub-side relay --> hub API
+    kernel        --> sandbox :10101 --api.sock--> hub-side relay --> platform service
+
+The hub-side relays run in the hub's own event loop; the sandbox-side ones in
+``shuyu_server.sandbox_init``, the sandbox's first program. Nothing listens on any
+other address, so a kernel that opens any other connection gets "connection refused"
+or "network unreachable".
+
+Identity and limits: bubblewrap runs as root only to set up the namespaces; the server
+then runs via ``setpriv`` as a non-root uid of its tenant (allocated once per tenant,
+recorded in ``hub/tenant-ids.json``), with no capabilities and no-new-privileges.
+Memory, CPU and process-count limits come from a cgroup per server (v2, or v1
+controllers where that is what the machine has). The sandbox dies with the hub
+(``--die-with-parent``), so a hub restart never leaves an unreachable server behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from jupyterhub.spawner import Spawner
+from jupyterhub.utils import url_path_join
+from tornado import web
+from traitlets import Bool, Float, Integer, List, Unicode, default
+
+from shuyu_server.relay import Endpoint, serve
+
+from ..core import audit
+from ..core.settings import REPO_ROOT, Shuyu
+from .bwrap import mounts, system_dirs
+from .spawner import singleuser_command, tenant_of, work_dir
+
+#: Ports inside the sandbox's private loopback (they collide with nothing: the
+#: sandbox's network namespace is its own).
+INNER_SERVER_PORT = 8888
+INNER_HUB_PORT = 8081
+INNER_API_PORT = 10101
+
+#: /etc files programs inside need, bound read-only when the host has them.
+ETC_FILES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "nsswitch.conf",
+    "alternatives",
+    "mime.types",
+    "fonts",
+    "ssl",
+)
+
+
+class SandboxError(RuntimeError):
+    """The sandbox cannot be set up; the message says what to fix."""
+
+
+class TenantIds:
+    """Non-root uids/gids, one per tenant, allocated once and kept in a JSON file."""
+
+    def __init__(self, path: Path, base: int) -> None:
+        self.path = path
+        self.base = base
+
+    def uid_for(self, tenant: str) -> int:
+        """The tenant's uid (also its gid), allocating the next free one if new."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            ids: dict[str, int] = json.loads(self.path.read_text()) if self.path.exists() else {}
+            if tenant not in ids:
+                ids[tenant] = max([self.base, *ids.values()]) + 1
+                tmp = self.path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(ids, indent=2, sort_keys=True))
+                os.replace(tmp, self.path)
+            return ids[tenant]
+
+
+class Cgroup:
+    """One server's cgroup with memory, CPU and pids limits (cgroup v2 or v1)."""
+
+    ROOT = Path("/sys/fs/cgroup")
+
+    def __init__(self, name: str, *, memory: int, cpus: float, pids: int) -> None:
+        self.name = name
+        self.memory = memory
+        self.cpus = cpus
+        self.pids = pids
+        self.dirs: list[Path] = []
+
+    @classmethod
+    def version(cls) -> int | None:
+        """2 for a unified hierarchy, 1 for v1 controllers, None if neither is usable."""
+        if (cls.ROOT / "cgroup.controllers").exists():
+            return 2
+        if (cls.ROOT / "memory").is_dir() and os.access(cls.ROOT / "memory", os.W_OK):
+            return 1
+        return None
+
+    def create(self) -> None:
+        """Create the cgroup(s) and write the limits; raise SandboxError if impossible."""
+        try:
+            if self.version() == 2:
+                self._create_v2()
+            elif self.version() == 1:
+                self._create_v1()
+            else:
+                raise SandboxError("no writable cgroup hierarchy under /sys/fs/cgroup")
+        except OSError as exc:
+            self.remove()
+            raise SandboxError(f"cannot set cgroup limits: {exc}") from exc
+
+    def _create_v2(self) -> None:
+        parent = self.ROOT / "shuyu"
+        parent.mkdir(exist_ok=True)
+        (parent / "cgroup.subtree_control").write_text("+memory +cpu +pids")
+        group = parent / self.name
+        group.mkdir(exist_ok=True)
+        self.dirs = [group]
+        (group / "memory.max").write_text(str(self.memory))
+        with contextlib.suppress(FileNotFoundError):
+            (group / "memory.swap.max").write_text("0")
+        (group / "cpu.max").write_text(f"{int(self.cpus * 100_000)} 100000")
+        (group / "pids.max").write_text(str(self.pids))
+
+    def _create_v1(self) -> None:
+        memory = self.ROOT / "memory" / "shuyu" / self.name
+        memory.mkdir(parents=True, exist_ok=True)
+        self.dirs.append(memory)
+        (memory / "memory.limit_in_bytes").write_text(str(self.memory))
+        with contextlib.suppress(OSError):
+            (memory / "memory.memsw.limit_in_bytes").write_text(str(self.memory))
+        cpu = self.ROOT / "cpu" / "shuyu" / self.name
+        if cpu.parent.parent.is_dir():
+            cpu.mkdir(parents=True, exist_ok=True)
+            self.dirs.append(cpu)
+            (cpu / "cpu.cfs_period_us").write_text("100000")
+            (cpu / "cpu.cfs_quota_us").write_text(str(int(self.cpus * 100_000)))
+        pids = self.ROOT / "pids" / "shuyu" / self.name
+        if pids.parent.parent.is_dir():
+            pids.mkdir(parents=True, exist_ok=True)
+            self.dirs.append(pids)
+            (pids / "pids.max").write_text(str(self.pids))
+
+    def oom_kills(self) -> int:
+        """How many processes the kernel's OOM killer has killed in this cgroup."""
+        for group in self.dirs:
+            for name in ("memory.events", "memory.oom_control"):
+                with contextlib.suppress(OSError):
+                    for line in (group / name).read_text().splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill":
+                            return int(value)
+        return 0
+
+    def join(self) -> None:
+        """Move the calling process into the cgroup (run between fork and exec)."""
+        for group in self.dirs:
+            (group / "cgroup.procs").write_text("0")
+
+    def remove(self) -> None:
+        """Remove the cgroup(s) once their processes are gone."""
+        for group in self.dirs:
+            with contextlib.suppress(OSError):
+                group.rmdir()
+        self.dirs = []
+
+
+class SandboxSpawner(Spawner):
+    """Run each single-user server in a bubblewrap sandbox (see the module docstring)."""
+
+    bwrap = Unicode("bwrap", help="The bubblewrap executable.").tag(config=True)
+    setpriv = Unicode("setpriv", help="util-linux setpriv, used to drop to the tenant's uid.").tag(
+        config=True
+    )
+    uid_base = Integer(
+        40000, help="Tenant uids are allocated above this number (one per tenant)."
+    ).tag(config=True)
+    pids_limit = Integer(512, help="Most processes and threads one server may run.").tag(
+        config=True
+    )
+    require_limits = Bool(
+        True,
+        help="""Refuse to spawn when cgroup limits cannot be set. Turn off only on a
+        machine without a writable cgroup hierarchy, and never for real tenants.""",
+    ).tag(config=True)
+    extra_ro_binds = List(
+        Unicode(),
+        help="More host paths to bind read-only at the same path (e.g. a shared conda).",
+    ).tag(config=True)
+    limits_check_interval = Float(
+        2.0, help="Seconds between checks of the sandbox's cgroup for OOM kills (audited)."
+    ).tag(config=True)
+    stop_grace = Integer(10, help="Seconds a server has to stop before it is killed.").tag(
+        config=True
+    )
+
+    @default("mem_limit")
+    def _default_mem_limit(self) -> int:
+        return 2 * 1024**3
+
+    @default("cpu_limit")
+    def _default_cpu_limit(self) -> float:
+        return 1.0
+
+    @default("cmd")
+    def _default_cmd(self) -> list[str]:
+        return singleuser_command()
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.relays: list[asyncio.Server] = []
+        self.cgroup: Cgroup | None = None
+        self.run_dir: Path | None = None
+        self.watcher: asyncio.Future[None] | None = None
+
+    @property
+    def settings(self) -> Shuyu:
+        """The installation's settings (the hub's ``c.Shuyu``)."""
+        return Shuyu(config=self.config)
+
+    # -------------------------------------------------------------- layout
+    def _server_id(self) -> str:
+        return f"{self.user.name}--{self.name}" if self.name else self.user.name
+
+    def _cgroup_name(self) -> str:
+        """``<installation>-<server>``: two hubs on one machine (a test beside a demo)
+        may have servers of the same name, and must never share a cgroup."""
+        installation = hashlib.sha256(str(Path(self.settings.home).resolve()).encode())
+        return f"{installation.hexdigest()[:8]}-{self._server_id()}"
+
+    def _prepare_host(self, tenant: str, uid: int) -> dict[str, Path]:
+        settings = self.settings
+        home = Path(settings.home)
+        # Traversal only: the sandbox uid may pass through, never list or read.
+        for path in (home, settings.zone("work"), settings.zone("views"), settings.zone("run")):
+            path.mkdir(exist_ok=True)
+            os.chmod(path, 0o711)
+        work = work_dir(settings, tenant, self.user.name)
+        work.mkdir(parents=True, exist_ok=True)
+        os.chmod(work.parent, 0o711)
+        os.chown(work, uid, uid)
+        os.chmod(work, 0o700)
+        views = settings.zone("views") / tenant
+        views.mkdir(exist_ok=True)
+        os.chown(views, 0, uid)
+        os.chmod(views, 0o750)
+        synthetic = settings.zone("synthetic")
+        os.chmod(synthetic, 0o755)
+
+        run = settings.zone("run") / self._server_id()
+        shutil.rmtree(run, ignore_errors=True)
+        (run / "sock").mkdir(parents=True)
+        (run / "etc").mkdir()
+        os.chmod(run, 0o711)
+        os.chown(run / "sock", uid, uid)
+        os.chmod(run / "sock", 0o700)
+        name = self.user.name
+        (run / "etc" / "passwd").write_text(
+            f"root:x:0:0:root:/root:/usr/sbin/nologin\n"
+            f"{name}:x:{uid}:{uid}:{name}:/home/{name}:/bin/sh\n"
+            "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        )
+        (run / "etc" / "group").write_text(f"root:x:0:\ntenant-{tenant}:x:{uid}:\n")
+        (run / "etc" / "hosts").write_text(f"127.0.0.1 localhost shuyu-{tenant}\n")
+        self.run_dir = run
+        return {"work": work, "views": views, "synthetic": synthetic, "run": run}
+
+    def bwrap_args(self, tenant: str, paths: dict[str, Path]) -> list[str]:
+        """The bubblewrap command line up to (not including) the sandboxed command."""
+        args = [
+            self.bwrap, "--die-with-parent",
+            "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try", "--hostname", f"shuyu-{tenant}",
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm",
+            "--perms", "0755", "--dir", "/etc", "--perms", "0755", "--dir", "/var",
+            "--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/var/tmp",
+            "--perms", "0755", "--tmpfs", "/run",
+            "--ro-bind", "/usr", "/usr",
+        ]  # fmt: skip
+        args += system_dirs()
+        for name in ETC_FILES:
+            if (Path("/etc") / name).exists():
+                args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+        for name in ("passwd", "group", "hosts"):
+            args += ["--ro-bind", str(paths["run"] / "etc" / name), f"/etc/{name}"]
+        software = {
+            Path(sys.base_prefix).resolve(),
+            Path(sys.prefix).resolve(),
+            REPO_ROOT / "extensions",
+            REPO_ROOT / "kernels",
+            *(Path(p) for p in self.extra_ro_binds),
+        }
+        home = f"/home/{self.user.name}"
+        binds = [("--ro-bind", path, path) for path in sorted(software)] + [
+            ("--ro-bind", paths["views"], Path("/data/views")),
+            ("--ro-bind", paths["synthetic"], Path("/data/synthetic")),
+            ("--bind", paths["work"], Path(home)),
+            ("--bind", paths["run"] / "sock", Path("/run/shuyu")),
+        ]
+        made = {Path("/"), Path("/usr"), Path("/etc"), Path("/var"), Path("/run"), Path("/tmp")}
+        args += mounts(binds, made)
+        args += ["--chdir", home]
+        return args
+
+    def inner_command(self, uid: int) -> list[str]:
+        """Drop to the tenant uid, start the relays, then the single-user server."""
+        python = str(Path(sys.prefix) / "bin" / "python")
+        return [
+            self.setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
+            python, "-m", "shuyu_server.sandbox_init",
+            "--forward", f"unix:/run/shuyu/server.sock=tcp:127.0.0.1:{INNER_SERVER_PORT}",
+            "--forward", f"tcp:127.0.0.1:{INNER_HUB_PORT}=unix:/run/shuyu/hub.sock",
+            "--forward", f"tcp:127.0.0.1:{INNER_API_PORT}=unix:/run/shuyu/api.sock",
+            "--", *self.cmd, *self.get_args(),
+        ]  # fmt: skip
+
+    def sandbox_env(self, tenant: str) -> dict[str, str]:
+        """The server's environment, with every URL pointing at an in-sandbox relay."""
+        env = self.get_env()
+        hub_api = f"http://127.0.0.1:{INNER_HUB_PORT}{urlparse(self.hub.api_url).path}"
+        base_url = self.server.base_url if self.server else "/"
+        name = self.user.name
+        env.update(
+            {
+                "JUPYTERHUB_API_URL": hub_api,
+                "JUPYTERHUB_ACTIVITY_URL": url_path_join(
+                    hub_api, "users", self.user.escaped_name, "activity"
+                ),
+                "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{INNER_SERVER_PORT}{base_url}",
+                "JUPYTERHUB_ROOT_DIR": f"/home/{name}",
+                "SHUYU_API_URL": f"http://127.0.0.1:{INNER_API_PORT}/services/shuyu/",
+                "SHUYU_TENANT": tenant,
+                "SHUYU_VIEWS": "/data/views",
+                "SHUYU_SYNTHETIC": "/data/synthetic",
+                "HOME": f"/home/{name}",
+                "USER": name,
+                "SHELL": "/bin/sh",
+                "PATH": f"{Path(sys.prefix) / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+                "LANG": "C.UTF-8",
+                "PYTHONNOUSERSITE": "1",
+            }
+        )
+        return env
+
+    # ----------------------------------------------------------- lifecycle
+    async def start(self) -> tuple[str, int]:
+        """Set up the host side, start the relays, launch the sandbox."""
+        tenant = tenant_of(self.user)
+        if tenant is None:
+            raise web.HTTPError(403, "No sandbox: this account belongs to no tenant.")
+        if shutil.which(self.bwrap) is None:
+            raise SandboxError(f"{self.bwrap} not found: install Debian's bubblewrap")
+        uid = TenantIds(self.settings.zone("hub") / "tenant-ids.json", self.uid_base).uid_for(
+            tenant
+        )
+        paths = self._prepare_host(tenant, uid)
+
+        self.cgroup = Cgroup(
+            self._cgroup_name(),
+            memory=int(self.mem_limit),
+            cpus=float(self.cpu_limit),
+            pids=self.pids_limit,
+        )
+        try:
+            self.cgroup.create()
+        except SandboxError:
+            if self.require_limits:
+                raise
+            self.log.warning("Starting %s WITHOUT resource limits", self._server_id())
+            self.cgroup = None
+
+        sock = paths["run"] / "sock"
+        hub_api = urlparse(self.hub.api_url)
+        settings = self.settings
+        self.relays = [
+            await serve(
+                Endpoint.parse(f"unix:{sock / 'hub.sock'}"),
+                Endpoint.parse(f"tcp:{hub_api.hostname}:{hub_api.port}"),
+                owner=uid,
+            ),
+            await serve(
+                Endpoint.parse(f"unix:{sock / 'api.sock'}"),
+                Endpoint.parse(f"tcp:127.0.0.1:{settings.service_port}"),
+                owner=uid,
+            ),
+            await serve(
+                Endpoint.parse("tcp:127.0.0.1:0"),
+                Endpoint.parse(f"unix:{sock / 'server.sock'}"),
+            ),
+        ]
+        host_port = self.relays[-1].sockets[0].getsockname()[1]
+
+        cmd = [*self.bwrap_args(tenant, paths), "--", *self.inner_command(uid)]
+        cgroup = self.cgroup
+        self.log.info("Sandboxing %s (tenant %s, uid %d)", self._server_id(), tenant, uid)
+        self.proc = subprocess.Popen(
+            cmd,
+            env=self.sandbox_env(tenant),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=cgroup.join if cgroup else None,
+        )
+        self.pid = self.proc.pid
+        if self.cgroup is not None:
+            self.watcher = asyncio.ensure_future(self._watch_limits(tenant, self.cgroup))
+        await self._wait_until_serving(sock / "server.sock")
+        return ("127.0.0.1", host_port)
+
+    async def _wait_until_serving(self, server_sock: Path) -> None:
+        """Return once the server answers HTTP inside the sandbox.
+
+        JupyterHub polls a new server with exponential backoff (0.2 s, 0.4 s, 0.8 s,
+        1.6 s ...), so a server ready after 1.7 s is seen only after 3 s. Polling the
+        server's own socket here, from every 50 ms up to every 250 ms, lets the hub's
+        first check succeed without loading a machine on which many servers start.
+        Gives up quietly after ``http_timeout`` (the hub then applies its own timeout),
+        and raises if the sandbox exits meanwhile.
+        """
+        request = (f"GET {self.server.base_url}api HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").encode()
+        deadline = time.monotonic() + self.http_timeout
+        interval = 0.05
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                code = None if self.proc is None else self.proc.returncode
+                raise SandboxError(f"the sandbox of {self._server_id()} exited ({code}) at start")
+            with contextlib.suppress(OSError, asyncio.TimeoutError):
+                reader, writer = await asyncio.open_unix_connection(str(server_sock))
+                try:
+                    writer.write(request)
+                    await writer.drain()
+                    status = await asyncio.wait_for(reader.read(12), 2)
+                finally:
+                    writer.close()
+                if status.startswith(b"HTTP/"):
+                    return
+            await asyncio.sleep(interval)
+            interval = min(0.25, interval * 1.25)
+
+    async def _watch_limits(self, tenant: str, cgroup: Cgroup) -> None:
+        """Record every OOM kill in the sandbox (a kernel over its memory limit)."""
+        seen = 0
+        while True:
+            await asyncio.sleep(self.limits_check_interval)
+            kills = cgroup.oom_kills()
+            if kills > seen:
+                await asyncio.to_thread(
+                    audit.append,
+                    self.settings.db_url,
+                    actor=self.user.name,
+                    action="sandbox.oom_kill",
+                    target=self._server_id(),
+                    tenant=tenant,
+                    outcome="denied",
+                    detail={"mem_limit_bytes": cgroup.memory, "oom_kills": kills},
+                )
+                self.log.warning(
+                    "%s: OOM kill in sandbox (limit %s bytes)", self._server_id(), cgroup.memory
+                )
+                seen = kills
+
+    async def poll(self) -> int | None:
+        """None while the sandbox runs, else its exit status."""
+        if self.proc is None:
+            return 0
+        return self.proc.poll()
+
+    async def stop(self, now: bool = False) -> None:
+        """SIGTERM the sandbox's process group, SIGKILL after the grace, clean up."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL if now else signal.SIGTERM)
+            deadline = time.monotonic() + (0 if now else self.stop_grace)
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            await asyncio.to_thread(self.proc.wait)
+        if self.watcher is not None:
+            self.watcher.cancel()
+            self.watcher = None
+        for relay in self.relays:
+            relay.close()
+        self.relays = []
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir = None
+        self.proc = None
