@@ -11,12 +11,13 @@ SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DEBS   := bubblewrap
 TEST_DEBS   := bubblewrap chromium
 
-.PHONY: demo test install install-test system-deps system-deps-test node-deps lint format bench clean help
+.PHONY: demo test install install-test system-deps system-deps-test node-deps lint format diagrams bench clean help
 
 help:
 	@echo "make demo   - install everything, generate demo data, run the platform on 127.0.0.1:8000"
 	@echo "make test   - install what tests need and run the whole suite (lint included)"
 	@echo "make lint   - ruff check and format check"
+	@echo "make diagrams - redraw docs/lifecycles/ from the transition tables"
 	@echo "make bench  - run the benchmarks"
 	@echo "make clean  - remove the venv, node_modules and demo state"
 
@@ -66,6 +67,9 @@ lint: install-test
 format: install-test
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+diagrams: install
+	$(BIN)/python -m shuyu_platform.workflow.diagrams
 
 bench: install node-deps
 	$(BIN)/python -m benchmarks
