@@ -19,7 +19,8 @@ from harness import REPO
 from shuyu_platform.core import db
 from shuyu_platform.core.models import EgressRequest
 from shuyu_platform.core.settings import Shuyu
-from shuyu_platform.dashboards import service as dashboards
+from shuyu_platform.dashboards import publish as dashboards
+from shuyu_platform.dashboards import service as voila_service
 from shuyu_platform.dashboards.kernel import command
 from shuyu_platform.egress import disclosure, release
 from shuyu_platform.egress import requests as egress
@@ -166,7 +167,7 @@ def test_a_dashboard_kernel_sees_only_its_folder_and_leaves_no_key_behind(
     folder.mkdir(mode=0o755)
     (folder / "table.csv").write_text("a\n1\n")
     monkeypatch.setenv("SHUYU_HOME", settings.home)
-    monkeypatch.setenv("JUPYTER_PATH", str(dashboards.kernel_spec(settings)))
+    monkeypatch.setenv("JUPYTER_PATH", str(voila_service.kernel_spec(settings)))
     ipc = Path(tempfile.mkdtemp(prefix="shuyu-test-ipc-"))  # short: a socket path limit
     monkeypatch.setenv("SHUYU_DASHBOARD_IPC", str(ipc))
     probe = (
@@ -182,7 +183,7 @@ def test_a_dashboard_kernel_sees_only_its_folder_and_leaves_no_key_behind(
     )
 
     async def run() -> dict:
-        manager = dashboards.DashboardKernelManager(kernel_name=dashboards.KERNEL_NAME)
+        manager = voila_service.DashboardKernelManager(kernel_name=dashboards.KERNEL_NAME)
         env = {**os.environ, "JUPYTERHUB_API_TOKEN": "secret"}  # as Voila passes it
         await manager.start_kernel(cwd=str(folder), env=env)
         client = manager.client()

@@ -14,8 +14,8 @@ A release that fails (a full disk, say) leaves the request approved and is retri
 :func:`release_pending`, which the service runs after each approval and on its sweep.
 
 A dashboard request is not downloaded: its release publishes it instead
-(:mod:`.dashboards`), with copies of the released files it reads, and :func:`unpublish`
-takes it off again.
+(:mod:`~shuyu_platform.dashboards.publish`), with copies of the released files it
+reads, and :func:`unpublish` takes it off again.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from ..core.atomic import create_folder_atomically, sync_and_hash
 from ..core.db import session_scope, stamp
 from ..core.models import DpRelease, EgressDecision, EgressRequest
 from ..core.settings import Shuyu
-from ..dashboards import service as dashboards
+from ..dashboards import publish as dashboards
 from ..dp import budget
 from . import requests as egress
 from .watermark import Mark, Marked, mark_file, mark_notebook

@@ -84,7 +84,7 @@ class EgressError(WorkflowError):
 
 
 def text_field(body: Mapping[str, Any], key: str, *, limit: int, required: bool = True) -> str:
-    """A text field of a request body (see :func:`.workflow.text_field`)."""
+    """A text field of a request body (see :func:`..workflow.transitions.text_field`)."""
     return workflow.text_field(body, key, limit=limit, required=required, error=EgressError)
 
 

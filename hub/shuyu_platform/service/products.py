@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from ..core.db import session_scope
 from ..core.models import EgressRequest
-from ..dashboards import service as dashboards
+from ..dashboards import publish as dashboards
 from .base import ApiHandler, BaseHandler
 
 #: How each kind of request appears in the register.
