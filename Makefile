@@ -69,7 +69,7 @@ format: install-test
 	$(BIN)/ruff check --fix .
 
 diagrams: install
-	$(BIN)/python -m shuyu_platform.workflow.diagrams
+	$(BIN)/python -m shuyu_platform.lifecycles
 
 bench: install node-deps
 	$(BIN)/python -m benchmarks

@@ -260,7 +260,7 @@ def _known_dataset(settings: Shuyu, name: str) -> None:
 @click.option("--reason", required=True, help="Why (recorded, and shown to the tenants).")
 def dataset_suspend(home: str | None, name: str, reason: str) -> None:
     """Hide the dataset's views from every tenant and refuse DP queries of it."""
-    from .data.tenant_views import sweep
+    from .access.tenant_views import sweep
 
     settings = _settings(home)
     _known_dataset(settings, name)
@@ -447,7 +447,7 @@ def views_group() -> None:
 
 
 def _build_views(settings: Shuyu, tenant: str, datasets: set[str] | None) -> None:
-    from .data.tenant_views import build_tenant
+    from .access.tenant_views import build_tenant
     from .data.views import ViewBuildError
 
     try:
@@ -476,7 +476,7 @@ def views_build(
     home: str | None, tenants_: tuple[str, ...], every: bool, datasets: tuple[str, ...]
 ) -> None:
     """(Re)build masked views from the raw data; remove views no grant covers."""
-    from .data.tenant_views import known_tenants
+    from .access.tenant_views import known_tenants
 
     settings = _settings(home)
     settings.ensure_zones()

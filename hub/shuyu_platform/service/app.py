@@ -16,10 +16,10 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpserver import HTTPServer
 
+from ..access.tenant_views import sweep
 from ..core import db
 from ..core.settings import Shuyu
 from ..data.policy import PolicyError, load_policies
-from ..data.tenant_views import sweep
 from ..egress.release import release_pending
 from . import (
     applications_api,

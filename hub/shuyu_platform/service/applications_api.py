@@ -50,7 +50,7 @@ PERSON_ACTIONS = tuple(a for a, who in applications.ACTORS.items() if who != "pl
 
 def build_views(settings: Shuyu, approved: list[tuple[str, list[str]]]) -> None:
     """Build the masked views of newly approved applications: (tenant, datasets) pairs."""
-    from ..data.tenant_views import build_tenant
+    from ..access.tenant_views import build_tenant
     from ..data.views import ViewBuildError
 
     for tenant, datasets in approved:

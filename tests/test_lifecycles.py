@@ -6,22 +6,23 @@ from pathlib import Path
 
 import pytest
 
+from shuyu_platform import lifecycles
 from shuyu_platform.egress import requests as egress
-from shuyu_platform.workflow import applications, diagrams, onboarding
+from shuyu_platform.workflow import applications, onboarding
 
 
 def test_every_committed_diagram_matches_its_table() -> None:
-    stale = diagrams.stale()
+    stale = lifecycles.stale()
     assert not stale, (
         f"docs/lifecycles/ is behind the code for {stale}: "
-        "run `python -m shuyu_platform.workflow.diagrams`"
+        "run `python -m shuyu_platform.lifecycles`"
     )
 
 
-@pytest.mark.parametrize("name", sorted(diagrams.LIFECYCLES))
+@pytest.mark.parametrize("name", sorted(lifecycles.LIFECYCLES))
 def test_each_diagram_draws_every_transition(name: str) -> None:
-    life = diagrams.LIFECYCLES[name]
-    page = diagrams.render(name)
+    life = lifecycles.LIFECYCLES[name]
+    page = lifecycles.render(name)
     assert f"[*] --> {life.initial}" in page
     for status, edges in life.table().items():
         for action, after in edges.items():
@@ -31,22 +32,22 @@ def test_each_diagram_draws_every_transition(name: str) -> None:
 def test_a_changed_table_makes_the_committed_diagram_stale(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    diagrams.write(tmp_path)
-    assert diagrams.stale(tmp_path) == []
+    lifecycles.write(tmp_path)
+    assert lifecycles.stale(tmp_path) == []
     changed = {**egress.TRANSITIONS, "rejected": {"reopen": "submitted"}}
     monkeypatch.setattr(egress, "TRANSITIONS", changed)
-    assert diagrams.stale(tmp_path) == ["egress-request"]
+    assert lifecycles.stale(tmp_path) == ["egress-request"]
     monkeypatch.setattr(applications, "TRANSITIONS", {"compliance_review": {}})
     monkeypatch.setattr(onboarding, "TRANSITIONS", {"submitted": {"approve": "approved"}})
-    assert {"application", "registration"} <= set(diagrams.stale(tmp_path))
+    assert {"application", "registration"} <= set(lifecycles.stale(tmp_path))
 
 
 def test_check_mode_exits_non_zero_on_a_stale_page(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(diagrams, "DOCS_DIR", tmp_path)
-    diagrams.write(tmp_path)
+    monkeypatch.setattr(lifecycles, "DOCS_DIR", tmp_path)
+    lifecycles.write(tmp_path)
     (tmp_path / "grant.md").write_text("hand-edited\n", encoding="utf-8")
-    assert diagrams.main(["--check"]) == 1
-    assert diagrams.main([]) == 0
-    assert diagrams.main(["--check"]) == 0
+    assert lifecycles.main(["--check"]) == 1
+    assert lifecycles.main([]) == 0
+    assert lifecycles.main(["--check"]) == 0

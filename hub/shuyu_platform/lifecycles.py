@@ -5,8 +5,8 @@ module renders each table as a Mermaid ``stateDiagram-v2`` into ``docs/lifecycle
 so the documentation is drawn from the code and cannot fall behind it (a test compares
 the committed files with a fresh rendering)::
 
-    python -m shuyu_platform.workflow.diagrams          # rewrite docs/lifecycles/*.md
-    python -m shuyu_platform.workflow.diagrams --check  # exit 1 if any file is stale
+    python -m shuyu_platform.lifecycles          # rewrite docs/lifecycles/*.md
+    python -m shuyu_platform.lifecycles --check  # exit 1 if any file is stale
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.settings import REPO_ROOT
+from .core.settings import REPO_ROOT
 
 #: Where the rendered diagrams are committed.
 DOCS_DIR = REPO_ROOT / "docs" / "lifecycles"
@@ -39,13 +39,13 @@ class Lifecycle:
 
 
 def _egress() -> Table:
-    from ..egress import requests
+    from .egress import requests
 
     return requests.TRANSITIONS
 
 
 def _egress_actors() -> Mapping[str, str]:
-    from ..egress import requests
+    from .egress import requests
 
     return requests.ACTORS
 
@@ -58,26 +58,26 @@ def _dashboard() -> Table:
 
 
 def _applications() -> Table:
-    from . import applications
+    from .workflow import applications
 
     return applications.TRANSITIONS
 
 
 def _applications_actors() -> Mapping[str, str]:
-    from . import applications
+    from .workflow import applications
 
     return applications.ACTORS
 
 
 def _registrations() -> Table:
-    from . import onboarding
+    from .workflow import onboarding
 
     return onboarding.TRANSITIONS
 
 
 def _grants() -> Table:
     """Grants name the next status only: the edge is labelled with it."""
-    from ..access import grants
+    from .access import grants
 
     return {s: {t: t for t in sorted(after)} for s, after in grants.TRANSITIONS.items()}
 
@@ -142,7 +142,7 @@ def render(name: str) -> str:
         f"# {life.title}",
         "",
         f"Generated from `TRANSITIONS` in `{life.source}` by "
-        "`python -m shuyu_platform.workflow.diagrams`; do not edit by hand.",
+        "`python -m shuyu_platform.lifecycles`; do not edit by hand.",
         "",
         "```mermaid",
         "stateDiagram-v2",

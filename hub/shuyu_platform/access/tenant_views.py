@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from ..access import grants, suspension
 from ..core import audit, roles
 from ..core.db import session_scope
 from ..core.settings import Shuyu
-from .masking import tenant_key
-from .policy import DatasetPolicy, load_policies
-from .views import ViewBuildError, ViewReport, build_view
+from ..data.masking import tenant_key
+from ..data.policy import DatasetPolicy, load_policies
+from ..data.views import ViewBuildError, ViewReport, build_view
+from . import grants, suspension
 
 __all__ = ["TenantBuild", "build_tenant", "known_tenants", "masking_secret", "sweep"]
 
