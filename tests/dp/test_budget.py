@@ -302,9 +302,7 @@ def test_concurrent_threads_of_two_tenants_never_exceed_the_global_budget(db_url
         assert audit.verify(session).ok
 
 
-def _pool_worker(
-    db_url: str, grant_id: int, count: int, results: multiprocessing.Queue
-) -> None:
+def _pool_worker(db_url: str, grant_id: int, count: int, results: multiprocessing.Queue) -> None:
     with db.session_scope(db_url) as session:
         grant = session.get(Grant, grant_id)
         assert grant is not None
@@ -402,9 +400,7 @@ def test_a_debit_that_released_nothing_is_refunded_once_and_audited(
     assert budget.ledger_problems(db_url) == []
 
 
-def test_debits_left_by_a_crash_are_settled_at_start_up(
-    db_url: str, health: DatasetPolicy
-) -> None:
+def test_debits_left_by_a_crash_are_settled_at_start_up(db_url: str, health: DatasetPolicy) -> None:
     grant = _grant(db_url, health, 1.0)
     answered = _debit(db_url, grant, 0.1)
     budget.release(db_url, answered, {"rows": []}, username="alice")

@@ -51,7 +51,9 @@ def token(platform: Platform) -> str:
     return str(created.json()["token"])
 
 
-def call(platform: Platform, token: str, method: str, path: str, **kwargs: Any) -> requests.Response:
+def call(
+    platform: Platform, token: str, method: str, path: str, **kwargs: Any
+) -> requests.Response:
     return requests.request(
         method,
         f"{platform.url}{API}/{path}",
@@ -160,7 +162,9 @@ def test_a_query_cut_short_by_sigkill_is_settled_when_the_service_restarts(
     assert releases(platform, "debited") == []
     row = call(platform, token, "GET", f"releases/{pending}").json()
     assert row["status"] == "refunded" and "interrupted" in row["error"]
-    (event,) = [e for e in platform.audit_events("dp.refund") if e["target"] == f"dp_release:{pending}"]
+    (event,) = [
+        e for e in platform.audit_events("dp.refund") if e["target"] == f"dp_release:{pending}"
+    ]
     assert event["actor"] == "platform" and event["detail"]["refunded"] == 0.1
     # Spent = the answered debits and nothing else, on the tenant's and the global account.
     assert budget.ledger_problems(platform.db_url) == []

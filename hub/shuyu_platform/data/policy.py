@@ -750,7 +750,7 @@ class DatasetPolicy(_Strict):
                 )
             elif field.grade == "L4":
                 problems.append((loc, f"{name!r} is grade L4: it is never queried"))
-        for name, step in self.dp.steps.items():
+        for name in self.dp.steps:
             loc = ("dp", "steps", name)
             if name not in self.dp.filterable:
                 problems.append((loc, f"{name!r} is not in dp.filterable, so it needs no step"))

@@ -275,9 +275,7 @@ def _pool_refusal(
 ) -> BudgetError:
     """Why the dataset's global account refused a debit."""
     with session_scope(db_url) as session:
-        spent = session.scalar(
-            select(DpGlobalBudget.spent_micro).where(DpGlobalBudget.id == pool)
-        )
+        spent = session.scalar(select(DpGlobalBudget.spent_micro).where(DpGlobalBudget.id == pool))
     cap = round(policy.dp.global_budget_epsilon * MICRO)
     left = max(cap - (spent or 0), 0)
     return BudgetError(
@@ -347,14 +345,16 @@ def release(db_url: str, release_id: str, answer: Any, *, username: str) -> str:
             action="dp.release",
             target=f"dp_release:{release_id}",
             tenant=row.tenant,
-            detail={"dataset": row.dataset, "sha256": digest, "epsilon": epsilon(row.epsilon_micro)},
+            detail={
+                "dataset": row.dataset,
+                "sha256": digest,
+                "epsilon": epsilon(row.epsilon_micro),
+            },
         )
     return digest
 
 
-def settle(
-    db_url: str, release_id: str, error: str, *, username: str, refund: bool = True
-) -> bool:
+def settle(db_url: str, release_id: str, error: str, *, username: str, refund: bool = True) -> bool:
     """Settle a debited release that released nothing; return whether it was unsettled.
 
     ``refund``: mark it ``refunded`` and give its ε back to the tenant's account and the
@@ -424,9 +424,7 @@ def settle_interrupted(db_url: str, *, refund: bool = True) -> list[str]:
     Run by the platform service when it starts, before it answers anything.
     """
     with session_scope(db_url) as session:
-        pending = list(
-            session.scalars(select(DpRelease.id).where(DpRelease.status == "debited"))
-        )
+        pending = list(session.scalars(select(DpRelease.id).where(DpRelease.status == "debited")))
     return [
         release_id
         for release_id in pending

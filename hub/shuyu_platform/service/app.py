@@ -121,9 +121,7 @@ def main() -> None:
     settings = Shuyu.from_environment()
     try:
         db.upgrade(settings.db_url)
-        settled = budget.settle_interrupted(
-            settings.db_url, refund=settings.dp_refund_failures
-        )
+        settled = budget.settle_interrupted(settings.db_url, refund=settings.dp_refund_failures)
         if settled:
             log.warning("settled DP releases left debited by a crash: %s", ", ".join(settled))
         asyncio.run(_serve(settings))

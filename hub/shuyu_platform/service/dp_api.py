@@ -196,10 +196,7 @@ class DpHandler(ApiHandler):
             }
         )
 
-
-    async def settle_failure(
-        self, kind: str, release_id: str, cost: float, err: Exception
-    ) -> None:
+    async def settle_failure(self, kind: str, release_id: str, cost: float, err: Exception) -> None:
         """Settle a debited request whose answer could not be computed, and say so.
 
         Nothing was released, so its ε is refunded (unless ``Shuyu.dp_refund_failures``
@@ -216,9 +213,7 @@ class DpHandler(ApiHandler):
             username=self.user["name"],
             refund=refund,
         )
-        outcome = (
-            f"its {cost:g} ε was refunded" if refund else f"its {cost:g} ε stays spent"
-        )
+        outcome = f"its {cost:g} ε was refunded" if refund else f"its {cost:g} ε stays spent"
         self.write_json(
             {
                 "status": 503,
