@@ -156,8 +156,8 @@ def test_provenance_names_the_dp_queries_whose_numbers_are_released(settings: Sh
         )
         session.expunge(grant)
     release_id = budget.debit(
-        settings.db_url, grant, username="alice", kind="query", cost_micro=500_000,
-        request={"epsilon": 0.5},
+        settings.db_url, grant, policy=policies["health_records"], username="alice",
+        kind="query", cost_micro=500_000, request={"epsilon": 0.5},
     )  # fmt: skip
     answer = {
         "rows": [{"district": "涪城区", "count": 1204.37}, {"district": "游仙区", "count": 873.91}]

@@ -276,6 +276,18 @@ class Shuyu(Configurable):
     def _default_dp_engine(self) -> str:
         return _env("SHUYU_DP_ENGINE", "shuyu_platform.dp.opendp_engine:OpenDpEngine")
 
+    dp_refund_failures = Bool(
+        help="""Whether a DP query or model fit that was debited but released nothing (the
+        engine failed, or the platform service died before storing the answer) gives its ε
+        back. On, it is marked 'refunded'; off, 'failed' and its ε stays spent, which is
+        stricter where a failure could depend on the data. Env: SHUYU_DP_REFUND_FAILURES
+        (1 or 0). Default on.""",
+    ).tag(config=True)
+
+    @default("dp_refund_failures")
+    def _default_dp_refund_failures(self) -> bool:
+        return _env("SHUYU_DP_REFUND_FAILURES", "1") == "1"
+
     proxy_command = Unicode(
         help="""Command that starts configurable-http-proxy. Env: SHUYU_PROXY_COMMAND.
         Default: the copy installed by `npm ci` in the repository, else the one on PATH.""",
@@ -324,6 +336,7 @@ class Shuyu(Configurable):
             "SHUYU_DB_URL": self.db_url,
             "SHUYU_POLICIES_DIR": self.policies_dir,
             "SHUYU_DP_ENGINE": self.dp_engine,
+            "SHUYU_DP_REFUND_FAILURES": "1" if self.dp_refund_failures else "0",
             "SHUYU_EGRESS_APPROVALS": str(self.egress_approvals_required),
             "SHUYU_COMPLIANCE_DAYS": str(self.compliance_review_days),
             "SHUYU_SOURCE_REVIEW_DAYS": str(self.source_review_days),

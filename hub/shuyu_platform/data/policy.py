@@ -65,7 +65,9 @@ __all__ = [
     "GRADE_DESCRIPTIONS",
     "MASKING_RULES",
     "BucketMasking",
+    "BudgetPeriod",
     "Catalogue",
+    "DatasetDp",
     "DatasetPolicy",
     "DateShiftMasking",
     "DpSettings",
@@ -596,6 +598,35 @@ class Privacy(_Strict):
     default_budget_epsilon: Annotated[StrictFloat, Field(gt=0)] = 10.0
 
 
+BudgetPeriod = Literal["month", "quarter", "year"]
+"""The calendar period (UTC) over which a dataset's global DP budget is counted."""
+
+
+class DatasetDp(_Strict):
+    """How the DP query service may use the dataset as a whole (the policy's ``dp:``).
+
+    ``filterable`` lists the only columns a query may filter on or group by: anything
+    else could single out one person (an exact amount, a date, a rare code). The privacy
+    unit, direct identifiers and L4 fields may never be listed. A numeric column listed
+    in ``steps`` may only be compared with, or binned at, multiples of its step, never
+    matched exactly.
+
+    ``global_budget_epsilon`` caps the ε that all tenants together may spend on the
+    dataset in one ``budget_period``, so that pooling grants cannot add up to more: it
+    is debited in the same atomic step as the grant's own budget.
+    """
+
+    filterable: Annotated[tuple[Text, ...], AfterValidator(_unique)] = ()
+    """Columns that filters and group-by keys may use."""
+    steps: dict[Text, Annotated[StrictFloat, Field(gt=0)]] = {}
+    """Numeric filterable columns whose thresholds and bin edges must be multiples of
+    the given step."""
+    global_budget_epsilon: Annotated[StrictFloat, Field(gt=0)] = 1.0
+    """ε all tenants together may spend on the dataset per period."""
+    budget_period: BudgetPeriod = "year"
+    """The calendar period (UTC) of the global budget."""
+
+
 class Disclosure(_Strict):
     """Thresholds of the automatic egress checks for outputs drawn from this dataset.
 
@@ -652,6 +683,8 @@ class DatasetPolicy(_Strict):
     privacy: Privacy
     disclosure: Disclosure = Disclosure()
     """Thresholds of the automatic egress checks (optional)."""
+    dp: DatasetDp = DatasetDp()
+    """Filterable columns and the global DP budget (optional: nothing filterable)."""
 
     @model_validator(mode="after")
     def _references_resolve(self) -> DatasetPolicy:
@@ -693,9 +726,47 @@ class DatasetPolicy(_Strict):
                     f"(default_budget_epsilon {self.privacy.default_budget_epsilon:g})",
                 )
             )
+        problems.extend(self._dp_problems())
         if problems:
             _fail(problems)
         return self
+
+    def _dp_problems(self) -> list[tuple[Loc, str]]:
+        """What is wrong with the ``dp:`` section, given the fields and the privacy unit."""
+        problems: list[tuple[Loc, str]] = []
+        unit = self.privacy.privacy_unit
+        for index, name in enumerate(self.dp.filterable):
+            loc: Loc = ("dp", "filterable", index)
+            field = self.fields.get(name)
+            if field is None:
+                problems.append((loc, self._no_such_field(name)))
+            elif name == unit:
+                problems.append(
+                    (loc, f"{name!r} is the privacy unit: a filter on it singles out one person")
+                )
+            elif field.identifier:
+                problems.append(
+                    (loc, f"{name!r} is a direct identifier: it may never be filtered on")
+                )
+            elif field.grade == "L4":
+                problems.append((loc, f"{name!r} is grade L4: it is never queried"))
+        for name in self.dp.steps:
+            loc = ("dp", "steps", name)
+            if name not in self.dp.filterable:
+                problems.append((loc, f"{name!r} is not in dp.filterable, so it needs no step"))
+            elif self.fields.get(name) is not None and self.fields[name].type not in _NUMERIC:
+                problems.append(
+                    (loc, f"a step applies to int or float fields, not {self.fields[name].type}")
+                )
+        if self.privacy.max_epsilon_per_query > self.dp.global_budget_epsilon:
+            problems.append(
+                (
+                    ("dp", "global_budget_epsilon"),
+                    f"is below privacy.max_epsilon_per_query "
+                    f"({self.privacy.max_epsilon_per_query:g}): no query could ever run",
+                )
+            )
+        return problems
 
     def _no_such_field(self, name: str) -> str:
         close = difflib.get_close_matches(name, list(self.fields), n=1)

@@ -20,6 +20,7 @@ from ..access.tenant_views import sweep
 from ..core import db
 from ..core.settings import Shuyu
 from ..data.policy import PolicyError, load_policies
+from ..dp import budget
 from ..egress.release import release_pending
 from . import (
     applications_api,
@@ -120,6 +121,9 @@ def main() -> None:
     settings = Shuyu.from_environment()
     try:
         db.upgrade(settings.db_url)
+        settled = budget.settle_interrupted(settings.db_url, refund=settings.dp_refund_failures)
+        if settled:
+            log.warning("settled DP releases left debited by a crash: %s", ", ".join(settled))
         asyncio.run(_serve(settings))
     except PolicyError as err:
         sys.exit(f"shuyu service: invalid dataset policy\n{err}")

@@ -10,18 +10,22 @@ from the browser or from their kernel with the server's token:
 ``POST api/dp/models``
     A diffprivlib model fit (:mod:`shuyu_platform.dp.learn`), debited the same way.
 ``GET api/dp/budget``
-    The tenant's budget per active grant: cap, spent, remaining, expiry.
+    The tenant's budget per active grant: cap, spent, remaining, expiry, and the
+    dataset's global budget for this period (shared by every tenant).
 ``GET api/dp/releases`` and ``GET api/dp/releases/<id>``
     The tenant's released answers (the list without answers; one with its answer).
 
 Every query and fit, answered, previewed or refused, is an audit event with its cost.
-A refused request costs nothing: every check that can refuse runs before the debit.
+A refused request costs nothing: every check that can refuse runs before the debit. A
+debited request whose answer cannot be computed is settled (:func:`budget.settle`):
+refunded and audited, with a 503 that names no data.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from functools import cached_property
 from typing import Any
@@ -37,6 +41,8 @@ from ..dp import budget
 from ..dp import query as dpquery
 from ..dp.engine import Engine, Source, load_engine
 from .base import ApiHandler
+
+log = logging.getLogger("shuyu.service")
 
 #: Largest request body accepted (a query is a few hundred bytes).
 MAX_BODY = 64 * 1024
@@ -158,6 +164,7 @@ class DpHandler(ApiHandler):
                 budget.debit,
                 self.shuyu.db_url,
                 grant,
+                policy=policy,
                 username=self.user["name"],
                 kind=kind,
                 cost_micro=spec.epsilon_micro,
@@ -169,15 +176,15 @@ class DpHandler(ApiHandler):
         try:
             released, extra = await asyncio.to_thread(compute)
         except Exception as err:
-            await asyncio.to_thread(
-                budget.fail, self.shuyu.db_url, release_id, str(err), username=self.user["name"]
+            await self.settle_failure(kind, release_id, spec.epsilon, err)
+            return
+        try:
+            digest = await asyncio.to_thread(
+                budget.release, self.shuyu.db_url, release_id, released, username=self.user["name"]
             )
-            raise web.HTTPError(
-                500, f"the {kind} was debited ({spec.epsilon:g} ε) but could not finish: {err}"
-            ) from err
-        digest = await asyncio.to_thread(
-            budget.release, self.shuyu.db_url, release_id, released, username=self.user["name"]
-        )
+        except budget.BudgetError as err:  # settled meanwhile: the answer must not leave
+            self.write_json({"status": err.status, "message": err.message}, err.status)
+            return
         self.write_json(
             {
                 "release": release_id,
@@ -187,6 +194,35 @@ class DpHandler(ApiHandler):
                 "remaining_epsilon": _remaining(self.shuyu.db_url, tenant, policy.dataset),
                 **extra,
             }
+        )
+
+    async def settle_failure(self, kind: str, release_id: str, cost: float, err: Exception) -> None:
+        """Settle a debited request whose answer could not be computed, and say so.
+
+        Nothing was released, so its ε is refunded (unless ``Shuyu.dp_refund_failures``
+        is off). The reason goes to the log and the audit chain; the merchant gets a
+        message that does not depend on the data.
+        """
+        refund = self.shuyu.dp_refund_failures
+        log.error("DP %s %s failed after its debit", kind, release_id, exc_info=err)
+        await asyncio.to_thread(
+            budget.settle,
+            self.shuyu.db_url,
+            release_id,
+            f"{type(err).__name__}: {err}",
+            username=self.user["name"],
+            refund=refund,
+        )
+        outcome = f"its {cost:g} ε was refunded" if refund else f"its {cost:g} ε stays spent"
+        self.write_json(
+            {
+                "status": 503,
+                "message": f"the {kind} could not be answered ({outcome}); "
+                f"release {release_id} is marked {'refunded' if refund else 'failed'}, "
+                "and the operator can see why",
+                "release": release_id,
+            },
+            503,
         )
 
 
@@ -249,6 +285,7 @@ class BudgetApi(DpHandler):
             policy = policies.get(account["dataset"])
             if policy is not None:
                 account["max_epsilon_per_query"] = policy.privacy.max_epsilon_per_query
+                account["global"] = budget.pool_balance(self.shuyu.db_url, policy)
         self.audit("dp.budget.read", f"tenant:{tenant}", detail={"accounts": len(accounts)})
         self.write_json(
             {"tenant": tenant, "accounting": "pure ε, sequential composition", "budgets": accounts}
