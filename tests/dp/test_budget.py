@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -21,13 +20,6 @@ from shuyu_platform.dp import budget
 @pytest.fixture(scope="module")
 def health() -> DatasetPolicy:
     return load_policies(REPO / "policies")["health_records"]
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'shuyu.sqlite'}"
-    db.upgrade(url)
-    return url
 
 
 def _grant(db_url: str, policy: DatasetPolicy, epsilon: float, **kwargs: object) -> Grant:
