@@ -7,9 +7,10 @@ BIN         := $(VENV)/bin
 SHUYU_HOME  ?= $(CURDIR)/.shuyu
 DEMO_ROWS   ?= 100000
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages: bubblewrap (the namespace sandbox); chromium for browser tests.
+# Debian packages: bubblewrap (the namespace sandbox); chromium for browser tests;
+# postgresql for the tests that run the database-facing code on PostgreSQL too.
 DEMO_DEBS   := bubblewrap
-TEST_DEBS   := bubblewrap chromium
+TEST_DEBS   := bubblewrap chromium postgresql
 
 .PHONY: demo test install install-test system-deps system-deps-test node-deps lint format diagrams bench clean help
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness import Platform, local_settings, running_platform
+from postgres import TemporaryCluster
+from shuyu_platform.core import db
 from shuyu_platform.core.settings import Shuyu
 
 
@@ -25,3 +27,25 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 def settings(tmp_path: Path) -> Shuyu:
     """A fresh state root (zones, migrated database) for tests that start no hub."""
     return local_settings(tmp_path / "home")
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[TemporaryCluster]:
+    """One PostgreSQL server (Debian's binaries, a temporary cluster) for the session."""
+    with TemporaryCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of a fresh, migrated platform database: SQLite, then PostgreSQL.
+
+    Every test that takes ``db_url`` runs once on each database the platform supports.
+    """
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'shuyu.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres_cluster").create_database()
+    db.upgrade(url)
+    yield url
+    db.engine_for(url).dispose()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from .access import suspension
-from .core import audit, db
+from .core import audit, checkpoints, db
 from .core.accounts import AccountError, AccountStore
 from .core.hubapi import HubClient, HubUnavailable
 from .core.roles import ROLES
@@ -522,13 +522,62 @@ def audit_group() -> None:
 @audit_group.command("verify")
 @home_option
 @click.option("--db-url", envvar="SHUYU_DB_URL", help="Platform database URL.")
-def audit_verify(home: str | None, db_url: str | None) -> None:
-    """Re-derive every hash; exit 0 if intact, 1 naming the first broken record."""
-    url = db_url or _settings(home).db_url
+@click.option(
+    "--checkpoints",
+    "checkpoints_file",
+    type=click.Path(dir_okay=False),
+    help="Signed checkpoints to hold the chain to (default: the platform's own file).",
+)
+@click.option(
+    "--public-key",
+    help="The signer's Ed25519 public key in hex, as the product register publishes it "
+    "(default: the public half of the platform's signing key).",
+)
+def audit_verify(
+    home: str | None, db_url: str | None, checkpoints_file: str | None, public_key: str | None
+) -> None:
+    """Re-derive every hash and hold the chain to its signed checkpoints.
+
+    Exit 0 if intact, 1 naming the first broken record or the checkpoint it contradicts.
+    """
+    settings = _settings(home)
+    url = db_url or settings.db_url
+    path = Path(checkpoints_file or settings.audit_checkpoints_file)
+    try:
+        signed = checkpoints.load(path)
+        if public_key:
+            key = checkpoints.parse_public_key(public_key)
+        elif signed:
+            key_path = Path(settings.audit_signing_key_file)
+            key = checkpoints.signing_key(key_path, create=False).public_key()
+    except checkpoints.CheckpointError as err:
+        raise click.ClickException(str(err)) from err
     with db.session_scope(url) as session:
-        result = audit.verify(session)
+        result = checkpoints.verify(session, signed, key) if signed else audit.verify(session)
     click.echo(str(result))
+    if not signed:
+        click.echo(f"not anchored: no signed checkpoints in {path}")
     sys.exit(0 if result.ok else 1)
+
+
+@audit_group.command("checkpoint")
+@home_option
+def audit_checkpoint(home: str | None) -> None:
+    """Sign a checkpoint of the chain's head now (the platform service does so periodically)."""
+    settings = _settings(home)
+    with db.session_scope(settings.db_url) as session:
+        try:
+            made = checkpoints.write(
+                session,
+                Path(settings.audit_signing_key_file),
+                Path(settings.audit_checkpoints_file),
+            )
+        except checkpoints.CheckpointError as err:
+            raise click.ClickException(str(err)) from err
+    if made is None:
+        click.echo("no new records since the last checkpoint")
+    else:
+        click.echo(f"checkpoint: record {made.seq}, hash {made.hash}, signed at {made.at}")
 
 
 @audit_group.command("tail")

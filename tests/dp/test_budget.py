@@ -6,7 +6,6 @@ import functools
 import multiprocessing
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -36,13 +35,6 @@ def roomy(policy: DatasetPolicy, global_epsilon: float = 1000.0) -> DatasetPolic
     return policy.model_copy(
         update={"dp": policy.dp.model_copy(update={"global_budget_epsilon": global_epsilon})}
     )
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'shuyu.sqlite'}"
-    db.upgrade(url)
-    return url
 
 
 def _grant(db_url: str, policy: DatasetPolicy, epsilon: float, **kwargs: object) -> Grant:

@@ -288,6 +288,46 @@ class Shuyu(Configurable):
     def _default_dp_refund_failures(self) -> bool:
         return _env("SHUYU_DP_REFUND_FAILURES", "1") == "1"
 
+    audit_signing_key_file = Unicode(
+        help="""Ed25519 private key (PEM, mode 0600) that signs the audit chain's
+        checkpoints; created on first use. Keep it outside the database's reach (another
+        disk, another host's mount): whoever holds it can vouch for a rewritten chain.
+        Env: SHUYU_AUDIT_SIGNING_KEY. Default: <home>/hub/audit-signing-key.pem.""",
+    ).tag(config=True)
+
+    @default("audit_signing_key_file")
+    def _default_audit_signing_key_file(self) -> str:
+        return _env(
+            "SHUYU_AUDIT_SIGNING_KEY", str(Path(self.home) / "hub" / "audit-signing-key.pem")
+        )
+
+    audit_checkpoints_file = Unicode(
+        help="""Append-only file of signed checkpoints of the audit chain's head (JSON
+        lines), published on the public product register. Env: SHUYU_AUDIT_CHECKPOINTS.
+        Default: <home>/hub/audit-checkpoints.jsonl.""",
+    ).tag(config=True)
+
+    @default("audit_checkpoints_file")
+    def _default_audit_checkpoints_file(self) -> str:
+        return _env(
+            "SHUYU_AUDIT_CHECKPOINTS", str(Path(self.home) / "hub" / "audit-checkpoints.jsonl")
+        )
+
+    audit_checkpoint_seconds = Integer(
+        help="""How often the platform service signs a checkpoint of the audit chain's head
+        (only when the chain grew). Env: SHUYU_AUDIT_CHECKPOINT_SECONDS. Default 300.""",
+    ).tag(config=True)
+
+    @default("audit_checkpoint_seconds")
+    def _default_audit_checkpoint_seconds(self) -> int:
+        return int(_env("SHUYU_AUDIT_CHECKPOINT_SECONDS", "300"))
+
+    @validate("audit_checkpoint_seconds")
+    def _positive_seconds(self, proposal: dict) -> int:
+        if int(proposal["value"]) < 1:
+            raise ValueError("audit_checkpoint_seconds must be at least 1")
+        return int(proposal["value"])
+
     proxy_command = Unicode(
         help="""Command that starts configurable-http-proxy. Env: SHUYU_PROXY_COMMAND.
         Default: the copy installed by `npm ci` in the repository, else the one on PATH.""",
@@ -344,6 +384,9 @@ class Shuyu(Configurable):
             "SHUYU_SILENCE_APPROVES": "1" if self.silence_approves else "0",
             "SHUYU_HOLIDAYS": ",".join(self.holidays),
             "SHUYU_EXTRA_WORKDAYS": ",".join(self.extra_workdays),
+            "SHUYU_AUDIT_SIGNING_KEY": self.audit_signing_key_file,
+            "SHUYU_AUDIT_CHECKPOINTS": self.audit_checkpoints_file,
+            "SHUYU_AUDIT_CHECKPOINT_SECONDS": str(self.audit_checkpoint_seconds),
         }
 
     @classmethod

@@ -17,7 +17,7 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 
 from ..access.tenant_views import sweep
-from ..core import db
+from ..core import checkpoints, db
 from ..core.settings import Shuyu
 from ..data.policy import PolicyError, load_policies
 from ..dp import budget
@@ -76,9 +76,38 @@ async def _serve(settings: Shuyu) -> None:
     server = HTTPServer(app, xheaders=True)
     server.listen(url.port or 80, url.hostname or "127.0.0.1")
     log.info("Shuyu platform service listening on %s%s", url.geturl(), prefix)
+    checkpointing = asyncio.create_task(_checkpoint_loop(settings))
+    try:
+        while True:
+            await _sweep(settings)
+            await asyncio.sleep(SWEEP_SECONDS)
+    finally:
+        checkpointing.cancel()
+
+
+def write_checkpoint(settings: Shuyu) -> checkpoints.Checkpoint | None:
+    """Sign a checkpoint of the audit chain's head if it grew (see core.checkpoints)."""
+    with db.session_scope(settings.db_url) as session:
+        return checkpoints.write(
+            session,
+            Path(settings.audit_signing_key_file),
+            Path(settings.audit_checkpoints_file),
+        )
+
+
+async def _checkpoint_loop(settings: Shuyu) -> None:
+    """Anchor the audit chain every ``audit_checkpoint_seconds``, starting now."""
     while True:
-        await _sweep(settings)
-        await asyncio.sleep(SWEEP_SECONDS)
+        try:
+            made = await asyncio.to_thread(write_checkpoint, settings)
+        except checkpoints.CheckpointError as err:
+            log.error("audit chain NOT anchored: %s", err)
+        except Exception:  # retried on the next round
+            log.exception("audit checkpoint failed")
+        else:
+            if made is not None:
+                log.info("audit checkpoint: record %s, hash %s", made.seq, made.hash)
+        await asyncio.sleep(settings.audit_checkpoint_seconds)
 
 
 #: How often expired grants are closed, deadlines checked and releases retried.
