@@ -46,7 +46,7 @@ def local_settings(home: Path, **traits: Any) -> Shuyu:
     return settings
 
 
-STARTUP_TIMEOUT = 90
+STARTUP_TIMEOUT = 180
 
 
 def free_port() -> int:
