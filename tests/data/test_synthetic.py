@@ -360,7 +360,7 @@ def test_rows_argument_and_chunks(
     empty = build_synthetic(policy, raw, tmp_path / "empty.parquet", rows=0)
     table = pq.read_table(empty.out_path)
     assert table.num_rows == 0 and table.schema.names == pq.read_schema(raw).names
-    monkeypatch.setattr(synthetic, "CHUNK_ROWS", 1000)
+    monkeypatch.setattr(synthetic.limits, "CHUNK_ROWS", 1000)
     report = build_synthetic(policy, raw, tmp_path / "more.parquet", rows=9_500)
     twin = pq.read_table(report.out_path)
     assert twin.num_rows == 9_500
@@ -524,7 +524,7 @@ def test_failure_midway_leaves_the_previous_twin_untouched(
         policies["health_records"], raw_dir / "health_records.parquet", out, rows=100
     )
     before = out.read_bytes()
-    monkeypatch.setattr(synthetic, "CHUNK_ROWS", 500)
+    monkeypatch.setattr(synthetic.limits, "CHUNK_ROWS", 500)
     written = pq.ParquetWriter.write_table
     calls: list[int] = []
 
@@ -575,7 +575,7 @@ def test_build_all_skips_datasets_without_a_twin_and_reports_failures(
 
 def test_hash_filter_never_forgets() -> None:
     hashes = np.random.default_rng(5).integers(0, 2**63, 50_000, dtype=np.int64).astype(np.uint64)
-    kept = synthetic._HashFilter(len(hashes))
+    kept = synthetic.hashing._HashFilter(len(hashes))
     kept.add(hashes[:25_000])
     assert kept.contains(hashes[:25_000]).all()
     assert kept.contains(hashes[25_000:]).mean() < 0.02
@@ -583,7 +583,7 @@ def test_hash_filter_never_forgets() -> None:
 
 def test_quantile_sketch_merges_batches_closely() -> None:
     rng = np.random.default_rng(9)
-    sketch = synthetic._QuantileSketch()
+    sketch = synthetic.sketches._QuantileSketch()
     batches = [rng.lognormal(5.0, 1.0, 20_000) for _ in range(70)]  # forces a merge
     for batch in batches:
         sketch.add(batch)
