@@ -413,6 +413,49 @@ def test_identifier_values_are_redrawn_away_from_a_crowded_space(tmp_path: Path)
     assert len(set(drawn)) == len(drawn)
 
 
+def test_identifiers_of_every_raw_dataset_are_kept_out_of_every_twin(tmp_path: Path) -> None:
+    """One person appears in several datasets: a twin's identifier must be no real one,
+    whichever dataset (and column) holds it."""
+    raw_dir, out = tmp_path / "raw", tmp_path / "synthetic"
+    raw_dir.mkdir()
+    identifier = {
+        "title": "编码",
+        "type": "string",
+        "grade": "L3",
+        "identifier": True,
+        "masking": {"rule": "pseudonymize"},
+    }
+    kind = {"title": "类别", "type": "category", "grade": "L1"}
+    # "codes" holds the even K-codes, "others" (another column name) most odd ones: a twin
+    # of "codes" that only avoided its own column would draw odd codes freely.
+    even = [f"K{n:03d}" for n in range(0, 1000, 2)]
+    odd = [f"K{n:03d}" for n in range(1, 1000, 2)][:450]
+    write_codes(raw_dir / "codes.parquet", even * 6)
+    rng = np.random.default_rng(3)
+    pq.write_table(
+        pa.table({"member": odd * 6, "kind": rng.choice(["甲", "乙"], size=len(odd) * 6)}),
+        raw_dir / "others.parquet",
+    )
+    policies = {
+        "codes": policy_for("codes", {"code": identifier, "kind": kind}, unit="code"),
+        "others": policy_for("others", {"member": identifier, "kind": kind}, unit="member"),
+    }
+    reports = {r.dataset: r for r in build_all(policies, raw_dir, out, rows=40, seed=5)}
+    real = set(even) | set(odd)
+    for dataset, column in (("codes", "code"), ("others", "member")):
+        drawn = pq.read_table(reports[dataset].out_path)[column].to_pylist()
+        assert len(drawn) == 40 and len(set(drawn)) == 40
+        assert not set(drawn) & real
+        assert reports[dataset].values_redrawn > 0
+
+    # Built alone, without the other datasets' identifiers, the twin does draw them:
+    # the check above is what keeps them out.
+    alone = build_synthetic(
+        policies["codes"], raw_dir / "codes.parquet", tmp_path / "alone.parquet", rows=40, seed=5
+    )
+    assert set(pq.read_table(alone.out_path)["code"].to_pylist()) & set(odd)
+
+
 def test_rows_equal_to_raw_rows_are_redrawn_when_there_is_no_identifier(
     tmp_path: Path,
 ) -> None:

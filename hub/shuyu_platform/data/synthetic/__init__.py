@@ -45,7 +45,11 @@ No real row
 After drawing, the build checks and redraws:
 
 * every value of a *checked* column (an identifier, or sensitive text: the columns whose
-  values are invented) is absent from the raw values of that column. Identifier values
+  values are invented) is absent from the raw values of that column, and every value of
+  an identifier column is also absent from the identifier values of *every* raw dataset
+  (:func:`raw_identifiers`, one Bloom filter of them all, which :func:`build_all`
+  passes to each build): the same person's ID card number appears in several datasets,
+  and a twin must not hold any real one. Identifier values
   are also unique within their column (personal and enterprise names excepted). A value
   still colliding after :data:`_FALLBACK_AFTER` rounds (its format leaves too few free
   values) is redrawn as a neutral value (twelve random digits for text) instead;
@@ -88,7 +92,12 @@ hashes, the Bloom filter), :mod:`.kinds` (column types), :mod:`.limits` (the con
 above) and :mod:`.results` (report and error).
 """
 
-from shuyu_platform.data.synthetic.build import build_all, build_synthetic
+from shuyu_platform.data.synthetic.build import (
+    RawIdentifiers,
+    build_all,
+    build_synthetic,
+    raw_identifiers,
+)
 from shuyu_platform.data.synthetic.limits import CHUNK_ROWS, DEFAULT_MAX_ROWS, MIN_COUNT
 from shuyu_platform.data.synthetic.results import SyntheticError, SyntheticReport
 
@@ -96,8 +105,10 @@ __all__ = [
     "CHUNK_ROWS",
     "DEFAULT_MAX_ROWS",
     "MIN_COUNT",
+    "RawIdentifiers",
     "SyntheticError",
     "SyntheticReport",
     "build_all",
     "build_synthetic",
+    "raw_identifiers",
 ]

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 
 from shuyu_platform.core.atomic import replace_atomically
 from shuyu_platform.data.policy import DatasetPolicy
-from shuyu_platform.data.synthetic.limits import DEFAULT_MAX_ROWS
+from shuyu_platform.data.synthetic.hashing import _hash_column, _HashFilter
+from shuyu_platform.data.synthetic.limits import DEFAULT_MAX_ROWS, READ_BATCH_ROWS
 from shuyu_platform.data.synthetic.marginals import _columns_to_check, _learner, _Learning
 from shuyu_platform.data.synthetic.no_real_row import _Check, _Generator
 from shuyu_platform.data.synthetic.results import SyntheticError, SyntheticReport
@@ -28,11 +29,15 @@ def build_synthetic(
     *,
     rows: int | None = None,
     seed: int = 0,
+    raw_identifiers: RawIdentifiers | None = None,
 ) -> SyntheticReport:
     """Write the synthetic twin of ``raw_path`` at ``out_path`` and report on it.
 
     ``rows`` defaults to the raw row count, at most :data:`DEFAULT_MAX_ROWS`. The same
-    raw file, ``seed`` and ``rows`` always give the same twin. Raises
+    raw file, ``seed`` and ``rows`` always give the same twin. ``raw_identifiers``
+    (:func:`raw_identifiers`; :func:`build_all` passes it) keeps every identifier value
+    of every raw dataset out of the twin's identifier columns, not only the values of
+    the same column: one person appears in several datasets. Raises
     :class:`SyntheticError` (naming the file) when the raw file is missing, not readable
     Parquet or has a column type twins do not support, and :class:`ValueError` for a bad
     ``rows``. On any error nothing is written and a previous twin is untouched.
@@ -55,8 +60,14 @@ def build_synthetic(
         learned.read(parquet)
 
     models = [learner.model() for learner in learners]
+    identifiers = {i for i, field in enumerate(schema) if field.name in policy.identifier_fields()}
+    elsewhere = raw_identifiers.filter if raw_identifiers is not None else None
     checks = {
-        i: _Check(learned.value_filters[i], models[i].unique)
+        i: _Check(
+            learned.value_filters[i],
+            models[i].unique,
+            elsewhere=elsewhere if i in identifiers else None,
+        )
         for i in sorted(learned.value_filters)
         if models[i].checked
     }
@@ -104,6 +115,7 @@ def build_all(
     synthetic_dir.mkdir(parents=True, exist_ok=True)
     reports: list[SyntheticReport] = []
     failures: list[str] = []
+    known = raw_identifiers(policies, raw_dir)
     for name in sorted(policies):
         policy = policies[name]
         out_path = synthetic_dir / f"{policy.dataset}.parquet"
@@ -112,13 +124,67 @@ def build_all(
             continue
         try:
             reports.append(
-                build_synthetic(policy, raw_dir / policy.raw_file, out_path, rows=rows, seed=seed)
+                build_synthetic(
+                    policy,
+                    raw_dir / policy.raw_file,
+                    out_path,
+                    rows=rows,
+                    seed=seed,
+                    raw_identifiers=known,
+                )
             )
         except SyntheticError as err:
             failures.append(f"{policy.dataset}: {err}")
     if failures:
         raise SyntheticError("synthetic twins not built: " + "; ".join(failures))
     return reports
+
+
+class RawIdentifiers:
+    """Every identifier value of every raw dataset, as 64-bit hashes in one Bloom filter
+    (no false negatives; see :mod:`.hashing`)."""
+
+    def __init__(self, expected: int) -> None:
+        self.filter = _HashFilter(expected)
+        self.values = 0
+        """Identifier values added (with repeats)."""
+
+    def add(self, column: pa.Array) -> None:
+        """Remember the non-null values of one raw identifier column (one batch)."""
+        hashes, valid = _hash_column(column)
+        self.filter.add(hashes[valid])
+        self.values += int(valid.sum())
+
+
+def raw_identifiers(policies: Mapping[str, DatasetPolicy], raw_dir: Path) -> RawIdentifiers:
+    """The identifier values (``identifier: true`` columns) of every raw dataset in
+    ``raw_dir``, read column by column and batch by batch. A dataset whose raw file is
+    missing or unreadable is left out here; its own build reports it."""
+    sources: list[tuple[Path, list[str]]] = []
+    expected = 0
+    for name in sorted(policies):
+        policy = policies[name]
+        columns = list(policy.identifier_fields())
+        path = Path(raw_dir) / policy.raw_file
+        if not columns:
+            continue
+        try:
+            rows = pq.ParquetFile(path).metadata.num_rows
+        except (OSError, pa.ArrowException):
+            continue
+        sources.append((path, columns))
+        expected += rows * len(columns)
+    known = RawIdentifiers(expected)
+    for path, columns in sources:
+        try:
+            parquet = pq.ParquetFile(path)
+            present = [c for c in columns if c in parquet.schema_arrow.names]
+            for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=present):
+                for column in batch.columns:
+                    known.add(column)
+        except (OSError, pa.ArrowException):
+            continue
+    return known
 
 
 def _require_int(value: int, what: str) -> int:

@@ -28,6 +28,8 @@ class _Check:
     raw: _HashFilter
     unique: bool
     seen: list[_UInt64s] | None = None
+    elsewhere: _HashFilter | None = None
+    """Identifier values of every raw dataset (for identifier columns), or ``None``."""
 
 
 class _Generator:
@@ -78,6 +80,8 @@ class _Generator:
         for attempt in range(MAX_ATTEMPTS + 1):
             hashes, valid = _hash_column(array)
             bad = valid & check.raw.contains(hashes)
+            if check.elsewhere is not None:
+                bad |= valid & check.elsewhere.contains(hashes)
             if check.unique:
                 bad |= valid & np.isin(hashes, earlier)
                 bad |= _repeats(hashes, valid & ~bad)
