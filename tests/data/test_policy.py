@@ -431,3 +431,49 @@ def test_load_policy_raises_with_every_problem_of_the_file(tmp_path: Path) -> No
         ("version", line_of(target, "version: 0")),
         ("raw_file", line_of(target, "raw_file:")),
     }
+
+
+# ====================================================================== attacker model
+
+
+def test_a_sensitive_attribute_must_be_a_visible_field_and_no_quasi_identifier(
+    policies: Path,
+) -> None:
+    target = policies / "health_records.yaml"
+    line = edit(target, "sensitive_attributes: [icd11_code]", "sensitive_attributes: [sex]")
+    problem = only_problem(policies)
+    assert_at(problem, target, line, "privacy.sensitive_attributes.0")
+    assert "also a quasi-identifier" in problem.message
+    edit(target, "sensitive_attributes: [sex]", "sensitive_attributes: [phone]")
+    assert "dropped from every view" in only_problem(policies).message
+
+
+def test_sensitive_attributes_need_an_l_diversity(policies: Path) -> None:
+    target = policies / "health_records.yaml"
+    edit(target, "  l_diversity: {l: 3, measure: distinct}\n", "")
+    problem = only_problem(policies)
+    assert problem.path == "privacy.l_diversity"
+    assert "need an l_diversity" in problem.message
+
+
+def test_a_hierarchy_level_must_generalise_and_fit_the_field(policies: Path) -> None:
+    target = policies / "health_records.yaml"
+    line = edit(
+        target,
+        "      - {rule: generalize, to: year, years: 20}",
+        "      - {rule: round, to: 10}",
+    )
+    problem = only_problem(policies)
+    assert_at(problem, target, line, "fields.birth_date.hierarchy.2.rule")
+    assert "round applies to float or int fields" in problem.message
+    line = edit(target, "      - {rule: round, to: 10}", "      - {rule: keep}")
+    problem = only_problem(policies)
+    assert problem.path == "fields.birth_date.hierarchy.2.rule"
+    assert "keep does not" in problem.message
+
+
+def test_risk_limits_are_shares(policies: Path) -> None:
+    target = policies / "health_records.yaml"
+    line = edit(target, "    max_suppressed_share: 0.05\n", "    max_suppressed_share: 1.5\n")
+    problem = only_problem(policies)
+    assert_at(problem, target, line, "privacy.risk_limits.max_suppressed_share")

@@ -247,7 +247,7 @@ def view_risks(
     pattern = f"{tenant or '*'}/{dataset or '*'}.parquet"
     for path in sorted(views.glob(pattern)) if views.is_dir() else []:
         try:
-            metadata = pq.read_schema(path).metadata or {}
+            metadata = pq.read_metadata(path).metadata or {}
         except (OSError, pa.ArrowException):
             continue
         raw = metadata.get(b"shuyu.risk")
