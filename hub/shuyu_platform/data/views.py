@@ -234,9 +234,9 @@ def build_view(
         raw_digest = hasher.submit(_sha256_fd, source.fileno(), abandon)
         try:
             build = _Build(policy, raw_path, parquet, key, reference_date, filters, progress)
-            level, stats, counted = 0, None, None
+            level, stats, counted, suppressed = 0, None, None, None
             if qis:
-                level, stats, counted = build.choose_level(
+                level, stats, counted, suppressed = build.choose_level(
                     levels, qis, sensitive, k, diversity, policy.privacy.risk_limits
                 )
             chosen = levels[level]
@@ -275,9 +275,6 @@ def build_view(
                     **extra,
                 }
             )
-            suppressed = None
-            if stats is not None and stats.suppressed.any():
-                suppressed = stats.suppressed_keys()
 
             def final_risk(written: _Written) -> ViewRisk:
                 base = risk or _trivial_risk(qis, sensitive, k, written)
@@ -623,31 +620,76 @@ class _Build:
         k: int,
         diversity: Any,
         limits: Any,
-    ) -> tuple[int, ClassStatistics, tuple[int, int]]:
+    ) -> tuple[int, ClassStatistics, tuple[int, int], pa.Table | None]:
         """Pass 1: count classes and (class, sensitive value) pairs at every level, and
         choose the finest level whose suppression for k and l stays within
         ``limits.max_suppressed_share`` (the coarsest, when none does).
 
-        Returns the level, its class statistics and (rows read, rows kept). Memory holds
-        one row per class and per pair and level, never the rows.
+        Returns the level, its class statistics, (rows read, rows kept) and the class keys
+        (as :func:`_class_keys` makes them) of the classes to suppress, or ``None``.
+        Rows are counted by small integer codes of their values (:class:`_Coder`), once
+        for every level together; memory holds one row per combination and per
+        (combination, sensitive value), never the rows.
         """
-        counters = [_Counter(qis, sensitive) for _ in levels]
+        # One count over every level at once: the key columns of level 0, then those of
+        # each coarser level's hierarchical quasi-identifiers. Each level's counts are
+        # then summed out of the (small) merged tables.
+        varying = [
+            [q for q in qis if level.fields[q].masking != levels[0].fields[q].masking]
+            for level in levels
+        ]
+        columns = [f"L0:{q}" for q in qis] + [
+            f"L{i}:{q}" for i in range(1, len(levels)) for q in varying[i]
+        ]
+        coder = _Coder()
+        counter = _Counter(len(columns), len(sensitive))
         rows_in = rows_kept = 0
         with contextlib.closing(self._batches([*qis, *sensitive], "counting classes")) as batches:
             for read, table in batches:
                 rows_in += read
                 rows_kept += table.num_rows
-                for level, counter in zip(levels, counters, strict=True):
-                    counter.add(self._mask(table, [*qis, *sensitive], level))
+                base = self._mask(table, [*qis, *sensitive], levels[0])
+                arrays = [base.column(q) for q in qis]
+                for i in range(1, len(levels)):
+                    if varying[i]:
+                        coarser = self._mask(table, varying[i], levels[i])
+                        arrays += [coarser.column(q) for q in varying[i]]
+                arrays += [base.column(name) for name in sensitive]
+                names = [*columns, *sensitive]
+                counter.add([coder.encode(n, a) for n, a in zip(names, arrays, strict=True)])
+        classes, pairs = counter.classes(), counter.pairs()
+        level_classes = []
+        for i in range(len(levels)):
+            wanted = [f"L{i}:{q}" if q in varying[i] else f"L0:{q}" for q in qis]
+            level_classes.append(
+                (
+                    _project(classes, columns, wanted),
+                    {
+                        sensitive[int(code[1:])]: _project(t, columns, wanted)
+                        for code, t in pairs.items()
+                    },
+                )
+            )
         chosen, stats = 0, None
-        for index, counter in enumerate(counters):
-            stats = class_statistics(counter.classes(), counter.pairs(), k=k, l_diversity=diversity)
+        for index, (level_counts, level_pairs) in enumerate(level_classes):
+            stats = class_statistics(level_counts, level_pairs, k=k, l_diversity=diversity)
             chosen = index
             share = stats.rows_suppressed / rows_kept if rows_kept else 0.0
             if share <= limits.max_suppressed_share:
                 break
         assert stats is not None
-        return chosen, stats, (rows_in, rows_kept)
+        suppressed = None
+        if stats.suppressed.any():
+            codes = stats.suppressed_keys()
+            wanted = [f"L{chosen}:{q}" if q in varying[chosen] else f"L0:{q}" for q in qis]
+            values = pa.table(
+                {
+                    q: coder.decode(name, codes.column(f"q{i}").to_numpy())
+                    for i, (q, name) in enumerate(zip(qis, wanted, strict=True))
+                }
+            )
+            suppressed = _class_keys(values, qis)
+        return chosen, stats, (rows_in, rows_kept), suppressed
 
     # ------------------------------------------------------------------- pass 2
 
@@ -773,31 +815,69 @@ def _utility_columns(
     return group, numeric
 
 
-class _Counter:
-    """Pass 1 counts of one level: rows per class and per (class, sensitive value)."""
+def _project(table: pa.Table | None, columns: list[str], wanted: list[str]) -> pa.Table | None:
+    """Counts of ``table`` (codes ``c0``.. of ``columns``, maybe sensitive codes ``s0``..,
+    a count) summed over the ``wanted`` columns only, renamed to one level's class keys
+    ``q0``.. (and ``s0``..)."""
+    if table is None:
+        return None
+    keep = [f"c{columns.index(name)}" for name in wanted]
+    extra = [c for c in table.column_names if c.startswith("s")]
+    summed = table.group_by([*keep, *extra]).aggregate([(_COUNT, "sum")])
+    return summed.rename_columns([*(f"q{i}" for i in range(len(keep))), *extra, _COUNT])
 
-    def __init__(self, qis: Sequence[str], sensitive: Sequence[str]) -> None:
-        self.qis = list(qis)
-        self.sensitive = list(sensitive)
+
+class _Coder:
+    """Small integer codes for the values of each key column, shared by all batches, so
+    pass 1 groups rows by a few int32 columns instead of by their values. Null (and NaN,
+    which says no more) is code -1, a class of its own."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, pa.Array] = {}
+
+    def encode(self, name: str, column: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """The codes of ``column``'s values (new values get the next codes)."""
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+        if pa.types.is_floating(column.type):
+            column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
+        distinct = pc.unique(column).drop_null()
+        known = self.known.get(name)
+        if known is None:
+            known = distinct
+        elif len(distinct):
+            fresh = distinct.filter(pc.invert(pc.is_in(distinct, value_set=known)))
+            if len(fresh):
+                known = pa.concat_arrays([known, fresh])
+        self.known[name] = known
+        return pc.index_in(column, value_set=known).fill_null(-1)
+
+    def decode(self, name: str, codes: np.ndarray) -> pa.Array:
+        """The values of ``codes`` (-1: null)."""
+        return self.known[name].take(pa.array(np.maximum(codes, 0), mask=codes < 0))
+
+
+class _Counter:
+    """Pass 1 counts: rows per combination of key codes, and per (combination,
+    sensitive value code) for each sensitive attribute."""
+
+    def __init__(self, keys: int, sensitive: int) -> None:
+        self.keys = [f"c{i}" for i in range(keys)]
+        self.sensitive = [f"s{i}" for i in range(sensitive)]
         self.partial: list[pa.Table] = []
-        self.partial_pairs: dict[str, list[pa.Table]] = {name: [] for name in sensitive}
+        self.partial_pairs: dict[str, list[pa.Table]] = {name: [] for name in self.sensitive}
         self.pending = 0
         self.merged: pa.Table | None = None
-        self.merged_pairs: dict[str, pa.Table | None] = dict.fromkeys(sensitive)
+        self.merged_pairs: dict[str, pa.Table | None] = dict.fromkeys(self.sensitive)
 
-    def add(self, view: pa.Table) -> None:
-        """Count the classes and pairs of one masked batch."""
-        keys = _class_keys(view, self.qis)
-        self.partial.append(keys.group_by(keys.column_names).aggregate([([], _COUNT)]))
+    def add(self, codes: list[pa.Array]) -> None:
+        """Count one batch, given as the codes of each key column, then of each sensitive
+        attribute."""
+        table = pa.Table.from_arrays(codes, names=[*self.keys, *self.sensitive])
+        self.partial.append(table.group_by(self.keys).aggregate([([], _COUNT)]))
         self.pending += self.partial[-1].num_rows
-        for index, name in enumerate(self.sensitive):
-            value = _class_keys(view.select([name]), [name]).rename_columns(
-                [f"s{index}", f"s{index}_null"]
-            )
-            pairs = pa.Table.from_arrays(
-                [*keys.columns, *value.columns], names=[*keys.column_names, *value.column_names]
-            )
-            grouped = pairs.group_by(pairs.column_names).aggregate([([], _COUNT)])
+        for name in self.sensitive:
+            grouped = table.group_by([*self.keys, name]).aggregate([([], _COUNT)])
             self.partial_pairs[name].append(grouped)
             self.pending += grouped.num_rows
         if self.pending >= _MERGE_ROWS:
@@ -815,12 +895,13 @@ class _Counter:
         self.pending = 0
 
     def classes(self) -> pa.Table | None:
-        """Rows per class (``None`` when no row was counted)."""
+        """Rows per combination (``None`` when no row was counted)."""
         self._merge()
         return self.merged
 
     def pairs(self) -> dict[str, pa.Table]:
-        """Rows per (class, value) of each sensitive attribute."""
+        """Rows per (combination, value) of each sensitive attribute, by its column name
+        ``s0``..."""
         self._merge()
         return {name: t for name, t in self.merged_pairs.items() if t is not None}
 
