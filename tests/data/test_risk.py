@@ -168,6 +168,19 @@ def test_a_coarser_hierarchy_level_is_used_when_the_finest_suppresses_too_much(
     error = report.risk.mean_errors["amount"]
     assert error.group_by == "sex" and error.groups == 2 and error.mean_relative_error > 0
 
+    # A lower level share moves on to coarser levels sooner, tolerating more before failing.
+    privacy["risk_limits"] = {
+        "max_average_risk": 0.5,
+        "max_suppressed_share": 0.9,
+        "level_suppressed_share": 0.0,
+    }
+    coarse = build(policy_for(privacy, amount), raw, tmp_path / "coarse.parquet")
+    assert coarse.risk.level == 2
+    privacy["risk_limits"] = {"max_average_risk": 0.5, "max_suppressed_share": 0.9}
+    finer = build(policy_for(privacy, amount), raw, tmp_path / "fine.parquet")
+    assert finer.risk.level < coarse.risk.level
+    assert finer.rows_suppressed > coarse.rows_suppressed
+
 
 def test_a_build_above_the_risk_limits_fails_and_keeps_the_previous_view(
     tmp_path: Path,

@@ -691,7 +691,11 @@ class RiskLimits(_Strict):
     knowing everyone's quasi-identifiers would link correctly on average."""
     max_suppressed_share: Annotated[StrictFloat, Field(ge=0, le=1)] = 0.1
     """Largest share of a view's rows suppressed for k and l. Past it the build tries the
-    fields' next hierarchy level; past it at the coarsest level the build fails."""
+    fields' next hierarchy level; past it at every level the build fails."""
+    level_suppressed_share: Annotated[StrictFloat, Field(ge=0, le=1)] | None = None
+    """Share of rows suppressed past which the build tries the next hierarchy level
+    (default ``max_suppressed_share``). A lower value prefers coarser levels that keep
+    more rows while tolerating more suppression before failing."""
 
 
 class Privacy(_Strict):

@@ -670,14 +670,19 @@ class _Build:
                     },
                 )
             )
-        chosen, stats = 0, None
+        # The finest level within the share; when none is, the one suppressing least.
+        target = limits.level_suppressed_share
+        target = limits.max_suppressed_share if target is None else target
+        candidates = []
         for index, (level_counts, level_pairs) in enumerate(level_classes):
-            stats = class_statistics(level_counts, level_pairs, k=k, l_diversity=diversity)
-            chosen = index
-            share = stats.rows_suppressed / rows_kept if rows_kept else 0.0
-            if share <= limits.max_suppressed_share:
+            level_stats = class_statistics(level_counts, level_pairs, k=k, l_diversity=diversity)
+            candidates.append((index, level_stats))
+            if level_stats.rows_suppressed <= target * rows_kept:
                 break
-        assert stats is not None
+        within = [c for c in candidates if c[1].rows_suppressed <= target * rows_kept]
+        chosen, stats = (
+            within[0] if within else min(candidates, key=lambda c: (c[1].rows_suppressed, c[0]))
+        )
         suppressed = None
         if stats.suppressed.any():
             codes = stats.suppressed_keys()
