@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import shutil
 import sys
@@ -485,6 +486,53 @@ def views_build(
         raise click.UsageError("name a tenant with --tenant, or use --all")
     for slug in chosen:
         _build_views(settings, slug, set(datasets) or None)
+
+
+@views_group.command("risk")
+@home_option
+@click.option("--tenant", help="Only this tenant's views.")
+@click.option("--dataset", help="Only views of this dataset.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full figures as JSON.")
+def views_risk(home: str | None, tenant: str | None, dataset: str | None, as_json: bool) -> None:
+    """Re-identification risk and utility of the current views, as measured when built."""
+    from .data.tenant_views import view_risks
+
+    settings = _settings(home)
+    entries = view_risks(settings, tenant=tenant, dataset=dataset)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {"tenant": e.tenant, "dataset": e.dataset, "rows": e.rows, "risk": e.risk}
+                    for e in entries
+                ],
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    if not entries:
+        click.echo("no views")
+    for entry in entries:
+        risk = entry.risk
+        if risk is None:
+            click.echo(f"  {entry.tenant}/{entry.dataset}: built before risk was measured")
+            continue
+        lows = ", ".join(f"l({name})={value}" for name, value in risk["lowest_l"].items())
+        errors = ", ".join(
+            f"{name} {error['mean_relative_error']:.2%}"
+            for name, error in risk["mean_errors"].items()
+        )
+        click.echo(
+            f"  {entry.tenant}/{entry.dataset}: {entry.rows:,} rows, "
+            f"k={risk['k']} over {', '.join(risk['quasi_identifiers']) or 'no quasi-identifiers'}"
+            f" (level {risk['level']}); max risk {risk['max_prosecutor_risk']:.3f}, "
+            f"average {risk['average_prosecutor_risk']:.4f}, "
+            f"{risk['records_below_k_share']:.1%} below k, {risk['unique_records']} unique"
+            + (f", {lows}" if lows else "")
+            + f"; {risk['rows_suppressed']:,} suppressed ({risk['suppressed_share']:.1%})"
+            + (f"; group-mean error {errors}" if errors else "")
+        )
 
 
 # ------------------------------------------------------------------ synthetic

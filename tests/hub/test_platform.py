@@ -106,6 +106,14 @@ def test_catalogue_lists_every_dataset_with_fields_and_grades(platform: Platform
     fields = {f["name"]: f for f in health["fields"]}
     assert fields["id_card"]["grade"] == "L4" and fields["id_card"]["visible"] is False
     assert fields["settlement_amount"]["grade"] in {"L1", "L2"}
+    # The attacker model its views are protected against, and their worst risk.
+    model = health["attacker_model"]
+    assert "settlement_amount" in model["quasi_identifiers"]
+    assert model["sensitive_attributes"] == ["icd11_code"] and model["k_anonymity"] == 5
+    risk = health["view_risk"]
+    assert risk["views"] == 0 or risk["max_prosecutor_risk"] <= 1 / model["k_anonymity"]
+    shown = session.get(f"{platform.url}{SERVICE}/catalogue/health_records", timeout=30)
+    assert 'id="attacker-model"' in shown.text and "icd11_code" in shown.text
     one = session.get(f"{platform.url}{SERVICE}/api/catalogue/bus_ridership", timeout=30)
     assert one.json()["dataset"] == "bus_ridership"
     missing = session.get(f"{platform.url}{SERVICE}/api/catalogue/no_such_data", timeout=30)

@@ -79,6 +79,7 @@ from shuyu_platform.data.policy import (
     DateShiftMasking,
     FieldPolicy,
     GeneralizeMasking,
+    NoiseMasking,
     PartialMasking,
     PseudonymizeMasking,
     RoundMasking,
@@ -91,6 +92,7 @@ __all__ = [
     "mask_column",
     "mask_table",
     "masking_label",
+    "needs_unit",
     "output_type",
     "tenant_key",
     "view_fields",
@@ -249,7 +251,14 @@ def masking_label(field: FieldPolicy) -> str:
     rule = field.masking
     if isinstance(rule, GeneralizeMasking):
         return f"generalize:{rule.to}"
+    if isinstance(rule, RoundMasking) and rule.significant is not None:
+        return f"round:{rule.significant}sf"
     return rule.rule
+
+
+def needs_unit(field: FieldPolicy) -> bool:
+    """Whether ``field``'s masking is keyed per privacy unit (``date_shift``, ``noise``)."""
+    return isinstance(field.masking, DateShiftMasking | NoiseMasking)
 
 
 # ============================================================================ schema
@@ -293,9 +302,14 @@ def output_type(field: FieldPolicy, raw: pa.DataType | None = None) -> pa.DataTy
             return _numeric_type(raw, rule.grid_degrees)
         return pa.string()  # age_band, prefix
     if isinstance(rule, RoundMasking):
-        return _numeric_type(raw, rule.to)
+        return _numeric_type(raw, 1.0 if rule.to is None else rule.to)
+    if isinstance(rule, BucketMasking) and rule.values is not None:
+        return pa.float64()
     if isinstance(rule, TopCodeMasking):
-        return _numeric_type(raw, rule.max)
+        bounds = [b for b in (rule.min, rule.max) if b is not None]
+        return _numeric_type(raw, 1.0 if all(_integral(b) for b in bounds) else 0.5)
+    if isinstance(rule, NoiseMasking):
+        return _numeric_type(raw, 0.5 if rule.to is None else rule.to)
     if isinstance(rule, DateShiftMasking):
         return _temporal_type(field, raw)
     return pa.string()  # pseudonymize, partial, bucket
@@ -381,19 +395,18 @@ def _unit_column(
     table: pa.Table, policy: DatasetPolicy, names: Sequence[str]
 ) -> pa.ChunkedArray | None:
     """The privacy-unit column, when a requested field needs it (``date_shift``)."""
-    needed = [name for name in names if isinstance(policy.fields[name].masking, DateShiftMasking)]
+    needed = [name for name in names if needs_unit(policy.fields[name])]
     if not needed:
         return None
     unit = policy.privacy.privacy_unit
     if unit is None:
         raise ValueError(
-            f"field {needed[0]!r} of dataset {policy.dataset!r} is date-shifted per privacy "
+            f"field {needed[0]!r} of dataset {policy.dataset!r} is masked per privacy "
             "unit, but the policy names no privacy.privacy_unit"
         )
     if unit not in table.column_names:
         raise ValueError(
-            f"field {needed[0]!r} is date-shifted per {unit!r}, "
-            f"which is not a column of the raw data"
+            f"field {needed[0]!r} is masked per {unit!r}, which is not a column of the raw data"
         )
     return table.column(unit)
 
@@ -423,8 +436,8 @@ def mask_column(
     rule = field.masking
     raw_type = array.type
     target = output_type(field, raw_type)
-    if pa.types.is_dictionary(raw_type) and not isinstance(rule, DateShiftMasking):
-        # Every rule but date_shift maps each value on its own: mask the dictionary only.
+    if pa.types.is_dictionary(raw_type) and not needs_unit(field):
+        # Rules not keyed per unit map each value on its own: mask the dictionary only.
         values = _mask_values(name, array.dictionary, field, key, reference_date)
         return values.take(array.indices).cast(target)
     if pa.types.is_dictionary(raw_type):
@@ -436,6 +449,13 @@ def mask_column(
         if len(unit) != len(array):
             raise ValueError(f"field {name!r}: the privacy-unit column has another length")
         return _date_shift(name, array, field, rule, key, unit).cast(target)
+    if isinstance(rule, NoiseMasking):
+        if unit is None:
+            raise ValueError(f"field {name!r}: noise needs the privacy-unit column")
+        unit = _single(unit)
+        if len(unit) != len(array):
+            raise ValueError(f"field {name!r}: the privacy-unit column has another length")
+        return _noise(name, _numbers(name, array), rule, key, unit).cast(target)
     return _mask_values(name, array, field, key, reference_date).cast(target)
 
 
@@ -473,13 +493,16 @@ def _mask_values(
                 raise ValueError(f"field {name!r}: age_band needs a reference date")
             assert rule.band_years is not None
             return _age_band(moments, rule.band_years, reference_date)
-        return pc.floor_temporal(moments, unit=rule.to)
+        return pc.floor_temporal(moments, unit=rule.to, multiple=rule.years or 1)
     if isinstance(rule, RoundMasking):
+        if rule.significant is not None:
+            return _significant(_numbers(name, array), rule.significant)
+        assert rule.to is not None
         return _round(_numbers(name, array), rule.to)
     if isinstance(rule, BucketMasking):
         return _bucket(_numbers(name, array), rule)
     if isinstance(rule, TopCodeMasking):
-        return _top_code(_numbers(name, array), rule.max)
+        return _top_code(_numbers(name, array), rule.max, rule.min)
     raise AssertionError(f"unhandled masking rule {rule.rule!r}")  # pragma: no cover
 
 
@@ -815,13 +838,73 @@ def _round(values: pa.Array, step: float) -> pa.Array:
     return _finite(numbers, pc.add(rounded, 0.0))  # + 0.0 turns -0.0 into 0.0
 
 
-def _top_code(values: pa.Array, ceiling: float) -> pa.Array:
-    """Replace values above ``ceiling`` by ``ceiling`` (+inf too); NaN becomes null."""
-    if pa.types.is_integer(values.type) and _integral(ceiling):
-        return pc.min_element_wise(values, pa.scalar(int(ceiling), pa.int64()), skip_nulls=False)
+def _top_code(values: pa.Array, ceiling: float | None, floor: float | None = None) -> pa.Array:
+    """Replace values above ``ceiling`` by ``ceiling`` (+inf too) and values below
+    ``floor`` by ``floor`` (-inf too); NaN becomes null. Either bound may be ``None``."""
+    bounds = [b for b in (ceiling, floor) if b is not None]
+    if pa.types.is_integer(values.type) and all(_integral(b) for b in bounds):
+        coded = values
+        if ceiling is not None:
+            coded = pc.min_element_wise(
+                coded, pa.scalar(int(ceiling), pa.int64()), skip_nulls=False
+            )
+        if floor is not None:
+            coded = pc.max_element_wise(coded, pa.scalar(int(floor), pa.int64()), skip_nulls=False)
+        return coded
     numbers = values.cast(pa.float64())
-    capped = pc.min_element_wise(numbers, pa.scalar(float(ceiling)), skip_nulls=False)
-    return pc.if_else(pc.is_nan(numbers), pa.scalar(None, pa.float64()), capped)
+    coded = numbers
+    if ceiling is not None:
+        coded = pc.min_element_wise(coded, pa.scalar(float(ceiling)), skip_nulls=False)
+    if floor is not None:
+        coded = pc.max_element_wise(coded, pa.scalar(float(floor)), skip_nulls=False)
+    return pc.if_else(pc.is_nan(numbers), pa.scalar(None, pa.float64()), coded)
+
+
+def _significant(values: pa.Array, figures: int) -> pa.Array:
+    """Round to ``figures`` significant figures, halves away from zero (1,250 -> 1,300 at
+    two figures); 0 stays 0; NaN and infinities become null; integers stay integers."""
+    integer = pa.types.is_integer(values.type)
+    numbers = values.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        magnitude = np.floor(np.log10(np.abs(numbers)))
+        step = np.where(np.isfinite(magnitude), 10.0 ** (magnitude - figures + 1), 1.0)
+        scaled = numbers / step
+        rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) * step
+        # Steps below 1 are inexact in binary: round to the step's decimals.
+        decimals = np.clip(figures - 1 - magnitude, 0, 15)
+        rounded = np.where(
+            decimals > 0, np.round(rounded * 10.0**decimals) / 10.0**decimals, rounded
+        )
+    rounded = rounded + 0.0
+    ok = np.isfinite(rounded)
+    if integer:
+        return pa.array(np.where(ok, rounded, 0).astype(np.int64), mask=~ok)
+    return pa.array(rounded, mask=~ok)
+
+
+def _noise(
+    name: str, numbers: pa.Array, rule: NoiseMasking, key: bytes, unit: pa.Array
+) -> pa.Array:
+    """``value * (1 + e)`` with ``e ~ N(0, relative_sd)`` drawn from the keyed hash of the
+    row's privacy unit and the field's name; a null unit gives a null value."""
+    prf = _purpose_key(key, f"noise:{name}")
+
+    def normals(values: pa.Array) -> pa.Array:
+        head = np.ascontiguousarray(prf.digests(_hash_input(values))[:, :16])
+        words = head.view(">u8").reshape(-1, 2).astype(np.uint64) >> np.uint64(11)
+        u1 = (words[:, 0].astype(np.float64) + 0.5) / 2.0**53
+        u2 = words[:, 1].astype(np.float64) / 2.0**53
+        return pa.array(np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2))
+
+    if pa.types.is_dictionary(unit.type):
+        unit = unit.dictionary_decode()
+    e = _map_distinct(unit, normals).fill_null(np.nan).to_numpy(zero_copy_only=False)
+    values = numbers.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+    noisy = values * (1.0 + rule.relative_sd * e)
+    result = pa.array(noisy, mask=~np.isfinite(noisy))
+    if rule.to is not None:
+        result = _round(result, rule.to)
+    return result
 
 
 def _number_text(number: float) -> str:
@@ -849,4 +932,7 @@ def _bucket(values: pa.Array, rule: BucketMasking) -> pa.Array:
     index = np.minimum(index, count - 1)  # the upper edge itself is in the last bucket
     with np.errstate(invalid="ignore"):
         inside = (numbers >= edges[0]) & (numbers <= edges[-1])
+    if rule.values is not None:
+        shown = pa.array(rule.values, type=pa.float64())
+        return shown.take(pa.array(np.where(inside, index, 0), mask=~inside))
     return pa.array(names, type=pa.string()).take(pa.array(index, mask=~inside))

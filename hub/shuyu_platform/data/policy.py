@@ -77,13 +77,16 @@ __all__ = [
     "GeneralizeMasking",
     "Grade",
     "KeepMasking",
+    "LDiversity",
     "Masking",
+    "NoiseMasking",
     "PartialMasking",
     "PolicyError",
     "Privacy",
     "Problem",
     "ProvisionMode",
     "PseudonymizeMasking",
+    "RiskLimits",
     "RoundMasking",
     "TopCodeMasking",
     "UpdateFrequency",
@@ -264,13 +267,16 @@ _GENERALIZE_PARAMETERS: Final[dict[str, str]] = {
 class GeneralizeMasking(_Strict):
     """Replace the value by a coarser one.
 
-    ``year`` / ``month`` truncate a date or timestamp; ``age_band`` turns a birth date into
-    an age band of ``band_years`` years (default 10); ``grid`` snaps a coordinate to a
-    grid of ``grid_degrees``; ``prefix`` keeps the first ``prefix_length`` characters.
+    ``year`` / ``month`` truncate a date or timestamp (``year`` to a multiple of
+    ``years`` years when given: 1987-06-15 becomes 1985-01-01 with ``years: 5``);
+    ``age_band`` turns a birth date into an age band of ``band_years`` years (default
+    10); ``grid`` snaps a coordinate to a grid of ``grid_degrees``; ``prefix`` keeps the
+    first ``prefix_length`` characters.
     """
 
     rule: Literal["generalize"]
     to: Literal["year", "month", "age_band", "grid", "prefix"]
+    years: Annotated[StrictInt, Field(gt=0)] | None = None
     band_years: Annotated[StrictInt, Field(gt=0)] | None = None
     grid_degrees: Annotated[StrictFloat, Field(gt=0)] | None = None
     prefix_length: Annotated[StrictInt, Field(gt=0)] | None = None
@@ -294,29 +300,48 @@ class GeneralizeMasking(_Strict):
                 problems.append(
                     ((parameter,), f"only allowed when to is {target!r}, not {self.to!r}")
                 )
+        if self.years is not None and self.to != "year":
+            problems.append((("years",), f"only allowed when to is 'year', not {self.to!r}"))
         if problems:
             _fail(problems)
         return self
 
 
 class RoundMasking(_Strict):
-    """Round a number to the nearest multiple of ``to``."""
+    """Round a number to the nearest multiple of ``to``, or to ``significant`` figures.
+
+    Exactly one of the two is given. Significant figures keep the relative precision the
+    same across magnitudes: with ``significant: 2``, 1,234 becomes 1,200 and 48,765
+    becomes 49,000, so a large amount no longer points at one person the way its exact
+    value (or its value to the yuan) would.
+    """
 
     rule: Literal["round"]
-    to: Annotated[StrictFloat, Field(gt=0)]
+    to: Annotated[StrictFloat, Field(gt=0)] | None = None
+    significant: Annotated[StrictInt, Field(ge=1, le=15)] | None = None
+
+    @model_validator(mode="after")
+    def _one_precision(self) -> RoundMasking:
+        if (self.to is None) == (self.significant is None):
+            _fail([(("to",), "give exactly one of to (a step) or significant (figures)")])
+        return self
 
 
 class BucketMasking(_Strict):
     """Replace a number by the bucket it falls in.
 
     Bucket ``i`` holds ``edges[i] <= value < edges[i + 1]`` (the last bucket also holds its
-    upper edge); values outside the edges become null. ``labels`` name the buckets; when
-    omitted the masking job writes ``"[lower, upper)"``.
+    upper edge); values outside the edges become null (``-.inf`` and ``.inf`` edges
+    bottom- and top-code instead). ``labels`` name the buckets; when omitted the masking
+    job writes ``"[lower, upper)"``. ``values`` instead shows each bucket as a number (a
+    typical value of the band), so the column stays numeric and means stay roughly
+    right; give labels or values, not both.
     """
 
     rule: Literal["bucket"]
     edges: Annotated[tuple[StrictFloat, ...], Field(min_length=2)]
     labels: tuple[Text, ...] | None = None
+    values: tuple[StrictFloat, ...] | None = None
 
     @model_validator(mode="after")
     def _edges_and_labels(self) -> BucketMasking:
@@ -330,24 +355,54 @@ class BucketMasking(_Strict):
                         f"follows {self.edges[index - 1]:g}",
                     )
                 )
-        if self.labels is not None and len(self.labels) != len(self.edges) - 1:
-            problems.append(
-                (
-                    ("labels",),
-                    f"{len(self.edges)} edges make {len(self.edges) - 1} buckets, "
-                    f"but {len(self.labels)} labels are given",
+        for key in ("labels", "values"):
+            given = getattr(self, key)
+            if given is not None and len(given) != len(self.edges) - 1:
+                problems.append(
+                    (
+                        (key,),
+                        f"{len(self.edges)} edges make {len(self.edges) - 1} buckets, "
+                        f"but {len(given)} {key} are given",
+                    )
                 )
-            )
+        if self.labels is not None and self.values is not None:
+            problems.append((("values",), "give labels or values, not both"))
         if problems:
             _fail(problems)
         return self
 
 
 class TopCodeMasking(_Strict):
-    """Replace every value above ``max`` by ``max``."""
+    """Top and bottom coding: every value above ``max`` becomes ``max``, every value below
+    ``min`` becomes ``min``. At least one of the two is given; outliers at either end
+    point at few people."""
 
     rule: Literal["top_code"]
-    max: StrictFloat
+    max: StrictFloat | None = None
+    min: StrictFloat | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> TopCodeMasking:
+        if self.max is None and self.min is None:
+            _fail([(("max",), "give max (top coding), min (bottom coding) or both")])
+        if self.max is not None and self.min is not None and self.min >= self.max:
+            _fail([(("min",), f"min {self.min:g} must be below max {self.max:g}")])
+        return self
+
+
+class NoiseMasking(_Strict):
+    """Add keyed random noise to a number: ``value * (1 + e)``, ``e`` normal with standard
+    deviation ``relative_sd``, then rounded to ``to`` when given.
+
+    The noise of a row is drawn from a hash of the tenant key and the row's privacy unit,
+    so rebuilding a view shows the same noisy value (averaging rebuilds does not remove
+    it). Meant for sensitive amounts that are not quasi-identifiers: a noisy value is
+    unique, so on a quasi-identifier it would only cause suppression.
+    """
+
+    rule: Literal["noise"]
+    relative_sd: Annotated[StrictFloat, Field(gt=0, le=1)]
+    to: Annotated[StrictFloat, Field(gt=0)] | None = None
 
 
 class DateShiftMasking(_Strict):
@@ -366,6 +421,7 @@ Masking = Annotated[
     | RoundMasking
     | BucketMasking
     | TopCodeMasking
+    | NoiseMasking
     | DateShiftMasking,
     Field(discriminator="rule"),
 ]
@@ -381,6 +437,7 @@ MASKING_RULES: Final[tuple[str, ...]] = (
     "round",
     "bucket",
     "top_code",
+    "noise",
     "date_shift",
 )
 
@@ -390,6 +447,7 @@ _RULE_TYPES: Final[dict[str, frozenset[str]]] = {
     "round": _NUMERIC,
     "bucket": _NUMERIC,
     "top_code": _NUMERIC,
+    "noise": _NUMERIC,
     "date_shift": _TEMPORAL,
 }
 
@@ -490,6 +548,11 @@ class FieldPolicy(_Strict):
     for its values, and it may never be shown in the clear."""
     dp: DpSettings | None = None
     nullable: StrictBool = False
+    hierarchy: tuple[Masking, ...] = ()
+    """Coarser masking rules, finest first, that a view build falls back to (all
+    hierarchical fields one level at a time) when ``masking`` would suppress more rows
+    than ``privacy.risk_limits.max_suppressed_share`` to reach k-anonymity and
+    l-diversity."""
 
     @model_validator(mode="before")
     @classmethod
@@ -502,12 +565,35 @@ class FieldPolicy(_Strict):
 
     @model_validator(mode="after")
     def _rules_fit_the_field(self) -> FieldPolicy:
+        problems = self._rule_problems(self.masking, ("masking",))
+        for index, level in enumerate(self.hierarchy):
+            problems += self._rule_problems(level, ("hierarchy", index))
+            if level.rule in ("keep", "drop", "pseudonymize", "date_shift"):
+                problems.append(
+                    (
+                        ("hierarchy", index, "rule"),
+                        f"a hierarchy level generalises the value; {level.rule} does not",
+                    )
+                )
+        if self.hierarchy and self.masking.rule == "drop":
+            problems.append((("hierarchy",), "a dropped field has nothing to generalise"))
+        problems += self._dp_problems()
+        if problems:
+            _fail(problems)
+        return self
+
+    def with_masking(self, rule: Masking) -> FieldPolicy:
+        """This field masked by ``rule`` instead (a level of its :attr:`hierarchy`)."""
+        return self.model_copy(update={"masking": rule})
+
+    def _rule_problems(self, masking: Any, at: Loc) -> list[tuple[Loc, str]]:
+        """What is wrong with masking this field by ``masking`` (located below ``at``)."""
         problems: list[tuple[Loc, str]] = []
-        rule = self.masking.rule
+        rule = masking.rule
         if self.grade == "L4" and rule != "drop":
             problems.append(
                 (
-                    ("masking", "rule"),
+                    (*at, "rule"),
                     f"grade L4 ({GRADE_DESCRIPTIONS['L4']['en']}) fields never appear in a "
                     f"tenant view: masking must be drop, not {rule}",
                 )
@@ -515,7 +601,7 @@ class FieldPolicy(_Strict):
         if self.identifier and rule == "keep":
             problems.append(
                 (
-                    ("masking", "rule"),
+                    (*at, "rule"),
                     "a direct identifier must not be shown in the clear: "
                     "use drop, pseudonymize or partial",
                 )
@@ -524,20 +610,24 @@ class FieldPolicy(_Strict):
         if allowed is not None and self.type not in allowed:
             problems.append(
                 (
-                    ("masking", "rule"),
+                    (*at, "rule"),
                     f"{rule} applies to {_types(allowed)} fields, not to a {self.type} field",
                 )
             )
-        if isinstance(self.masking, GeneralizeMasking):
-            allowed = _GENERALIZE_TYPES[self.masking.to]
+        if isinstance(masking, GeneralizeMasking):
+            allowed = _GENERALIZE_TYPES[masking.to]
             if self.type not in allowed:
                 problems.append(
                     (
-                        ("masking", "to"),
-                        f"generalize to {self.masking.to} applies to {_types(allowed)} fields, "
+                        (*at, "to"),
+                        f"generalize to {masking.to} applies to {_types(allowed)} fields, "
                         f"not to a {self.type} field",
                     )
                 )
+        return problems
+
+    def _dp_problems(self) -> list[tuple[Loc, str]]:
+        problems: list[tuple[Loc, str]] = []
         if self.dp is not None:
             if self.grade == "L4":
                 problems.append((("dp",), "grade L4 fields cannot be queried, even with DP"))
@@ -555,9 +645,7 @@ class FieldPolicy(_Strict):
                         f"public_keys apply to category or string fields, not {self.type}",
                     )
                 )
-        if problems:
-            _fail(problems)
-        return self
+        return problems
 
     @property
     def visible(self) -> bool:
@@ -584,16 +672,57 @@ class Catalogue(_Strict):
     tags: Annotated[tuple[Text, ...], AfterValidator(_unique)] = ()
 
 
+class LDiversity(_Strict):
+    """l-diversity of the sensitive attributes: every quasi-identifier class of a view
+    holds at least ``l`` distinct values of each sensitive attribute (``distinct``), or
+    values whose entropy is at least ``log(l)`` (``entropy``, stricter). A class that
+    falls short is suppressed, so knowing someone's class never reveals their value."""
+
+    l: Annotated[StrictInt, Field(ge=2)]  # noqa: E741 (the l of l-diversity)
+    measure: Literal["distinct", "entropy"] = "distinct"
+
+
+class RiskLimits(_Strict):
+    """The re-identification risk a view build may leave; above it the build fails and
+    the previous view stays."""
+
+    max_prosecutor_risk: Annotated[StrictFloat, Field(gt=0, le=1)] | None = None
+    """Largest 1/|class| over the view's records (default 1/k: the k-anonymity bound)."""
+    max_average_risk: Annotated[StrictFloat, Field(gt=0, le=1)] = 0.1
+    """Largest mean of 1/|class| over the records: the share of records an attacker
+    knowing everyone's quasi-identifiers would link correctly on average."""
+    max_suppressed_share: Annotated[StrictFloat, Field(ge=0, le=1)] = 0.1
+    """Largest share of a view's rows suppressed for k and l. Past it the build tries the
+    fields' next hierarchy level; past it at every level the build fails."""
+    level_suppressed_share: Annotated[StrictFloat, Field(ge=0, le=1)] | None = None
+    """Share of rows suppressed past which the build tries the next hierarchy level
+    (default ``max_suppressed_share``). A lower value prefers coarser levels that keep
+    more rows while tolerating more suppression before failing."""
+
+
 class Privacy(_Strict):
-    """Re-identification safeguards and the DP defaults of a dataset."""
+    """Re-identification safeguards and the DP defaults of a dataset.
+
+    The attacker model: ``quasi_identifiers`` are what an outsider or an insider (an
+    insurer, an employer, anyone holding a register) may know exactly about a person,
+    amounts, dates and counts included; ``sensitive_attributes`` are what such a person
+    must not learn. k-anonymity holds over the whole quasi-identifier set and
+    l-diversity over each sensitive attribute.
+    """
 
     privacy_unit: Text | None
     """The column identifying one person or entity, or null for data about no one."""
     max_contributions: Annotated[StrictInt, Field(ge=1)] = 1
     """Most rows one privacy unit contributes (DP sensitivity)."""
+    attacker: StrictStr = ""
+    """Who is assumed to know the quasi-identifiers, in words (for reviewers)."""
     quasi_identifiers: tuple[Text, ...]
     """Visible columns that, combined, could single someone out (k-anonymity check)."""
+    sensitive_attributes: tuple[Text, ...] = ()
+    """Visible columns an attacker must not infer from a class (l-diversity)."""
     k_anonymity: Annotated[StrictInt, Field(ge=2)] = 5
+    l_diversity: LDiversity | None = None
+    risk_limits: RiskLimits = RiskLimits()
     max_epsilon_per_query: Annotated[StrictFloat, Field(gt=0)] = 1.0
     default_budget_epsilon: Annotated[StrictFloat, Field(gt=0)] = 10.0
 
@@ -708,6 +837,18 @@ class DatasetPolicy(_Strict):
             if name in seen:
                 problems.append((loc, f"{name!r} is listed twice"))
             seen.add(name)
+        for index, name in enumerate(self.privacy.sensitive_attributes):
+            loc = ("privacy", "sensitive_attributes", index)
+            if name not in self.fields:
+                problems.append((loc, self._no_such_field(name)))
+            elif not self.fields[name].visible:
+                problems.append((loc, f"field {name!r} is dropped from every view"))
+            elif name in self.privacy.quasi_identifiers:
+                problems.append((loc, f"{name!r} is also a quasi-identifier"))
+        if self.privacy.sensitive_attributes and self.privacy.l_diversity is None:
+            problems.append(
+                (("privacy", "l_diversity"), "sensitive attributes need an l_diversity")
+            )
         if unit is None:
             for name, field in self.fields.items():
                 if field.identifier:
@@ -810,6 +951,16 @@ class DatasetPolicy(_Strict):
                 }
                 for name, field in self.fields.items()
             ],
+            "attacker_model": {
+                "attacker": self.privacy.attacker,
+                "quasi_identifiers": list(self.privacy.quasi_identifiers),
+                "sensitive_attributes": list(self.privacy.sensitive_attributes),
+                "k_anonymity": self.privacy.k_anonymity,
+                "l_diversity": None
+                if self.privacy.l_diversity is None
+                else self.privacy.l_diversity.model_dump(),
+                "risk_limits": self.privacy.risk_limits.model_dump(),
+            },
         }
 
 
