@@ -495,7 +495,7 @@ def views_build(
 @click.option("--json", "as_json", is_flag=True, help="Print the full figures as JSON.")
 def views_risk(home: str | None, tenant: str | None, dataset: str | None, as_json: bool) -> None:
     """Re-identification risk and utility of the current views, as measured when built."""
-    from .data.tenant_views import view_risks
+    from .access.tenant_views import view_risks
 
     settings = _settings(home)
     entries = view_risks(settings, tenant=tenant, dataset=dataset)

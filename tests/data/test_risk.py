@@ -21,11 +21,11 @@ from click.testing import CliRunner
 from pycanon import anonymity
 
 from harness import REPO
-from shuyu_platform.access import grants
+from shuyu_platform.access import grants, tenant_views
 from shuyu_platform.cli import main
 from shuyu_platform.core import audit, db
 from shuyu_platform.core.settings import Shuyu
-from shuyu_platform.data import demodata, tenant_views
+from shuyu_platform.data import demodata
 from shuyu_platform.data.masking import tenant_key
 from shuyu_platform.data.policy import DatasetPolicy, RiskLimits, load_policies
 from shuyu_platform.data.views import ViewBuildError, ViewRiskError, build_view

@@ -14,10 +14,10 @@ from typing import Any
 from tornado import web
 
 from ..access import suspension
+from ..access.tenant_views import dataset_risk
 from ..core.db import session_scope
 from ..core.roles import CATALOGUE_READ, ROLES
 from ..data.policy import DatasetPolicy
-from ..data.tenant_views import dataset_risk
 from .base import ApiHandler, BaseHandler
 
 
