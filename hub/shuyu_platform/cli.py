@@ -464,6 +464,8 @@ def _build_views(settings: Shuyu, tenant: str, datasets: set[str] | None) -> Non
             f"{report.rows_filtered_out:,} outside the grant's rows), "
             f"{len(report.fields)} fields, {report.elapsed_seconds:.1f} s"
         )
+        if report.risk is not None:
+            click.echo(f"    risk: {report.risk.summary()}")
     for dataset in result.removed:
         click.echo(f"  view {tenant}/{dataset}: removed (no active grant, or suspended)")
 

@@ -208,6 +208,12 @@ def test_a_build_above_the_risk_limits_fails_and_keeps_the_previous_view(
         build(policy_for({"quasi_identifiers": ["sex", "district"]}), raw, out)
     assert caught.value.risk.rows_suppressed == 100
     assert out.read_bytes() == before
+    # A view that would lose every row is refused too, not written empty.
+    write_people(raw, [("F", f"D{i}", 1.0, "flu") for i in range(30)])
+    with pytest.raises(ViewRiskError, match=r"100\.0% of the rows would be suppressed"):
+        build(policy_for({"quasi_identifiers": ["sex", "district"]}), raw, out)
+    assert out.read_bytes() == before
+    write_people(raw, rows)
     # k = 1 (no suppression) is for tools that need every row: no limit applies.
     everything = build(tight, raw, tmp_path / "all.parquet", k=1)
     assert everything.rows_out == 200 and everything.risk.unique_records == 100

@@ -103,6 +103,11 @@ class ViewRisk:
     def breaches(self, limits: RiskLimits) -> list[str]:
         """Each way this view is riskier than ``limits`` allow, as a sentence (none: [])."""
         found: list[str] = []
+        if self.suppressed_share > limits.max_suppressed_share + 1e-12:
+            found.append(
+                f"{self.suppressed_share:.1%} of the rows would be suppressed, more than "
+                f"{limits.max_suppressed_share:.1%}: generalise the quasi-identifiers further"
+            )
         if not self.quasi_identifiers or not self.records:
             return found
         most = limits.max_prosecutor_risk or 1.0 / self.k
@@ -114,11 +119,6 @@ class ViewRisk:
             found.append(
                 f"average prosecutor risk {self.average_prosecutor_risk:.3f} is above "
                 f"{limits.max_average_risk:.3f}"
-            )
-        if self.suppressed_share > limits.max_suppressed_share + 1e-12:
-            found.append(
-                f"{self.suppressed_share:.1%} of the rows would be suppressed, more than "
-                f"{limits.max_suppressed_share:.1%}: generalise the quasi-identifiers further"
             )
         return found
 

@@ -32,8 +32,11 @@ or a crash never leaves a partial view behind. An exception removes the temporar
 the next build of the same view removes one left by a killed process.
 
 :class:`ViewReport` says what was done, with the SHA-256 of the raw input and of the
-view, for the audit record. The view's file metadata names the dataset, the policy
-version, the fields, the quasi-identifiers, k and the build time; never any key.
+view and the measured risk (:class:`~shuyu_platform.data.risk.ViewRisk`), for the audit
+record. The view's file metadata names the dataset, the policy version, the fields, the
+quasi-identifiers and sensitive attributes, k, the generalisation level, the build time
+and the risk (``shuyu.risk``); never any key, and no row order survives (the order key
+derives from the tenant key and never leaves the platform).
 
 This module knows no tenant, database or audit chain: callers derive the tenant key
 (:func:`shuyu_platform.data.masking.tenant_key`), choose the fields and filter of a grant,
