@@ -10,15 +10,22 @@ the same findings.
 
 Checks (the ``check`` field of a :class:`Finding`)
     ``min_cell_count``
-        Frequency tables: a cell ``0 < x < Rules.min_cell_count`` fails; zeros pass. A
-        table is a frequency table when it has count-named numeric columns (``n``,
-        ``count``, ``freq``, ``size``, 人数, 数量, 频数, ...; only those are checked) or,
-        failing that, when every numeric column not named like a label (``year``,
-        ``month``, ``code``, ``age``, 年份, 编码, ...) holds non-negative whole numbers
-        (``pd.crosstab`` output). With contributor statistics (``cell_stats``) a cell's
-        contributor ``count`` is checked the same way, for magnitude tables too. Source:
-        ACRO's ``MinimumThresholdCheck`` (``safe_threshold: 10``), except that ACRO also
-        fails zeros by default (``zeros_are_disclosive``) while zeros pass here.
+        Frequency tables: a cell ``x < Rules.min_cell_count`` fails, zeros included
+        (``Rules.zeros_disclosive``, on by default as ACRO's ``zeros_are_disclosive``: a
+        zero tells that nobody in a group has an attribute; a reviewer may accept a
+        structural zero). Which columns are counts: count-named numeric columns (``n``,
+        ``count``, ``freq``, ``size``, 人数, 数量, 频数, ...); every numeric column when
+        the kernel helper declares the table a frequency table; and any other column of
+        non-negative whole numbers whose name says nothing (crosstab categories such as
+        ``F``/``M`` or ``age_0_17``) - such a column may as well hold sums of whole
+        numbers, so it is *also* treated as a magnitude (see ``table_kind``). Columns named
+        like keys (``year``, ``month``, ``code``, ``age``, 年份, 编码, ...; a name holding a
+        number is no key) and shares (``pct``, 比例, ``%``) are not counts. Missing cells
+        (NaN, ``-``, ``*``) are taken for suppressed. With contributor statistics
+        (``cell_stats``) a cell's contributor ``count`` is checked the same way, for
+        magnitude tables too, and a cell none of whose contributors has a value
+        (``count`` 0: all missing) fails. Source: ACRO's ``MinimumThresholdCheck``
+        (``safe_threshold: 10``) and ``PresenceOfZeroCheck``.
     ``dominance`` (n-k rule) and ``p_percent`` (p% rule)
         Need contributor statistics per cell (see :class:`Artefact`, ``cell_stats``;
         a notebook output carries them in ``metadata.shuyu.cell_stats``, which the
@@ -26,14 +33,24 @@ Checks (the ``check`` field of a :class:`Finding`)
         n-k fails when the ``n`` largest contributors make up ``k`` or more of the cell
         total: ``sum(top[:n]) / total >= k``. p% fails when the contributors other than
         the two largest add up to less than ``p`` of the largest:
-        ``(total - top1 - top2) / top1 < p``; a cell whose largest contributor is 0
-        passes. Both are undefined with negative contributors (a ``warn``, ACRO's
-        "review"). These are ACRO's ``NKCheck`` and ``PPercentCheck`` as implemented in
-        ``acro/sdcchecks.py`` (acro 1.0.2: ``proportion >= safe_nk_k``,
-        ``p_val < safe_pratio_p``) with ACRO's defaults ``safe_nk_n: 2``,
-        ``safe_pratio_p: 0.10``; ACRO's ``safe_nk_k`` is 0.90 while :class:`Rules`
-        defaults to the stricter 0.85. A table with sum/mean/extreme-like columns and no
-        statistics for them gets one ``warn`` that dominance could not be checked.
+        ``(total - top1 - top2) / top1 < p``. A cell whose contributions are all zero
+        fails (its ratios are 0/0, which ACRO's masks count as disclosive). Both rules
+        are undefined with negative contributions: each such cell gets its own ``warn``
+        (ACRO's "review", which also marks the cells with negative values). These are
+        ACRO's ``NKCheck`` and ``PPercentCheck`` (acro 1.0.2, ``acro/sdcchecks.py``:
+        ``proportion >= safe_nk_k``, ``p_val < safe_pratio_p``) with ACRO's defaults
+        ``safe_nk_n: 2``, ``safe_pratio_p: 0.10``; ACRO's ``safe_nk_k`` is 0.90 while
+        :class:`Rules` defaults to the stricter 0.85. A table with magnitude columns
+        (sum/mean/extreme/amount-named, fractional numbers, or declared ``magnitude``)
+        and no statistics for them gets one ``warn`` that dominance and contributor
+        counts could not be checked: the request cannot pass without a reviewer.
+    ``table_kind``
+        Columns of whole numbers whose kind the table cannot tell (counts, or sums of
+        whole numbers such as ``groupby()[["visits"]].sum()``) get the count rule and
+        one ``warn`` for the reviewer, never no rule. The kernel helper
+        (``shuyu.egress.table``) declares the kind (``metadata.shuyu.kind``); that claim
+        comes from inside the sandbox, so it only picks which rules apply (counts for a
+        frequency table; the statistics it must bring for a magnitude table).
     ``row_level``
         Tables with more than ``Rules.max_rows`` rows (or ``max_columns`` columns) fail,
         counting rows a notebook display truncated (``1000 rows × 5 columns``) and the
@@ -88,16 +105,32 @@ Checks (the ``check`` field of a :class:`Finding`)
 Severities are ``fail``, ``warn``, ``info`` and ``safe``; :attr:`Report.verdict` is
 ``fail`` if any finding fails, else ``warn`` if any warns, else ``pass``.
 
-Known limits: columns are told apart by their names, so a count column named like a key
-(``age``) or a share escapes the count rule, and transposed tables are not recognised;
-tables printed as text (``print(df)``) are only scanned as text; numbers written with
-fewer than six significant digits do not match DP answers registered with more; names
-match case-sensitively; images are not read. The reviewer remains the control.
+Tables are read from every form a notebook shows them in: a DataFrame's HTML (also
+styled, ``df.style``; pivot tables and crosstabs with margins, multi-level headers) and
+its text, a Series' text (``value_counts()``, ``groupby().size()``: an unnamed integer
+Series is a frequency table), ``print`` output, Markdown pipe tables in outputs and
+``.md``/``.txt`` files (:mod:`.text_tables`), JSON, CSV and Arrow files. A display
+bundle's text is read as a table only when its HTML holds none (pandas writes the same
+table in both). Tables inside images are not read: every image warns.
+
+The checks were compared cell by cell with ACRO 1.0.2 as the oracle (the test
+``tests/egress/test_acro_oracle.py``): no cell ACRO marks disclosive passes here.
+
+Known limits: columns are told apart by their names and values, so a count column named
+like a key (``age``) or a share escapes the count rule, and transposed tables are not
+recognised; shares (``value_counts(normalize=True)``) are not traced back to their
+counts; a frequency table whose empty cells show as NaN (``size().unstack()``) has those
+cells taken for suppressed; in pandas' text layout, a column is found by its right edge,
+so hand-aligned text may be read as a table (only adding findings) and text columns
+are read as row labels; numbers written with fewer than six significant digits do not
+match DP answers registered with more; names match case-sensitively; images are not
+read. The reviewer remains the control.
 
 The package is split by concept: :mod:`.rules` (thresholds and result types),
 :mod:`.scanner` (identifiers, pseudonyms, names), :mod:`.profile` (what each column of a
 table is), :mod:`.provenance` (DP answers), :mod:`.checks` (the checks), and the readers
-:mod:`.outputs`, :mod:`.html_tables`, :mod:`.files` and :mod:`.png`.
+:mod:`.outputs`, :mod:`.html_tables`, :mod:`.text_tables`, :mod:`.files` and
+:mod:`.png`.
 """
 
 from __future__ import annotations
@@ -106,7 +139,17 @@ from .checks import run_checks
 from .files import artefacts_from_file
 from .outputs import artefacts_from_outputs
 from .provenance import number_key
-from .rules import CHECKS, CHECKS_VERSION, SEVERITIES, Artefact, Context, Finding, Report, Rules
+from .rules import (
+    CHECKS,
+    CHECKS_VERSION,
+    SEVERITIES,
+    Artefact,
+    Context,
+    Finding,
+    Report,
+    Rules,
+    public_view,
+)
 from .scanner import BANK_CARD_PREFIXES
 
 __all__ = [
@@ -122,5 +165,6 @@ __all__ = [
     "artefacts_from_file",
     "artefacts_from_outputs",
     "number_key",
+    "public_view",
     "run_checks",
 ]

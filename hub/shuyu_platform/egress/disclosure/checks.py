@@ -6,6 +6,7 @@ import bisect
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 import numpy as np
@@ -18,7 +19,7 @@ from .png import _read_png
 from .profile import _is_missing, _label_text, _Profile, _profile
 from .provenance import MAX_DP_KEYS, _dp_match
 from .rules import Artefact, Context, Finding, Report
-from .scanner import _KIND_LABEL, _NAME_CAVEAT, _mask, _Scanner, _why
+from .scanner import _KIND_LABEL, _KNOWN_NAME_CAVEAT, _NAME_CAVEAT, _mask, _Scanner, _why
 
 _TEXT_FOOTER: Final = re.compile(r"\[(\d+) rows x (\d+) columns\]")
 
@@ -94,15 +95,14 @@ class _Checker:
             else:
                 extra.setdefault((finding.check, finding.severity), []).append(finding)
         for (check, severity), rest in extra.items():
-            kept.append(
-                self._finding(
-                    art,
-                    check,
-                    severity,
-                    f"... and {len(rest)} more {check} finding(s) of this kind on {art.name}.",
-                    more=len(rest),
-                )
+            summary = self._finding(
+                art,
+                check,
+                severity,
+                f"... and {len(rest)} more {check} finding(s) of this kind on {art.name}.",
+                more=len(rest),
             )
+            kept.append(replace(summary, reviewer_only=all(f.reviewer_only for f in rest)))
         return kept
 
     # -- dispatch
@@ -168,18 +168,35 @@ class _Checker:
                     masked=_mask(hit.value),
                 )
             )
-        for offset, name in self.scanner.find_names(text):
+        for offset, name in self.scanner.generic_names(text):
             line, char = locate(offset)
             findings.append(
                 self._finding(
                     art,
                     "names",
                     "warn",
-                    f"Line {line}, character {char}: {_mask(name)!r} is the name of a "
-                    f"person in the source data. {_NAME_CAVEAT}",
+                    f"Line {line}, character {char}: {_mask(name)!r} looks like a person's "
+                    f"name. {_NAME_CAVEAT}",
                     line=line,
                     char=char,
                     masked=_mask(name),
+                )
+            )
+        for offset, name in self.scanner.find_names(text):
+            line, char = locate(offset)
+            findings.append(
+                replace(
+                    self._finding(
+                        art,
+                        "known_names",
+                        "warn",
+                        f"Line {line}, character {char}: {_mask(name)!r} is the name of a "
+                        f"person in the source data. {_KNOWN_NAME_CAVEAT}",
+                        line=line,
+                        char=char,
+                        masked=_mask(name),
+                    ),
+                    reviewer_only=True,
                 )
             )
         footer = _TEXT_FOOTER.search(text)
@@ -292,7 +309,7 @@ class _Checker:
 
     def _check_table(self, art: Artefact, table: pd.DataFrame) -> list[Finding]:
         rules = self.rules
-        profile = _profile(table)
+        profile = _profile(table, art.table_kind)
         findings: list[Finding] = []
         n_rows = max(len(table), art.total_rows or 0)
         n_cols = table.shape[1]
@@ -319,9 +336,11 @@ class _Checker:
                     columns=n_cols,
                 )
             )
-        if not profile.aggregated:
-            findings += self._distinct_columns(art, table, profile)
-        findings += self._scan_table(art, table)
+        if not art.from_text:
+            # A table read out of a text: the text's own scan finds what is in it.
+            if not profile.aggregated:
+                findings += self._distinct_columns(art, table, profile)
+            findings += self._scan_table(art, table)
 
         dp = (
             _dp_match(self.context.dp_numbers, self.rules.dp_min_digits, profile)
@@ -442,7 +461,8 @@ class _Checker:
             # pd.factorize numbers uniques in order of first appearance, so the first
             # unique with a hit is also the first row with one.
             kinds: dict[str, list[Any]] = {}  # kind -> [cells, first unique, masked]
-            names: list[Any] = [0, -1, ""]
+            names: list[Any] = [0, -1, ""]  # look like names (generic model)
+            known: list[Any] = [0, -1, ""]  # names from the raw data: reviewers only
             # A cell that is nothing but an 11-digit number may be an amount (15 billion
             # yuan) rather than a phone number: such cells count as mobile numbers only
             # when at least half of the column's all-digit cells are mobile numbers.
@@ -465,11 +485,14 @@ class _Checker:
                     if hit.kind not in seen:
                         seen.add(hit.kind)
                         entry[0] += int(counts[u])
-                found = self.scanner.find_names(text)
-                if found:
-                    if not names[0]:
-                        names[1], names[2] = u, _mask(found[0][1])
-                    names[0] += int(counts[u])
+                for entry, found in (
+                    (names, self.scanner.generic_names(text)),
+                    (known, self.scanner.find_names(text)),
+                ):
+                    if found:
+                        if not entry[0]:
+                            entry[1], entry[2] = u, _mask(found[0][1])
+                        entry[0] += int(counts[u])
             if bare_mobiles[0] and 2 * bare_mobiles[0] >= bare_digits:
                 entry = kinds.setdefault("mobile", [0, bare_mobiles[1], bare_mobiles[2]])
                 entry[0] += bare_mobiles[0]
@@ -484,18 +507,13 @@ class _Checker:
                         *place, int(first_index[u]), cells, check, "fail", kind, masked
                     )
                 )
-            if names[0]:
-                findings.append(
-                    self._column_finding(
-                        *place,
-                        int(first_index[names[1]]),
-                        names[0],
-                        "names",
-                        "warn",
-                        "name",
-                        names[2],
-                    )
-                )
+            for entry, check in ((names, "names"), (known, "known_names")):
+                if entry[0]:
+                    finding = self._column_finding(
+                        *place, int(first_index[entry[1]]), entry[0], check, "warn", check,
+                        entry[2],
+                    )  # fmt: skip
+                    findings.append(replace(finding, reviewer_only=check == "known_names"))
         return findings
 
     def _column_finding(
@@ -535,8 +553,13 @@ class _Checker:
             where = {"column": label}
         if check == "names":
             message = (
-                f"{place}: {cells} cell(s) contain names of people in the source data "
+                f"{place}: {cells} cell(s) look like names of people "
                 f"(e.g. {masked!r}){first_text}. {_NAME_CAVEAT}"
+            )
+        elif check == "known_names":
+            message = (
+                f"{place}: {cells} cell(s) contain names of people in the source data "
+                f"(e.g. {masked!r}){first_text}. {_KNOWN_NAME_CAVEAT}"
             )
         else:
             message = (
@@ -562,7 +585,8 @@ class _Checker:
                 continue
             values = profile.columns[j].numbers
             assert values is not None
-            for i in np.flatnonzero((values > 0) & (values < threshold)).tolist():
+            low = (values >= 0) if self.rules.zeros_disclosive else (values > 0)
+            for i in np.flatnonzero(low & (values < threshold)).tolist():
                 value = float(values[i])
                 findings.append(
                     self._finding(
@@ -570,9 +594,8 @@ class _Checker:
                         "min_cell_count",
                         "fail",
                         f"Cell ({self._cell_ref(table, i, j)}) counts {value:g}, below the "
-                        f"minimum of {threshold}: counts from 1 to {threshold - 1} can "
-                        "single out people (zero cells are allowed). Merge categories or "
-                        "suppress the cell.",
+                        f"minimum of {threshold}: {self._low_counts()} can single out "
+                        "people. Merge categories or suppress the cell.",
                         row=self._row_label(table, i),
                         row_position=i,
                         column=self._safe_json(_label_text(table.columns[j])),
@@ -582,6 +605,36 @@ class _Checker:
                     )
                 )
         return findings
+
+    def _low_counts(self) -> str:
+        low = 0 if self.rules.zeros_disclosive else 1
+        text = f"counts from {low} to {self.rules.min_cell_count - 1}"
+        if low == 0:
+            text += " (a zero tells that nobody in the group has the attribute)"
+        return text
+
+    def _uncertain(
+        self, art: Artefact, table: pd.DataFrame, profile: _Profile, dp_columns: set[int]
+    ) -> list[Finding]:
+        """One reviewer note for columns that may be counts or sums of whole numbers."""
+        columns = [j for j in profile.uncertain if j not in dp_columns]
+        if not columns:
+            return []
+        names = ", ".join(repr(self._label(table.columns[j])) for j in columns)
+        return [
+            self._finding(
+                art,
+                "table_kind",
+                "warn",
+                f"Column(s) {names} hold whole numbers that may be counts (a frequency "
+                "table) or sums of whole numbers (a magnitude table); the table alone cannot "
+                "tell. They were checked as counts. If they are sums, the dominance rules "
+                "and the contributor counts could not be checked: display the table with "
+                "shuyu.egress.table(...), which says how it was computed and attaches the "
+                "statistics.",
+                columns=[self._safe_json(_label_text(table.columns[j])) for j in columns],
+            )
+        ]
 
     # -- dominance
 
@@ -612,15 +665,24 @@ class _Checker:
             for block in blocks:
                 column = _label_text(block.get("column", ""))
                 covered.add(column)
+                # Pivot tables: each cell names its own column.
+                covered |= {
+                    _label_text(c["column"]) for c in block["cells"] if c.get("column") is not None
+                }
                 if by_label.get(column) in dp_columns:
                     continue
                 findings += self._stat_block(art, column, block)
         if skip_warning:
             return findings
+        findings += self._uncertain(
+            art, table, profile, dp_columns | {by_label[c] for c in covered if c in by_label}
+        )
         unchecked = [
             j
             for j in profile.magnitude
-            if j not in dp_columns and _label_text(table.columns[j]) not in covered
+            if j not in dp_columns
+            and j not in profile.uncertain
+            and _label_text(table.columns[j]) not in covered
         ]
         if unchecked:
             names = ", ".join(repr(self._label(table.columns[j])) for j in unchecked)
@@ -642,11 +704,13 @@ class _Checker:
         rules = self.rules
         n, k, p = rules.dominance_n, rules.dominance_k, rules.p_percent
         findings: list[Finding] = []
-        undefined: list[Any] = []
+        undefined: list[Any] = []  # cells with negative contributions
         malformed = 0
         for cell in block.get("cells", []):
             try:
                 total = float(cell["total"])
+                if math.isnan(total):
+                    total = 0.0
                 top = sorted((float(t) for t in cell.get("top", [])), reverse=True)
                 negatives = int(cell.get("n_negative", 0) or 0)
                 count = cell.get("count")
@@ -658,25 +722,57 @@ class _Checker:
             row = self._safe_json(cell.get("row"))
             ref = f"row {row!r}, column {self.scanner.scrub(cell_column)!r}"
             where = {"row": row, "column": self._safe_json(cell_column)}
-            if count is not None and 0 < count < rules.min_cell_count:
+            if count is not None and 0 <= count < rules.min_cell_count:
+                none = " (all its values are missing)" if count == 0 else ""
                 findings.append(
                     self._finding(
                         art,
                         "min_cell_count",
                         "fail",
-                        f"Cell ({ref}) is computed from {count:g} contributor(s), below the "
-                        f"minimum of {rules.min_cell_count}.",
+                        f"Cell ({ref}) is computed from {count:g} contributor(s){none}, "
+                        f"below the minimum of {rules.min_cell_count}.",
                         **where,
                         contributors=count,
                         threshold=rules.min_cell_count,
                     )
                 )
             if negatives or total < 0 or any(t < 0 for t in top):
+                # As ACRO: dominance is not defined with negative contributions, so the
+                # cell goes to the reviewer (ACRO's "review"), one finding per cell.
                 undefined.append(row)
+                findings.append(
+                    self._finding(
+                        art,
+                        "dominance",
+                        "warn",
+                        f"Cell ({ref}) has negative contributions, for which the n-k and "
+                        "p% rules are not defined; check by hand that no contributor "
+                        "dominates it.",
+                        **where,
+                        negative=True,
+                    )
+                )
                 continue
             if not top:
-                if total > 0:
+                if total > 0 or count is None:
                     malformed += 1
+                continue
+            if total == 0:
+                # Every contribution is zero: the cell tells each contributor's value.
+                # ACRO's ratios are 0/0 there, which its masks count as disclosive.
+                findings.append(
+                    self._finding(
+                        art,
+                        "dominance",
+                        "fail",
+                        f"Cell ({ref}): every contribution is zero, so the cell tells each "
+                        "contributor's value; the n-k and p% rules fail it.",
+                        **where,
+                        share=None,
+                        n=n,
+                        k=k,
+                    )
+                )
                 continue
             if total > 0:
                 share = sum(top[:n]) / total
@@ -715,19 +811,6 @@ class _Checker:
                             p=p,
                         )
                     )
-        if undefined:
-            findings.append(
-                self._finding(
-                    art,
-                    "dominance",
-                    "warn",
-                    f"Column {self.scanner.scrub(column)!r}: {len(undefined)} cell(s) have "
-                    "negative contributions, for which the dominance rules are not defined; "
-                    "check them by hand.",
-                    column=self._safe_json(column),
-                    rows=undefined[: self.rules.max_findings_per_check],
-                )
-            )
         if malformed:
             findings.append(
                 self._finding(

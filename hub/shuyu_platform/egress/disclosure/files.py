@@ -12,6 +12,7 @@ import pandas as pd
 from .html_tables import _coerce, _html_artefacts, _svg_text
 from .outputs import _bundle_item, _joined, _json_artefacts, _outputs
 from .rules import Artefact
+from .text_tables import text_table_artefacts
 
 _TEXT_EXTENSIONS: Final = frozenset({".txt", ".md", ".markdown", ".log", ".tex", ".rst"})
 _IMAGE_EXTENSIONS: Final[dict[str, str]] = {
@@ -96,7 +97,10 @@ def artefacts_from_file(name: str, data: bytes) -> list[Artefact]:
         return _json_artefacts(label, origin, value)
     if ext in (".html", ".htm"):
         return _html_artefacts(f"{label} (html", origin, text)
-    return [Artefact(label, "text", text=text, origin=origin)]
+    return [
+        Artefact(label, "text", text=text, origin=origin),
+        *text_table_artefacts(label, origin, text),
+    ]
 
 
 def _binary(label: str, origin: Mapping[str, Any], data: bytes, reason: str) -> Artefact:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from .html_tables import _b64, _html_artefacts, _svg_text
 from .rules import Artefact
+from .text_tables import text_table_artefacts
 
 
 def artefacts_from_outputs(cell_index: int, outputs: Sequence[Mapping[str, Any]]) -> list[Artefact]:
@@ -35,14 +36,11 @@ def _outputs(
         kind = output.get("output_type")
         if kind == "stream":
             stream = str(output.get("name", "stream"))
-            artefacts.append(
-                Artefact(
-                    f"{name} ({stream})",
-                    "text",
-                    text=_joined(output.get("text", "")),
-                    origin={**where, "mime": stream},
-                )
-            )
+            text = _joined(output.get("text", ""))
+            label = f"{name} ({stream})"
+            stream_origin = {**where, "mime": stream}
+            artefacts.append(Artefact(label, "text", text=text, origin=stream_origin))
+            artefacts += text_table_artefacts(label, stream_origin, text)
         elif kind == "error":
             lines = [f"{output.get('ename', '')}: {output.get('evalue', '')}"]
             lines += [_ANSI.sub("", _joined(t)) for t in output.get("traceback", [])]
@@ -51,12 +49,22 @@ def _outputs(
             )
         elif kind in ("execute_result", "display_data"):
             stats = _output_stats(output)
-            for mime, content in (output.get("data") or {}).items():
-                items = _bundle_item(name, where, str(mime), content)
-                for item in items:
-                    if item.kind == "table" and stats is not None:
+            kind_claim = _output_kind(output)
+            items = [
+                item
+                for mime, content in (output.get("data") or {}).items()
+                for item in _bundle_item(name, where, str(mime), content)
+            ]
+            if any(i.kind == "table" and not i.from_text for i in items):
+                # pandas writes the same table as HTML and as text: read it once.
+                items = [i for i in items if not (i.kind == "table" and i.from_text)]
+            for item in items:
+                if item.kind == "table":
+                    if stats is not None:
                         item.cell_stats = stats
-                artefacts += items
+                    if kind_claim is not None:
+                        item.table_kind = kind_claim
+            artefacts += items
         else:
             artefacts.append(
                 Artefact(
@@ -88,6 +96,19 @@ def _output_stats(output: Mapping[str, Any]) -> dict | None:
     return dict(stats) if isinstance(stats, Mapping) else None
 
 
+def _output_kind(output: Mapping[str, Any]) -> str | None:
+    """How the kernel helper says the output's table was computed (``metadata.shuyu.kind``).
+
+    It is the merchant's own claim, from inside the sandbox: it only chooses which of
+    the rules apply (counts for ``"frequency"``; contributor statistics, which it must
+    then bring, for ``"magnitude"``), never that none do.
+    """
+    metadata = output.get("metadata")
+    shuyu = metadata.get("shuyu") if isinstance(metadata, Mapping) else None
+    kind = shuyu.get("kind") if isinstance(shuyu, Mapping) else None
+    return kind if kind in ("frequency", "magnitude") else None
+
+
 def _joined(content: Any) -> str:
     """nbformat's multiline strings may be lists of lines."""
     if isinstance(content, list):
@@ -100,7 +121,12 @@ def _bundle_item(name: str, origin: Mapping[str, Any], mime: str, content: Any) 
     if mime == "text/html":
         return _html_artefacts(f"{name} (text/html", where, _joined(content))
     if mime in _TEXT_MIMES:
-        return [Artefact(f"{name} ({mime})", "text", text=_joined(content), origin=where)]
+        text = _joined(content)
+        label = f"{name} ({mime})"
+        return [
+            Artefact(label, "text", text=text, origin=where),
+            *text_table_artefacts(label, where, text),
+        ]
     if mime in _IMAGE_MIMES:
         data = _b64(_joined(content))
         note = None if data is not None else "The image data is not valid base64."

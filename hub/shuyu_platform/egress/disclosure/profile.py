@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
@@ -86,7 +86,11 @@ def _classify(label: str) -> str:
         return "count"
     if words & _AGG_WORDS or any(z in label for z in _AGG_ZH):
         return "agg"
-    if words & _LABEL_WORDS or stripped in _LABEL_ZH_EXACT or stripped.endswith(_LABEL_ZH_SUFFIXES):
+    # A key's name holds no number: ``age_0_17`` is a category of a crosstab, not a key.
+    keyish = not any(w.isdigit() for w in words) and not re.search(r"[0-9]", stripped)
+    if keyish and (
+        words & _LABEL_WORDS or stripped in _LABEL_ZH_EXACT or stripped.endswith(_LABEL_ZH_SUFFIXES)
+    ):
         return "label"
     if words & _MAGNITUDE_WORDS or any(z in label for z in _MAGNITUDE_ZH):
         return "magnitude"
@@ -140,9 +144,19 @@ class _Profile:
     magnitude: list[int]
     """Positions of sum/mean/extreme/amount columns the dominance rules apply to."""
     aggregated: bool
+    uncertain: list[int] = field(default_factory=list)
+    """Columns of whole numbers that may be counts or sums: both rules apply to them."""
 
 
-def _profile(table: pd.DataFrame) -> _Profile:
+def _profile(table: pd.DataFrame, kind: str | None = None) -> _Profile:
+    """What each column of ``table`` is, and which rules apply to which column.
+
+    ``kind`` is how the table was computed when the kernel helper says so
+    (``"frequency"`` or ``"magnitude"``); otherwise columns are told apart by name and,
+    for names that say nothing (category labels of a crosstab), by value: whole
+    non-negative numbers may be counts or sums of whole numbers, so they get the count
+    rule *and* count as magnitudes (``uncertain``); other numbers are magnitudes.
+    """
     columns: list[_Column] = []
     for j in range(table.shape[1]):
         label = table.columns[j]
@@ -152,22 +166,20 @@ def _profile(table: pd.DataFrame) -> _Profile:
         columns.append(_Column(j, label, text, numbers, role))
     numeric = [c for c in columns if c.numbers is not None]
     frequency = [c.position for c in numeric if c.role == "count"]
-    fallback = False
-    if not frequency:
-        others = [c for c in numeric if c.role == "other"]
-        if others and all(_whole_non_negative(c.numbers) for c in others):  # type: ignore[arg-type]
-            frequency = [c.position for c in others]
-            fallback = True
-    magnitude = [
-        c.position
-        for c in numeric
-        if c.role in ("agg", "magnitude")
-        or (
-            c.role == "other"
-            and not fallback
-            and c.numbers is not None
-            and not np.all(np.mod(c.numbers[np.isfinite(c.numbers)], 1) == 0)
-        )
-    ]
+    magnitude = [c.position for c in numeric if c.role in ("agg", "magnitude")]
+    uncertain: list[int] = []
+    for c in numeric:
+        if c.role != "other":
+            continue
+        if kind == "frequency":
+            frequency.append(c.position)
+        elif kind == "magnitude" or not _whole_non_negative(c.numbers):  # type: ignore[arg-type]
+            magnitude.append(c.position)
+        else:
+            frequency.append(c.position)
+            magnitude.append(c.position)
+            uncertain.append(c.position)
+    frequency.sort()
+    magnitude.sort()
     aggregated = bool(frequency) or any(c.role == "agg" for c in numeric)
-    return _Profile(columns, frequency, magnitude, aggregated)
+    return _Profile(columns, frequency, magnitude, aggregated, uncertain)

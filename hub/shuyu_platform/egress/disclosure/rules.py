@@ -27,8 +27,10 @@ CHECKS: Final[tuple[str, ...]] = (
     "pseudonyms",
     "identifiers",
     "names",
+    "known_names",
     "image",
     "dp_provenance",
+    "table_kind",
     "binary",
     "file_type",
     "manual_review",
@@ -44,7 +46,9 @@ class Rules:
     """
 
     min_cell_count: int = 10
-    """Frequency-table cells ``0 < x < min_cell_count`` fail (ACRO ``safe_threshold``)."""
+    """Frequency-table cells ``x < min_cell_count`` fail (ACRO ``safe_threshold``)."""
+    zeros_disclosive: bool = True
+    """Zero cells of frequency tables fail too (ACRO ``zeros_are_disclosive``, default on)."""
     dominance_n: int = 2
     """n of the n-k rule: how many of the largest contributors are added up."""
     dominance_k: float = 0.85
@@ -88,6 +92,10 @@ class Rules:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"rule {name} must be a positive integer, got {value!r}")
+        if not isinstance(self.zeros_disclosive, bool):
+            raise ValueError(
+                f"rule zeros_disclosive must be true or false, got {self.zeros_disclosive!r}"
+            )
         for name in ("dominance_k", "distinct_share"):
             value = getattr(self, name)
             if not 0 < value <= 1:
@@ -120,6 +128,9 @@ class Finding:
     artefact: str
     message: str
     where: dict = field(default_factory=dict)
+    reviewer_only: bool = False
+    """Shown to reviewers only: it comes from matching against the raw data, and would
+    tell the merchant what is in the raw data (see :meth:`Report.public`)."""
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -165,6 +176,11 @@ class Artefact:
     ``Rules.dominance_n`` of them when there are that many contributors (two suffice
     for the p% rule). Several value columns: ``{"columns": [<block as above>, ...]}``.
 
+    ``table_kind`` is how a table was computed, when that is known: ``"frequency"``
+    (counts) or ``"magnitude"`` (sums, means, ...); the kernel helper declares it in
+    ``metadata.shuyu.kind``. ``from_text`` marks a table read out of a text artefact,
+    whose identifiers the text's own scan reports.
+
     ``total_rows`` is the true row count when ``table`` is a truncated display;
     ``origin`` is merged into every finding's ``where``; ``review_note``, when set,
     adds a ``manual_review`` warning with that text (or the reason for ``binary``).
@@ -181,6 +197,8 @@ class Artefact:
     total_rows: int | None = None
     origin: dict = field(default_factory=dict)
     review_note: str | None = None
+    from_text: bool = False
+    table_kind: str | None = None
 
 
 _SEVERITY_RANK: Final[dict[str, int]] = {s: i for i, s in enumerate(SEVERITIES)}
@@ -220,8 +238,26 @@ class Report:
             "findings": [f.as_dict() for f in self.findings],
         }
 
+    def public(self) -> Report:
+        """The report as the merchant may see it: without reviewer-only findings.
+
+        Its verdict and counts are computed without them too, so that nothing a
+        merchant sees depends on what the raw data holds.
+        """
+        return Report([f for f in self.findings if not f.reviewer_only], self.rules)
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Report:
         """Read back what :meth:`as_dict` stored."""
         rules = Rules.from_dict(data["rules"]) if data.get("rules") else None
         return cls([Finding(**f) for f in data.get("findings", [])], rules)
+
+
+def public_view(stored: Mapping[str, Any]) -> dict:
+    """A stored report (:meth:`Report.as_dict`) as the merchant may see it.
+
+    An empty mapping (a request not checked yet) stays empty.
+    """
+    if not stored:
+        return dict(stored)
+    return Report.from_dict(stored).public().as_dict()

@@ -9,6 +9,7 @@ from typing import Final
 from shuyu_platform.data.identifiers import is_mobile, is_valid_id_card, is_valid_uscc, luhn_valid
 from shuyu_platform.data.masking import TOKEN_CHARS
 
+from .person_names import looks_like_names
 from .rules import Context
 
 #: Issuer prefixes a 16-19 digit number must start with to be reported as a bank card:
@@ -177,12 +178,25 @@ class _Scanner:
                     break
         return found
 
+    @staticmethod
+    def generic_names(text: str) -> list[tuple[int, str]]:
+        """What looks like a person's name in ``text`` (:mod:`.person_names`).
+
+        The same for a real and an invented name: findings from it may be shown to
+        the merchant, unlike :meth:`find_names`, which matches the raw data.
+        """
+        return looks_like_names(text)
+
     def scrub(self, text: str, limit: int = 60) -> str:
-        """``text`` fit for a message: identifiers, long digit runs and names masked."""
+        """``text`` fit for a message: identifiers, long digit runs and names masked.
+
+        Names are masked by the generic model only: masking the raw data's names would
+        show a merchant which of its words are names in the raw data.
+        """
         for hit in reversed(self.identifiers(text)):
             text = text[: hit.start] + _mask(hit.value) + text[hit.end :]
         text = _LONG_DIGITS.sub(lambda m: _mask(m.group()), text)
-        for offset, name in reversed(self.find_names(text)):
+        for offset, name in reversed(self.generic_names(text)):
             text = text[:offset] + _mask(name) + text[offset + len(name) :]
         return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -206,6 +220,11 @@ def _why(kind: str) -> str:
 
 
 _NAME_CAVEAT: Final[str] = (
-    "Names are short, so this may be an ordinary word or another person of the same name; "
-    "check whether it refers to an individual in the data."
+    "Names of people must not leave the sandbox; this may also be an ordinary word. "
+    "Remove it, or tell the reviewer in the purpose why it is not a person's name."
+)
+_KNOWN_NAME_CAVEAT: Final[str] = (
+    "Shown to reviewers only (it tells what the raw data holds). Names are short, so this "
+    "may be an ordinary word or another person of the same name; check whether it refers "
+    "to an individual in the data."
 )
