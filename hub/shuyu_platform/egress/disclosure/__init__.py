@@ -83,8 +83,18 @@ Checks (the ``check`` field of a :class:`Finding`)
         valid ID number is not also reported as a credit code or card. Values in
         messages are always masked (``5101**********1234``).
     ``names``
-        ``Context.known_names`` (person names from the raw data) in text or cells warn:
-        names are short, so matches may be ordinary words or other people.
+        What looks like a person's name by a generic model (:mod:`.person_names`: a
+        common Chinese surname and a given name standing on their own, or a pinyin
+        surname and a capitalised word) in text or cells warns. The model answers the
+        same for a real and an invented name, so the merchant may see these findings.
+    ``known_names``
+        ``Context.known_names`` (person names from the raw data) in text or cells warn,
+        **for reviewers only** (``Finding.reviewer_only``): shown to the merchant, they
+        would tell which guessed names are people in the raw data. :meth:`Report.public`
+        (and :func:`public_view` of a stored report) is what a merchant sees: without
+        them, its verdict and counts computed without them. Names are short, so matches
+        may be ordinary words or other people. Messages mask names found by the generic
+        model, never by the raw-data match (which would mark the real ones).
     ``image``
         Every image warns (a person must look at it). A file whose bytes do not match
         its image type, or a PNG with bytes after its end, fails (``file_type``); text
