@@ -103,7 +103,8 @@ def table(
     value of ``contributor`` (say a pseudonymised person or firm id), whose rows are
     added up; without it, every row is a contributor. ``margins`` adds an ``All`` row
     (and column) as ``pd.crosstab`` does. Categories with no rows show as zero cells
-    when the key is categorical. The result's column is ``count`` or
+    when the key is categorical; rows whose key is missing form a group of their own
+    (shown as NaN) rather than being dropped. The result's column is ``count`` or
     ``<value>_<agg>`` unless ``columns`` spreads it.
     """
     keys = [by] if isinstance(by, str) else [str(k) for k in by]

@@ -43,7 +43,9 @@ Checks (the ``check`` field of a :class:`Finding`)
         :class:`Rules` defaults to the stricter 0.85. A table with magnitude columns
         (sum/mean/extreme/amount-named, fractional numbers, or declared ``magnitude``)
         and no statistics for them gets one ``warn`` that dominance and contributor
-        counts could not be checked: the request cannot pass without a reviewer.
+        counts could not be checked: the request cannot pass without a reviewer. Rows
+        whose group key is missing form a group of their own in the kernel helper's
+        tables (``dropna=False``) and are checked like any other, not dropped unseen.
     ``table_kind``
         Columns of whole numbers whose kind the table cannot tell (counts, or sums of
         whole numbers such as ``groupby()[["visits"]].sum()``) get the count rule and
