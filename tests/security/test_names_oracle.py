@@ -118,7 +118,8 @@ def test_a_real_and_an_invented_name_look_the_same_to_the_merchant(
     assert _normal(seen_real, "guess_a.ipynb") == _normal(seen_invented, "guess_b.ipynb")
     # The generic model does flag both as names; nothing names the raw data.
     checks = seen_real["status"]["checks"]
-    assert [f["check"] for f in checks["findings"]] == ["names"]
+    assert "names" in {f["check"] for f in checks["findings"]}
+    assert "known_names" not in {f["check"] for f in checks["findings"]}
     assert "source data" not in json.dumps(seen_real, ensure_ascii=False)
     assert seen_real["status"]["verdict"] == "warn" == seen_invented["status"]["verdict"]
 
