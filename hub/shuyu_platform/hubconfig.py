@@ -23,6 +23,8 @@ from .data.policy import PolicyError, load_policies, policy_digest
 from .isolation.spawner import SPAWNERS, SpawnPolicy, role_of
 
 TEMPLATES = Path(__file__).parent / "templates" / "hub"
+#: Seconds the hub waits for a managed service (platform, dashboards) to answer at start.
+SERVICE_START_TIMEOUT = 120
 
 
 def _setdefault(section: Config, key: str, value: Any) -> None:
@@ -116,6 +118,9 @@ def configure(c: Config) -> Shuyu:
             "info": {"description": "Catalogue, audit, DP queries and egress review"},
             "url": settings.service_url,
             "command": [sys.executable, "-m", "shuyu_platform.service"],
+            # Importing pandas, pyarrow and the DP engines takes more than the hub's default
+            # 30 s on a busy machine; the hub then gives up and exits.
+            "timeout": SERVICE_START_TIMEOUT,
             "environment": settings.service_environment(),
             "oauth_no_confirm": True,
             "oauth_client_allowed_scopes": [*roles.SCOPES, roles.ACCESS_SERVICE],
@@ -126,6 +131,7 @@ def configure(c: Config) -> Shuyu:
             "info": {"description": "Published showcase dashboards (Voila)"},
             "url": f"http://127.0.0.1:{settings.dashboards_port}",
             "command": [sys.executable, "-m", "shuyu_platform.dashboards.service"],
+            "timeout": SERVICE_START_TIMEOUT,
             "environment": settings.service_environment(),
             "oauth_no_confirm": True,
         },
