@@ -4,6 +4,9 @@
 PYTHON      ?= python3
 VENV        := .venv
 BIN         := $(VENV)/bin
+# ACRO, the reference output checker the disclosure checks are tested against, in a venv
+# of its own: its pinned dependencies clash with the platform's.
+ACRO_VENV   := .venv-acro
 SHUYU_HOME  ?= $(CURDIR)/.shuyu
 DEMO_ROWS   ?= 100000
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -41,8 +44,13 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
+$(ACRO_VENV)/.installed: constraints-acro.txt
+	$(PYTHON) -m venv $(ACRO_VENV)
+	$(ACRO_VENV)/bin/pip install --quiet -c constraints-acro.txt acro
+	touch $@
+
 install: $(VENV)/.installed
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test $(ACRO_VENV)/.installed
 
 # --- Debian packages (installed only when missing) ---------------------------
 system-deps:
@@ -76,4 +84,4 @@ bench: install node-deps
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) node_modules .shuyu
+	rm -rf $(VENV) $(ACRO_VENV) node_modules .shuyu

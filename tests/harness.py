@@ -47,7 +47,8 @@ def local_settings(home: Path, **traits: Any) -> Shuyu:
     return settings
 
 
-STARTUP_TIMEOUT = 180
+#: Seconds for the hub and its services to come up (imports alone take 30 s on a busy machine).
+STARTUP_TIMEOUT = 240
 
 
 def free_port() -> int:

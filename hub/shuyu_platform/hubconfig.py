@@ -23,7 +23,7 @@ from .data.policy import PolicyError, load_policies, policy_digest
 from .isolation.spawner import SPAWNERS, SpawnPolicy, role_of
 
 TEMPLATES = Path(__file__).parent / "templates" / "hub"
-#: Seconds the hub waits for a managed service to answer at start-up.
+#: Seconds the hub waits for a managed service (platform, dashboards) to answer at start.
 SERVICE_START_TIMEOUT = 120
 
 
@@ -118,6 +118,9 @@ def configure(c: Config) -> Shuyu:
             "info": {"description": "Catalogue, audit, DP queries and egress review"},
             "url": settings.service_url,
             "command": [sys.executable, "-m", "shuyu_platform.service"],
+            # Importing pandas, pyarrow and the DP engines takes more than the hub's default
+            # 30 s on a busy machine; the hub then gives up and exits.
+            "timeout": SERVICE_START_TIMEOUT,
             "environment": settings.service_environment(),
             # The hub gives up (and exits) when a managed service is not up in time; a
             # loaded host can take longer than JupyterHub's 30 s to import and migrate.
@@ -131,6 +134,7 @@ def configure(c: Config) -> Shuyu:
             "info": {"description": "Published showcase dashboards (Voila)"},
             "url": f"http://127.0.0.1:{settings.dashboards_port}",
             "command": [sys.executable, "-m", "shuyu_platform.dashboards.service"],
+            "timeout": SERVICE_START_TIMEOUT,
             "environment": settings.service_environment(),
             "timeout": SERVICE_START_TIMEOUT,
             "oauth_no_confirm": True,

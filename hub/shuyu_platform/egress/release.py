@@ -39,6 +39,7 @@ from ..core.models import DpRelease, EgressDecision, EgressRequest
 from ..core.settings import Shuyu
 from ..dashboards import publish as dashboards
 from ..dp import budget
+from . import disclosure
 from . import requests as egress
 from .watermark import Mark, Marked, mark_file, mark_notebook
 
@@ -87,6 +88,7 @@ def provenance(
 ) -> dict[str, Any]:
     """What the release records about where its content came from and who let it out."""
     checks = json.loads(row.checks or "{}")
+    public = disclosure.public_view(checks)
     sources = budget.answers_by_number(session, row.tenant)
     queries: dict[str, DpRelease] = {}
     for key in _matched_keys(checks):
@@ -112,7 +114,11 @@ def provenance(
             if d.action in egress.DECISIONS
         ],
         "approved_at": _approved_at(decisions),
-        "checks": {"verdict": row.verdict, "counts": checks.get("counts", {})},
+        # The manifest goes to the merchant: the checks' public view (no raw-data matches).
+        "checks": {
+            "verdict": public.get("verdict", row.verdict),
+            "counts": public.get("counts", {}),
+        },
         "datasets": sorted(datasets),
         "scenarios": scenarios_of(session, row.tenant),
         "dp_queries": [

@@ -263,8 +263,19 @@ def verify_snapshot(outbox: Path, row: EgressRequest) -> None:
         )
 
 
-def as_dict(row: EgressRequest, decisions: list[EgressDecision] | None = None) -> dict[str, Any]:
-    """A request as JSON (without its content)."""
+def as_dict(
+    row: EgressRequest, decisions: list[EgressDecision] | None = None, *, reviewer: bool = False
+) -> dict[str, Any]:
+    """A request as JSON (without its content).
+
+    Only a ``reviewer`` gets the full check report; anyone else (the merchant) gets its
+    public view (:func:`.disclosure.public_view`): findings from matching the raw data
+    are left out, and the verdict and counts are those of what remains, so nothing the
+    merchant sees tells what the raw data holds.
+    """
+    stored = json.loads(row.checks or "{}")
+    checks = stored if reviewer else disclosure.public_view(stored)
+    verdict = row.verdict if reviewer or not checks else checks["verdict"]
     body: dict[str, Any] = {
         "id": row.id,
         "tenant": row.tenant,
@@ -276,8 +287,8 @@ def as_dict(row: EgressRequest, decisions: list[EgressDecision] | None = None) -
         "status": row.status,
         "snapshot_sha256": row.snapshot_sha256,
         "snapshot_bytes": row.snapshot_bytes,
-        "verdict": row.verdict,
-        "checks": json.loads(row.checks or "{}"),
+        "verdict": verdict,
+        "checks": checks,
         "release": json.loads(row.release_manifest or "{}"),
         "created_at": row.created_at,
         "updated_at": row.updated_at,

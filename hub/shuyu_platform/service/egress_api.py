@@ -8,8 +8,10 @@
     A merchant files a request (chosen cell outputs, or a file, and a purpose); the
     content is frozen in ``outbox/`` and the request submitted (:mod:`..egress`).
 ``GET api/egress/requests[?status=]`` and ``GET api/egress/requests/<id>``
-    A merchant sees its tenant's requests with status, check results and reviewers'
-    comments; a reviewer sees every request, and the frozen content of one.
+    A merchant sees its tenant's requests with status, check results (their public
+    view: no matches against the raw data's names, see ``disclosure.public_view``) and
+    reviewers' comments; a reviewer sees every request, the full checks, and the frozen
+    content of one.
 ``POST api/egress/requests/<id>/decision``
     A reviewer approves, rejects or asks for changes, with a comment.
 ``POST api/egress/requests/<id>/resubmit``
@@ -147,7 +149,7 @@ class RequestsApi(EgressHandler):
                 query = query.where(EgressRequest.tenant == self.tenant)
             if status:
                 query = query.where(EgressRequest.status == status)
-            rows = [egress.as_dict(r) for r in session.scalars(query.limit(500))]
+            rows = [egress.as_dict(r, reviewer=reviewer) for r in session.scalars(query.limit(500))]
         self.write_json({"requests": rows})
 
     def post(self) -> None:
@@ -187,7 +189,9 @@ class RequestApi(EgressHandler):
     def get(self, request_id: str) -> None:
         with session_scope(self.shuyu.db_url) as session:
             row = self.visible(session.get(EgressRequest, request_id), request_id)
-            answer = egress.as_dict(row, egress.decisions_of(session, row.id))
+            answer = egress.as_dict(
+                row, egress.decisions_of(session, row.id), reviewer=self.has_scope(EGRESS_REVIEW)
+            )
         if self.has_scope(EGRESS_REVIEW):
             try:
                 answer["content"] = egress.read_snapshot(self.outbox, row)
@@ -336,7 +340,7 @@ async def decide(
         await asyncio.to_thread(release.release_pending, settings, [request_id])
     with session_scope(settings.db_url) as session:
         row = session.get(EgressRequest, request_id)
-        return egress.as_dict(row, egress.decisions_of(session, request_id))
+        return egress.as_dict(row, egress.decisions_of(session, request_id), reviewer=True)
 
 
 class ReviewQueuePage(BaseHandler):
@@ -347,7 +351,7 @@ class ReviewQueuePage(BaseHandler):
         self.require_scope(EGRESS_REVIEW, "The review queue", "reviewer")
         with session_scope(self.shuyu.db_url) as session:
             rows = [
-                egress.as_dict(r)
+                egress.as_dict(r, reviewer=True)
                 for r in session.scalars(
                     select(EgressRequest).order_by(EgressRequest.created_at.desc()).limit(500)
                 )
@@ -367,7 +371,7 @@ class ReviewRequestPage(BaseHandler):
             row = session.get(EgressRequest, request_id)
             if row is None:
                 raise web.HTTPError(404, f"no egress request {request_id}")
-            body = egress.as_dict(row, egress.decisions_of(session, row.id))
+            body = egress.as_dict(row, egress.decisions_of(session, row.id), reviewer=True)
         rendered: list[dict[str, Any]] = []
         content_error = ""
         try:
