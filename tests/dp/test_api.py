@@ -151,7 +151,7 @@ def test_a_preview_spends_nothing(platform: Platform, tokens: dict[str, str]) ->
         ),
         (
             "alice",
-            {"dataset": "health_records", "group_by": ["icd11_code"], "statistics": COUNT},
+            {"dataset": "health_records", "group_by": ["dosage_mg"], "statistics": COUNT},
             400,
             "no public key set",
         ),
