@@ -23,6 +23,8 @@ from .data.policy import PolicyError, load_policies, policy_digest
 from .isolation.spawner import SPAWNERS, SpawnPolicy, role_of
 
 TEMPLATES = Path(__file__).parent / "templates" / "hub"
+#: Seconds the hub waits for a managed service to answer at start-up.
+SERVICE_START_TIMEOUT = 120
 
 
 def _setdefault(section: Config, key: str, value: Any) -> None:
@@ -117,6 +119,9 @@ def configure(c: Config) -> Shuyu:
             "url": settings.service_url,
             "command": [sys.executable, "-m", "shuyu_platform.service"],
             "environment": settings.service_environment(),
+            # The hub gives up (and exits) when a managed service is not up in time; a
+            # loaded host can take longer than JupyterHub's 30 s to import and migrate.
+            "timeout": SERVICE_START_TIMEOUT,
             "oauth_no_confirm": True,
             "oauth_client_allowed_scopes": [*roles.SCOPES, roles.ACCESS_SERVICE],
         },
@@ -127,6 +132,7 @@ def configure(c: Config) -> Shuyu:
             "url": f"http://127.0.0.1:{settings.dashboards_port}",
             "command": [sys.executable, "-m", "shuyu_platform.dashboards.service"],
             "environment": settings.service_environment(),
+            "timeout": SERVICE_START_TIMEOUT,
             "oauth_no_confirm": True,
         },
     ]
