@@ -90,6 +90,7 @@ def test_a_query_is_answered_debited_registered_and_audited(
     ]
     assert [row["sex"] for row in body["rows"]] == ["M", "F"]
     assert body["remaining_epsilon"] == pytest.approx(before - 0.1)
+    assert body["global_remaining_epsilon"] <= 0.9
     assert remaining(platform, tokens["alice"], "health_records") == pytest.approx(before - 0.1)
     (event,) = [
         e
@@ -126,6 +127,7 @@ def test_a_preview_spends_nothing(platform: Platform, tokens: dict[str, str]) ->
     expected = dp.discrete_laplacian_scale_to_accuracy(4.0, 0.05)
     assert body["estimate"]["statistics"]["n"]["ci_half_width"] == pytest.approx(expected)
     assert remaining(platform, tokens["alice"], "health_records") == before
+    assert 0 < body["global_remaining_epsilon"] <= 1.0  # what every tenant together has left
     assert platform.audit_events("dp.preview", actor="alice")
 
 
@@ -151,7 +153,7 @@ def test_a_preview_spends_nothing(platform: Platform, tokens: dict[str, str]) ->
         ),
         (
             "alice",
-            {"dataset": "health_records", "group_by": ["icd11_code"], "statistics": COUNT},
+            {"dataset": "health_records", "group_by": ["dosage_mg"], "statistics": COUNT},
             400,
             "no public key set",
         ),

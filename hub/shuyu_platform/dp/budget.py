@@ -421,7 +421,10 @@ def settle_interrupted(db_url: str, *, refund: bool = True) -> list[str]:
     """Settle every release left ``debited`` (the service died between the debit and
     storing the answer, so nothing was released); return their ids.
 
-    Run by the platform service when it starts, before it answers anything.
+    Run by the platform service when it starts, before it answers anything. With
+    several service replicas on one database, a starting replica also settles what
+    another is still computing; that one's :func:`release` then refuses, so its answer
+    never leaves and nothing is released unpaid.
     """
     with session_scope(db_url) as session:
         pending = list(session.scalars(select(DpRelease.id).where(DpRelease.status == "debited")))

@@ -153,6 +153,8 @@ def main() -> None:
         settled = budget.settle_interrupted(settings.db_url, refund=settings.dp_refund_failures)
         if settled:
             log.warning("settled DP releases left debited by a crash: %s", ", ".join(settled))
+        for problem in budget.ledger_problems(settings.db_url):
+            log.error("the DP ledger does not add up: %s", problem)
         asyncio.run(_serve(settings))
     except PolicyError as err:
         sys.exit(f"shuyu service: invalid dataset policy\n{err}")

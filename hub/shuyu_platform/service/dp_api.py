@@ -6,7 +6,8 @@ from the browser or from their kernel with the server's token:
 ``POST api/dp/query``
     A query (:mod:`shuyu_platform.dp.query`). With ``"dry_run": true`` it returns the
     cost and expected accuracy and spends nothing; otherwise the cost is debited first
-    and the noisy answer returned with its intervals, release id and SHA-256.
+    and the noisy answer returned with its intervals, release id and SHA-256. Both say
+    what remains of the grant's budget and of the dataset's global one.
 ``POST api/dp/models``
     A diffprivlib model fit (:mod:`shuyu_platform.dp.learn`), debited the same way.
 ``GET api/dp/budget``
@@ -156,6 +157,7 @@ class DpHandler(ApiHandler):
                         "dataset": policy.dataset,
                         "epsilon": spec.epsilon,
                         "remaining_epsilon": _remaining(self.shuyu.db_url, tenant, policy.dataset),
+                        "global_remaining_epsilon": _pool_remaining(self.shuyu.db_url, policy),
                         **preview,
                     }
                 )
@@ -192,6 +194,7 @@ class DpHandler(ApiHandler):
                 "dataset": policy.dataset,
                 "epsilon": spec.epsilon,
                 "remaining_epsilon": _remaining(self.shuyu.db_url, tenant, policy.dataset),
+                "global_remaining_epsilon": _pool_remaining(self.shuyu.db_url, policy),
                 **extra,
             }
         )
@@ -316,6 +319,11 @@ def _remaining(db_url: str, tenant: str, dataset: str) -> float | None:
         if account["dataset"] == dataset:
             return float(account["remaining_epsilon"])
     return None
+
+
+def _pool_remaining(db_url: str, policy: DatasetPolicy) -> float:
+    """What all tenants together may still spend on the dataset this period."""
+    return float(budget.pool_balance(db_url, policy)["remaining_epsilon"])
 
 
 def routes() -> list[tuple[str, type]]:

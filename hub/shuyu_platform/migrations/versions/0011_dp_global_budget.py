@@ -17,6 +17,12 @@ OLD = "status IN ('debited', 'released', 'failed')"
 NEW = "status IN ('debited', 'released', 'failed', 'refunded')"
 
 
+def _recreate() -> str:
+    """SQLite cannot drop a constraint, so the table is copied; PostgreSQL alters it in
+    place (a copy would drop what other tables' foreign keys refer to)."""
+    return "always" if op.get_context().dialect.name == "sqlite" else "auto"
+
+
 def upgrade() -> None:
     op.create_table(
         "dp_global_budgets",
@@ -29,7 +35,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("dataset", "period", name="uq_global_budget"),
         sa.CheckConstraint("spent_micro >= 0", name="ck_global_budget_spent"),
     )
-    with op.batch_alter_table("dp_releases", recreate="always") as batch:
+    with op.batch_alter_table("dp_releases", recreate=_recreate()) as batch:
         batch.add_column(
             sa.Column(
                 "global_budget_id",
@@ -43,7 +49,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("dp_releases", recreate="always") as batch:
+    with op.batch_alter_table("dp_releases", recreate=_recreate()) as batch:
         batch.drop_constraint("ck_release_status", type_="check")
         batch.create_check_constraint("ck_release_status", sa.text(OLD))
         batch.drop_column("global_budget_id")
