@@ -16,7 +16,7 @@ from typing import Any
 
 from traitlets.config import Config
 
-from .core import audit, db, roles
+from .core import audit, db, lifetime, roles
 from .core.accounts import ShuyuAuthenticator
 from .core.settings import Shuyu
 from .data.policy import PolicyError, load_policies, policy_digest
@@ -51,6 +51,12 @@ def operator_token(settings: Shuyu) -> str:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
     return path.read_text().strip()
+
+
+def managed_command(settings: Shuyu, module: str, *args: str) -> list[str]:
+    """The command of a managed service: ``module`` behind the lifetime launcher."""
+    pidfile = settings.zone("hub") / f"{module.replace('.', '-')}.pid"
+    return lifetime.launcher_command(pidfile, module, *args)
 
 
 def configure(c: Config) -> Shuyu:
@@ -107,6 +113,9 @@ def configure(c: Config) -> Shuyu:
         },
     ]
 
+    # Managed services die with this hub, and a restarted hub's services stop any orphan
+    # of the previous one first (see core.lifetime).
+    lifetime_env = {lifetime.HUB_PID_ENV: str(os.getpid())}
     hub.services = [
         *hub.get("services", []),
         {"name": roles.OPERATOR_SERVICE, "api_token": operator_token(settings)},
@@ -115,8 +124,8 @@ def configure(c: Config) -> Shuyu:
             "display": True,
             "info": {"description": "Catalogue, audit, DP queries and egress review"},
             "url": settings.service_url,
-            "command": [sys.executable, "-m", "shuyu_platform.service"],
-            "environment": settings.service_environment(),
+            "command": managed_command(settings, "shuyu_platform.service"),
+            "environment": {**settings.service_environment(), **lifetime_env},
             "oauth_no_confirm": True,
             "oauth_client_allowed_scopes": [*roles.SCOPES, roles.ACCESS_SERVICE],
         },
@@ -125,8 +134,8 @@ def configure(c: Config) -> Shuyu:
             "display": True,
             "info": {"description": "Published showcase dashboards (Voila)"},
             "url": f"http://127.0.0.1:{settings.dashboards_port}",
-            "command": [sys.executable, "-m", "shuyu_platform.dashboards.service"],
-            "environment": settings.service_environment(),
+            "command": managed_command(settings, "shuyu_platform.dashboards.service"),
+            "environment": {**settings.service_environment(), **lifetime_env},
             "oauth_no_confirm": True,
         },
     ]
@@ -143,13 +152,13 @@ def configure(c: Config) -> Shuyu:
         hub.services.append(
             {
                 "name": roles.CULLER_SERVICE,
-                "command": [
-                    sys.executable,
-                    "-m",
+                "command": managed_command(
+                    settings,
                     "jupyterhub_idle_culler",
                     f"--timeout={settings.cull_idle_seconds}",
                     f"--cull-every={max(5, min(300, settings.cull_idle_seconds // 2))}",
-                ],
+                ),
+                "environment": lifetime_env,
             }
         )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -16,7 +15,7 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpserver import HTTPServer
 
-from ..core import checkpoints, db
+from ..core import checkpoints, db, keyfiles
 from ..core.settings import Shuyu
 from ..data.policy import PolicyError, load_policies
 from ..data.tenant_views import sweep
@@ -34,6 +33,10 @@ from . import (
 
 HERE = Path(__file__).parent
 log = logging.getLogger("shuyu.service")
+
+#: The service's cookie secret, in the hub zone: kept across restarts, so nobody who is
+#: signed in to the service is signed out when it restarts.
+COOKIE_SECRET_FILE = "service-cookie-secret"
 
 
 def make_app(settings: Shuyu, prefix: str) -> web.Application:
@@ -61,7 +64,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         shuyu=settings,
         policies=policies,
         templates=templates,
-        cookie_secret=secrets.token_bytes(32),
+        cookie_secret=keyfiles.secret_file(settings.zone("hub") / COOKIE_SECRET_FILE),
         static_path=str(HERE / "static"),
         static_url_prefix=url_path_join(prefix, "static/"),
         xsrf_cookies=False,  # HubOAuthenticated checks xsrf itself for cookie-authenticated writes
