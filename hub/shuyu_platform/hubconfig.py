@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jupyterhub.services.service import Service
 from traitlets.config import Config
 
 from .core import audit, db, lifetime, roles
@@ -51,6 +52,14 @@ def operator_token(settings: Shuyu) -> str:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
     return path.read_text().strip()
+
+
+#: How long the hub waits for a managed service to answer at start-up. JupyterHub's 30 s
+#: default is too short for the platform service (it loads the DP engines) on a busy host,
+#: and a hub that gives up exits. The option exists from JupyterHub 6.
+SERVICE_START_TIMEOUT: dict[str, int] = (
+    {"timeout": 180} if "timeout" in Service.class_trait_names() else {}
+)
 
 
 def managed_command(settings: Shuyu, module: str, *args: str) -> list[str]:
@@ -126,6 +135,7 @@ def configure(c: Config) -> Shuyu:
             "url": settings.service_url,
             "command": managed_command(settings, "shuyu_platform.service"),
             "environment": {**settings.service_environment(), **lifetime_env},
+            **SERVICE_START_TIMEOUT,
             "oauth_no_confirm": True,
             "oauth_client_allowed_scopes": [*roles.SCOPES, roles.ACCESS_SERVICE],
         },
@@ -136,6 +146,7 @@ def configure(c: Config) -> Shuyu:
             "url": f"http://127.0.0.1:{settings.dashboards_port}",
             "command": managed_command(settings, "shuyu_platform.dashboards.service"),
             "environment": {**settings.service_environment(), **lifetime_env},
+            **SERVICE_START_TIMEOUT,
             "oauth_no_confirm": True,
         },
     ]
