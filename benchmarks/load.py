@@ -98,6 +98,7 @@ def drive(platform: Platform, users: int, seconds: float) -> dict[str, Any]:
     names = add_users(platform, users)
     signed_in = [platform.service_session(name) for name in names]
     samples: list[tuple[str, float, bool]] = []
+    failures: list[str] = []
     lock = threading.Lock()
     start = threading.Barrier(users + 1)
     stop_at: list[float] = []
@@ -107,18 +108,24 @@ def drive(platform: Platform, users: int, seconds: float) -> dict[str, Any]:
         order = list(CALLS)
         turn = index % len(order)  # users start on different calls
         mine: list[tuple[str, float, bool]] = []
+        why: list[str] = []
         start.wait()
         while time.monotonic() < stop_at[0]:
             name = order[turn % len(order)]
             turn += 1
             began = time.perf_counter()
             try:
-                ok = 200 <= CALLS[name](session, headers, platform.url).status_code < 300
-            except requests.RequestException:
+                answer = CALLS[name](session, headers, platform.url)
+                ok = 200 <= answer.status_code < 300
+                if not ok:
+                    why.append(f"{name}: {answer.status_code} {answer.text[:200]}")
+            except requests.RequestException as err:
                 ok = False
+                why.append(f"{name}: {err}")
             mine.append((name, (time.perf_counter() - began) * 1000, ok))
         with lock:
             samples.extend(mine)
+            failures.extend(why)
 
     threads = [threading.Thread(target=user, args=(i,)) for i in range(users)]
     for thread in threads:
@@ -128,7 +135,9 @@ def drive(platform: Platform, users: int, seconds: float) -> dict[str, Any]:
     start.wait()
     for thread in threads:
         thread.join()
-    return summary(samples, time.monotonic() - began)
+    result = summary(samples, time.monotonic() - began)
+    result["failures"] = failures[:20]  # the first few, to tell what went wrong
+    return result
 
 
 def run(database: str, users: int, seconds: float, rows: int) -> dict[str, Any]:
@@ -156,6 +165,8 @@ def report(database: str, figures: dict[str, Any]) -> None:
         f"p95 {figures['p95_ms']} ms, p99 {figures['p99_ms']} ms "
         f"[goal 0 errors, p95 <= {GOAL_P95_MS:.0f} ms: {'met' if met else 'NOT met'}]"
     )
+    for failure in figures.get("failures", [])[:5]:
+        print(f"  error: {failure}")
     for name, row in figures["calls"].items():
         print(
             f"  {name:<12} {row['requests']:>6} req {row['per_second']:>7}/s "
