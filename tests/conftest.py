@@ -29,10 +29,18 @@ def settings(tmp_path: Path) -> Shuyu:
     return local_settings(tmp_path / "home")
 
 
+#: The database every PostgreSQL test database is copied from: migrated once per session.
+POSTGRES_TEMPLATE = "shuyu_migrated"
+
+
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[TemporaryCluster]:
-    """One PostgreSQL server (Debian's binaries, a temporary cluster) for the session."""
+    """One PostgreSQL server (Debian's binaries, a temporary cluster) for the session, with
+    a migrated template database that each test's database is copied from."""
     with TemporaryCluster() as cluster:
+        template = cluster.create_database(POSTGRES_TEMPLATE)
+        db.upgrade(template)
+        db.engine_for(template).dispose()  # a template must have no connections
         yield cluster
 
 
@@ -45,7 +53,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'shuyu.sqlite'}"
     else:
-        url = request.getfixturevalue("postgres_cluster").create_database()
-    db.upgrade(url)
+        cluster = request.getfixturevalue("postgres_cluster")
+        url = cluster.create_database(template=POSTGRES_TEMPLATE)
+    db.upgrade(url)  # nothing to do for a copy of the migrated template
     yield url
     db.engine_for(url).dispose()

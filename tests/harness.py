@@ -108,7 +108,7 @@ class Platform:
     @property
     def db_url(self) -> str:
         """URL of the platform database."""
-        return f"sqlite:///{self.home / 'db' / 'shuyu.sqlite'}"
+        return self.env.get("SHUYU_DB_URL") or f"sqlite:///{self.home / 'db' / 'shuyu.sqlite'}"
 
     def log(self) -> str:
         """Everything the hub and its children printed so far."""
@@ -238,10 +238,13 @@ def stop_process_group(proc: subprocess.Popen[bytes], grace: float = 20) -> None
 
 
 def launch_hub(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
-    """Run ``jupyterhub -f jupyterhub_config.py`` as ``make demo`` does; log to a file."""
+    """Run ``jupyterhub -f jupyterhub_config.py`` as ``make demo`` does; log to a file.
+
+    A second launch in the same ``home`` (a restart) appends to the same log.
+    """
     (home / "hub").mkdir(parents=True, exist_ok=True)
     log_path = home / "platform.log"
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:
         proc = subprocess.Popen(
             [str(BIN / "jupyterhub"), "-f", str(REPO / "jupyterhub_config.py")],
             cwd=home / "hub",

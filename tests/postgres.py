@@ -93,13 +93,15 @@ class TemporaryCluster:
         """SQLAlchemy URL of ``database`` in this cluster (psycopg 3 over the socket)."""
         return f"postgresql+psycopg://{self.role}@/{database}?host={self.socket_dir}"
 
-    def create_database(self, name: str | None = None) -> str:
-        """Create an empty database (a fresh name unless given); return its URL."""
+    def create_database(self, name: str | None = None, template: str | None = None) -> str:
+        """Create a database (a fresh name unless given), empty or a copy of ``template``
+        (which nobody may be connected to); return its URL."""
         name = name or f"t_{uuid.uuid4().hex[:16]}"
+        copy = f' TEMPLATE "{template}"' if template else ""
         with psycopg.connect(
             host=str(self.socket_dir), user=self.role, dbname="postgres", autocommit=True
         ) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"{copy}')
         return self.url(name)
 
     def __enter__(self) -> TemporaryCluster:

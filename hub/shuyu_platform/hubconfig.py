@@ -14,17 +14,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jupyterhub.services.service import Service
 from traitlets.config import Config
 
-from .core import audit, db, roles
+from .core import audit, db, lifetime, roles
 from .core.accounts import ShuyuAuthenticator
 from .core.settings import Shuyu
 from .data.policy import PolicyError, load_policies, policy_digest
 from .isolation.spawner import SPAWNERS, SpawnPolicy, role_of
 
 TEMPLATES = Path(__file__).parent / "templates" / "hub"
-#: Seconds the hub waits for a managed service (platform, dashboards) to answer at start.
-SERVICE_START_TIMEOUT = 120
 
 
 def _setdefault(section: Config, key: str, value: Any) -> None:
@@ -53,6 +52,20 @@ def operator_token(settings: Shuyu) -> str:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
     return path.read_text().strip()
+
+
+#: How long the hub waits for a managed service to answer at start-up. JupyterHub's 30 s
+#: default is too short for the platform service (it loads the DP engines) on a busy host,
+#: and a hub that gives up exits. The option exists from JupyterHub 6.
+SERVICE_START_TIMEOUT: dict[str, int] = (
+    {"timeout": 180} if "timeout" in Service.class_trait_names() else {}
+)
+
+
+def managed_command(settings: Shuyu, module: str, *args: str) -> list[str]:
+    """The command of a managed service: ``module`` behind the lifetime launcher."""
+    pidfile = settings.zone("hub") / f"{module.replace('.', '-')}.pid"
+    return lifetime.launcher_command(pidfile, module, *args)
 
 
 def configure(c: Config) -> Shuyu:
@@ -109,6 +122,9 @@ def configure(c: Config) -> Shuyu:
         },
     ]
 
+    # Managed services die with this hub, and a restarted hub's services stop any orphan
+    # of the previous one first (see core.lifetime).
+    lifetime_env = {lifetime.HUB_PID_ENV: str(os.getpid())}
     hub.services = [
         *hub.get("services", []),
         {"name": roles.OPERATOR_SERVICE, "api_token": operator_token(settings)},
@@ -117,14 +133,9 @@ def configure(c: Config) -> Shuyu:
             "display": True,
             "info": {"description": "Catalogue, audit, DP queries and egress review"},
             "url": settings.service_url,
-            "command": [sys.executable, "-m", "shuyu_platform.service"],
-            # Importing pandas, pyarrow and the DP engines takes more than the hub's default
-            # 30 s on a busy machine; the hub then gives up and exits.
-            "timeout": SERVICE_START_TIMEOUT,
-            "environment": settings.service_environment(),
-            # The hub gives up (and exits) when a managed service is not up in time; a
-            # loaded host can take longer than JupyterHub's 30 s to import and migrate.
-            "timeout": SERVICE_START_TIMEOUT,
+            "command": managed_command(settings, "shuyu_platform.service"),
+            "environment": {**settings.service_environment(), **lifetime_env},
+            **SERVICE_START_TIMEOUT,
             "oauth_no_confirm": True,
             "oauth_client_allowed_scopes": [*roles.SCOPES, roles.ACCESS_SERVICE],
         },
@@ -133,10 +144,9 @@ def configure(c: Config) -> Shuyu:
             "display": True,
             "info": {"description": "Published showcase dashboards (Voila)"},
             "url": f"http://127.0.0.1:{settings.dashboards_port}",
-            "command": [sys.executable, "-m", "shuyu_platform.dashboards.service"],
-            "timeout": SERVICE_START_TIMEOUT,
-            "environment": settings.service_environment(),
-            "timeout": SERVICE_START_TIMEOUT,
+            "command": managed_command(settings, "shuyu_platform.dashboards.service"),
+            "environment": {**settings.service_environment(), **lifetime_env},
+            **SERVICE_START_TIMEOUT,
             "oauth_no_confirm": True,
         },
     ]
@@ -153,13 +163,13 @@ def configure(c: Config) -> Shuyu:
         hub.services.append(
             {
                 "name": roles.CULLER_SERVICE,
-                "command": [
-                    sys.executable,
-                    "-m",
+                "command": managed_command(
+                    settings,
                     "jupyterhub_idle_culler",
                     f"--timeout={settings.cull_idle_seconds}",
                     f"--cull-every={max(5, min(300, settings.cull_idle_seconds // 2))}",
-                ],
+                ),
+                "environment": lifetime_env,
             }
         )
 

@@ -9,6 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+from postgres import TemporaryCluster
 from shuyu_platform.core import db
 from shuyu_platform.core.models import Base
 
@@ -27,13 +28,15 @@ def test_upgrade_is_idempotent(db_url: str) -> None:
 
 
 @pytest.mark.postgres
-def test_postgresql_urls_use_psycopg_3(db_url: str) -> None:
-    if not db_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only")
-    engine = db.engine_for(db_url)
+def test_postgresql_urls_use_psycopg_3(postgres_cluster: TemporaryCluster) -> None:
+    url = postgres_cluster.create_database()
+    db.upgrade(url)
+    engine = db.engine_for(url)
     assert engine.dialect.driver == "psycopg"
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SHOW server_encoding").scalar() == "UTF8"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    engine.dispose()
 
 
 def test_sqlite_uses_wal(tmp_path: Path) -> None:

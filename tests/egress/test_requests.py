@@ -26,13 +26,6 @@ CELLS: dict[str, Any] = {
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'shuyu.sqlite'}"
-    db.upgrade(url)
-    return url
-
-
-@pytest.fixture
 def outbox(tmp_path: Path) -> Path:
     folder = tmp_path / "outbox"
     folder.mkdir()

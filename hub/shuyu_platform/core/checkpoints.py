@@ -268,3 +268,14 @@ def verify(
             )
         good = checkpoint
     return audit.Verification(True, internal.checked, anchored=len(checkpoints), head=internal.head)
+
+
+def verify_installation(session: Session, key_path: Path, path: Path) -> audit.Verification:
+    """:func:`verify` against the platform's own checkpoint file and signing key.
+
+    With no checkpoints yet, the chain is checked on its own.
+    """
+    signed = load(path)
+    if not signed:
+        return audit.verify(session)
+    return verify(session, signed, signing_key(key_path, create=False).public_key())

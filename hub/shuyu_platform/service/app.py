@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -17,7 +16,7 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 
 from ..access.tenant_views import sweep
-from ..core import checkpoints, db
+from ..core import checkpoints, db, keyfiles
 from ..core.settings import Shuyu
 from ..data.policy import PolicyError, load_policies
 from ..dp import budget
@@ -35,6 +34,10 @@ from . import (
 
 HERE = Path(__file__).parent
 log = logging.getLogger("shuyu.service")
+
+#: The service's cookie secret, in the hub zone: kept across restarts, so nobody who is
+#: signed in to the service is signed out when it restarts.
+COOKIE_SECRET_FILE = "service-cookie-secret"
 
 
 def make_app(settings: Shuyu, prefix: str) -> web.Application:
@@ -62,7 +65,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         shuyu=settings,
         policies=policies,
         templates=templates,
-        cookie_secret=secrets.token_bytes(32),
+        cookie_secret=keyfiles.secret_file(settings.zone("hub") / COOKIE_SECRET_FILE),
         static_path=str(HERE / "static"),
         static_url_prefix=url_path_join(prefix, "static/"),
         xsrf_cookies=False,  # HubOAuthenticated checks xsrf itself for cookie-authenticated writes

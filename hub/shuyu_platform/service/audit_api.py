@@ -6,11 +6,12 @@ read is itself recorded, so the chain shows who looked at it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tornado import web
 
-from ..core import audit
+from ..core import audit, checkpoints
 from ..core.db import session_scope
 from ..core.roles import AUDIT_READ
 from .base import ApiHandler, BaseHandler
@@ -45,6 +46,20 @@ def _read(handler: BaseHandler) -> list[dict[str, Any]]:
     return events
 
 
+def _verify(handler: BaseHandler) -> audit.Verification:
+    """The chain re-derived and held to its signed checkpoints."""
+    settings = handler.shuyu
+    with session_scope(settings.db_url) as session:
+        try:
+            return checkpoints.verify_installation(
+                session,
+                Path(settings.audit_signing_key_file),
+                Path(settings.audit_checkpoints_file),
+            )
+        except checkpoints.CheckpointError as err:
+            return audit.Verification(False, 0, None, f"checkpoints unusable: {err}")
+
+
 class AuditEventsApi(ApiHandler):
     """``GET api/audit/events?after=&limit=&action=&actor=&tenant=``."""
 
@@ -55,12 +70,12 @@ class AuditEventsApi(ApiHandler):
 
 
 class AuditVerifyApi(ApiHandler):
-    """``GET api/audit/verify``: re-derive the chain; OK or the first broken record."""
+    """``GET api/audit/verify``: re-derive the chain and hold it to its signed checkpoints;
+    OK or the first broken record."""
 
     def get(self) -> None:
         self.require_scope(AUDIT_READ, "Verifying the audit log", "auditor")
-        with session_scope(self.shuyu.db_url) as session:
-            result = audit.verify(session)
+        result = _verify(self)
         self.audit("audit.verify", "chain", outcome="ok", detail=result.as_dict())
         self.write_json(result.as_dict())
 
@@ -71,8 +86,7 @@ class AuditPage(BaseHandler):
     @web.authenticated
     def get(self) -> None:
         events = _read(self)
-        with session_scope(self.shuyu.db_url) as session:
-            result = audit.verify(session)
+        result = _verify(self)
         self.render_page(
             "audit.html",
             events=events,
