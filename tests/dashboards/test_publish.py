@@ -21,8 +21,9 @@ from shuyu_platform.core.models import EgressRequest
 from shuyu_platform.core.settings import Shuyu
 from shuyu_platform.dashboards import service as dashboards
 from shuyu_platform.dashboards.kernel import command
-from shuyu_platform.egress import disclosure, release
+from shuyu_platform.egress import disclosure, jailed, release
 from shuyu_platform.egress import requests as egress
+from shuyu_platform.isolation.jail import JailRefusal, Limits
 
 
 def _notebook() -> dict:
@@ -120,8 +121,12 @@ def test_a_dashboard_reads_only_released_files_of_its_own_tenant(settings: Shuyu
     ],
 )  # fmt: skip
 def test_a_malformed_dashboard_is_refused(document: dict, message: str) -> None:
-    with pytest.raises(egress.EgressError, match=message):
-        egress.parse_content({"kind": "dashboard", "notebook": "d.ipynb", "document": document})
+    """The shape is checked by the service; the schema in the parsing jail, with the checks."""
+    with pytest.raises((egress.EgressError, JailRefusal), match=message):
+        content = egress.parse_content(
+            {"kind": "dashboard", "notebook": "d.ipynb", "document": document}
+        )
+        jailed.check_content(content, disclosure.Context(), Limits())
 
 
 def test_file_and_cell_releases_cannot_be_unpublished(settings: Shuyu) -> None:

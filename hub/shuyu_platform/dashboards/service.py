@@ -33,7 +33,6 @@ import uuid
 from pathlib import Path
 from typing import Any, Final
 
-import nbformat
 from jupyter_client.ioloop import AsyncIOLoopKernelManager
 from jupyterhub.singleuser.extension import JupyterHubIdentityProvider
 from sqlalchemy.orm import Session
@@ -45,11 +44,8 @@ from ..core.atomic import create_folder_atomically, remove_tree, sync_and_hash
 from ..core.db import stamp
 from ..core.models import EgressRequest
 from ..core.settings import Shuyu
+from .notebook import KERNEL_NAME, NOTEBOOK
 
-#: The kernelspec every published dashboard runs with.
-KERNEL_NAME: Final[str] = "shuyu-dashboard"
-#: The notebook's name inside its published folder.
-NOTEBOOK: Final[str] = "dashboard.ipynb"
 PROVENANCE: Final[str] = "provenance.json"
 
 
@@ -67,31 +63,19 @@ def folder(settings: Shuyu, request_id: str) -> Path:
     return settings.zone("published") / request_id
 
 
-def prepared_notebook(document: dict[str, Any], title: str) -> bytes:
-    """The notebook as published: outputs cleared, the dashboard kernel, a title."""
-    notebook = nbformat.from_dict(document)
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-    notebook.metadata["kernelspec"] = {
-        "name": KERNEL_NAME,
-        "display_name": "Shuyu dashboard (sandboxed)",
-        "language": "python",
-    }
-    notebook.metadata["title"] = title
-    nbformat.validate(notebook)
-    return nbformat.writes(notebook).encode()
-
-
 def publish(
     settings: Shuyu,
     session: Session,
     row: EgressRequest,
     content: dict[str, Any],
     released: list[tuple[str, Path, str]],
+    notebook: bytes,
 ) -> dict[str, Any]:
-    """Write ``published/<id>/``: the notebook and the released files (name, path, sha)."""
+    """Write ``published/<id>/``: the notebook and the released files (name, path, sha).
+
+    ``notebook`` is :func:`.notebook.prepared_notebook` of the request's document, made
+    in the parsing jail (:func:`shuyu_platform.egress.jailed.prepare_dashboard`).
+    """
     files: list[dict[str, Any]] = []
 
     def fill(tmp: Path) -> dict[str, Any]:
@@ -103,7 +87,6 @@ def publish(
             if sync_and_hash(path) != digest:
                 raise PublishError(f"released file {name} changed on disk; not published")
             files.append({"name": name, "sha256": digest, "bytes": path.stat().st_size})
-        notebook = prepared_notebook(content["document"], row.title)
         (tmp / NOTEBOOK).write_bytes(notebook)
         digest = sync_and_hash(tmp / NOTEBOOK)
         files.append({"name": NOTEBOOK, "sha256": digest, "bytes": len(notebook)})
