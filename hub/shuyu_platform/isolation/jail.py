@@ -68,7 +68,7 @@ EXIT_MEMORY: Final[int] = 3
 class JailRefusal(Exception):
     """A task the jail refused or could not finish; ``message`` says why, for the merchant.
 
-    ``reason`` is one of ``memory``, ``cpu``, ``time``, ``output``, ``crash`` or
+    ``reason`` is one of ``memory``, ``cpu``, ``time``, ``output``, ``killed``, ``crash`` or
     ``content`` (the task itself refused the input: a ValueError inside).
     """
 
@@ -119,7 +119,7 @@ def command(limits: Limits, task: str) -> list[str]:
     args = [
         str(tools["prlimit"]),
         f"--as={limits.memory_mb * mib}",
-        f"--cpu={limits.cpu_seconds}",
+        f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 5}",
         f"--fsize={limits.output_mb * mib}",
         "--nofile=64", "--core=0", "--",
         str(tools["bwrap"]), "--die-with-parent", "--new-session",
@@ -156,6 +156,11 @@ def run(task: str, payload: Any, limits: Limits | None = None) -> Any:
     if task not in TASKS:
         raise KeyError(f"no jailed task {task!r}; tasks are {', '.join(TASKS)}")
     limits = limits or Limits()
+    return execute(command(limits, task), payload, limits)
+
+
+def execute(argv: list[str], payload: Any, limits: Limits) -> Any:
+    """Run a jail's command line (from :func:`command`) on ``payload``; see :func:`run`."""
     with _slot(limits.concurrency), contextlib.ExitStack() as files:
         source = files.enter_context(tempfile.TemporaryFile())
         answer = files.enter_context(tempfile.TemporaryFile())
@@ -163,7 +168,7 @@ def run(task: str, payload: Any, limits: Limits | None = None) -> Any:
         source.write(json.dumps(payload, ensure_ascii=False, allow_nan=False).encode())
         source.seek(0)
         proc = subprocess.Popen(
-            command(limits, task),
+            argv,
             stdin=source,
             stdout=answer,
             stderr=errors,
@@ -189,14 +194,26 @@ def run(task: str, payload: Any, limits: Limits | None = None) -> Any:
 
 
 def _answer(status: int, data: bytes, stderr: str, limits: Limits) -> Any:
-    """The task's answer, or the :class:`JailRefusal` its exit status means."""
-    if status == -signal.SIGXCPU or status == -signal.SIGKILL:
+    """The task's answer, or the :class:`JailRefusal` its exit status means.
+
+    bubblewrap passes a signal that ended the jailed process on as exit status
+    128 + signal number; a signal that ended bubblewrap itself comes as a negative one.
+    """
+    if status > 128:
+        status = -(status - 128)
+    # Python ignores SIGXFSZ: a write past RLIMIT_FSIZE fails instead, so the size tells.
+    if status == -signal.SIGKILL:
+        raise JailRefusal(
+            "killed",
+            "reading the content was stopped by the system (CPU or memory limit exceeded)",
+        )
+    if status == -signal.SIGXCPU:
         raise JailRefusal(
             "cpu",
             f"reading the content needed more than {limits.cpu_seconds} s of CPU time; "
             "it was stopped (is it unusually large or malformed?)",
         )
-    if status == -signal.SIGXFSZ:
+    if status == -signal.SIGXFSZ or len(data) >= limits.output_mb * 1024 * 1024:
         raise JailRefusal(
             "output", f"the result of reading the content is larger than {limits.output_mb} MiB"
         )
