@@ -120,13 +120,31 @@ class Shuyu(Configurable):
         return int(_env("SHUYU_SERVICE_PORT", "10101"))
 
     dashboards_port = Integer(
-        help="Port of the Voila service of published dashboards on 127.0.0.1 (behind the "
-        "proxy at /services/dashboards/). Env: SHUYU_DASHBOARDS_PORT. Default 10102.",
+        help="Port of the Voila service of published dashboards. It listens on the public "
+        "address (ip) itself, not behind the proxy: dashboards are merchant content and get "
+        "an origin of their own. Env: SHUYU_DASHBOARDS_PORT. Default 10102.",
     ).tag(config=True)
 
     @default("dashboards_port")
     def _default_dashboards_port(self) -> int:
         return int(_env("SHUYU_DASHBOARDS_PORT", "10102"))
+
+    dashboards_url = Unicode(
+        help="""Public origin of the dashboards service (scheme://host:port), which must
+        differ from the platform's in its host name, not only its port (browsers share
+        cookies across ports), e.g. https://dashboards.example.org behind a TLS
+        terminator. Env: SHUYU_DASHBOARDS_URL. Default: http://localhost:<dashboards_port>
+        when the platform is on 127.0.0.1 (the demo), else http://<ip>:<dashboards_port>.""",
+    ).tag(config=True)
+
+    @default("dashboards_url")
+    def _default_dashboards_url(self) -> str:
+        host = "localhost" if self.ip in ("127.0.0.1", "") else self.ip
+        return _env("SHUYU_DASHBOARDS_URL", f"http://{host}:{self.dashboards_port}")
+
+    @validate("dashboards_url")
+    def _origin_only(self, proposal: dict) -> str:
+        return str(proposal["value"]).rstrip("/")
 
     spawner = Unicode(
         help="""How single-user servers are isolated: 'sandbox' (bubblewrap namespaces, the
@@ -388,6 +406,10 @@ class Shuyu(Configurable):
             "SHUYU_SILENCE_APPROVES": "1" if self.silence_approves else "0",
             "SHUYU_HOLIDAYS": ",".join(self.holidays),
             "SHUYU_EXTRA_WORKDAYS": ",".join(self.extra_workdays),
+            "SHUYU_IP": self.ip,
+            "SHUYU_PORT": str(self.port),
+            "SHUYU_DASHBOARDS_PORT": str(self.dashboards_port),
+            "SHUYU_DASHBOARDS_URL": self.dashboards_url,
             "SHUYU_JAIL_MEMORY_MB": str(self.jail_memory_mb),
             "SHUYU_JAIL_CPU_SECONDS": str(self.jail_cpu_seconds),
             "SHUYU_JAIL_WALL_SECONDS": str(self.jail_wall_seconds),

@@ -10,7 +10,12 @@ reads those files by name, from its own folder. :func:`unpublish` removes the fo
 at once.
 
 The hub runs Voila as the service ``dashboards`` (``python -m shuyu_platform.dashboards.service``)
-on the published zone, at ``/services/dashboards/``:
+on the published zone, on an origin of its own (``c.Shuyu.dashboards_url``, its own
+port, served directly and not through the platform's proxy), at ``/services/dashboards/``:
+
+- every page carries a Content-Security-Policy (:data:`DASHBOARD_CSP`) that lets a
+  dashboard's script talk to its own origin only: it cannot fetch from, post forms to or
+  frame the platform, and the platform refuses cross-origin writes anyway;
 
 - sign-in is the hub's OAuth (:class:`HubIdentityProvider`); every signed-in person
   (visitor role and up) holds ``access:services!service=dashboards``;
@@ -113,14 +118,22 @@ def publish(
         action="dashboard.publish",
         target=f"egress:{row.id}",
         tenant=row.tenant,
-        detail={"files": files, "url": url_of(row.id)},
+        detail={"files": files, "url": url_of(settings, row.id)},
     )
-    return {"files": files, "published_at": record["published_at"], "dashboard": url_of(row.id)}
+    return {
+        "files": files,
+        "published_at": record["published_at"],
+        "dashboard": url_of(settings, row.id),
+    }
 
 
-def url_of(request_id: str) -> str:
-    """The path of a published dashboard behind the proxy."""
-    return f"/services/dashboards/voila/render/{request_id}/{NOTEBOOK}"
+#: Where the dashboards service's routes start, on its own origin.
+PREFIX: Final[str] = "/services/dashboards/"
+
+
+def url_of(settings: Shuyu, request_id: str) -> str:
+    """The address of a published dashboard, on the dashboards' own origin."""
+    return f"{settings.dashboards_url}{PREFIX}voila/render/{request_id}/{NOTEBOOK}"
 
 
 def unpublish(settings: Shuyu, request_id: str) -> bool:
@@ -172,8 +185,7 @@ class HubIdentityProvider(JupyterHubIdentityProvider):
     """
 
     def get_handlers(self) -> list[tuple[Any, ...]]:
-        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/dashboards/")
-        return [(prefix.rstrip("/") + path, *rest) for path, *rest in super().get_handlers()]
+        return [(PREFIX.rstrip("/") + path, *rest) for path, *rest in super().get_handlers()]
 
 
 def kernel_spec(settings: Shuyu) -> Path:
@@ -198,11 +210,48 @@ def kernel_spec(settings: Shuyu) -> Path:
     return share
 
 
-def voila_config(prefix: str, port: int) -> Config:
-    """The Voila configuration of the dashboards service (see the module docstring)."""
+#: The Content-Security-Policy of every dashboard page. A dashboard runs its own script
+#: (widgets, plots, whatever its HTML outputs carry) but may talk only to its own origin:
+#: no request, form, frame or navigation target on the platform's origin; no embedding.
+DASHBOARD_CSP: Final[str] = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self' 'unsafe-inline' 'unsafe-eval'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob:",
+        "font-src 'self' data:",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "frame-src 'none'",
+        "worker-src 'self' blob:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+def voila_config(settings: Shuyu, prefix: str) -> Config:
+    """The Voila configuration of the dashboards service (see the module docstring).
+
+    Voila listens on the public address at its own port: the dashboards' origin
+    (``c.Shuyu.dashboards_url``) is not the platform's, so a dashboard's script cannot
+    read or act on platform pages with its viewer's session. Sign-in is the hub's OAuth:
+    the hub's login page on the platform's origin, then back to this origin's callback.
+    """
     c = Config()
-    c.Voila.ip = "127.0.0.1"
-    c.Voila.port = port
+    c.Voila.ip = settings.ip
+    c.Voila.port = settings.dashboards_port
+    c.Voila.tornado_settings = {
+        "headers": {
+            "Content-Security-Policy": DASHBOARD_CSP,
+            "X-Frame-Options": "DENY",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        }
+    }
+    c.HubOAuth.hub_host = settings.hub_url
+    c.HubOAuth.oauth_redirect_uri = f"{settings.dashboards_url}{prefix}oauth_callback"
     c.Voila.open_browser = False
     c.Voila.base_url = prefix
     c.Voila.identity_provider_class = HubIdentityProvider
@@ -217,8 +266,6 @@ def voila_config(prefix: str, port: int) -> Config:
 
 def main() -> None:
     """Run the dashboards service until the hub stops it."""
-    from urllib.parse import urlparse
-
     from voila.app import Voila
 
     settings = Shuyu.from_environment()
@@ -230,12 +277,9 @@ def main() -> None:
     os.chmod(ipc, 0o711)  # kernels reach their own subfolder by its random name only
     atexit.register(shutil.rmtree, ipc, True)
     os.environ["SHUYU_DASHBOARD_IPC"] = str(ipc)
-    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/dashboards/")
-    default_url = f"http://127.0.0.1:{settings.dashboards_port}"
-    port = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", default_url)).port
+    os.environ["JUPYTERHUB_SERVICE_PREFIX"] = PREFIX  # no proxy route: set here
     Voila.launch_instance(
-        argv=[str(settings.zone("published"))],
-        config=voila_config(prefix, port or settings.dashboards_port),
+        argv=[str(settings.zone("published"))], config=voila_config(settings, PREFIX)
     )
 
 

@@ -240,7 +240,7 @@ def unpublish(
         action="dashboard.unpublish",
         target=f"egress:{row.id}",
         tenant=row.tenant,
-        detail={"url": dashboards.url_of(row.id)},
+        detail={"url": dashboards.url_of(settings, row.id)},
     )
 
 
@@ -295,8 +295,8 @@ def open_released(settings: Shuyu, row: EgressRequest, name: str) -> tuple[Path,
         raise ReleaseError(f"request {row.id} is {row.status}, not released", 409)
     if row.kind == "dashboard":
         raise ReleaseError(
-            f"request {row.id} is a dashboard: it is viewed at {dashboards.url_of(row.id)}, "
-            "not downloaded",
+            f"request {row.id} is a dashboard: it is viewed at "
+            f"{dashboards.url_of(settings, row.id)}, not downloaded",
             409,
         )
     files = {f["name"]: f for f in manifest_of(row).get("files", [])}
