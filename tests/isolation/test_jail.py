@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+import bombs
 from shuyu_platform.egress import disclosure, jailed
 from shuyu_platform.egress import requests as egress
 from shuyu_platform.isolation import jail
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "security"))
-import bombs
 
 
 def probe(code: str, limits: jail.Limits) -> list[str]:
