@@ -126,3 +126,28 @@ def test_an_approved_pixel_bomb_is_released_packed_not_watermarked(platform: Pla
     assert item["name"] == "map.png.zip"
     assert "not watermarked" in item["watermark"] and "memory" in item["watermark"]
     assert Path(platform.home / "released" / request_id / "map.png.zip").is_file()
+
+
+def test_a_bomb_resubmitted_leaves_the_request_as_it_was(platform: Platform) -> None:
+    filed = _file(platform, "rates.csv", "区县,人数\n涪城区,128\n".encode())
+    assert filed.status_code == 201, filed.text
+    request_id, digest = filed.json()["id"], filed.json()["snapshot_sha256"]
+    sent_back = platform.service_post(
+        "rita",
+        f"api/egress/requests/{request_id}/decision",
+        {"action": "request_changes", "comment": "请补充"},
+    )
+    assert sent_back.status_code == 200, sent_back.text
+    resubmit = f"api/egress/requests/{request_id}/resubmit"
+    refused = platform.service_post("alice", resubmit, _body("c.png", bombs.png_text_bomb()))
+    assert refused.status_code == 422 and "memory" in refused.json()["message"], refused.text
+    kept = platform.service_session("alice")[0].get(
+        f"{platform.url}{SERVICE}/api/egress/requests/{request_id}", timeout=30
+    )
+    assert kept.json()["status"] == "changes_requested"
+    assert kept.json()["snapshot_sha256"] == digest  # the frozen snapshot is untouched
+    fixed = platform.service_post(
+        "alice", resubmit, _body("rates.csv", "区县,人数\n涪城区,128\n游仙区,873\n".encode())
+    )
+    assert fixed.status_code == 200 and fixed.json()["status"] == "resubmitted", fixed.text
+    assert fixed.json()["snapshot_sha256"] != digest and fixed.json()["verdict"]
