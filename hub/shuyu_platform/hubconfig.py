@@ -135,8 +135,6 @@ def configure(c: Config) -> Shuyu:
             "environment": settings.service_environment(),
             "oauth_no_confirm": True,
             "oauth_client_allowed_scopes": [*roles.SCOPES, roles.ACCESS_SERVICE],
-            # Its imports (pandas, pyarrow, nbformat) take half a minute on a busy machine.
-            "timeout": 120,
         },
         {
             "name": roles.DASHBOARDS_SERVICE,
