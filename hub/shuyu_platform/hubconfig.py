@@ -23,6 +23,8 @@ from .data.policy import PolicyError, load_policies, policy_digest
 from .isolation.spawner import SPAWNERS, SpawnPolicy, role_of
 
 TEMPLATES = Path(__file__).parent / "templates" / "hub"
+#: Seconds the hub waits for a managed service to answer at start-up.
+SERVICE_START_TIMEOUT = 120
 
 
 def _setdefault(section: Config, key: str, value: Any) -> None:
@@ -133,6 +135,9 @@ def configure(c: Config) -> Shuyu:
             "url": settings.service_url,
             "command": [sys.executable, "-m", "shuyu_platform.service"],
             "environment": settings.service_environment(),
+            # The hub gives up (and exits) when a managed service is not up in time; a
+            # loaded host can take longer than JupyterHub's 30 s to import and migrate.
+            "timeout": SERVICE_START_TIMEOUT,
             "oauth_no_confirm": True,
             "oauth_client_allowed_scopes": [*roles.SCOPES, roles.ACCESS_SERVICE],
         },
@@ -147,6 +152,7 @@ def configure(c: Config) -> Shuyu:
             "oauth_client_id": f"service-{roles.DASHBOARDS_SERVICE}",
             "oauth_redirect_uri": f"{settings.dashboards_url}/services/"
             f"{roles.DASHBOARDS_SERVICE}/oauth_callback",
+            "timeout": SERVICE_START_TIMEOUT,
             "oauth_no_confirm": True,
         },
     ]

@@ -134,8 +134,10 @@ def command(limits: Limits, task: str) -> list[str]:
         "--setenv", "ARROW_DEFAULT_MEMORY_POOL", "system",
     ]  # fmt: skip
     args += system_dirs()
+    software = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
     package = Path(shuyu_platform.__file__).resolve().parent
-    software = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), package}
+    if not any(package.is_relative_to(prefix) for prefix in software):
+        software.add(package)  # an editable install: the source tree, read-only
     binds = [("--ro-bind", path, path) for path in sorted(software)]
     args += mounts(binds, {Path("/"), Path("/usr"), Path("/tmp")})
     python = str(Path(sys.prefix) / "bin" / "python")
