@@ -106,6 +106,11 @@ class Platform:
         return f"http://127.0.0.1:{self.env['SHUYU_PORT']}"
 
     @property
+    def dashboards_url(self) -> str:
+        """Public origin of the dashboards service: its own host name and port."""
+        return f"http://localhost:{self.env['SHUYU_DASHBOARDS_PORT']}"
+
+    @property
     def db_url(self) -> str:
         """URL of the platform database."""
         return self.env.get("SHUYU_DB_URL") or f"sqlite:///{self.home / 'db' / 'shuyu.sqlite'}"

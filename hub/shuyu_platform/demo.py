@@ -133,7 +133,7 @@ def banner(settings: Shuyu) -> str:
         "",
         f"  Open to anyone: {settings.hub_url}/services/shuyu/join (merchant registration),",
         f"                  {settings.hub_url}/services/shuyu/products (product register).",
-        f"  Dashboards:     {settings.hub_url}/services/dashboards/ (signed in).",
+        f"  Dashboards:     {settings.dashboards_url}/services/dashboards/ (signed in).",
         "  Example notebooks to upload into a sandbox: notebooks/ (see its README).",
         "",
         "  Stop with Ctrl-C.",

@@ -24,12 +24,24 @@ from .data.policy import PolicyError, load_policies, policy_digest
 from .isolation.spawner import SPAWNERS, SpawnPolicy, role_of
 
 TEMPLATES = Path(__file__).parent / "templates" / "hub"
+#: Seconds the hub waits for a managed service to answer at start-up.
+SERVICE_START_TIMEOUT = 120
 
 
 def _setdefault(section: Config, key: str, value: Any) -> None:
     """Set a hub option unless the operator already set it in their config file."""
     if key not in section:
         section[key] = value
+
+
+#: Security headers of every hub page and API answer.
+HUB_HEADERS: dict[str, str] = {
+    "Content-Security-Policy": "frame-ancestors 'none'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def default_url(handler: Any) -> str:
@@ -100,6 +112,12 @@ def configure(c: Config) -> Shuyu:
     _setdefault(hub, "default_url", default_url)
     _setdefault(hub, "template_paths", [str(TEMPLATES)])
     hub.template_vars = {"shuyu_name": "数域 Shuyu", **dict(hub.get("template_vars", {}))}
+    # JupyterHub's own page templates carry inline script (page data, RequireJS set-up),
+    # so the hub's policy cannot forbid inline script; it forbids framing, plugins, base
+    # rewriting and forms posting elsewhere. The platform service's pages are strict.
+    tornado_settings = dict(hub.get("tornado_settings", {}))
+    tornado_settings["headers"] = {**HUB_HEADERS, **dict(tornado_settings.get("headers", {}))}
+    hub.tornado_settings = tornado_settings
 
     proxy = c.ConfigurableHTTPProxy
     proxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
@@ -143,10 +161,13 @@ def configure(c: Config) -> Shuyu:
             "name": roles.DASHBOARDS_SERVICE,
             "display": True,
             "info": {"description": "Published showcase dashboards (Voila)"},
-            "url": f"http://127.0.0.1:{settings.dashboards_port}",
+            # No "url": the proxy gets no route to it on the platform's origin. Voila
+            # listens on its own origin (see shuyu_platform.dashboards.service).
             "command": managed_command(settings, "shuyu_platform.dashboards.service"),
             "environment": {**settings.service_environment(), **lifetime_env},
-            **SERVICE_START_TIMEOUT,
+            "oauth_client_id": f"service-{roles.DASHBOARDS_SERVICE}",
+            "oauth_redirect_uri": f"{settings.dashboards_url}/services/"
+            f"{roles.DASHBOARDS_SERVICE}/oauth_callback",
             "oauth_no_confirm": True,
         },
     ]

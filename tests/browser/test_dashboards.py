@@ -86,7 +86,9 @@ def _publish(platform: Platform) -> str:
     assert request["kind"] == "dashboard" and request["status"] == "submitted"
     published = _decide(platform, request["id"])
     assert published["status"] == "released", published
-    assert published["release"]["dashboard"].endswith(f"/{request['id']}/dashboard.ipynb")
+    assert published["release"]["dashboard"] == (
+        f"{platform.dashboards_url}/services/dashboards/voila/render/{request['id']}/dashboard.ipynb"
+    )
     return request["id"]
 
 
@@ -100,7 +102,7 @@ def test_a_visitor_sees_a_published_dashboard_until_it_is_unpublished(
         "provenance.json",
         "settlement_by_district.csv",
     ]
-    url = f"{platform.url}/services/dashboards/voila/render/{request_id}/dashboard.ipynb"
+    url = f"{platform.dashboards_url}/services/dashboards/voila/render/{request_id}/dashboard.ipynb"
 
     page.goto(f"{platform.url}/hub/login")
     page.fill("#username_input", "victor")

@@ -120,13 +120,31 @@ class Shuyu(Configurable):
         return int(_env("SHUYU_SERVICE_PORT", "10101"))
 
     dashboards_port = Integer(
-        help="Port of the Voila service of published dashboards on 127.0.0.1 (behind the "
-        "proxy at /services/dashboards/). Env: SHUYU_DASHBOARDS_PORT. Default 10102.",
+        help="Port of the Voila service of published dashboards. It listens on the public "
+        "address (ip) itself, not behind the proxy: dashboards are merchant content and get "
+        "an origin of their own. Env: SHUYU_DASHBOARDS_PORT. Default 10102.",
     ).tag(config=True)
 
     @default("dashboards_port")
     def _default_dashboards_port(self) -> int:
         return int(_env("SHUYU_DASHBOARDS_PORT", "10102"))
+
+    dashboards_url = Unicode(
+        help="""Public origin of the dashboards service (scheme://host:port), which must
+        differ from the platform's in its host name, not only its port (browsers share
+        cookies across ports), e.g. https://dashboards.example.org behind a TLS
+        terminator. Env: SHUYU_DASHBOARDS_URL. Default: http://localhost:<dashboards_port>
+        when the platform is on 127.0.0.1 (the demo), else http://<ip>:<dashboards_port>.""",
+    ).tag(config=True)
+
+    @default("dashboards_url")
+    def _default_dashboards_url(self) -> str:
+        host = "localhost" if self.ip in ("127.0.0.1", "") else self.ip
+        return _env("SHUYU_DASHBOARDS_URL", f"http://{host}:{self.dashboards_port}")
+
+    @validate("dashboards_url")
+    def _origin_only(self, proposal: dict) -> str:
+        return str(proposal["value"]).rstrip("/")
 
     spawner = Unicode(
         help="""How single-user servers are isolated: 'sandbox' (bubblewrap namespaces, the
@@ -340,6 +358,63 @@ class Shuyu(Configurable):
             "SHUYU_PROXY_COMMAND", str(local) if local.exists() else "configurable-http-proxy"
         )
 
+    # ------------------------------------------------------------ parsing jail
+    jail_memory_mb = Integer(
+        help="""Address space (RLIMIT_AS, MiB) of one parsing jail: the throw-away process
+        that reads a merchant's snapshot for the disclosure checks, watermarking and
+        dashboard publishing. A file that needs more (a decompression bomb) is refused.
+        Env: SHUYU_JAIL_MEMORY_MB. Default 1024: the largest snapshot (25 MiB) read as a
+        table takes a few hundred MiB.""",
+    ).tag(config=True)
+
+    @default("jail_memory_mb")
+    def _default_jail_memory_mb(self) -> int:
+        return int(_env("SHUYU_JAIL_MEMORY_MB", "1024"))
+
+    jail_cpu_seconds = Integer(
+        help="""CPU seconds (RLIMIT_CPU) one parsing jail may use. Env: SHUYU_JAIL_CPU_SECONDS.
+        Default 60.""",
+    ).tag(config=True)
+
+    @default("jail_cpu_seconds")
+    def _default_jail_cpu_seconds(self) -> int:
+        return int(_env("SHUYU_JAIL_CPU_SECONDS", "60"))
+
+    jail_wall_seconds = Integer(
+        help="""Seconds of wall-clock time after which a parsing jail is killed.
+        Env: SHUYU_JAIL_WALL_SECONDS. Default 120.""",
+    ).tag(config=True)
+
+    @default("jail_wall_seconds")
+    def _default_jail_wall_seconds(self) -> int:
+        return int(_env("SHUYU_JAIL_WALL_SECONDS", "120"))
+
+    jail_output_mb = Integer(
+        help="""Largest answer (RLIMIT_FSIZE, MiB) of one parsing jail, e.g. a watermarked
+        file. Env: SHUYU_JAIL_OUTPUT_MB. Default 256.""",
+    ).tag(config=True)
+
+    @default("jail_output_mb")
+    def _default_jail_output_mb(self) -> int:
+        return int(_env("SHUYU_JAIL_OUTPUT_MB", "256"))
+
+    jail_concurrency = Integer(
+        help="""Parsing jails one platform service runs at once (others wait their turn), so
+        that jail_memory_mb times this fits the machine. Env: SHUYU_JAIL_CONCURRENCY.
+        Default 2.""",
+    ).tag(config=True)
+
+    @default("jail_concurrency")
+    def _default_jail_concurrency(self) -> int:
+        return int(_env("SHUYU_JAIL_CONCURRENCY", "2"))
+
+    @validate("jail_memory_mb", "jail_cpu_seconds", "jail_wall_seconds", "jail_output_mb",
+              "jail_concurrency")  # fmt: skip
+    def _positive_jail_limit(self, proposal: dict) -> int:
+        if proposal["value"] < 1:
+            raise ValueError(f"{proposal['trait'].name} must be at least 1")
+        return int(proposal["value"])
+
     # ------------------------------------------------------------------ zones
     def zone(self, name: str) -> Path:
         """Path of one data zone under :attr:`home` (see :data:`ZONES`)."""
@@ -387,6 +462,15 @@ class Shuyu(Configurable):
             "SHUYU_AUDIT_SIGNING_KEY": self.audit_signing_key_file,
             "SHUYU_AUDIT_CHECKPOINTS": self.audit_checkpoints_file,
             "SHUYU_AUDIT_CHECKPOINT_SECONDS": str(self.audit_checkpoint_seconds),
+            "SHUYU_IP": self.ip,
+            "SHUYU_PORT": str(self.port),
+            "SHUYU_DASHBOARDS_PORT": str(self.dashboards_port),
+            "SHUYU_DASHBOARDS_URL": self.dashboards_url,
+            "SHUYU_JAIL_MEMORY_MB": str(self.jail_memory_mb),
+            "SHUYU_JAIL_CPU_SECONDS": str(self.jail_cpu_seconds),
+            "SHUYU_JAIL_WALL_SECONDS": str(self.jail_wall_seconds),
+            "SHUYU_JAIL_OUTPUT_MB": str(self.jail_output_mb),
+            "SHUYU_JAIL_CONCURRENCY": str(self.jail_concurrency),
         }
 
     @classmethod

@@ -4,10 +4,11 @@ A merchant asks to publish a notebook with an export request of kind ``dashboard
 (:mod:`..egress.requests`): the notebook and the IDs of the tenant's released artefacts
 it reads. It goes through the same checks and review as any export. Approval publishes
 it (:func:`publish`): ``published/<id>/`` receives the notebook (outputs cleared, kernel
-set to the sandboxed dashboard kernel) and a copy of each released file it reads,
-checked against its SHA-256, all read-only, with ``provenance.json``. The notebook
-reads those files by name, from its own folder. :func:`unpublish` removes the folder
-at once. The Voila service that shows them is :mod:`.service`.
+set to the sandboxed dashboard kernel, prepared in the parsing jail by
+:mod:`.notebook`) and a copy of each released file it reads, checked against its
+SHA-256, all read-only, with ``provenance.json``. The notebook reads those files by
+name, from its own folder. :func:`unpublish` removes the folder at once. The Voila
+service that shows them, on an origin of its own, is :mod:`.service`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import shutil
 from pathlib import Path
 from typing import Any, Final
 
-import nbformat
 from sqlalchemy.orm import Session
 
 from ..core import audit
@@ -25,11 +25,8 @@ from ..core.atomic import create_folder_atomically, remove_tree, sync_and_hash
 from ..core.db import stamp
 from ..core.models import EgressRequest
 from ..core.settings import Shuyu
+from .notebook import NOTEBOOK
 
-#: The kernelspec every published dashboard runs with.
-KERNEL_NAME: Final[str] = "shuyu-dashboard"
-#: The notebook's name inside its published folder.
-NOTEBOOK: Final[str] = "dashboard.ipynb"
 PROVENANCE: Final[str] = "provenance.json"
 
 
@@ -47,31 +44,19 @@ def folder(settings: Shuyu, request_id: str) -> Path:
     return settings.zone("published") / request_id
 
 
-def prepared_notebook(document: dict[str, Any], title: str) -> bytes:
-    """The notebook as published: outputs cleared, the dashboard kernel, a title."""
-    notebook = nbformat.from_dict(document)
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-    notebook.metadata["kernelspec"] = {
-        "name": KERNEL_NAME,
-        "display_name": "Shuyu dashboard (sandboxed)",
-        "language": "python",
-    }
-    notebook.metadata["title"] = title
-    nbformat.validate(notebook)
-    return nbformat.writes(notebook).encode()
-
-
 def publish(
     settings: Shuyu,
     session: Session,
     row: EgressRequest,
     content: dict[str, Any],
     released: list[tuple[str, Path, str]],
+    notebook: bytes,
 ) -> dict[str, Any]:
-    """Write ``published/<id>/``: the notebook and the released files (name, path, sha)."""
+    """Write ``published/<id>/``: the notebook and the released files (name, path, sha).
+
+    ``notebook`` is :func:`.notebook.prepared_notebook` of the request's document, made
+    in the parsing jail (:func:`shuyu_platform.egress.jailed.prepare_dashboard`).
+    """
     files: list[dict[str, Any]] = []
 
     def fill(tmp: Path) -> dict[str, Any]:
@@ -83,7 +68,6 @@ def publish(
             if sync_and_hash(path) != digest:
                 raise PublishError(f"released file {name} changed on disk; not published")
             files.append({"name": name, "sha256": digest, "bytes": path.stat().st_size})
-        notebook = prepared_notebook(content["document"], row.title)
         (tmp / NOTEBOOK).write_bytes(notebook)
         digest = sync_and_hash(tmp / NOTEBOOK)
         files.append({"name": NOTEBOOK, "sha256": digest, "bytes": len(notebook)})
@@ -110,14 +94,22 @@ def publish(
         action="dashboard.publish",
         target=f"egress:{row.id}",
         tenant=row.tenant,
-        detail={"files": files, "url": url_of(row.id)},
+        detail={"files": files, "url": url_of(settings, row.id)},
     )
-    return {"files": files, "published_at": record["published_at"], "dashboard": url_of(row.id)}
+    return {
+        "files": files,
+        "published_at": record["published_at"],
+        "dashboard": url_of(settings, row.id),
+    }
 
 
-def url_of(request_id: str) -> str:
-    """The path of a published dashboard behind the proxy."""
-    return f"/services/dashboards/voila/render/{request_id}/{NOTEBOOK}"
+#: Where the dashboards service's routes start, on its own origin.
+PREFIX: Final[str] = "/services/dashboards/"
+
+
+def url_of(settings: Shuyu, request_id: str) -> str:
+    """The address of a published dashboard, on the dashboards' own origin."""
+    return f"{settings.dashboards_url}{PREFIX}voila/render/{request_id}/{NOTEBOOK}"
 
 
 def unpublish(settings: Shuyu, request_id: str) -> bool:

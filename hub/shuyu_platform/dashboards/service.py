@@ -2,8 +2,12 @@
 
 The hub runs Voila as the service ``dashboards``
 (``python -m shuyu_platform.dashboards.service``) on the published zone (filled by
-:mod:`.publish`), at ``/services/dashboards/``:
+:mod:`.publish`), on an origin of its own (``c.Shuyu.dashboards_url``, its own port,
+served directly and not through the platform's proxy), at ``/services/dashboards/``:
 
+- every page carries a Content-Security-Policy (:data:`DASHBOARD_CSP`) that lets a
+  dashboard's script talk to its own origin only: it cannot fetch from, post forms to or
+  frame the platform, and the platform refuses cross-origin writes anyway;
 - sign-in is the hub's OAuth (:class:`HubIdentityProvider`); every signed-in person
   (visitor role and up) holds ``access:services!service=dashboards``;
 - sources are stripped from what Voila renders, and only images are served as files;
@@ -23,7 +27,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from jupyter_client.ioloop import AsyncIOLoopKernelManager
 from jupyterhub.singleuser.extension import JupyterHubIdentityProvider
@@ -31,7 +35,8 @@ from traitlets import default
 from traitlets.config import Config
 
 from ..core.settings import Shuyu
-from .publish import KERNEL_NAME
+from .notebook import KERNEL_NAME
+from .publish import PREFIX
 
 
 class DashboardKernelManager(AsyncIOLoopKernelManager):
@@ -72,8 +77,7 @@ class HubIdentityProvider(JupyterHubIdentityProvider):
     """
 
     def get_handlers(self) -> list[tuple[Any, ...]]:
-        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/dashboards/")
-        return [(prefix.rstrip("/") + path, *rest) for path, *rest in super().get_handlers()]
+        return [(PREFIX.rstrip("/") + path, *rest) for path, *rest in super().get_handlers()]
 
 
 def kernel_spec(settings: Shuyu) -> Path:
@@ -98,11 +102,48 @@ def kernel_spec(settings: Shuyu) -> Path:
     return share
 
 
-def voila_config(prefix: str, port: int) -> Config:
-    """The Voila configuration of the dashboards service (see the module docstring)."""
+#: The Content-Security-Policy of every dashboard page. A dashboard runs its own script
+#: (widgets, plots, whatever its HTML outputs carry) but may talk only to its own origin:
+#: no request, form, frame or navigation target on the platform's origin; no embedding.
+DASHBOARD_CSP: Final[str] = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self' 'unsafe-inline' 'unsafe-eval'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob:",
+        "font-src 'self' data:",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "frame-src 'none'",
+        "worker-src 'self' blob:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+def voila_config(settings: Shuyu, prefix: str) -> Config:
+    """The Voila configuration of the dashboards service (see the module docstring).
+
+    Voila listens on the public address at its own port: the dashboards' origin
+    (``c.Shuyu.dashboards_url``) is not the platform's, so a dashboard's script cannot
+    read or act on platform pages with its viewer's session. Sign-in is the hub's OAuth:
+    the hub's login page on the platform's origin, then back to this origin's callback.
+    """
     c = Config()
-    c.Voila.ip = "127.0.0.1"
-    c.Voila.port = port
+    c.Voila.ip = settings.ip
+    c.Voila.port = settings.dashboards_port
+    c.Voila.tornado_settings = {
+        "headers": {
+            "Content-Security-Policy": DASHBOARD_CSP,
+            "X-Frame-Options": "DENY",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        }
+    }
+    c.HubOAuth.hub_host = settings.hub_url
+    c.HubOAuth.oauth_redirect_uri = f"{settings.dashboards_url}{prefix}oauth_callback"
     c.Voila.open_browser = False
     c.Voila.base_url = prefix
     c.Voila.identity_provider_class = HubIdentityProvider
@@ -117,8 +158,6 @@ def voila_config(prefix: str, port: int) -> Config:
 
 def main() -> None:
     """Run the dashboards service until the hub stops it."""
-    from urllib.parse import urlparse
-
     from voila.app import Voila
 
     settings = Shuyu.from_environment()
@@ -130,12 +169,9 @@ def main() -> None:
     os.chmod(ipc, 0o711)  # kernels reach their own subfolder by its random name only
     atexit.register(shutil.rmtree, ipc, True)
     os.environ["SHUYU_DASHBOARD_IPC"] = str(ipc)
-    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/dashboards/")
-    default_url = f"http://127.0.0.1:{settings.dashboards_port}"
-    port = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", default_url)).port
+    os.environ["JUPYTERHUB_SERVICE_PREFIX"] = PREFIX  # no proxy route: set here
     Voila.launch_instance(
-        argv=[str(settings.zone("published"))],
-        config=voila_config(prefix, port or settings.dashboards_port),
+        argv=[str(settings.zone("published"))], config=voila_config(settings, PREFIX)
     )
 
 

@@ -31,6 +31,7 @@ from . import (
     onboarding_api,
     products,
 )
+from .base import StaticHandler
 
 HERE = Path(__file__).parent
 log = logging.getLogger("shuyu.service")
@@ -68,6 +69,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         cookie_secret=keyfiles.secret_file(settings.zone("hub") / COOKIE_SECRET_FILE),
         static_path=str(HERE / "static"),
         static_url_prefix=url_path_join(prefix, "static/"),
+        static_handler_class=StaticHandler,
         xsrf_cookies=False,  # HubOAuthenticated checks xsrf itself for cookie-authenticated writes
     )
 

@@ -5,16 +5,81 @@ from __future__ import annotations
 import json
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubOAuthenticated, check_scopes
-from tornado import web
+from tornado import httputil, web
 
 from ..core import audit, roles
 from ..core.settings import Shuyu
 
+#: Security headers of every page, API answer and static file of the platform service.
+#: No script runs on platform pages at all (they need none), nothing merchant-supplied
+#: is rendered as anything but text or a data: image, and no other origin may frame them.
+SECURITY_HEADERS: dict[str, str] = {
+    "Content-Security-Policy": "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "font-src 'self'",
+            "connect-src 'self'",
+            "form-action 'self'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        ]
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+#: ``Sec-Fetch-Site`` values of requests a browser sends from another origin.
+FOREIGN_SITES = frozenset({"cross-site", "same-site"})
+
+
+def refuse_cross_origin(request: httputil.HTTPServerRequest) -> None:
+    """Refuse (403) a state-changing request a browser sent from a page of another origin.
+
+    Browsers name the page's origin in ``Origin`` and ``Sec-Fetch-Site`` on every POST,
+    and a page's script cannot change either: a published dashboard (its own origin) or
+    any other site cannot make a signed-in reviewer's browser approve, decide or file
+    anything here, whatever cookies the browser holds. Clients that are not browsers
+    (the kernel client, the CLI) send neither header.
+    """
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    site = request.headers.get("Sec-Fetch-Site", "")
+    origin = request.headers.get("Origin", "")
+    if site in FOREIGN_SITES or (origin and urlparse(origin).netloc != request.host):
+        raise web.HTTPError(
+            403,
+            f"This request came from a page of another origin ({origin or site}); the "
+            "platform accepts changes only from its own pages.",
+        )
+
+
+class StaticHandler(web.StaticFileHandler):
+    """The service's static files, with the same security headers as its pages."""
+
+    def set_default_headers(self) -> None:
+        """The headers of :data:`SECURITY_HEADERS`."""
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
+
 
 class BaseHandler(HubOAuthenticated, web.RequestHandler):
     """A page of the service: signed-in through the hub, rendered from templates."""
+
+    def set_default_headers(self) -> None:
+        """The headers of :data:`SECURITY_HEADERS` on every answer."""
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
+
+    def prepare(self) -> None:
+        """Refuse writes sent from another origin's page (:func:`refuse_cross_origin`)."""
+        refuse_cross_origin(self.request)
 
     @property
     def shuyu(self) -> Shuyu:
@@ -105,6 +170,7 @@ class ApiHandler(BaseHandler):
 
     def prepare(self) -> None:
         """Refuse requests that carry neither a hub token nor a hub OAuth cookie."""
+        super().prepare()
         if self.current_user is None:
             raise web.HTTPError(
                 401, "Sign in through the hub, or send 'Authorization: token <hub API token>'."

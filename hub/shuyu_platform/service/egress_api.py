@@ -44,8 +44,9 @@ from ..core.roles import EGRESS_REQUEST, EGRESS_REVIEW, TENANTS_MANAGE
 from ..core.settings import Shuyu
 from ..data.policy import DatasetPolicy, Disclosure
 from ..dp import budget
-from ..egress import disclosure, release
+from ..egress import disclosure, jailed, release
 from ..egress import requests as egress
+from ..isolation.jail import JailRefusal, Limits
 from .base import ApiHandler, BaseHandler
 
 #: Fields a server may report, and the longest value kept of each.
@@ -106,10 +107,24 @@ class EgressHandler(ApiHandler):
         """Answer an :class:`~shuyu_platform.egress.requests.EgressError` as JSON."""
         raise web.HTTPError(err.status, err.message)
 
-    def check(self, session: Any, row: EgressRequest, content: dict[str, Any]) -> None:
-        """Run the automatic disclosure checks on new content and store the report."""
-        context = check_context(self.shuyu, self.settings["policies"], row.tenant)
-        egress.record_checks(session, row, egress.run_checks(content, context))
+    async def check(self, content: dict[str, Any], tenant: str) -> disclosure.Report:
+        """The automatic disclosure checks of new content, run in the parsing jail.
+
+        Content the jail cannot read within its limits (a decompression bomb, a file that
+        takes too long) is refused with 422 before anything is written, and audited.
+        """
+        context = check_context(self.shuyu, self.settings["policies"], tenant)
+        limits = Limits.from_settings(self.shuyu)
+        try:
+            return await asyncio.to_thread(jailed.check_content, content, context, limits)
+        except JailRefusal as refusal:
+            self.audit(
+                "egress.unreadable",
+                egress.source_of(content),
+                outcome="denied",
+                detail={"reason": refusal.reason, "message": refusal.message},
+            )
+            raise web.HTTPError(422, f"The content was not accepted: {refusal.message}.") from None
 
     def visible(self, row: EgressRequest | None, request_id: str) -> EgressRequest:
         """The request if the caller may see it: its tenant's merchants and reviewers."""
@@ -152,7 +167,7 @@ class RequestsApi(EgressHandler):
             rows = [egress.as_dict(r, reviewer=reviewer) for r in session.scalars(query.limit(500))]
         self.write_json({"requests": rows})
 
-    def post(self) -> None:
+    async def post(self) -> None:
         self.require_scope(EGRESS_REQUEST, "Filing an egress request", "merchant")
         if self.tenant is None:
             raise web.HTTPError(403, f"{self.user['name']} belongs to no tenant.")
@@ -163,6 +178,7 @@ class RequestsApi(EgressHandler):
             title = egress.text_field(body, "title", limit=200, required=False) or egress.source_of(
                 content
             )
+            report = await self.check(content, self.tenant)
             with session_scope(self.shuyu.db_url) as session:
                 if content["kind"] == "dashboard":
                     egress.released_inputs(session, self.tenant, content["releases"])
@@ -175,7 +191,7 @@ class RequestsApi(EgressHandler):
                     purpose=purpose,
                     content=content,
                 )
-                self.check(session, row, content)
+                egress.record_checks(session, row, report)
                 egress.transition(session, row, "submit", actor=self.user["name"])
                 answer = egress.as_dict(row, egress.decisions_of(session, row.id))
         except egress.EgressError as err:
@@ -218,15 +234,18 @@ class DecisionApi(EgressHandler):
 class ResubmitApi(EgressHandler):
     """``POST api/egress/requests/<id>/resubmit``: new content after a request for changes."""
 
-    def post(self, request_id: str) -> None:
+    async def post(self, request_id: str) -> None:
         self.require_scope(EGRESS_REQUEST, "Resubmitting an egress request", "merchant")
         body = self.json_object()
         try:
             content = egress.parse_content(body)
             with session_scope(self.shuyu.db_url) as session:
+                tenant = self.visible(session.get(EgressRequest, request_id), request_id).tenant
+            report = await self.check(content, tenant)
+            with session_scope(self.shuyu.db_url) as session:
                 row = self.visible(session.get(EgressRequest, request_id), request_id)
                 egress.resubmit(session, self.outbox, row, content, actor=self.user["name"])
-                self.check(session, row, content)
+                egress.record_checks(session, row, report)
                 answer = egress.as_dict(row, egress.decisions_of(session, row.id))
         except egress.EgressError as err:
             self.fail(err)

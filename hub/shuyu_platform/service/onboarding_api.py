@@ -23,7 +23,7 @@ from ..core.db import session_scope
 from ..core.models import Registration
 from ..core.roles import TENANTS_MANAGE
 from ..workflow import onboarding
-from .base import ApiHandler, BaseHandler
+from .base import ApiHandler, BaseHandler, refuse_cross_origin
 
 #: Largest registration body accepted.
 MAX_BODY = 64 * 1024
@@ -88,6 +88,8 @@ class RegistrationsApi(RegistrationHandler, ApiHandler):
         """Filing is open to anyone; listing needs a signed-in administrator."""
         if self.request.method != "POST":
             super().prepare()
+        else:
+            refuse_cross_origin(self.request)
 
     def get(self) -> None:
         self.write_json({"registrations": self.listing()})

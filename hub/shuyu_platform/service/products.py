@@ -49,7 +49,11 @@ def entries(handler: BaseHandler) -> list[dict[str, Any]]:
                     "kind": KINDS.get(row.kind, row.kind),
                     "scenarios": manifest.get("scenarios", []),
                     "released_at": manifest.get("released_at") or manifest.get("published_at"),
-                    "dashboard": dashboards.url_of(row.id) if row.kind == "dashboard" else None,
+                    "dashboard": (
+                        dashboards.url_of(handler.shuyu, row.id)
+                        if row.kind == "dashboard"
+                        else None
+                    ),
                 }
             )
     return listed
