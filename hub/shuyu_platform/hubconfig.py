@@ -117,6 +117,9 @@ def configure(c: Config) -> Shuyu:
             "url": settings.service_url,
             "command": [sys.executable, "-m", "shuyu_platform.service"],
             "environment": settings.service_environment(),
+            # Its imports (Arrow, Polars, OpenDP) take well over JupyterHub's default 30 s
+            # to answer on a loaded machine, and the hub gives up on a late service.
+            "timeout": 120,
             "oauth_no_confirm": True,
             "oauth_client_allowed_scopes": [*roles.SCOPES, roles.ACCESS_SERVICE],
         },
