@@ -31,6 +31,7 @@ from . import (
     onboarding_api,
     products,
 )
+from .tenant_reports import ReportLimiter
 
 HERE = Path(__file__).parent
 log = logging.getLogger("shuyu.service")
@@ -60,6 +61,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         handlers,
         shuyu=settings,
         policies=policies,
+        tenant_reports=ReportLimiter(settings.tenant_reports_per_minute),
         templates=templates,
         cookie_secret=secrets.token_bytes(32),
         static_path=str(HERE / "static"),
