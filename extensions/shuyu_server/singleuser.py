@@ -35,8 +35,20 @@ FORCED_EXTENSIONS = {
 
 
 def enforce_extensions() -> None:
-    """Make every ServerApp start with :data:`FORCED_EXTENSIONS`, after its config is read."""
+    """Make every ServerApp start with :data:`FORCED_EXTENSIONS`, after its config is read.
+
+    Also: a kernel started without a path (``POST api/kernels``) works in the server's
+    root folder (the home), not in the server's own working directory, which is a
+    folder the tenant cannot write.
+    """
     from jupyter_server.serverapp import ServerApp
+    from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+    class HomeKernelManager(AsyncMappingKernelManager):
+        """Kernels without a path start in the root folder rather than the server's cwd."""
+
+        async def start_kernel(self, *, path: str | None = None, **kwargs: object) -> str:
+            return await super().start_kernel(path="" if path is None else path, **kwargs)
 
     terminals = os.environ.get("SHUYU_ALLOW_TERMINALS") == "1"
     original = ServerApp.init_server_extensions
@@ -46,6 +58,7 @@ def enforce_extensions() -> None:
         self.jpserver_extensions = {**self.jpserver_extensions, **forced}
         self.terminals_enabled = terminals
         self.config.EgressGuard.allow_terminals = terminals
+        self.kernel_manager_class = HomeKernelManager
         original(self)
 
     ServerApp.init_server_extensions = init_server_extensions  # type: ignore[method-assign]

@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -101,6 +102,7 @@ class TenantDisk:
         """Make sure the image exists, has at least the quota's size, and is mounted."""
         with self._lock:
             if not self.mounted():
+                self._wait_until_detached()
                 self._prepare_image()
                 self.mountpoint.mkdir(parents=True, exist_ok=True)
                 _run(
@@ -124,6 +126,27 @@ class TenantDisk:
                 except DiskQuotaError:
                     # A process still holding a file: detach now, free when it closes.
                     _run("umount", "--lazy", str(self.mountpoint))
+
+    def _wait_until_detached(self, timeout: float = 10) -> None:
+        """Wait for a loop device still holding the image to go (e.g. the lazily
+        unmounted disk of a server that is still stopping): mounting the same image
+        twice at once would corrupt it."""
+        deadline = time.monotonic() + timeout
+        while self.image.exists():
+            attached = subprocess.run(
+                ["losetup", "--associated", str(self.image)],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip()
+            if not attached:
+                return
+            if time.monotonic() > deadline:
+                raise DiskQuotaError(
+                    f"{self.image.name} is still in use by a stopping server ({attached}); "
+                    "try again in a few seconds"
+                )
+            time.sleep(0.2)
 
     def _prepare_image(self) -> None:
         self.image.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

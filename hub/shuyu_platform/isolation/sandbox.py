@@ -323,7 +323,7 @@ class SandboxSpawner(Spawner):
         (run / "jupyter" / "migrated").write_text("never: configuration is read-only here\n")
         os.chmod(run / "jupyter", 0o755)
         os.chmod(run, 0o711)
-        os.chmod(run / "sock", 0o711)  # root's: the tenant may connect, never create
+        os.chmod(run / "sock", 0o755)  # root's: the tenant may connect, never create
         name = self.user.name
         (run / "etc" / "passwd").write_text(
             f"root:x:0:0:root:/root:/usr/sbin/nologin\n"
