@@ -7,9 +7,10 @@ BIN         := $(VENV)/bin
 SHUYU_HOME  ?= $(CURDIR)/.shuyu
 DEMO_ROWS   ?= 100000
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages: bubblewrap (the namespace sandbox); chromium for browser tests.
-DEMO_DEBS   := bubblewrap
-TEST_DEBS   := bubblewrap chromium
+# Debian packages: bubblewrap (the namespace sandbox); e2fsprogs (mkfs.ext4, resize2fs:
+# the tenants' disk images); chromium for browser tests.
+DEMO_DEBS   := bubblewrap e2fsprogs
+TEST_DEBS   := bubblewrap e2fsprogs chromium
 
 .PHONY: demo test install install-test system-deps system-deps-test node-deps lint format bench clean help
 
