@@ -453,6 +453,16 @@ class SandboxSpawner(Spawner):
         )
         return env
 
+    def get_args(self) -> list[str]:
+        """The server's arguments, with nbformat's notary kept in the sandbox's ``/tmp``.
+
+        The notary (which notebooks the user trusts) keeps its secret and database in
+        Jupyter's data folder, read-only here: they live in the private ``/tmp`` instead,
+        for one start. It decides only whether the user's own browser runs a notebook's
+        saved script output.
+        """
+        return [*super().get_args(), "--NotebookNotary.data_dir=/tmp"]
+
     # ----------------------------------------------------------- lifecycle
     async def start(self) -> tuple[str, int]:
         """Set up the host side, start the relays, launch the sandbox."""
