@@ -10,10 +10,11 @@ ACRO_VENV   := .venv-acro
 SHUYU_HOME  ?= $(CURDIR)/.shuyu
 DEMO_ROWS   ?= 100000
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages: bubblewrap (the namespace sandbox); chromium for browser tests;
-# postgresql for the tests that run the database-facing code on PostgreSQL too.
-DEMO_DEBS   := bubblewrap
-TEST_DEBS   := bubblewrap chromium postgresql
+# Debian packages: bubblewrap (the namespace sandbox); e2fsprogs (mkfs.ext4, resize2fs:
+# the tenants' disk images); chromium for browser tests; postgresql for the tests that
+# run the database-facing code on PostgreSQL too.
+DEMO_DEBS   := bubblewrap e2fsprogs
+TEST_DEBS   := bubblewrap e2fsprogs chromium postgresql
 
 .PHONY: demo test install install-test system-deps system-deps-test node-deps lint format diagrams bench clean help
 

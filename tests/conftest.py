@@ -17,9 +17,16 @@ from shuyu_platform.core.settings import Shuyu
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """One real platform (hub, proxy, platform service, sandboxed servers) for the session.
 
-    Servers get 1 GiB each, so the memory-limit test stays cheap.
+    Servers get 1 GiB each and tenants 256 MiB of disk, so the memory-limit and the
+    disk-quota tests stay cheap; 60 reported events a minute leave room for the download
+    tests' refusals.
     """
-    with running_platform(tmp_path_factory.mktemp("platform"), SHUYU_MEM_LIMIT="1G") as running:
+    with running_platform(
+        tmp_path_factory.mktemp("platform"),
+        SHUYU_MEM_LIMIT="1G",
+        SHUYU_DISK_QUOTA="256M",
+        SHUYU_TENANT_REPORTS_PER_MINUTE="60",
+    ) as running:
         yield running
 
 

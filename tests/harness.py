@@ -26,6 +26,7 @@ import yaml
 from kernel import Execution, Kernel
 from shuyu_platform.core import db
 from shuyu_platform.core.settings import Shuyu
+from shuyu_platform.isolation.disk_quota import mount_points
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -228,6 +229,12 @@ class Platform:
         for session in self.sessions:
             session.close()
         stop_process_group(self.proc)
+        # The hub unmounts the tenants' disks as their servers stop; one killed before
+        # it could leaves them mounted, and a test run must not leave mounts behind.
+        home = self.home.resolve()
+        for point in sorted(mount_points(), reverse=True):
+            if point.is_relative_to(home):
+                subprocess.run(["umount", "--lazy", str(point)], check=False)
 
 
 def stop_process_group(proc: subprocess.Popen[bytes], grace: float = 20) -> None:

@@ -8,7 +8,8 @@ are the only ways in and out:
 - server/kernel -> hub API: sandbox loopback port -> ``hub.sock`` -> hub;
 - kernel -> platform API: sandbox loopback port -> ``api.sock`` -> platform service.
 
-An endpoint is written ``tcp:HOST:PORT`` or ``unix:/path``.
+An endpoint is written ``tcp:HOST:PORT``, ``unix:/path``, or, to listen on a socket
+another process made and handed over open, ``fd:N``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 from dataclasses import dataclass
 
 BUFFER = 256 * 1024
@@ -27,28 +29,35 @@ log = logging.getLogger("shuyu.relay")
 class Endpoint:
     """Where to listen or connect: a TCP address or a Unix socket path."""
 
-    kind: str  # "tcp" or "unix"
+    kind: str  # "tcp", "unix" or "fd"
     host: str = ""
     port: int = 0
     path: str = ""
+    fd: int = -1
 
     @classmethod
     def parse(cls, text: str) -> Endpoint:
-        """Read ``tcp:HOST:PORT`` or ``unix:/path``."""
+        """Read ``tcp:HOST:PORT``, ``unix:/path`` or ``fd:N``."""
         kind, _, rest = text.partition(":")
         if kind == "unix" and rest.startswith("/"):
             return cls("unix", path=rest)
+        if kind == "fd" and rest.isdigit():
+            return cls("fd", fd=int(rest))
         if kind == "tcp":
             host, _, port = rest.rpartition(":")
             if host and port.isdigit():
                 return cls("tcp", host=host, port=int(port))
-        raise ValueError(f"not an endpoint: {text!r} (use tcp:HOST:PORT or unix:/path)")
+        raise ValueError(f"not an endpoint: {text!r} (use tcp:HOST:PORT, unix:/path or fd:N)")
 
     def __str__(self) -> str:
+        if self.kind == "fd":
+            return f"fd:{self.fd}"
         return f"unix:{self.path}" if self.kind == "unix" else f"tcp:{self.host}:{self.port}"
 
     async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Open a connection to this endpoint."""
+        """Open a connection to this endpoint (a ``fd:`` endpoint only listens)."""
+        if self.kind == "fd":
+            raise OSError(f"cannot connect to {self}: an inherited socket only listens")
         if self.kind == "unix":
             return await asyncio.open_unix_connection(self.path, limit=BUFFER)
         return await asyncio.open_connection(self.host, self.port, limit=BUFFER)
@@ -76,7 +85,8 @@ async def serve(
 ) -> asyncio.Server:
     """Accept connections on ``listen`` and relay each to ``target`` until closed.
 
-    A Unix listening socket gets ``socket_mode`` and, if given, the ``owner`` uid.
+    A Unix listening socket gets ``socket_mode`` and, if given, the ``owner`` uid. An
+    ``fd:N`` listener is taken over (and no longer inherited by child processes).
     """
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -89,6 +99,10 @@ async def serve(
         await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
         await asyncio.gather(_close(writer), _close(upstream_writer))
 
+    if listen.kind == "fd":
+        sock = socket.socket(fileno=listen.fd)
+        sock.set_inheritable(False)
+        return await asyncio.start_unix_server(handle, sock=sock, limit=BUFFER)
     if listen.kind == "unix":
         with contextlib.suppress(FileNotFoundError):
             os.unlink(listen.path)

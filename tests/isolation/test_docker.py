@@ -43,7 +43,7 @@ from shuyu_platform.isolation.spawner import SPAWNERS, SpawnPolicy
 NETWORK = "shuyu-sandbox"
 GIB = 1024**3
 #: Zones that no container may ever see (settings.ZONES minus views/synthetic/work).
-FORBIDDEN_ZONES = ("raw", "outbox", "released", "published", "db", "hub", "run")
+FORBIDDEN_ZONES = ("raw", "outbox", "released", "published", "db", "hub", "run", "logs")
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from traitlets import Bool, Float, Integer, List, Unicode, default, validate
+from traitlets import Bool, Float, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
 from .workdays import Calendar, parse_dates
@@ -35,6 +35,7 @@ ZONES: dict[str, str] = {
     "db": "the platform database (SQLite by default)",
     "hub": "JupyterHub's own state: its database, cookie secret, accounts",
     "run": "per-server relay sockets and generated /etc files of running sandboxes",
+    "logs": "each sandbox's stdout and stderr; operators only, never mounted in a sandbox",
 }
 
 
@@ -165,6 +166,28 @@ class Shuyu(Configurable):
     def _default_mem_limit(self) -> str:
         return _env("SHUYU_MEM_LIMIT", "2G")
 
+    disk_quota = Unicode(
+        help="""Disk space of one tenant, shared by its users' work folders, e.g. '5G'.
+        Each tenant's folders live in a filesystem image of this size (sandbox spawner;
+        a PersistentVolumeClaim of this size on Kubernetes), so a full home gets ENOSPC
+        and the platform's own filesystem is untouched. Env: SHUYU_DISK_QUOTA.
+        Default 5G.""",
+    ).tag(config=True)
+
+    @default("disk_quota")
+    def _default_disk_quota(self) -> str:
+        return _env("SHUYU_DISK_QUOTA", "5G")
+
+    @validate("disk_quota")
+    def _valid_disk_quota(self, proposal: dict) -> str:
+        from ..isolation.disk_quota import parse_size
+
+        try:
+            parse_size(proposal["value"])
+        except ValueError as exc:
+            raise TraitError(f"c.Shuyu.disk_quota: {exc}") from None
+        return proposal["value"]
+
     cpu_limit = Float(
         help="CPUs one single-user server may use (e.g. 1.5). Env: SHUYU_CPU_LIMIT.",
     ).tag(config=True)
@@ -206,6 +229,17 @@ class Shuyu(Configurable):
         if proposal["value"] not in (1, 2):
             raise ValueError("egress_approvals_required must be 1 or 2")
         return int(proposal["value"])
+
+    tenant_reports_per_minute = Integer(
+        help="""Most events one user's sandbox may report a minute (e.g. the in-sandbox
+        guard's egress.blocked records); past that the platform answers 429 and records
+        one report.rate_limited event a minute. Env: SHUYU_TENANT_REPORTS_PER_MINUTE.
+        Default 30.""",
+    ).tag(config=True)
+
+    @default("tenant_reports_per_minute")
+    def _default_tenant_reports_per_minute(self) -> int:
+        return int(_env("SHUYU_TENANT_REPORTS_PER_MINUTE", "30"))
 
     compliance_review_days = Integer(
         help="""Working days the operator's compliance check of a scenario application may
@@ -453,6 +487,7 @@ class Shuyu(Configurable):
             "SHUYU_DP_ENGINE": self.dp_engine,
             "SHUYU_DP_REFUND_FAILURES": "1" if self.dp_refund_failures else "0",
             "SHUYU_EGRESS_APPROVALS": str(self.egress_approvals_required),
+            "SHUYU_TENANT_REPORTS_PER_MINUTE": str(self.tenant_reports_per_minute),
             "SHUYU_COMPLIANCE_DAYS": str(self.compliance_review_days),
             "SHUYU_SOURCE_REVIEW_DAYS": str(self.source_review_days),
             "SHUYU_REGISTRATION_DAYS": str(self.registration_review_days),

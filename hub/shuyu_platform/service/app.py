@@ -32,6 +32,7 @@ from . import (
     products,
 )
 from .base import StaticHandler
+from .tenant_reports import ReportLimiter
 
 HERE = Path(__file__).parent
 log = logging.getLogger("shuyu.service")
@@ -65,6 +66,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         handlers,
         shuyu=settings,
         policies=policies,
+        tenant_reports=ReportLimiter(settings.tenant_reports_per_minute),
         templates=templates,
         cookie_secret=keyfiles.secret_file(settings.zone("hub") / COOKIE_SECRET_FILE),
         static_path=str(HERE / "static"),

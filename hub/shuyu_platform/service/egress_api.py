@@ -48,6 +48,7 @@ from ..egress import disclosure, jailed, release
 from ..egress import requests as egress
 from ..isolation.jail import JailRefusal, Limits
 from .base import ApiHandler, BaseHandler
+from .tenant_reports import SOURCE, ReportLimiter
 
 #: Fields a server may report, and the longest value kept of each.
 FIELDS: dict[str, int] = {"route": 64, "reason": 256, "method": 16, "path": 1024, "query": 512}
@@ -134,16 +135,36 @@ class EgressHandler(ApiHandler):
 
 
 class BlockedApi(EgressHandler):
-    """``POST api/egress/blocked``: audit one refused download."""
+    """``POST api/egress/blocked``: audit one refused download, as the tenant reports it.
+
+    The report comes from inside a sandbox (see :mod:`.tenant_reports`): it is recorded
+    with ``source: tenant-reported`` and limited per user and minute.
+    """
 
     def post(self) -> None:
         self.require_scope(EGRESS_REQUEST, "Reporting a refused download", "merchant")
         body = self.json_object()
         if not isinstance(body.get("route"), str):
             raise web.HTTPError(400, "send an object with route, reason, method, path, query")
+        limiter: ReportLimiter = self.settings["tenant_reports"]
+        admitted, first_refusal = limiter.admit(self.user["name"])
+        if not admitted:
+            if first_refusal:
+                self.audit(
+                    "report.rate_limited",
+                    "egress.blocked",
+                    outcome="denied",
+                    detail={"source": SOURCE, "per_minute": limiter.per_minute},
+                )
+            raise web.HTTPError(
+                429,
+                f"Too many reported events: at most {limiter.per_minute} a minute per user; "
+                "this one was not recorded.",
+            )
         detail: dict[str, Any] = {
             key: str(body.get(key, ""))[:limit] for key, limit in FIELDS.items()
         }
+        detail["source"] = SOURCE
         self.audit(
             "egress.blocked", detail["path"] or detail["route"], outcome="denied", detail=detail
         )
