@@ -252,6 +252,11 @@ class _Checker:
                 moment = datetime.fromisoformat(value)
             except ValueError:
                 raise QueryError(f"{what}: {value!r} is not an ISO date or time") from None
+            if field.type == "timestamp" and moment.tzinfo is not None:
+                raise QueryError(
+                    f"{what}: {value!r} names a time zone; {column!r} holds local times, "
+                    "so give the time without one ('2024-05-01T08:00:00')"
+                )
             return moment.date() if field.type == "date" else moment
         if not isinstance(value, str | int | float):
             raise QueryError(f"{what}: {value!r} is not a value of {column!r}")

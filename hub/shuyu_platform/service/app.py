@@ -29,6 +29,7 @@ from . import (
     egress_api,
     grants_api,
     onboarding_api,
+    openapi,
     products,
 )
 
@@ -54,6 +55,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         *applications_api.routes(),
         *onboarding_api.routes(),
         *products.routes(),
+        *openapi.routes(),
     ]
     handlers = [(url_path_join(prefix, path), handler) for path, handler in routes]
     return web.Application(

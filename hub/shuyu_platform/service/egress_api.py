@@ -28,6 +28,7 @@ import asyncio
 import base64
 import functools
 import json
+from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
 
@@ -45,10 +46,14 @@ from ..dp import budget
 from ..egress import disclosure, release
 from ..egress import requests as egress
 from .base import ApiHandler, BaseHandler
-
-#: Fields a server may report, and the longest value kept of each.
-FIELDS: dict[str, int] = {"route": 64, "reason": 256, "method": 16, "path": 1024, "query": 512}
-
+from .request_models import (
+    BLOCKED,
+    EGRESS_CONTENT,
+    EGRESS_DECISION,
+    EMPTY,
+    NEW_EGRESS_REQUEST,
+    EgressDecisionBody,
+)
 
 #: Field titles of person names in the raw data (the names check looks for them).
 NAME_TITLES = ("姓名", "法定代表人")
@@ -104,10 +109,10 @@ class EgressHandler(ApiHandler):
         """Answer an :class:`~shuyu_platform.egress.requests.EgressError` as JSON."""
         raise web.HTTPError(err.status, err.message)
 
-    def check(self, session: Any, row: EgressRequest, content: dict[str, Any]) -> None:
-        """Run the automatic disclosure checks on new content and store the report."""
-        context = check_context(self.shuyu, self.settings["policies"], row.tenant)
-        egress.record_checks(session, row, egress.run_checks(content, context))
+    def checks(self, tenant: str, content: dict[str, Any]) -> disclosure.Report:
+        """The automatic disclosure checks of new content (run before it is frozen)."""
+        context = check_context(self.shuyu, self.settings["policies"], tenant)
+        return egress.run_checks(content, context)
 
     def visible(self, row: EgressRequest | None, request_id: str) -> EgressRequest:
         """The request if the caller may see it: its tenant's merchants and reviewers."""
@@ -121,12 +126,7 @@ class BlockedApi(EgressHandler):
 
     def post(self) -> None:
         self.require_scope(EGRESS_REQUEST, "Reporting a refused download", "merchant")
-        body = self.json_object()
-        if not isinstance(body.get("route"), str):
-            raise web.HTTPError(400, "send an object with route, reason, method, path, query")
-        detail: dict[str, Any] = {
-            key: str(body.get(key, ""))[:limit] for key, limit in FIELDS.items()
-        }
+        detail = self.body(BLOCKED).model_dump()
         self.audit(
             "egress.blocked", detail["path"] or detail["route"], outcome="denied", detail=detail
         )
@@ -154,7 +154,8 @@ class RequestsApi(EgressHandler):
         self.require_scope(EGRESS_REQUEST, "Filing an egress request", "merchant")
         if self.tenant is None:
             raise web.HTTPError(403, f"{self.user['name']} belongs to no tenant.")
-        body = self.json_object()
+        body = self.body(NEW_EGRESS_REQUEST).model_dump(exclude_unset=True)
+        frozen: Path | None = None
         try:
             content = egress.parse_content(body)
             purpose = egress.text_field(body, "purpose", limit=4000)
@@ -164,6 +165,7 @@ class RequestsApi(EgressHandler):
             with session_scope(self.shuyu.db_url) as session:
                 if content["kind"] == "dashboard":
                     egress.released_inputs(session, self.tenant, content["releases"])
+                report = self.checks(self.tenant, content)
                 row = egress.create(
                     session,
                     self.outbox,
@@ -173,11 +175,16 @@ class RequestsApi(EgressHandler):
                     purpose=purpose,
                     content=content,
                 )
-                self.check(session, row, content)
+                frozen = egress.snapshot_path(self.outbox, row.id)
+                egress.record_checks(session, row, report)
                 egress.transition(session, row, "submit", actor=self.user["name"])
                 answer = egress.as_dict(row, egress.decisions_of(session, row.id))
-        except egress.EgressError as err:
-            self.fail(err)
+        except BaseException as err:
+            if frozen is not None:  # the request was not recorded: no snapshot without a row
+                frozen.unlink(missing_ok=True)
+            if isinstance(err, egress.EgressError):
+                self.fail(err)
+            raise
         self.write_json(answer, 201)
 
 
@@ -202,13 +209,7 @@ class DecisionApi(EgressHandler):
 
     async def post(self, request_id: str) -> None:
         self.require_scope(EGRESS_REVIEW, "Deciding egress requests", "reviewer")
-        body = self.json_object()
-        action, comment = body.get("action"), body.get("comment", "")
-        if not isinstance(action, str) or action not in egress.DECISIONS:
-            raise web.HTTPError(400, f"action must be one of {', '.join(egress.DECISIONS)}")
-        if not isinstance(comment, str):
-            raise web.HTTPError(400, "comment must be text")
-        self.write_json(await decide(self, request_id, action, comment))
+        self.write_json(await decide(self, request_id, self.body(EGRESS_DECISION)))
 
 
 class ResubmitApi(EgressHandler):
@@ -216,13 +217,14 @@ class ResubmitApi(EgressHandler):
 
     def post(self, request_id: str) -> None:
         self.require_scope(EGRESS_REQUEST, "Resubmitting an egress request", "merchant")
-        body = self.json_object()
+        body = self.body(EGRESS_CONTENT).model_dump(exclude_unset=True)
         try:
             content = egress.parse_content(body)
             with session_scope(self.shuyu.db_url) as session:
                 row = self.visible(session.get(EgressRequest, request_id), request_id)
+                report = self.checks(row.tenant, content)
                 egress.resubmit(session, self.outbox, row, content, actor=self.user["name"])
-                self.check(session, row, content)
+                egress.record_checks(session, row, report)
                 answer = egress.as_dict(row, egress.decisions_of(session, row.id))
         except egress.EgressError as err:
             self.fail(err)
@@ -306,12 +308,13 @@ def render_content(content: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def decide(
-    handler: BaseHandler, request_id: str, action: str, comment: str
+    handler: BaseHandler, request_id: str, decision: EgressDecisionBody
 ) -> dict[str, Any]:
     """Record a reviewer's decision (API and review page alike); the request as JSON.
 
-    A decision that approves the request releases it at once (off the event loop); a
-    release that fails leaves it approved for the service's sweep to retry.
+    The decision names the snapshot it was made on; it is refused (409) if the request
+    changed since. A decision that approves the request releases it at once (off the
+    event loop); a release that fails leaves it approved for the service's sweep to retry.
     """
     settings = handler.shuyu
     try:
@@ -323,11 +326,12 @@ async def decide(
                 session,
                 settings.zone("outbox"),
                 row,
-                action,
+                decision.action,
                 actor=handler.user["name"],
                 actor_tenant=handler.tenant,
-                comment=comment,
+                comment=decision.comment,
                 approvals_required=settings.egress_approvals_required,
+                seen_sha256=decision.snapshot_sha256,
             )
             approved = row.status == "approved"
     except egress.EgressError as err:
@@ -387,10 +391,12 @@ class ReviewRequestPage(BaseHandler):
     @web.authenticated
     async def post(self, request_id: str) -> None:
         self.require_scope(EGRESS_REVIEW, "Deciding export requests", "reviewer")
-        action = self.get_body_argument("action", "")
-        if action not in egress.DECISIONS:
+        if self.get_body_argument("action", "") not in egress.DECISIONS:
             raise web.HTTPError(400, "Choose approve, ask for changes or reject.")
-        await decide(self, request_id, action, self.get_body_argument("comment", ""))
+        decision = {
+            key: self.get_body_argument(key, "") for key in ("action", "comment", "snapshot_sha256")
+        }
+        await decide(self, request_id, self.declared(EGRESS_DECISION, decision))
         self.redirect(f"{self.settings['templates'].globals['prefix']}review/{request_id}")
 
 
@@ -419,6 +425,7 @@ class UnpublishApi(EgressHandler):
         administrator = self.has_scope(TENANTS_MANAGE)
         if not administrator:
             self.require_scope(EGRESS_REQUEST, "Unpublishing a dashboard", "merchant")
+        self.body(EMPTY)
         try:
             with session_scope(self.shuyu.db_url) as session:
                 row = session.get(EgressRequest, request_id)
