@@ -119,6 +119,9 @@ def configure(c: Config) -> Shuyu:
             "environment": settings.service_environment(),
             "oauth_no_confirm": True,
             "oauth_client_allowed_scopes": [*roles.SCOPES, roles.ACCESS_SERVICE],
+            # The hub gives up on a service not up in time; on a busy machine the
+            # service's imports alone can take longer than JupyterHub's 30 s default.
+            "timeout": 120,
         },
         {
             "name": roles.DASHBOARDS_SERVICE,

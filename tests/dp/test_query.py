@@ -190,3 +190,16 @@ def test_too_many_groups_are_refused_before_anything_runs(health: DatasetPolicy)
 def test_a_body_that_is_not_an_object_is_refused(health: DatasetPolicy) -> None:
     with pytest.raises(query.QueryError, match="must be a JSON object"):
         query.parse([1, 2], health, list(health.fields))
+
+
+def test_a_time_zone_aware_timestamp_filter_is_refused(health: DatasetPolicy) -> None:
+    aware = {"column": "diagnosis_time", "op": ">=", "value": "2024-01-01T00:00:00+08:00"}
+    with pytest.raises(query.QueryError, match="names a time zone") as refused:
+        parse(health, filters=[aware], statistics={"n": {"fn": "count"}})
+    assert refused.value.status == 400
+    local = parse(
+        health,
+        filters=[{**aware, "value": "2024-01-01T08:00:00"}],
+        statistics={"n": {"fn": "count"}},
+    )
+    assert local.filters[0].value.tzinfo is None

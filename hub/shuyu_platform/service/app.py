@@ -32,6 +32,7 @@ from . import (
     openapi,
     products,
 )
+from .base import NotFoundApi
 
 HERE = Path(__file__).parent
 log = logging.getLogger("shuyu.service")
@@ -56,6 +57,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         *onboarding_api.routes(),
         *products.routes(),
         *openapi.routes(),
+        (r"api/.*", NotFoundApi),  # last: only what nothing else matched
     ]
     handlers = [(url_path_join(prefix, path), handler) for path, handler in routes]
     return web.Application(

@@ -167,3 +167,11 @@ class ApiHandler(BaseHandler):
         if isinstance(exc, web.HTTPError) and exc.log_message:
             message = message_of(exc)
         self.write_json({"status": status_code, "message": message}, status_code)
+
+
+class NotFoundApi(ApiHandler):
+    """Any other path under ``api/``: a JSON 404, so that no API answer is an HTML page."""
+
+    def prepare(self) -> None:
+        """Signed in or not, the path does not exist."""
+        raise web.HTTPError(404, "%s", f"no API endpoint {self.request.path}; see api/openapi.json")

@@ -1,0 +1,120 @@
+"""Schemathesis against the live platform service: no 5xx, every 4xx a JSON message.
+
+A platform of its own (real hub, proxy, service) is fuzzed from the OpenAPI document it
+serves, over every operation, with bodies that fit the schema and bodies that do not,
+as a user of each role and as nobody. Every answer must be below 500; a 4xx must be
+``{"status", "message"}`` JSON and a 2xx strict JSON (no NaN). The run is bounded and
+reproducible: ``SHUYU_FUZZ_EXAMPLES`` examples (default 3) per operation, mode and
+role, derandomised, without shrinking. Deselect it with ``-m "not fuzz"``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import GenerationMode
+
+from harness import Platform, running_platform
+
+pytestmark = [pytest.mark.hub, pytest.mark.fuzz]
+
+EXAMPLES = int(os.environ.get("SHUYU_FUZZ_EXAMPLES", "3"))
+#: One user of each role, and nobody.
+ROLES = ("alice", "rita", "sam", "ada", "audrey", "victor", None)
+MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+
+
+@pytest.fixture(scope="module")
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """A platform of its own: what the fuzzer files stays out of other tests' way."""
+    with running_platform(tmp_path_factory.mktemp("fuzz-platform"), rows=500) as running:
+        yield running
+
+
+def _token(platform: Platform, name: str) -> str:
+    session = platform.login(name)
+    created = platform.hub_api(session, "POST", f"users/{name}/tokens", json={"note": "fuzz"})
+    assert created.status_code == 201, created.text
+    return str(created.json()["token"])
+
+
+def judge(response: Any) -> str | None:
+    """What is wrong with an answer, or None."""
+    status = response.status_code
+    if status >= 500:
+        return f"answered {status}: {response.content[:300]!r}"
+    kind = response.headers.get("content-type", [""])[0]
+    if not kind.startswith("application/json"):
+        return f"answered {status} as {kind or 'no content type'}, not JSON"
+
+    def constant(name: str) -> Any:
+        raise ValueError(f"{name} in the answer")
+
+    try:
+        body = json.loads(response.content, parse_constant=constant)
+    except ValueError as err:
+        return f"answered {status} with a body that is not strict JSON: {err}"
+    if status >= 400 and not (
+        isinstance(body, dict)
+        and body.get("status") == status
+        and isinstance(body.get("message"), str)
+        and body["message"]
+    ):
+        return f"answered {status} without a JSON status and message: {body!r}"[:500]
+    return None
+
+
+def fuzz(operation: Any, mode: GenerationMode, base: str, token: str | None) -> tuple[int, str]:
+    """Run one operation in one mode as one caller; (calls made, first problem or "")."""
+    headers = {"Authorization": f"token {token}"} if token else {}
+    calls = 0
+
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=(Phase.explicit, Phase.generate),
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case: Any) -> None:
+        nonlocal calls
+        calls += 1
+        response = case.call(base_url=base, headers=headers, timeout=120)
+        problem = judge(response)
+        if problem:
+            raise AssertionError(problem)
+
+    try:
+        run()
+    except AssertionError as err:
+        return calls, str(err)
+    return calls, ""
+
+
+def test_no_operation_answers_5xx_or_a_non_json_refusal(fuzzed: Platform) -> None:
+    base = f"{fuzzed.url}/services/shuyu"
+    schema = schemathesis.openapi.from_url(f"{base}/api/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 27
+    tokens = {name: _token(fuzzed, name) for name in ROLES if name}
+    failures: list[str] = []
+    calls = 0
+    for who in ROLES:
+        for operation in operations:
+            for mode in MODES:
+                made, problem = fuzz(operation, mode, base, tokens.get(who or ""))
+                calls += made
+                if problem:
+                    failures.append(
+                        f"{operation.label} as {who or 'nobody'} ({mode.value}): {problem}"
+                    )
+    assert not failures, "\n".join(failures[:30])
+    assert calls >= len(ROLES) * len(operations)
