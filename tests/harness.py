@@ -46,7 +46,9 @@ def local_settings(home: Path, **traits: Any) -> Shuyu:
     return settings
 
 
-STARTUP_TIMEOUT = 90
+#: Seconds to wait for a platform or a server to come up (the hub itself waits up to 120 s
+#: for the platform service, which a busy machine needs).
+STARTUP_TIMEOUT = 180
 
 
 def free_port() -> int:

@@ -131,6 +131,7 @@ def configure(c: Config) -> Shuyu:
             "command": [sys.executable, "-m", "shuyu_platform.dashboards.service"],
             "environment": settings.service_environment(),
             "oauth_no_confirm": True,
+            "timeout": 120,  # as for the platform service
         },
     ]
 
