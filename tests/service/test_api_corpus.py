@@ -1,7 +1,7 @@
 """The cases that once made the live service answer 500, as plain regression tests.
 
 Each is sent over real HTTP through the hub's proxy to the real platform service, as a
-user whose role may call the endpoint (hub API tokens): deep nesting, huge integers,
+user whose role may call the endpoint (signed-in browser sessions): deep nesting, huge integers,
 unhashable values where text is expected, lone surrogates in stored or audited text,
 malformed egress cell outputs (which once left orphan snapshots in ``outbox/``),
 ``epsilon: NaN`` in an application, and a time-zone-aware timestamp in a DP filter
@@ -12,7 +12,6 @@ spent. Also here: the OpenAPI document as served, and a decision on a changed re
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -54,26 +53,23 @@ QUERY: dict[str, Any] = {
 }
 
 
+Caller = tuple[requests.Session, dict[str, str]]
+
+
 @pytest.fixture(scope="module")
-def tokens(platform: Platform) -> Iterator[dict[str, str]]:
-    made = {}
-    for name in ("alice", "rita", "ada", "audrey", "sam"):
-        session = platform.login(name)
-        created = platform.hub_api(session, "POST", f"users/{name}/tokens", json={"note": "corpus"})
-        assert created.status_code == 201, created.text
-        made[name] = created.json()["token"]
-    yield made
+def callers(platform: Platform) -> dict[str, Caller]:
+    """A signed-in browser session of each role, with the xsrf header its writes need."""
+    return {name: platform.service_session(name) for name in ("alice", "rita", "ada", "audrey")}
 
 
 def call(
-    platform: Platform, token: str | None, method: str, path: str, body: Any = None
+    platform: Platform, caller: Caller | None, method: str, path: str, body: Any = None
 ) -> requests.Response:
     """One request; ``body`` as raw bytes, or JSON-encoded if it is not bytes."""
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"token {token}"
-    return requests.request(
+    session, xsrf = caller or (requests.Session(), {})
+    headers = {"Content-Type": "application/json", **xsrf}
+    return session.request(
         method, f"{platform.url}{API}/{path}", data=data, headers=headers, timeout=120
     )
 
@@ -98,7 +94,7 @@ def strict_json(response: requests.Response) -> Any:
 
 DEEP = b"[" * 30_000 + b"]" * 30_000
 HUGE = b"1" + b"0" * 5000
-#: (token owner, path, body) of every JSON POST endpoint, with a well-shaped body.
+#: (caller, path, body) of every JSON POST endpoint, with a well-shaped body.
 POSTS: list[tuple[str, str, dict[str, Any]]] = [
     ("alice", "dp/query", QUERY),
     ("alice", "dp/models", {**QUERY, "model": "kmeans", "features": ["settlement_amount"]}),
@@ -116,14 +112,14 @@ POSTS: list[tuple[str, str, dict[str, Any]]] = [
 
 @pytest.mark.parametrize(("who", "path", "_"), POSTS, ids=[p for _, p, _ in POSTS])
 def test_deep_nesting_huge_integers_and_bad_unicode_are_refused_everywhere(
-    platform: Platform, tokens: dict[str, str], who: str, path: str, _: Any
+    platform: Platform, callers: dict[str, Caller], who: str, path: str, _: Any
 ) -> None:
-    token = tokens[who]
-    assert "nests deeper" in refused(call(platform, token, "POST", path, DEEP))
-    assert "too large" in refused(call(platform, token, "POST", path, b'{"x": ' + HUGE + b"}"))
-    assert "Unicode" in refused(call(platform, token, "POST", path, b'{"x": "\\ud800"}'))
-    assert "NaN" in refused(call(platform, token, "POST", path, b'{"x": NaN}'))
-    assert "valid JSON" in refused(call(platform, token, "POST", path, b"{\xff"))
+    caller = callers[who]
+    assert "nests deeper" in refused(call(platform, caller, "POST", path, DEEP))
+    assert "too large" in refused(call(platform, caller, "POST", path, b'{"x": ' + HUGE + b"}"))
+    assert "Unicode" in refused(call(platform, caller, "POST", path, b'{"x": "\\ud800"}'))
+    assert "NaN" in refused(call(platform, caller, "POST", path, b'{"x": NaN}'))
+    assert "valid JSON" in refused(call(platform, caller, "POST", path, b"{\xff"))
 
 
 @pytest.mark.parametrize(
@@ -145,9 +141,9 @@ def test_deep_nesting_huge_integers_and_bad_unicode_are_refused_everywhere(
     ],
 )
 def test_unhashable_values_where_text_is_expected_are_refused(
-    platform: Platform, tokens: dict[str, str], who: str, path: str, body: Any, field: str
+    platform: Platform, callers: dict[str, Caller], who: str, path: str, body: Any, field: str
 ) -> None:
-    assert field in refused(call(platform, tokens[who], "POST", path, body))
+    assert field in refused(call(platform, callers[who], "POST", path, body))
 
 
 @pytest.mark.parametrize(
@@ -161,11 +157,11 @@ def test_unhashable_values_where_text_is_expected_are_refused(
     ],
 )
 def test_lone_surrogates_are_refused_before_anything_is_audited(
-    platform: Platform, tokens: dict[str, str], who: str, path: str, body: Any
+    platform: Platform, callers: dict[str, Caller], who: str, path: str, body: Any
 ) -> None:
     raw = json.dumps(body).encode()  # ensure_ascii: the surrogate travels as \ud800
     before = len(platform.audit_events())
-    assert "Unicode" in refused(call(platform, tokens[who], "POST", path, raw))
+    assert "Unicode" in refused(call(platform, callers[who], "POST", path, raw))
     new = platform.audit_events()[before:]
     json.dumps(new, ensure_ascii=False).encode("utf-8")  # raises on a lone surrogate
 
@@ -184,46 +180,46 @@ def test_lone_surrogates_are_refused_before_anything_is_audited(
     ],
 )
 def test_malformed_cell_outputs_are_refused_and_leave_no_snapshot(
-    platform: Platform, tokens: dict[str, str], outputs: list[Any]
+    platform: Platform, callers: dict[str, Caller], outputs: list[Any]
 ) -> None:
     outbox = platform.home / "outbox"
     before = sorted(outbox.iterdir())
     body = {**CELLS, "cells": [{"index": 0, "source": "x", "outputs": outputs}]}
-    assert "outputs" in refused(call(platform, tokens["alice"], "POST", "egress/requests", body))
+    assert "outputs" in refused(call(platform, callers["alice"], "POST", "egress/requests", body))
     assert sorted(outbox.iterdir()) == before
 
 
 def test_nan_epsilon_in_an_application_is_refused_and_the_list_stays_json(
-    platform: Platform, tokens: dict[str, str]
+    platform: Platform, callers: dict[str, Caller]
 ) -> None:
     raw = json.dumps(APPLICATION).replace('"epsilon": 1', '"epsilon": NaN').encode()
-    assert "NaN" in refused(call(platform, tokens["alice"], "POST", "applications", raw))
+    assert "NaN" in refused(call(platform, callers["alice"], "POST", "applications", raw))
     for who in ("alice", "rita", "audrey"):
-        listed = call(platform, tokens[who], "GET", "applications")
+        listed = call(platform, callers[who], "GET", "applications")
         assert listed.status_code == 200
         strict_json(listed)
 
 
-def _remaining(platform: Platform, token: str) -> float:
-    budgets = call(platform, token, "GET", "dp/budget").json()["budgets"]
+def _remaining(platform: Platform, caller: Caller) -> float:
+    budgets = call(platform, caller, "GET", "dp/budget").json()["budgets"]
     return next(b["remaining_epsilon"] for b in budgets if b["dataset"] == "health_records")
 
 
 def test_a_time_zone_aware_timestamp_in_a_dp_filter_is_refused_before_the_debit(
-    platform: Platform, tokens: dict[str, str]
+    platform: Platform, callers: dict[str, Caller]
 ) -> None:
-    token = tokens["alice"]
-    before = _remaining(platform, token)
+    caller = callers["alice"]
+    before = _remaining(platform, caller)
     aware = {
         **QUERY,
         "filters": [{"column": "diagnosis_time", "op": ">=", "value": "2024-01-01T00:00:00+08:00"}],
     }
-    assert "time zone" in refused(call(platform, token, "POST", "dp/query", aware))
-    assert _remaining(platform, token) == before
+    assert "time zone" in refused(call(platform, caller, "POST", "dp/query", aware))
+    assert _remaining(platform, caller) == before
     local = {**aware, "filters": [{**aware["filters"][0], "value": "2024-01-01T00:00:00"}]}
-    answered = call(platform, token, "POST", "dp/query", local)
+    answered = call(platform, caller, "POST", "dp/query", local)
     assert answered.status_code == 200, answered.text
-    assert _remaining(platform, token) == pytest.approx(before - 0.01)
+    assert _remaining(platform, caller) == pytest.approx(before - 0.01)
 
 
 def test_the_openapi_document_is_served_to_anyone(platform: Platform) -> None:
@@ -232,41 +228,41 @@ def test_the_openapi_document_is_served_to_anyone(platform: Platform) -> None:
     assert served.json() == json.loads(json.dumps(openapi.document()))
 
 
-def test_unknown_api_paths_answer_json(platform: Platform, tokens: dict[str, str]) -> None:
-    refused(call(platform, tokens["alice"], "GET", "no/such/thing"), 404)
+def test_unknown_api_paths_answer_json(platform: Platform, callers: dict[str, Caller]) -> None:
+    refused(call(platform, callers["alice"], "GET", "no/such/thing"), 404)
     refused(call(platform, None, "POST", "egress/requests/not-an-id/decision", {}), 404)
 
 
 def test_a_decision_names_the_snapshot_and_is_refused_if_the_request_changed(
-    platform: Platform, tokens: dict[str, str]
+    platform: Platform, callers: dict[str, Caller]
 ) -> None:
-    filed = call(platform, tokens["alice"], "POST", "egress/requests", CELLS)
+    filed = call(platform, callers["alice"], "POST", "egress/requests", CELLS)
     assert filed.status_code == 201, filed.text
     request = filed.json()
     seen = request["snapshot_sha256"]
     decision = f"egress/requests/{request['id']}/decision"
-    missing = refused(call(platform, tokens["rita"], "POST", decision, {"action": "approve"}))
+    missing = refused(call(platform, callers["rita"], "POST", decision, {"action": "approve"}))
     assert "snapshot_sha256" in missing
     wrong = {"action": "approve", "snapshot_sha256": "0" * 64}
     assert "changed since you saw it" in refused(
-        call(platform, tokens["rita"], "POST", decision, wrong), 409
+        call(platform, callers["rita"], "POST", decision, wrong), 409
     )
     back = {"action": "request_changes", "comment": "合并小单元格", "snapshot_sha256": seen}
-    assert call(platform, tokens["rita"], "POST", decision, back).json()["status"] == (
+    assert call(platform, callers["rita"], "POST", decision, back).json()["status"] == (
         "changes_requested"
     )
     changed = {k: v for k, v in CELLS.items() if k != "purpose"}
     changed["cells"] = [{**CELLS["cells"][0], "source": "print(2)"}]
     resubmitted = call(
-        platform, tokens["alice"], "POST", f"egress/requests/{request['id']}/resubmit", changed
+        platform, callers["alice"], "POST", f"egress/requests/{request['id']}/resubmit", changed
     )
     assert resubmitted.status_code == 200, resubmitted.text
     assert resubmitted.json()["snapshot_sha256"] != seen
     stale = {"action": "approve", "snapshot_sha256": seen}
     assert "changed since you saw it" in refused(
-        call(platform, tokens["rita"], "POST", decision, stale), 409
+        call(platform, callers["rita"], "POST", decision, stale), 409
     )
-    current = call(platform, tokens["rita"], "GET", f"egress/requests/{request['id']}").json()
+    current = call(platform, callers["rita"], "GET", f"egress/requests/{request['id']}").json()
     assert current["status"] == "resubmitted"
     actions = [
         e["action"] for e in platform.audit_events() if e["target"] == f"egress:{request['id']}"
