@@ -25,7 +25,8 @@ from schemathesis import GenerationMode
 from harness import Platform, running_platform
 from shuyu_platform.service import openapi
 
-pytestmark = [pytest.mark.hub, pytest.mark.fuzz]
+#: The hard bound: platform start-up plus about 1,100 requests on a busy 2-core machine.
+pytestmark = [pytest.mark.hub, pytest.mark.fuzz, pytest.mark.timeout(1200)]
 
 EXAMPLES = int(os.environ.get("SHUYU_FUZZ_EXAMPLES", "3"))
 #: One user of each role, and nobody.
