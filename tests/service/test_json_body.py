@@ -36,6 +36,12 @@ CELLS: dict[str, Any] = {
                     "data": {"text/plain": ["a", "b"], "application/json": {"n": [1, 2]}},
                     "metadata": {},
                 },
+                {
+                    "output_type": "display_data",
+                    "data": {"text/html": "<table></table>"},
+                    "metadata": {},
+                    "transient": {"display_id": "d1"},
+                },
                 {"output_type": "error", "ename": "E", "evalue": "v", "traceback": ["t"]},
             ],
         }

@@ -160,6 +160,8 @@ class DisplayOutput(Body):
     output_type: Literal["display_data"]
     data: MimeBundle
     metadata: dict[str, JsonValue] = {}
+    transient: dict[str, JsonValue] = {}
+    """A live display's ``display_id`` (the kernel client sends displays as they came)."""
 
 
 class ResultOutput(Body):
@@ -169,6 +171,7 @@ class ResultOutput(Body):
     execution_count: Annotated[int, Field(ge=0)] | None = None
     data: MimeBundle
     metadata: dict[str, JsonValue] = {}
+    transient: dict[str, JsonValue] = {}
 
 
 class ErrorOutput(Body):
