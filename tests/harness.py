@@ -175,6 +175,11 @@ class Platform:
             timeout=timeout,
         )
 
+    def service_get(self, username: str, path: str, timeout: float = 60) -> requests.Response:
+        """GET the platform service's ``path`` as ``username``."""
+        session, _ = self.service_session(username)
+        return session.get(f"{self.url}/services/shuyu/{path.lstrip('/')}", timeout=timeout)
+
     def hub_api(
         self, session: requests.Session, method: str, path: str, **kwargs: Any
     ) -> requests.Response:

@@ -39,10 +39,11 @@ PROBE = textwrap.dedent(
 
 
 def _decide(platform: Platform, request_id: str) -> dict:
+    seen = platform.service_get("rita", f"api/egress/requests/{request_id}").json()
     answer = platform.service_post(
         "rita",
         f"api/egress/requests/{request_id}/decision",
-        {"action": "approve", "comment": "可以发布"},
+        {"action": "approve", "comment": "可以发布", "snapshot_sha256": seen["snapshot_sha256"]},
     )
     assert answer.status_code == 200, answer.text
     return answer.json()

@@ -43,6 +43,7 @@ def _approved(settings: Shuyu, content: dict | None = None, checks: dict | None 
         egress.decide(
             session, settings.zone("outbox"), row, "approve", actor="rita",
             actor_tenant=None, comment="ok", approvals_required=1,
+            seen_sha256=row.snapshot_sha256,
         )  # fmt: skip
         return row.id
 

@@ -329,6 +329,27 @@ def create(
     """Freeze ``content`` and record the request as a draft (audited)."""
     request_id = uuid.uuid4().hex
     digest, size = freeze(outbox, request_id, content)
+    try:
+        return _record_new(
+            session, request_id, digest, size, tenant, username, title, purpose, content
+        )
+    except BaseException:  # nothing recorded: no snapshot left behind without its row
+        snapshot_path(outbox, request_id).unlink(missing_ok=True)
+        raise
+
+
+def _record_new(
+    session: Session,
+    request_id: str,
+    digest: str,
+    size: int,
+    tenant: str,
+    username: str,
+    title: str,
+    purpose: str,
+    content: Mapping[str, Any],
+) -> EgressRequest:
+    """The row and audit record of a request whose snapshot was just frozen."""
     now = stamp()
     row = EgressRequest(
         id=request_id,
@@ -385,10 +406,19 @@ def decide(
     actor_tenant: str | None,
     comment: str,
     approvals_required: int,
+    seen_sha256: str,
 ) -> EgressRequest:
-    """A reviewer's decision: refused on a changed snapshot, else :func:`transition`."""
+    """A reviewer's decision on the snapshot they saw (``seen_sha256``): refused (409) if
+    the request's snapshot is another one now, or was changed on disk; else
+    :func:`transition`."""
     if action not in DECISIONS:
         raise EgressError(f"a decision is one of {', '.join(DECISIONS)}, not {action!r}")
+    if seen_sha256 != row.snapshot_sha256:
+        raise EgressError(
+            f"request {row.id} changed since you saw it: its snapshot is now "
+            f"{row.snapshot_sha256}, not {seen_sha256}; review it again",
+            409,
+        )
     verify_snapshot(outbox, row)
     return transition(
         session,

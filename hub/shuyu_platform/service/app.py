@@ -29,9 +29,10 @@ from . import (
     egress_api,
     grants_api,
     onboarding_api,
+    openapi,
     products,
 )
-from .base import StaticHandler
+from .base import NotFoundApi, StaticHandler
 from .tenant_reports import ReportLimiter
 
 HERE = Path(__file__).parent
@@ -60,6 +61,8 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         *applications_api.routes(),
         *onboarding_api.routes(),
         *products.routes(),
+        *openapi.routes(),
+        (r"api/.*", NotFoundApi),  # last: only what nothing else matched
     ]
     handlers = [(url_path_join(prefix, path), handler) for path, handler in routes]
     return web.Application(

@@ -15,24 +15,17 @@ from ..core import audit, checkpoints
 from ..core.db import session_scope
 from ..core.roles import AUDIT_READ
 from .base import ApiHandler, BaseHandler
-
-MAX_LIMIT = 1000
+from .request_models import AuditQuery
 
 
 def _filters(handler: BaseHandler) -> dict[str, Any]:
-    try:
-        after = int(handler.get_argument("after", "0"))
-        limit = int(handler.get_argument("limit", "100"))
-    except ValueError as exc:
-        raise web.HTTPError(400, "'after' and 'limit' must be whole numbers.") from exc
-    if after < 0 or not 1 <= limit <= MAX_LIMIT:
-        raise web.HTTPError(400, f"'after' must be >= 0 and 'limit' between 1 and {MAX_LIMIT}.")
+    asked = handler.query_model(AuditQuery)
     return {
-        "after_seq": after,
-        "limit": limit,
-        "action": handler.get_argument("action", "") or None,
-        "actor": handler.get_argument("actor", "") or None,
-        "tenant": handler.get_argument("tenant", "") or None,
+        "after_seq": asked.after,
+        "limit": asked.limit,
+        "action": asked.action or None,
+        "actor": asked.actor or None,
+        "tenant": asked.tenant or None,
     }
 
 

@@ -25,7 +25,6 @@ refunded and audited, with a 503 that names no data.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from functools import cached_property
@@ -41,12 +40,13 @@ from ..data.policy import DatasetPolicy
 from ..dp import budget
 from ..dp import query as dpquery
 from ..dp.engine import Engine, Source, load_engine
+from . import json_body
 from .base import ApiHandler
+from .request_models import DP_MODEL as MODEL_BODY
+from .request_models import DP_QUERY as QUERY_BODY
+from .request_models import Declared
 
 log = logging.getLogger("shuyu.service")
-
-#: Largest request body accepted (a query is a few hundred bytes).
-MAX_BODY = 64 * 1024
 
 Compute = Callable[[], tuple[Any, dict[str, Any]]]
 """Runs a debited request: returns what is released (hashed) and the rest of the reply."""
@@ -79,18 +79,13 @@ class DpHandler(ApiHandler):
             raise dpquery.QueryError(f"tenant {self.tenant} is suspended: {reason}", 403)
         return self.tenant
 
-    def json_body(self) -> dict[str, Any]:
-        """The request body as a JSON object, or a 400 saying what is wrong with it."""
-        raw = self.request.body
-        if len(raw) > MAX_BODY:
-            raise dpquery.QueryError(f"the request body is larger than {MAX_BODY} bytes", 413)
+    def request_body(self, declared: Declared[Any]) -> dict[str, Any]:
+        """The body checked against its model, as the keys it set; a refusal otherwise."""
         try:
-            body = json.loads(raw or b"null")
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise dpquery.QueryError(f"the request body is not valid JSON: {err}") from None
-        if not isinstance(body, dict):
-            raise dpquery.QueryError("the request body must be a JSON object")
-        return body
+            body = json_body.read(self.request.body, declared.adapter, max_bytes=declared.max_bytes)
+        except json_body.BodyError as err:
+            raise dpquery.QueryError(err.message, err.status) from None
+        return dict(body.model_dump(exclude_unset=True))
 
     def dataset_policy(self, body: dict[str, Any]) -> DatasetPolicy:
         """The policy of the dataset the request names; 404 if there is none."""
@@ -124,7 +119,7 @@ class DpHandler(ApiHandler):
             body_out["remaining_epsilon"] = remaining
         self.write_json(body_out, err.status)
 
-    async def serve(self, kind: budget.Kind, prepare: Prepare) -> None:
+    async def serve(self, kind: budget.Kind, declared: Declared[Any], prepare: Prepare) -> None:
         """Check, preview or debit, compute, register and answer one request.
 
         ``prepare`` parses the body against the policy and grant and plans the work
@@ -135,7 +130,7 @@ class DpHandler(ApiHandler):
         body: Any = None
         try:
             tenant = self.merchant_tenant()
-            body = self.json_body()
+            body = self.request_body(declared)
             policy = self.dataset_policy(body)
             grant = await asyncio.to_thread(
                 budget.active_grant, self.shuyu.db_url, tenant, policy.dataset
@@ -250,7 +245,7 @@ class QueryApi(DpHandler):
 
             return spec, preview, compute
 
-        await self.serve("query", prepare)
+        await self.serve("query", QUERY_BODY, prepare)
 
 
 class ModelsApi(DpHandler):
@@ -271,7 +266,7 @@ class ModelsApi(DpHandler):
 
             return spec, {"estimate": learn.estimate(spec)}, compute
 
-        await self.serve("model", prepare)
+        await self.serve("model", MODEL_BODY, prepare)
 
 
 class BudgetApi(DpHandler):

@@ -30,6 +30,7 @@ import asyncio
 import base64
 import functools
 import json
+from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
 
@@ -48,11 +49,15 @@ from ..egress import disclosure, jailed, release
 from ..egress import requests as egress
 from ..isolation.jail import JailRefusal, Limits
 from .base import ApiHandler, BaseHandler
+from .request_models import (
+    BLOCKED,
+    EGRESS_CONTENT,
+    EGRESS_DECISION,
+    EMPTY,
+    NEW_EGRESS_REQUEST,
+    EgressDecisionBody,
+)
 from .tenant_reports import SOURCE, ReportLimiter
-
-#: Fields a server may report, and the longest value kept of each.
-FIELDS: dict[str, int] = {"route": 64, "reason": 256, "method": 16, "path": 1024, "query": 512}
-
 
 #: Field titles of person names in the raw data (the names check looks for them).
 NAME_TITLES = ("姓名", "法定代表人")
@@ -143,9 +148,7 @@ class BlockedApi(EgressHandler):
 
     def post(self) -> None:
         self.require_scope(EGRESS_REQUEST, "Reporting a refused download", "merchant")
-        body = self.json_object()
-        if not isinstance(body.get("route"), str):
-            raise web.HTTPError(400, "send an object with route, reason, method, path, query")
+        body = self.body(BLOCKED).model_dump()
         limiter: ReportLimiter = self.settings["tenant_reports"]
         admitted, first_refusal = limiter.admit(self.user["name"])
         if not admitted:
@@ -161,9 +164,7 @@ class BlockedApi(EgressHandler):
                 f"Too many reported events: at most {limiter.per_minute} a minute per user; "
                 "this one was not recorded.",
             )
-        detail: dict[str, Any] = {
-            key: str(body.get(key, ""))[:limit] for key, limit in FIELDS.items()
-        }
+        detail: dict[str, Any] = dict(body)
         detail["source"] = SOURCE
         self.audit(
             "egress.blocked", detail["path"] or detail["route"], outcome="denied", detail=detail
@@ -192,7 +193,8 @@ class RequestsApi(EgressHandler):
         self.require_scope(EGRESS_REQUEST, "Filing an egress request", "merchant")
         if self.tenant is None:
             raise web.HTTPError(403, f"{self.user['name']} belongs to no tenant.")
-        body = self.json_object()
+        body = self.body(NEW_EGRESS_REQUEST).model_dump(exclude_unset=True)
+        frozen: Path | None = None
         try:
             content = egress.parse_content(body)
             purpose = egress.text_field(body, "purpose", limit=4000)
@@ -212,11 +214,16 @@ class RequestsApi(EgressHandler):
                     purpose=purpose,
                     content=content,
                 )
+                frozen = egress.snapshot_path(self.outbox, row.id)
                 egress.record_checks(session, row, report)
                 egress.transition(session, row, "submit", actor=self.user["name"])
                 answer = egress.as_dict(row, egress.decisions_of(session, row.id))
-        except egress.EgressError as err:
-            self.fail(err)
+        except BaseException as err:
+            if frozen is not None:  # the request was not recorded: no snapshot without a row
+                frozen.unlink(missing_ok=True)
+            if isinstance(err, egress.EgressError):
+                self.fail(err)
+            raise
         self.write_json(answer, 201)
 
 
@@ -243,13 +250,7 @@ class DecisionApi(EgressHandler):
 
     async def post(self, request_id: str) -> None:
         self.require_scope(EGRESS_REVIEW, "Deciding egress requests", "reviewer")
-        body = self.json_object()
-        action, comment = body.get("action"), body.get("comment", "")
-        if not isinstance(action, str) or action not in egress.DECISIONS:
-            raise web.HTTPError(400, f"action must be one of {', '.join(egress.DECISIONS)}")
-        if not isinstance(comment, str):
-            raise web.HTTPError(400, "comment must be text")
-        self.write_json(await decide(self, request_id, action, comment))
+        self.write_json(await decide(self, request_id, self.body(EGRESS_DECISION)))
 
 
 class ResubmitApi(EgressHandler):
@@ -257,7 +258,7 @@ class ResubmitApi(EgressHandler):
 
     async def post(self, request_id: str) -> None:
         self.require_scope(EGRESS_REQUEST, "Resubmitting an egress request", "merchant")
-        body = self.json_object()
+        body = self.body(EGRESS_CONTENT).model_dump(exclude_unset=True)
         try:
             content = egress.parse_content(body)
             with session_scope(self.shuyu.db_url) as session:
@@ -350,12 +351,13 @@ def render_content(content: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def decide(
-    handler: BaseHandler, request_id: str, action: str, comment: str
+    handler: BaseHandler, request_id: str, decision: EgressDecisionBody
 ) -> dict[str, Any]:
     """Record a reviewer's decision (API and review page alike); the request as JSON.
 
-    A decision that approves the request releases it at once (off the event loop); a
-    release that fails leaves it approved for the service's sweep to retry.
+    The decision names the snapshot it was made on; it is refused (409) if the request
+    changed since. A decision that approves the request releases it at once (off the
+    event loop); a release that fails leaves it approved for the service's sweep to retry.
     """
     settings = handler.shuyu
     try:
@@ -367,11 +369,12 @@ async def decide(
                 session,
                 settings.zone("outbox"),
                 row,
-                action,
+                decision.action,
                 actor=handler.user["name"],
                 actor_tenant=handler.tenant,
-                comment=comment,
+                comment=decision.comment,
                 approvals_required=settings.egress_approvals_required,
+                seen_sha256=decision.snapshot_sha256,
             )
             approved = row.status == "approved"
     except egress.EgressError as err:
@@ -431,10 +434,12 @@ class ReviewRequestPage(BaseHandler):
     @web.authenticated
     async def post(self, request_id: str) -> None:
         self.require_scope(EGRESS_REVIEW, "Deciding export requests", "reviewer")
-        action = self.get_body_argument("action", "")
-        if action not in egress.DECISIONS:
+        if self.get_body_argument("action", "") not in egress.DECISIONS:
             raise web.HTTPError(400, "Choose approve, ask for changes or reject.")
-        await decide(self, request_id, action, self.get_body_argument("comment", ""))
+        decision = {
+            key: self.get_body_argument(key, "") for key in ("action", "comment", "snapshot_sha256")
+        }
+        await decide(self, request_id, self.declared(EGRESS_DECISION, decision))
         self.redirect(f"{self.settings['templates'].globals['prefix']}review/{request_id}")
 
 
@@ -463,6 +468,7 @@ class UnpublishApi(EgressHandler):
         administrator = self.has_scope(TENANTS_MANAGE)
         if not administrator:
             self.require_scope(EGRESS_REQUEST, "Unpublishing a dashboard", "merchant")
+        self.body(EMPTY)
         try:
             with session_scope(self.shuyu.db_url) as session:
                 row = session.get(EgressRequest, request_id)
