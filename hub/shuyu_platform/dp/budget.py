@@ -47,7 +47,7 @@ from ..core import audit
 from ..core.db import session_scope, stamp
 from ..core.models import DpGlobalBudget, DpRelease, Grant, PrivacyBudget
 from ..data.policy import BudgetPeriod, DatasetPolicy
-from ..egress.disclosure import number_key
+from .number_keys import number_key
 from .query import EPSILON_QUANTUM, QueryError
 
 MICRO: Final[int] = round(1 / EPSILON_QUANTUM)
@@ -570,7 +570,7 @@ def find_answer(db_url: str, sha256: str) -> DpRelease | None:
 
 def answers_by_number(session: Session, tenant: str) -> dict[str, list[DpRelease]]:
     """The tenant's released DP answers, keyed by the number key
-    (:func:`shuyu_platform.egress.disclosure.number_key`) of every value they hold.
+    (:func:`shuyu_platform.dp.number_keys.number_key`) of every value they hold.
 
     The egress checks mark numbers found here as DP output; a release's provenance
     names the queries behind the numbers it matched.

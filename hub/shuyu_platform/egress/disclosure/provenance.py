@@ -8,41 +8,18 @@ from typing import Final
 
 import numpy as np
 
+from ...dp.number_keys import KEY_DIGITS, number_key
 from .profile import _Profile
 
 #: Most DP number keys a ``dp_provenance`` finding lists (the release maps them to queries).
 MAX_DP_KEYS: Final[int] = 500
-
-_KEY_DIGITS: Final[int] = 6
-
-
-def number_key(value: float) -> str:
-    """Canonical key of a number, for matching outputs against released DP answers.
-
-    The number is rounded to 6 significant digits and written as Python's ``repr`` of
-    the rounded float, so ``1234567.891``, ``1234570`` and ``"1234570.0"`` all give
-    ``"1234570.0"``, ``42`` and ``42.0`` give ``"42.0"``, ``-0.0`` gives ``"0.0"``;
-    NaN and infinities give ``"nan"``, ``"inf"``, ``"-inf"``. Six digits is what pandas
-    shows by default (``display.precision``) for numbers from 1 to 999999, so a DP
-    answer displayed by pandas or saved to a file matches its registered key; a number
-    shown with fewer digits (rounded by hand) does not, and is then treated as not DP.
-    The service must register ``number_key(x)`` for every number of every released DP
-    answer, computed from the exact released value. Accepts anything ``float()`` does.
-    """
-    number = float(value)
-    if math.isnan(number):
-        return "nan"
-    if math.isinf(number):
-        return "inf" if number > 0 else "-inf"
-    rounded = float(f"{number:.{_KEY_DIGITS}g}")
-    return repr(rounded if rounded != 0 else 0.0)
 
 
 def _significant_digits(number: float) -> int:
     """Significant digits of ``number`` at :func:`number_key` precision (0 has one)."""
     if number == 0 or not math.isfinite(number):
         return 1
-    mantissa = f"{abs(number):.{_KEY_DIGITS - 1}e}".split("e")[0]
+    mantissa = f"{abs(number):.{KEY_DIGITS - 1}e}".split("e")[0]
     return max(1, len(mantissa.replace(".", "").rstrip("0")))
 
 
