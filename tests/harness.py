@@ -7,6 +7,7 @@ from the repository in a subprocess with its own state root and free ports, exac
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -15,10 +16,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 import yaml
@@ -27,6 +29,8 @@ from kernel import Execution, Kernel
 from shuyu_platform.core import db
 from shuyu_platform.core.settings import Shuyu
 from shuyu_platform.isolation.disk_quota import mount_points
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -333,3 +337,13 @@ def wait_until_up(platform: Platform) -> None:
         time.sleep(0.2)
     if checks:
         raise AssertionError(f"platform not up: {sorted(checks)}\n{platform.log()[-6000:]}")
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion on a loop of its own, in a thread of its own.
+
+    A thread, because other tests of the session (Playwright's sync API) may leave an
+    event loop running in the main thread, where ``asyncio.run`` refuses to start.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

@@ -18,6 +18,7 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from harness import run_async
 from shuyu_platform.isolation.http_relay import serve_http
 
 
@@ -47,7 +48,7 @@ def with_relay(tmp_path: Path, test: Callable[[Path], Awaitable[None]]) -> None:
             relay.close()
             server.stop()
 
-    asyncio.run(main())
+    run_async(main())
 
 
 async def exchange(path: Path, raw: bytes) -> bytes:
