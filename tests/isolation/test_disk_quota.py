@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shuyu_platform.isolation.disk_quota import TenantDisk, mount_points, parse_size
+from shuyu_platform.core.settings import parse_size
+from shuyu_platform.isolation.disk_quota import TenantDisk, mount_points
 
 pytestmark = pytest.mark.skipif(
     os.getuid() != 0 or shutil.which("mkfs.ext4") is None,

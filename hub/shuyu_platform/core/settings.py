@@ -44,6 +44,27 @@ def _env(name: str, fallback: str) -> str:
     return value if value else fallback
 
 
+#: Smallest image mkfs.ext4 makes with a journal, and the smallest disk quota accepted.
+MIN_DISK_QUOTA_BYTES = 16 * 1024**2
+
+
+def parse_size(text: str) -> int:
+    """Bytes of a disk quota: ``'5G'``, ``'512M'``, ``'64K'`` or a plain number (binary units)."""
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    factor = 1
+    for suffix, multiple in (("K", 1024), ("M", 1024**2), ("G", 1024**3), ("T", 1024**4)):
+        if value.endswith(suffix):
+            value, factor = value[:-1], multiple
+            break
+    try:
+        size = int(float(value) * factor)
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (use e.g. 5G, 512M)") from None
+    if size < MIN_DISK_QUOTA_BYTES:
+        raise ValueError(f"a disk quota of {text!r} is below the smallest image (16M)")
+    return size
+
+
 class Shuyu(Configurable):
     """Everything an operator can set about a Shuyu installation."""
 
@@ -180,8 +201,6 @@ class Shuyu(Configurable):
 
     @validate("disk_quota")
     def _valid_disk_quota(self, proposal: dict) -> str:
-        from ..isolation.disk_quota import parse_size
-
         try:
             parse_size(proposal["value"])
         except ValueError as exc:

@@ -29,29 +29,9 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
-#: Smallest image mkfs.ext4 makes with a journal, and the smallest quota accepted.
-MIN_BYTES = 16 * 1024**2
-
 
 class DiskQuotaError(RuntimeError):
     """The tenant's disk cannot be set up; the message says what to fix."""
-
-
-def parse_size(text: str) -> int:
-    """Bytes in ``'5G'``, ``'512M'``, ``'64K'`` or a plain number (binary multiples)."""
-    value = text.strip().upper().removesuffix("B").removesuffix("I")
-    factor = 1
-    for suffix, multiple in (("K", 1024), ("M", 1024**2), ("G", 1024**3), ("T", 1024**4)):
-        if value.endswith(suffix):
-            value, factor = value[:-1], multiple
-            break
-    try:
-        size = int(float(value) * factor)
-    except ValueError:
-        raise ValueError(f"not a size: {text!r} (use e.g. 5G, 512M)") from None
-    if size < MIN_BYTES:
-        raise ValueError(f"a disk quota of {text!r} is below the smallest image (16M)")
-    return size
 
 
 def mount_points() -> set[Path]:

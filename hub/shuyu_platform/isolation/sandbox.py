@@ -74,10 +74,10 @@ from traitlets import Bool, Float, Integer, List, Unicode, default
 from shuyu_server.relay import Endpoint, serve
 
 from ..core import audit
-from ..core.settings import REPO_ROOT, Shuyu
+from ..core.settings import REPO_ROOT, Shuyu, parse_size
 from . import seccomp
 from .bwrap import mounts, system_dirs
-from .disk_quota import DiskQuotaError, TenantDisk, parse_size
+from .disk_quota import DiskQuotaError, TenantDisk
 from .http_relay import serve_http
 from .server_log import ServerLog
 from .spawner import singleuser_command, tenant_of, work_dir
