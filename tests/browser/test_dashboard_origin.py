@@ -31,6 +31,7 @@ ATTACK = """
   document.addEventListener("securitypolicyviolation",
     (e) => log("csp:" + e.effectiveDirective + ":" + e.blockedURI));
   const api = "PLATFORM/services/shuyu/api/egress/requests";
+  const approve = {action: "approve", comment: "looks fine", snapshot_sha256: "SNAPSHOT"};
   try {
     const r = await fetch(api + "?status=submitted", {credentials: "include"});
     log("list:" + r.status + ":" + (await r.text()).slice(0, 80));
@@ -38,20 +39,20 @@ ATTACK = """
   try {
     const r = await fetch(api + "/TARGET/decision", {
       method: "POST", credentials: "include", headers: {"Content-Type": "text/plain"},
-      body: JSON.stringify({action: "approve", comment: "looks fine"})});
+      body: JSON.stringify(approve)});
     log("decide:" + r.status);
   } catch (e) { log("decide:failed:" + e.name); }
   try {
     await fetch(api + "/TARGET/decision", {
       method: "POST", mode: "no-cors", credentials: "include",
-      body: JSON.stringify({action: "approve", comment: "looks fine"})});
+      body: JSON.stringify(approve)});
     log("blind:sent");
   } catch (e) { log("blind:failed:" + e.name); }
   log("done");
   const form = document.createElement("form");
   form.method = "POST";
   form.action = "PLATFORM/services/shuyu/review/TARGET";
-  for (const [k, v] of [["action", "approve"], ["comment", "looks fine"]]) {
+  for (const [k, v] of Object.entries(approve)) {
     const field = document.createElement("input");
     field.name = k; field.value = v; form.appendChild(field);
   }
@@ -62,8 +63,9 @@ ATTACK = """
 """
 
 
-def _notebook(target: str, platform_url: str) -> dict:
+def _notebook(target: str, snapshot: str, platform_url: str) -> dict:
     html = ATTACK.replace("PLATFORM", platform_url).replace("TARGET", target)
+    html = html.replace("SNAPSHOT", snapshot)  # so that only the policy stands in the way
     source = f"from IPython.display import HTML, display\ndisplay(HTML({html!r}))"
     return {
         "nbformat": 4,
@@ -77,8 +79,9 @@ def _notebook(target: str, platform_url: str) -> dict:
     }  # fmt: skip
 
 
-def _target(platform: Platform) -> str:
-    """A pending request of alice's that rita could approve from the platform itself."""
+def _target(platform: Platform) -> tuple[str, str]:
+    """A pending request of alice's that rita could approve from the platform itself:
+    its ID and the SHA-256 of its snapshot (a decision must name it)."""
     filed = platform.service_post(
         "alice",
         "api/egress/requests",
@@ -93,17 +96,17 @@ def _target(platform: Platform) -> str:
         },
     )  # fmt: skip
     assert filed.status_code == 201, filed.text
-    return filed.json()["id"]
+    return filed.json()["id"], filed.json()["snapshot_sha256"]
 
 
-def _publish(platform: Platform, target: str) -> str:
+def _publish(platform: Platform, target: str, snapshot: str) -> str:
     filed = platform.service_post(
         "alice",
         "api/egress/requests",
         {
             "kind": "dashboard",
             "notebook": "show.ipynb",
-            "document": _notebook(target, platform.url),
+            "document": _notebook(target, snapshot, platform.url),
             "purpose": "展示看板",
             "title": "区县看板",
         },
@@ -111,7 +114,9 @@ def _publish(platform: Platform, target: str) -> str:
     assert filed.status_code == 201, filed.text
     dashboard = filed.json()["id"]
     decided = platform.service_post(
-        "rita", f"api/egress/requests/{dashboard}/decision", {"action": "approve", "comment": "可"}
+        "rita",
+        f"api/egress/requests/{dashboard}/decision",
+        {"action": "approve", "comment": "可", "snapshot_sha256": filed.json()["snapshot_sha256"]},
     )
     assert decided.status_code == 200 and decided.json()["status"] == "released", decided.text
     url = decided.json()["release"]["dashboard"]
@@ -128,8 +133,8 @@ def _status(platform: Platform, request_id: str) -> dict:
 def test_a_dashboards_script_cannot_act_as_the_reviewer_viewing_it(
     page, platform: Platform
 ) -> None:
-    target = _target(platform)
-    url = _publish(platform, target)
+    target, snapshot = _target(platform)
+    url = _publish(platform, target, snapshot)
     assert not requests.get(f"{platform.url}/services/dashboards/", timeout=30).ok  # no route
 
     page.goto(f"{platform.url}/hub/login")
@@ -160,7 +165,7 @@ def test_a_dashboards_script_cannot_act_as_the_reviewer_viewing_it(
 def test_the_platform_refuses_writes_from_another_origins_page(platform: Platform) -> None:
     """The second wall, without the dashboard's policy: what a browser would send if the
     script's requests got out. The platform's pages carry their own strict headers."""
-    target = _target(platform)
+    target, snapshot = _target(platform)
     session, xsrf = platform.service_session("rita")
     decision = f"{platform.url}{SERVICE}/api/egress/requests/{target}/decision"
     for headers in (
@@ -169,7 +174,7 @@ def test_the_platform_refuses_writes_from_another_origins_page(platform: Platfor
     ):
         refused = session.post(
             decision,
-            data=json.dumps({"action": "approve", "comment": "x"}),
+            data=json.dumps({"action": "approve", "comment": "x", "snapshot_sha256": snapshot}),
             headers={**xsrf, **headers, "Content-Type": "application/json"},
             timeout=30,
         )
@@ -190,7 +195,7 @@ def test_the_platform_refuses_writes_from_another_origins_page(platform: Platfor
 
     same = session.post(  # the platform's own page may still decide
         decision,
-        json={"action": "request_changes", "comment": "请补充说明"},
+        json={"action": "request_changes", "comment": "请补充说明", "snapshot_sha256": snapshot},
         headers={**xsrf, "Origin": platform.url, "Sec-Fetch-Site": "same-origin"},
         timeout=30,
     )
