@@ -116,7 +116,11 @@ def test_an_approved_pixel_bomb_is_released_packed_not_watermarked(platform: Pla
     decided = platform.service_post(
         "rita",
         f"api/egress/requests/{request_id}/decision",
-        {"action": "approve", "comment": "仅用于测试"},
+        {
+            "action": "approve",
+            "comment": "仅用于测试",
+            "snapshot_sha256": answer.json()["snapshot_sha256"],
+        },
         timeout=300,
     )
     assert decided.status_code == 200, decided.text
@@ -135,7 +139,7 @@ def test_a_bomb_resubmitted_leaves_the_request_as_it_was(platform: Platform) -> 
     sent_back = platform.service_post(
         "rita",
         f"api/egress/requests/{request_id}/decision",
-        {"action": "request_changes", "comment": "请补充"},
+        {"action": "request_changes", "comment": "请补充", "snapshot_sha256": digest},
     )
     assert sent_back.status_code == 200, sent_back.text
     resubmit = f"api/egress/requests/{request_id}/resubmit"

@@ -83,6 +83,13 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     Operation("get", "/api/products", "The public product register.", "anyone", public=True),
     Operation(
         "get",
+        "/api/products/checkpoints",
+        "Every signed checkpoint of the audit chain, and the key that signs them.",
+        "anyone",
+        public=True,
+    ),
+    Operation(
+        "get",
         "/api/grants",
         "A tenant's grants and the state of its views.",
         "merchant; administrator or auditor with ?tenant=",
