@@ -24,13 +24,14 @@ pytestmark = pytest.mark.hub
 SERVICE = "/services/shuyu"
 
 
+def _content(name: str, data: bytes) -> dict:
+    """The content of a file request (what a resubmission sends)."""
+    return {"kind": "file", "path": name, "data_b64": base64.b64encode(data).decode()}
+
+
 def _body(name: str, data: bytes) -> dict:
-    return {
-        "kind": "file",
-        "path": name,
-        "data_b64": base64.b64encode(data).decode(),
-        "purpose": "汇总结果，用于产品定价",
-    }
+    """A new file request: its content and a purpose."""
+    return {**_content(name, data), "purpose": "汇总结果，用于产品定价"}
 
 
 def _outbox(platform: Platform) -> set[str]:
@@ -143,7 +144,7 @@ def test_a_bomb_resubmitted_leaves_the_request_as_it_was(platform: Platform) -> 
     )
     assert sent_back.status_code == 200, sent_back.text
     resubmit = f"api/egress/requests/{request_id}/resubmit"
-    refused = platform.service_post("alice", resubmit, _body("c.png", bombs.png_text_bomb()))
+    refused = platform.service_post("alice", resubmit, _content("c.png", bombs.png_text_bomb()))
     assert refused.status_code == 422 and "memory" in refused.json()["message"], refused.text
     kept = platform.service_session("alice")[0].get(
         f"{platform.url}{SERVICE}/api/egress/requests/{request_id}", timeout=30
@@ -151,7 +152,7 @@ def test_a_bomb_resubmitted_leaves_the_request_as_it_was(platform: Platform) -> 
     assert kept.json()["status"] == "changes_requested"
     assert kept.json()["snapshot_sha256"] == digest  # the frozen snapshot is untouched
     fixed = platform.service_post(
-        "alice", resubmit, _body("rates.csv", "区县,人数\n涪城区,128\n游仙区,873\n".encode())
+        "alice", resubmit, _content("rates.csv", "区县,人数\n涪城区,128\n游仙区,873\n".encode())
     )
     assert fixed.status_code == 200 and fixed.json()["status"] == "resubmitted", fixed.text
     assert fixed.json()["snapshot_sha256"] != digest and fixed.json()["verdict"]
