@@ -77,6 +77,8 @@ from shuyu_platform.data.risk import (
     measure,
 )
 
+from .classes import ClassCounter, Coder, class_keys, kept_rows
+
 __all__ = [
     "BATCH_ROWS",
     "SHUFFLE_ROWS",
@@ -95,8 +97,6 @@ BATCH_ROWS: Final[int] = 131_072
 #: keyed random order, so a row's position reveals at most which window it is in.
 SHUFFLE_ROWS: Final[int] = 1 << 20
 
-#: Class counts of pass 1 are merged once this many partial counts have piled up.
-_MERGE_ROWS: Final[int] = 1_000_000
 
 _HASH_CHUNK: Final[int] = 8 * 1024 * 1024
 _COUNT: Final[str] = COUNT
@@ -629,8 +629,8 @@ class _Build:
         ``limits.max_suppressed_share`` (the coarsest, when none does).
 
         Returns the level, its class statistics, (rows read, rows kept) and the class keys
-        (as :func:`_class_keys` makes them) of the classes to suppress, or ``None``.
-        Rows are counted by small integer codes of their values (:class:`_Coder`), once
+        (as :func:`class_keys` makes them) of the classes to suppress, or ``None``.
+        Rows are counted by small integer codes of their values (:class:`Coder`), once
         for every level together; memory holds one row per combination and per
         (combination, sensitive value), never the rows.
         """
@@ -644,8 +644,8 @@ class _Build:
         columns = [f"L0:{q}" for q in qis] + [
             f"L{i}:{q}" for i in range(1, len(levels)) for q in varying[i]
         ]
-        coder = _Coder()
-        counter = _Counter(len(columns), len(sensitive))
+        coder = Coder()
+        counter = ClassCounter(len(columns), len(sensitive))
         rows_in = rows_kept = 0
         with contextlib.closing(self._batches([*qis, *sensitive], "counting classes")) as batches:
             for read, table in batches:
@@ -696,7 +696,7 @@ class _Build:
                     for i, (q, name) in enumerate(zip(qis, wanted, strict=True))
                 }
             )
-            suppressed = _class_keys(values, qis)
+            suppressed = class_keys(values, qis)
         return chosen, stats, (rows_in, rows_kept), suppressed
 
     # ------------------------------------------------------------------- pass 2
@@ -780,7 +780,7 @@ class _Build:
                 view = self._mask(table, names, policy)
                 kept = None
                 if suppressed is not None and view.num_rows:
-                    kept = _kept_rows(view, qis, suppressed)
+                    kept = kept_rows(view, qis, suppressed)
                 means.add(table, view, kept)
                 if kept is not None:
                     view = view.filter(pa.array(kept))
@@ -833,137 +833,3 @@ def _project(table: pa.Table | None, columns: list[str], wanted: list[str]) -> p
     extra = [c for c in table.column_names if c.startswith("s")]
     summed = table.group_by([*keep, *extra]).aggregate([(_COUNT, "sum")])
     return summed.rename_columns([*(f"q{i}" for i in range(len(keep))), *extra, _COUNT])
-
-
-class _Coder:
-    """Small integer codes for the values of each key column, shared by all batches, so
-    pass 1 groups rows by a few int32 columns instead of by their values. Null (and NaN,
-    which says no more) is code -1, a class of its own."""
-
-    def __init__(self) -> None:
-        self.known: dict[str, pa.Array] = {}
-
-    def encode(self, name: str, column: pa.Array | pa.ChunkedArray) -> pa.Array:
-        """The codes of ``column``'s values (new values get the next codes)."""
-        if isinstance(column, pa.ChunkedArray):
-            column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-        if pa.types.is_floating(column.type):
-            column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
-        distinct = pc.unique(column).drop_null()
-        known = self.known.get(name)
-        if known is None:
-            known = distinct
-        elif len(distinct):
-            fresh = distinct.filter(pc.invert(pc.is_in(distinct, value_set=known)))
-            if len(fresh):
-                known = pa.concat_arrays([known, fresh])
-        self.known[name] = known
-        return pc.index_in(column, value_set=known).fill_null(-1)
-
-    def decode(self, name: str, codes: np.ndarray) -> pa.Array:
-        """The values of ``codes`` (-1: null)."""
-        return self.known[name].take(pa.array(np.maximum(codes, 0), mask=codes < 0))
-
-
-class _Counter:
-    """Pass 1 counts: rows per combination of key codes, and per (combination,
-    sensitive value code) for each sensitive attribute."""
-
-    def __init__(self, keys: int, sensitive: int) -> None:
-        self.keys = [f"c{i}" for i in range(keys)]
-        self.sensitive = [f"s{i}" for i in range(sensitive)]
-        self.partial: list[pa.Table] = []
-        self.partial_pairs: dict[str, list[pa.Table]] = {name: [] for name in self.sensitive}
-        self.pending = 0
-        self.merged: pa.Table | None = None
-        self.merged_pairs: dict[str, pa.Table | None] = dict.fromkeys(self.sensitive)
-
-    def add(self, codes: list[pa.Array]) -> None:
-        """Count one batch, given as the codes of each key column, then of each sensitive
-        attribute."""
-        table = pa.Table.from_arrays(codes, names=[*self.keys, *self.sensitive])
-        self.partial.append(table.group_by(self.keys).aggregate([([], _COUNT)]))
-        self.pending += self.partial[-1].num_rows
-        for name in self.sensitive:
-            grouped = table.group_by([*self.keys, name]).aggregate([([], _COUNT)])
-            self.partial_pairs[name].append(grouped)
-            self.pending += grouped.num_rows
-        if self.pending >= _MERGE_ROWS:
-            self._merge()
-
-    def _merge(self) -> None:
-        self.merged = _merge_counts([t for t in [self.merged, *self.partial] if t is not None])
-        self.partial = []
-        for name in self.sensitive:
-            tables = [
-                t for t in [self.merged_pairs[name], *self.partial_pairs[name]] if t is not None
-            ]
-            self.merged_pairs[name] = _merge_counts(tables)
-            self.partial_pairs[name] = []
-        self.pending = 0
-
-    def classes(self) -> pa.Table | None:
-        """Rows per combination (``None`` when no row was counted)."""
-        self._merge()
-        return self.merged
-
-    def pairs(self) -> dict[str, pa.Table]:
-        """Rows per (combination, value) of each sensitive attribute, by its column name
-        ``s0``..."""
-        self._merge()
-        return {name: t for name, t in self.merged_pairs.items() if t is not None}
-
-
-# ===================================================================== k-anonymity
-
-
-def _filler(kind: pa.DataType) -> pa.Scalar:
-    """Some valid value of ``kind``, put where a class key is null (a flag says so)."""
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return pa.scalar("", kind)
-    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        return pa.scalar(b"", kind)
-    if pa.types.is_boolean(kind):
-        return pa.scalar(False)
-    if pa.types.is_date32(kind):
-        return pa.scalar(date(1970, 1, 1), kind)
-    return pa.scalar(0, pa.int64()).cast(kind)  # numbers, timestamps
-
-
-def _class_keys(view: pa.Table, qis: Sequence[str]) -> pa.Table:
-    """The quasi-identifier class of each row, as join-able key columns.
-
-    Arrow's joins never match null keys, so each quasi-identifier becomes two columns:
-    its value with nulls (and NaN, which is no more informative) filled in, and a null
-    flag. Rows with equal flags and values are in the same class.
-    """
-    arrays: list[pa.Array | pa.ChunkedArray] = []
-    names: list[str] = []
-    for index, name in enumerate(qis):
-        column = view.column(name)
-        if pa.types.is_floating(column.type):
-            column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
-        arrays += [column.fill_null(_filler(column.type)), pc.is_null(column)]
-        names += [f"q{index}", f"q{index}_null"]
-    return pa.Table.from_arrays(arrays, names=names)
-
-
-def _merge_counts(tables: list[pa.Table]) -> pa.Table | None:
-    """Add up partial class counts into one row per class."""
-    if not tables:
-        return None
-    combined = pa.concat_tables(tables)
-    keys = [name for name in combined.column_names if name != _COUNT]
-    merged = combined.group_by(keys).aggregate([(_COUNT, "sum")])
-    return merged.rename_columns([*keys, _COUNT])
-
-
-def _kept_rows(view: pa.Table, qis: Sequence[str], suppressed: pa.Table) -> np.ndarray:
-    """Which rows of ``view`` have a class not among the ``suppressed`` class keys."""
-    keys = _class_keys(view, qis)
-    keys = keys.append_column("row", pa.array(np.arange(view.num_rows, dtype=np.int64)))
-    hits = keys.join(suppressed, keys=suppressed.column_names, join_type="left semi")
-    keep = np.ones(view.num_rows, dtype=bool)
-    if hits.num_rows:
-        keep[hits.column("row").to_numpy()] = False
-    return keep
