@@ -15,12 +15,21 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
 from shuyu_platform.data import masking
-from shuyu_platform.data.masking import mask_column, mask_table, tenant_key, view_schema
+from shuyu_platform.data.masking import (
+    fit_groups,
+    mask_column,
+    mask_table,
+    tenant_key,
+    value_counts,
+    view_schema,
+)
 from shuyu_platform.data.policy import FieldPolicy, PolicyError, load_policy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -639,3 +648,45 @@ def test_a_malformed_masking_rule_names_the_file_and_the_field(tmp_path: Path) -
     message = str(caught.value)
     assert str(path) in message
     assert "fields.imaging_number.masking.keep_first" in message
+
+
+# ==================================================================== microaggregation
+
+
+def test_microaggregation_groups_hold_k_rows_and_keep_the_total() -> None:
+    rng = np.random.default_rng(7)
+    values = pa.array(np.round(rng.lognormal(6, 1, 10_001), 2))
+    field = policy_field("float", "microaggregate", k=5)
+    groups = fit_groups([value_counts(values.slice(0, 5000)), value_counts(values.slice(5000))], 5)
+    masked = mask_column("amount", values, field, key=KEY, groups=groups).to_numpy()
+    shared = pd.Series(masked).value_counts()
+    assert shared.min() >= 5 and len(shared) == len(groups.means)
+    assert abs(masked.sum() - values.to_numpy().sum()) < 1e-6 * values.to_numpy().sum()
+    # Order is kept: a larger raw value never gets a smaller mean.
+    order = np.argsort(values.to_numpy(), kind="stable")
+    assert (np.diff(masked[order]) >= 0).all()
+
+
+def test_microaggregation_never_splits_equal_values_and_keeps_nulls() -> None:
+    values = pa.array([1.0] * 7 + [2.0, 3.0, None, float("nan")] + [9.0] * 3)
+    groups = fit_groups([value_counts(values)], 3, to=0.5)
+    field = policy_field("float", "microaggregate", k=3, to=0.5)
+    masked = mask_column("amount", values, field, key=KEY, groups=groups).to_pylist()
+    assert masked[:7] == [1.0] * 7  # seven equal values: one group, however large
+    # 2, 3 and the three 9s fill the next group: (2 + 3 + 27) / 5 = 6.4, rounded to 6.5.
+    assert masked[7] == masked[8] == masked[11] == 6.5
+    assert masked[9] is None and masked[10] is None
+    assert list(groups.sizes) == [7, 5]
+
+
+def test_microaggregation_needs_fitted_groups_and_a_numeric_field() -> None:
+    field = policy_field("float", "microaggregate", k=5)
+    with pytest.raises(ValueError, match="microaggregate needs groups fitted"):
+        mask_column("amount", pa.array([1.0, 2.0]), field, key=KEY)
+    with pytest.raises(ValidationError, match="microaggregate applies to"):
+        policy_field("string", "microaggregate", k=5)
+    with pytest.raises(ValidationError, match="greater than or equal to 2"):
+        policy_field("float", "microaggregate", k=1)
+    # A short last group joins the one before, and an empty column has no group.
+    assert list(fit_groups([value_counts(pa.array([1.0, 2.0, 3.0, 4.0]))], 3).sizes) == [4]
+    assert len(fit_groups([], 3).means) == 0

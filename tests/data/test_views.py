@@ -33,7 +33,13 @@ import pytest
 
 from shuyu_platform.data import demodata, masking, views
 from shuyu_platform.data.masking import tenant_key
-from shuyu_platform.data.policy import DatasetPolicy, RiskLimits, load_policies, load_policy
+from shuyu_platform.data.policy import (
+    DatasetPolicy,
+    MicroaggregateMasking,
+    RiskLimits,
+    load_policies,
+    load_policy,
+)
 from shuyu_platform.data.views import ViewBuildError, ViewReport, build_view, generalisation_levels
 
 REPO = Path(__file__).resolve().parents[2]
@@ -254,6 +260,30 @@ def test_no_quasi_identifier_class_is_smaller_than_k(
     assert report.classes_suppressed == len(suppressed)
     assert report.rows_suppressed == suppressed.sum()
     assert report.rows_out == len(masked) - suppressed.sum()
+
+
+def test_microaggregated_amount_does_not_single_out_an_insider_s_customer(
+    policies: dict[str, DatasetPolicy], raw: dict[str, Path], tmp_path: Path
+) -> None:
+    """An insurer knows each customer's exact settlement amount. With the amount
+    microaggregated (k = 5) it finds at least five candidate rows for every customer,
+    with at least three diagnoses among them (the policy's l-diversity)."""
+    policy = policies["health_records"]
+    amount = policy.fields["settlement_amount"].with_masking(
+        MicroaggregateMasking(rule="microaggregate", k=5, to=0.01)
+    )
+    amount = amount.model_copy(update={"hierarchy": []})
+    policy = policy.model_copy(update={"fields": {**policy.fields, "settlement_amount": amount}})
+    fields = ["settlement_amount", "icd11_code"]
+    report = build(policy, raw["health_records"], tmp_path / "view.parquet", fields=fields)
+    view = pq.read_table(report.out_path).to_pandas()
+    source = pq.read_table(raw["health_records"], columns=["settlement_amount"]).to_pandas()
+    assert source["settlement_amount"].value_counts().eq(1).mean() > 0.5  # unique when exact
+    candidates = view.groupby("settlement_amount")["icd11_code"]
+    assert candidates.size().min() >= 5 and candidates.nunique().min() >= 3
+    # Means keep the total close (within 10 %, suppressed rows included).
+    assert report.rows_suppressed < 0.1 * report.rows_in
+    assert abs(view["settlement_amount"].sum() / source["settlement_amount"].sum() - 1) < 0.1
 
 
 def test_suppression_has_work_to_do_in_the_demo_data(

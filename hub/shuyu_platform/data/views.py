@@ -67,7 +67,8 @@ from tqdm import tqdm
 
 from shuyu_platform.core.atomic import replace_atomically
 from shuyu_platform.data import masking
-from shuyu_platform.data.policy import DatasetPolicy
+from shuyu_platform.data.masking import MicroGroups
+from shuyu_platform.data.policy import DatasetPolicy, MicroaggregateMasking
 from shuyu_platform.data.risk import (
     COUNT,
     ClassStatistics,
@@ -548,6 +549,7 @@ class _Build:
         self.filters = filters
         self.progress = progress
         self.total = parquet.metadata.num_rows
+        self._fitted: dict[tuple[str, int, float | None], masking.MicroGroups] = {}
 
     def _columns(self, names: Sequence[str]) -> list[str]:
         """Raw columns to read for ``names``: them, the filter columns and the unit."""
@@ -605,13 +607,33 @@ class _Build:
     def _mask(
         self, table: pa.Table, names: Sequence[str], policy: DatasetPolicy | None = None
     ) -> pa.Table:
+        policy = policy or self.policy
         return masking.mask_table(
             table,
-            policy or self.policy,
+            policy,
             names,
             key=self.key,
             reference_date=self.reference_date,
+            groups=self._groups(policy, names),
         )
+
+    def _groups(self, policy: DatasetPolicy, names: Sequence[str]) -> dict[str, MicroGroups]:
+        """The microaggregation groups of ``policy``'s fields in ``names``, each fitted
+        once over the view's rows (after the row filter) in a pass reading that column."""
+        groups = {}
+        for name in names:
+            rule = policy.fields[name].masking
+            if not isinstance(rule, MicroaggregateMasking):
+                continue
+            fitted = (name, rule.k, rule.to)
+            if fitted not in self._fitted:
+                counts = (
+                    masking.value_counts(batch.column(name))
+                    for _, batch in self._batches([name], f"{name}: groups")
+                )
+                self._fitted[fitted] = masking.fit_groups(counts, rule.k, rule.to)
+            groups[name] = self._fitted[fitted]
+        return groups
 
     # ------------------------------------------------------------------- pass 1
 

@@ -26,7 +26,8 @@ Output types (also given by :func:`view_schema`)
     ``generalize`` age_band       string ``"30-39"`` (age on the reference date)
     ``bucket``                    string: the label, or ``"[lower, upper)"``
     ``round``, ``top_code``,      int64 when the raw column is an integer and the rule's
-    ``generalize`` grid           parameter is a whole number, float64 otherwise
+    ``generalize`` grid,          parameter is a whole number, float64 otherwise
+    ``noise``, ``microaggregate``
     ``date_shift``                the raw date / timestamp type
     ============================  ====================================================
 
@@ -55,23 +56,32 @@ outside years 1-9999 and unparseable date strings become null; NaN becomes null 
 numeric rules; strings are measured in Unicode code points, never bytes.
 
 
+Microaggregation
+    ``microaggregate`` replaces each value by the mean of its group of at least ``k`` rows;
+    the groups depend on the whole column, so they are fitted first
+    (:func:`fit_groups`) and handed to :func:`mask_table`.
+
 Modules: :mod:`.keys`, :mod:`.schema` (fields and output types), :mod:`.columns`
-(the rules applied to tables and columns).
+(the rules applied to tables and columns), :mod:`.microaggregation`.
 """
 
 from .columns import mask_column, mask_table
 from .keys import MIN_KEY_BYTES, TOKEN_CHARS, tenant_key
+from .microaggregation import MicroGroups, fit_groups, value_counts
 from .schema import masking_label, needs_unit, output_type, view_fields, view_schema
 
 __all__ = [
     "MIN_KEY_BYTES",
     "TOKEN_CHARS",
+    "MicroGroups",
+    "fit_groups",
     "mask_column",
     "mask_table",
     "masking_label",
     "needs_unit",
     "output_type",
     "tenant_key",
+    "value_counts",
     "view_fields",
     "view_schema",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Final
@@ -18,6 +18,7 @@ from shuyu_platform.data.policy import (
     DateShiftMasking,
     FieldPolicy,
     GeneralizeMasking,
+    MicroaggregateMasking,
     NoiseMasking,
     PartialMasking,
     PseudonymizeMasking,
@@ -26,6 +27,7 @@ from shuyu_platform.data.policy import (
 )
 
 from .keys import _BASE32_PAIRS, _TOKEN_BYTES, TOKEN_CHARS, _purpose_key
+from .microaggregation import MicroGroups
 from .schema import (
     _FIRST_DAY,
     _INT64_MAX,
@@ -55,12 +57,15 @@ def mask_table(
     *,
     key: bytes,
     reference_date: date,
+    groups: Mapping[str, MicroGroups] | None = None,
 ) -> pa.Table:
     """Mask the requested ``fields`` of a raw ``table`` as ``policy`` says.
 
     Returns a table with exactly the columns of :func:`view_schema` (policy order, every
     other raw column left out). ``key`` is the tenant key (:func:`tenant_key`);
-    ``reference_date`` is the day ages are computed on (``generalize: age_band``).
+    ``reference_date`` is the day ages are computed on (``generalize: age_band``);
+    ``groups`` the fitted groups of each ``microaggregate`` field (see
+    :mod:`.microaggregation`), fitted over the whole view, not this batch.
     Raises :class:`ValueError` naming the field for a field the policy does not know, an
     L4 or dropped field, or a column missing from ``table`` (including the privacy unit
     a ``date_shift`` field needs).
@@ -83,6 +88,7 @@ def mask_table(
             key=key,
             unit=unit,
             reference_date=reference_date,
+            groups=(groups or {}).get(name),
         )
         for name in names
     ]
@@ -120,20 +126,30 @@ def mask_column(
     key: bytes,
     unit: pa.Array | pa.ChunkedArray | None = None,
     reference_date: date | None = None,
+    groups: MicroGroups | None = None,
 ) -> pa.Array:
     """Apply ``field``'s masking rule to ``array`` (the raw column ``name``).
 
     A chunked array is combined into one array; the result has the same length and the
     type :func:`output_type` gives. ``key`` is the tenant key; ``unit`` is the privacy-unit
     column aligned with ``array`` (needed by ``date_shift`` only); ``reference_date`` is
-    the day ages are computed on (needed by ``generalize: age_band`` only). Raises
+    the day ages are computed on (needed by ``generalize: age_band`` only); ``groups``
+    the groups fitted over the whole column (needed by ``microaggregate`` only). Raises
     :class:`ValueError` naming the field for a ``drop`` rule (nothing to show), a missing
-    ``unit`` or ``reference_date``, or a column whose type the rule cannot read.
+    ``unit``, ``reference_date`` or ``groups``, or a column whose type the rule cannot read.
     """
     array = _single(array)
     rule = field.masking
     raw_type = array.type
     target = output_type(field, raw_type)
+    if isinstance(rule, MicroaggregateMasking):
+        if groups is None:
+            raise ValueError(
+                f"field {name!r}: microaggregate needs groups fitted over the whole column"
+            )
+        if pa.types.is_dictionary(raw_type):
+            array = array.dictionary_decode()
+        return groups.apply(_numbers(name, array)).cast(target)
     if pa.types.is_dictionary(raw_type) and not needs_unit(field):
         # Rules not keyed per unit map each value on its own: mask the dictionary only.
         values = _mask_values(name, array.dictionary, field, key, reference_date)

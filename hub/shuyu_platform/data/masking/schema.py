@@ -16,6 +16,7 @@ from shuyu_platform.data.policy import (
     DateShiftMasking,
     FieldPolicy,
     GeneralizeMasking,
+    MicroaggregateMasking,
     NoiseMasking,
     RoundMasking,
     TopCodeMasking,
@@ -144,7 +145,7 @@ def output_type(field: FieldPolicy, raw: pa.DataType | None = None) -> pa.DataTy
     if isinstance(rule, TopCodeMasking):
         bounds = [b for b in (rule.min, rule.max) if b is not None]
         return _numeric_type(raw, 1.0 if all(_integral(b) for b in bounds) else 0.5)
-    if isinstance(rule, NoiseMasking):
+    if isinstance(rule, NoiseMasking | MicroaggregateMasking):
         return _numeric_type(raw, 0.5 if rule.to is None else rule.to)
     if isinstance(rule, DateShiftMasking):
         return _temporal_type(field, raw)

@@ -204,6 +204,24 @@ class NoiseMasking(_Strict):
     to: Annotated[StrictFloat, Field(gt=0)] | None = None
 
 
+class MicroaggregateMasking(_Strict):
+    """Univariate microaggregation: the column's values, sorted, are cut into groups of at
+    least ``k`` rows, and every value becomes its group's mean (rounded to ``to`` when given).
+
+    Equal values always fall in one group, so every masked value is shared by at least
+    ``k`` rows of the view, yet means keep totals and averages close to the raw ones
+    (unlike top coding or bands). Meant for amounts an insider knows exactly (a
+    settlement amount, a contribution base): after it, knowing the exact amount narrows
+    a person down to a group of ``k`` or more. Groups are formed over the rows of the
+    view being built (after its row filter), so two tenants' views of different rows
+    have different groups.
+    """
+
+    rule: Literal["microaggregate"]
+    k: Annotated[StrictInt, Field(ge=2, le=1000)]
+    to: Annotated[StrictFloat, Field(gt=0)] | None = None
+
+
 class DateShiftMasking(_Strict):
     """Shift each unit's dates by a random number of days in ``[-max_days, max_days]``."""
 
@@ -221,6 +239,7 @@ Masking = Annotated[
     | BucketMasking
     | TopCodeMasking
     | NoiseMasking
+    | MicroaggregateMasking
     | DateShiftMasking,
     Field(discriminator="rule"),
 ]
@@ -237,6 +256,7 @@ MASKING_RULES: Final[tuple[str, ...]] = (
     "bucket",
     "top_code",
     "noise",
+    "microaggregate",
     "date_shift",
 )
 
@@ -247,6 +267,7 @@ _RULE_TYPES: Final[dict[str, frozenset[str]]] = {
     "bucket": _NUMERIC,
     "top_code": _NUMERIC,
     "noise": _NUMERIC,
+    "microaggregate": _NUMERIC,
     "date_shift": _TEMPORAL,
 }
 
