@@ -33,13 +33,6 @@ def store(tmp_path: Path) -> AccountStore:
     return AccountStore(tmp_path / "accounts.json")
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'shuyu.sqlite'}"
-    db.upgrade(url)
-    return url
-
-
 def _file(db_url: str, store: AccountStore, body: dict[str, Any] = BODY) -> str:
     with db.session_scope(db_url) as session:
         row = onboarding.submit(

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from shuyu_platform.access import suspension
 from shuyu_platform.core import audit, db
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'shuyu.sqlite'}"
-    db.upgrade(url)
-    return url
 
 
 @pytest.mark.parametrize("kind", ["tenant", "dataset"])
