@@ -4,11 +4,14 @@ A sandbox has its own network namespace with nothing but loopback. The spawner
 bind-mounts one folder of Unix sockets into it; relays on both sides of that folder
 are the only ways in and out:
 
-- proxy -> server: host TCP port -> ``server.sock`` -> the server's loopback port;
+- proxy -> server: the hub's egress gateway -> ``server.sock`` (created by the hub
+  outside the sandbox's view, handed in as a descriptor) -> the server's loopback port;
 - server/kernel -> hub API: sandbox loopback port -> ``hub.sock`` -> hub;
 - kernel -> platform API: sandbox loopback port -> ``api.sock`` -> platform service.
 
-An endpoint is written ``tcp:HOST:PORT`` or ``unix:/path``.
+An endpoint is written ``tcp:HOST:PORT``, ``unix:/path``, or (to listen only)
+``fd:N``: a listening Unix socket the parent created and handed over as file
+descriptor N, so its path can live in a folder the sandbox cannot write (or see).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 from dataclasses import dataclass
 
 BUFFER = 256 * 1024
@@ -27,28 +31,34 @@ log = logging.getLogger("shuyu.relay")
 class Endpoint:
     """Where to listen or connect: a TCP address or a Unix socket path."""
 
-    kind: str  # "tcp" or "unix"
+    kind: str  # "tcp", "unix" or "fd" (port holds the descriptor)
     host: str = ""
     port: int = 0
     path: str = ""
 
     @classmethod
     def parse(cls, text: str) -> Endpoint:
-        """Read ``tcp:HOST:PORT`` or ``unix:/path``."""
+        """Read ``tcp:HOST:PORT``, ``unix:/path`` or ``fd:N``."""
         kind, _, rest = text.partition(":")
+        if kind == "fd" and rest.isdigit():
+            return cls("fd", port=int(rest))
         if kind == "unix" and rest.startswith("/"):
             return cls("unix", path=rest)
         if kind == "tcp":
             host, _, port = rest.rpartition(":")
             if host and port.isdigit():
                 return cls("tcp", host=host, port=int(port))
-        raise ValueError(f"not an endpoint: {text!r} (use tcp:HOST:PORT or unix:/path)")
+        raise ValueError(f"not an endpoint: {text!r} (use tcp:HOST:PORT, unix:/path or fd:N)")
 
     def __str__(self) -> str:
+        if self.kind == "fd":
+            return f"fd:{self.port}"
         return f"unix:{self.path}" if self.kind == "unix" else f"tcp:{self.host}:{self.port}"
 
     async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Open a connection to this endpoint."""
+        if self.kind == "fd":
+            raise ValueError("an fd: endpoint can only be listened on")
         if self.kind == "unix":
             return await asyncio.open_unix_connection(self.path, limit=BUFFER)
         return await asyncio.open_connection(self.host, self.port, limit=BUFFER)
@@ -89,6 +99,10 @@ async def serve(
         await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
         await asyncio.gather(_close(writer), _close(upstream_writer))
 
+    if listen.kind == "fd":
+        inherited = socket.socket(fileno=listen.port)
+        inherited.set_inheritable(False)  # the server and its kernels never get it
+        return await asyncio.start_unix_server(handle, sock=inherited, limit=BUFFER)
     if listen.kind == "unix":
         with contextlib.suppress(FileNotFoundError):
             os.unlink(listen.path)

@@ -16,14 +16,17 @@ hub configuration or secrets, no other tenant.
 Network: the sandbox has its own network namespace with nothing but loopback. Relays
 (:mod:`shuyu_server.relay`) are the only paths, each to one fixed destination:
 
-    proxy --TCP--> hub-side relay --server.sock--> sandbox relay --> server :8888
+    proxy --TCP--> egress gateway (hub) --gate/server.sock--> sandbox relay --> server :8888
     server/kernel --> sandbox :8081 --hub.sock--> hub-side relay --> hub API
     kernel        --> sandbox :10101 --api.sock--> hub-side relay --> platform service
 
-The hub-side relays run in the hub's own event loop; the sandbox-side ones in
-``shuyu_server.sandbox_init``, the sandbox's first program. Nothing listens on any
-other address, so a kernel that opens any other connection gets "connection refused"
-or "network unreachable".
+The hub-side relays and the egress gateway (:mod:`.gateway`) run in the hub's own
+event loop; the sandbox-side relays in ``shuyu_server.sandbox_init``, the sandbox's
+first program. The server's socket is made by the hub in ``run/<server>/gate/``, a
+folder only the hub can write and the sandbox does not see, and handed to
+``sandbox_init`` as an open descriptor: nothing inside can rename or replace it.
+Nothing listens on any other address, so a kernel that opens any other connection
+gets "connection refused" or "network unreachable".
 
 Identity and limits: bubblewrap runs as root only to set up the namespaces; the server
 then runs via ``setpriv`` as a non-root uid of its tenant (allocated once per tenant,
@@ -43,6 +46,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -59,7 +63,9 @@ from shuyu_server.relay import Endpoint, serve
 
 from ..core import audit
 from ..core.settings import REPO_ROOT, Shuyu
+from ..egress.metering import Meter
 from .bwrap import mounts, system_dirs
+from .gateway import Gateway, Limits
 from .spawner import singleuser_command, tenant_of, work_dir
 
 #: Ports inside the sandbox's private loopback (they collide with nothing: the
@@ -245,6 +251,7 @@ class SandboxSpawner(Spawner):
         self.cgroup: Cgroup | None = None
         self.run_dir: Path | None = None
         self.watcher: asyncio.Future[None] | None = None
+        self.gateway: Gateway | None = None
 
     @property
     def settings(self) -> Shuyu:
@@ -335,14 +342,17 @@ class SandboxSpawner(Spawner):
         args += ["--chdir", home]
         return args
 
-    def inner_command(self, uid: int) -> list[str]:
-        """Drop to the tenant uid, start the relays, then the single-user server."""
+    def inner_command(self, uid: int, server_fd: int) -> list[str]:
+        """Drop to the tenant uid, start the relays, then the single-user server.
+
+        ``server_fd`` is the listening socket the gateway connects to (see
+        :meth:`_gate_socket`)."""
         python = str(Path(sys.prefix) / "bin" / "python")
         return [
             self.setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
             python, "-m", "shuyu_server.sandbox_init",
-            "--forward", f"unix:/run/shuyu/server.sock=tcp:127.0.0.1:{INNER_SERVER_PORT}",
+            "--forward", f"fd:{server_fd}=tcp:127.0.0.1:{INNER_SERVER_PORT}",
             "--forward", f"tcp:127.0.0.1:{INNER_HUB_PORT}=unix:/run/shuyu/hub.sock",
             "--forward", f"tcp:127.0.0.1:{INNER_API_PORT}=unix:/run/shuyu/api.sock",
             "--", *self.cmd, *self.get_args(),
@@ -417,28 +427,60 @@ class SandboxSpawner(Spawner):
                 Endpoint.parse(f"tcp:127.0.0.1:{settings.service_port}"),
                 owner=uid,
             ),
-            await serve(
-                Endpoint.parse("tcp:127.0.0.1:0"),
-                Endpoint.parse(f"unix:{sock / 'server.sock'}"),
-            ),
         ]
-        host_port = self.relays[-1].sockets[0].getsockname()[1]
+        gate_path, listener = self._gate_socket(paths["run"])
+        self.gateway = Gateway(
+            socket_path=str(gate_path),
+            base_url=self.server.base_url if self.server else f"/user/{self.user.name}/",
+            username=self.user.name,
+            tenant=tenant,
+            db_url=settings.db_url,
+            meter=Meter.shared(settings.db_url, settings.egress_daily_cap),
+            limits=Limits(contents=settings.gateway_notebook_cap),
+            allow_terminals=settings.allow_terminals,
+        )
+        host_port = self.gateway.listen()
 
-        cmd = [*self.bwrap_args(tenant, paths), "--", *self.inner_command(uid)]
+        cmd = [*self.bwrap_args(tenant, paths), "--", *self.inner_command(uid, listener.fileno())]
         cgroup = self.cgroup
         self.log.info("Sandboxing %s (tenant %s, uid %d)", self._server_id(), tenant, uid)
-        self.proc = subprocess.Popen(
-            cmd,
-            env=self.sandbox_env(tenant),
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=cgroup.join if cgroup else None,
-        )
+        try:
+            self.proc = subprocess.Popen(
+                cmd,
+                env=self.sandbox_env(tenant),
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                pass_fds=(listener.fileno(),),
+                preexec_fn=cgroup.join if cgroup else None,
+            )
+        finally:
+            listener.close()  # the sandbox's copy is the only one: it dies with the sandbox
         self.pid = self.proc.pid
         if self.cgroup is not None:
             self.watcher = asyncio.ensure_future(self._watch_limits(tenant, self.cgroup))
-        await self._wait_until_serving(sock / "server.sock")
+        await self._wait_until_serving(gate_path)
         return ("127.0.0.1", host_port)
+
+    @staticmethod
+    def _gate_socket(run: Path) -> tuple[Path, socket.socket]:
+        """The server's listening socket, in ``run/gate/`` (root only, never mounted).
+
+        The hub binds it and the sandbox's first program inherits it, so the tenant, who
+        can write ``/run/shuyu``, can neither see, rename nor replace the socket the
+        gateway connects to.
+        """
+        gate = run / "gate"
+        gate.mkdir(mode=0o700, exist_ok=True)
+        os.chown(gate, os.getuid(), os.getgid())
+        os.chmod(gate, 0o700)
+        path = gate / "server.sock"
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(path))
+        listener.listen(128)
+        listener.set_inheritable(True)
+        return path, listener
 
     async def _wait_until_serving(self, server_sock: Path) -> None:
         """Return once the server answers HTTP inside the sandbox.
@@ -515,6 +557,9 @@ class SandboxSpawner(Spawner):
         for relay in self.relays:
             relay.close()
         self.relays = []
+        if self.gateway is not None:
+            await self.gateway.close()
+            self.gateway = None
         if self.cgroup is not None:
             self.cgroup.remove()
             self.cgroup = None

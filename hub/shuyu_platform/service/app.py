@@ -30,6 +30,7 @@ from . import (
     grants_api,
     onboarding_api,
     products,
+    volumes_api,
 )
 
 HERE = Path(__file__).parent
@@ -54,6 +55,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         *applications_api.routes(),
         *onboarding_api.routes(),
         *products.routes(),
+        *volumes_api.routes(),
     ]
     handlers = [(url_path_join(prefix, path), handler) for path, handler in routes]
     return web.Application(
