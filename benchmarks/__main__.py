@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from . import dp, egress, spawn, views
+from . import dp, egress, gateway, spawn, views
 
-BENCHMARKS = {"spawn": spawn.main, "views": views.main, "dp": dp.main, "egress": egress.main}
+BENCHMARKS = {
+    "spawn": spawn.main,
+    "views": views.main,
+    "dp": dp.main,
+    "egress": egress.main,
+    "gateway": gateway.main,
+}
 
 
 def main() -> None:

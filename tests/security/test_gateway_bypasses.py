@@ -41,17 +41,16 @@ PLANT = textwrap.dedent(
         "district,n\\n涪城区,12\\n")
     open(os.path.join(home, ".local/share/jupyter/labextensions/evil/static/data.js"), "w").write(
         "district,n\\n涪城区,12\\n")
-    big = "涪城区,12\\n" * 60_000
-    ws_dir = os.path.join(home, ".jupyter/lab/workspaces")
-    os.makedirs(ws_dir, exist_ok=True)
-    json.dump({"data": {"leak": big}, "metadata": {"id": "leak"}},
-              open(os.path.join(ws_dir, "leak-0.jupyterlab-workspace"), "w"))
+    big = "涪城区,12\\n" * 8_000
     settings_dir = os.path.join(home, ".jupyter/lab/user-settings/@jupyterlab/apputils-extension")
     os.makedirs(settings_dir, exist_ok=True)
     open(os.path.join(settings_dir, "themes.jupyterlab-settings"), "w").write(
         "{\\n// " + big.replace("\\n", " ") + "\\n}")
     """
 )
+#: A workspace document as large as the one the kernel could write (the browser's PUT
+#: is inbound and allowed; reading it back is output).
+WORKSPACE = {"data": {"leak": "涪城区,12\n" * 30_000}, "metadata": {"id": "leak"}}
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +58,8 @@ def alice(platform: Platform) -> Iterator[Merchant]:
     merchant = start(platform, "alice")
     planted = merchant.kernel.run(PLANT)
     assert planted.ok, planted.error
+    stored = merchant.request("PUT", "lab/api/workspaces/leak", json=WORKSPACE)
+    assert stored.status_code in (200, 204), stored.text[:200]
     yield merchant
     merchant.kernel.close()
 
@@ -90,7 +91,7 @@ def test_known_bypasses_of_the_in_sandbox_guard_are_refused(
     alice: Merchant, method: str, path: str, why: str
 ) -> None:
     response = alice.request(method, path)
-    assert response.status_code in (403, 404), (why, response.status_code, response.text[:200])
+    assert response.status_code >= 400, (why, response.status_code, response.text[:200])
     assert "涪城区" not in response.text, why
 
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import importlib.util
 import json
 import logging
@@ -51,16 +52,16 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from tornado import httpclient, httputil, web, websocket
+import aiohttp
+from tornado import httpclient, httputil, iostream, web, websocket
 from tornado.httpserver import HTTPServer
 from tornado.netutil import Resolver, bind_sockets
-from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
 from ..core import audit
 from ..egress.metering import CapReached, Meter, ws_kind
@@ -96,15 +97,23 @@ class Refusal:
 
 @dataclass(frozen=True)
 class Reply:
-    """What the server answered: status, headers and the whole body."""
+    """What the server answered: status, headers (with repeats) and the whole body."""
 
     status: int
-    headers: httputil.HTTPHeaders
+    headers: Mapping[str, str]
     body: bytes
+    items: tuple[tuple[str, str], ...] = ()
 
     def json(self) -> Any:
-        """The body as JSON (ValueError if it is not)."""
-        return json.loads(self.body)
+        """The body as JSON (ValueError if it is not), parsed once."""
+        parsed = self.__dict__.get("_parsed", _UNPARSED)
+        if parsed is _UNPARSED:
+            parsed = json.loads(self.body)
+            object.__setattr__(self, "_parsed", parsed)
+        return parsed
+
+
+_UNPARSED = object()
 
 
 #: A reply check: the reason to refuse, or None.
@@ -203,7 +212,10 @@ def settings_reply(reply: Reply, _limits: Limits) -> str | None:
     if problem:
         return problem
     data = reply.json()
-    items = data.get("settings", [data]) if isinstance(data, dict) else []
+    if not isinstance(data, dict):
+        return "a settings reply that is not an object"
+    listing = data.get("settings")
+    items = listing if isinstance(listing, list) else [data]
     for item in items:
         raw = item.get("raw", "") if isinstance(item, dict) else ""
         if not isinstance(raw, str) or len(raw.encode()) > 64 * KIB:
@@ -432,16 +444,23 @@ class Gateway:
         self.limits = limits
         self.routes = ROUTES + (TERMINAL_ROUTES if allow_terminals else [])
         self.resolver = SocketResolver(path=socket_path)
-        self.client = SimpleAsyncHTTPClient(
-            force_instance=True,
-            resolver=self.resolver,
-            max_clients=64,
-            max_body_size=max(limits.contents, 8 * MIB) + MIB,
-            max_buffer_size=max(limits.contents, 8 * MIB) + MIB,
-        )
+        self.max_body = max(limits.contents, 8 * MIB)
+        self._client: aiohttp.ClientSession | None = None
         self.server: HTTPServer | None = None
         self._refusals: list[float] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def client(self) -> aiohttp.ClientSession:
+        """Keep-alive HTTP connections to the server's socket (made on first use)."""
+        if self._client is None or self._client.closed:
+            self._client = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=self.socket_path, limit=64),
+                auto_decompress=False,
+                skip_auto_headers=("Accept-Encoding",),
+                timeout=aiohttp.ClientTimeout(total=300, connect=10),
+            )
+        return self._client
 
     def application(self) -> web.Application:
         """Tornado rules built from the table: image routes, websockets, then the rest."""
@@ -474,7 +493,8 @@ class Gateway:
         if self.server is not None:
             self.server.stop()
             self.server = None
-        self.client.close()
+        if self._client is not None:
+            await self._client.close()
         await self.meter.server_stopped(self.username)
 
     def relative(self, path: str) -> str | None:
@@ -515,7 +535,9 @@ class Gateway:
         task.add_done_callback(self._tasks.discard)
 
 
-def _refusal_body(handler: web.RequestHandler, refusal: Refusal, message: str) -> None:
+def _refusal_body(
+    handler: web.RequestHandler, refusal: Refusal, message: str, base_url: str
+) -> None:
     handler.clear()
     handler.set_status(refusal.status)
     path = handler.request.path
@@ -528,7 +550,9 @@ def _refusal_body(handler: web.RequestHandler, refusal: Refusal, message: str) -
         handler.set_header("Content-Type", "text/html; charset=utf-8")
         handler.finish(
             "<!doctype html><meta charset=utf-8><title>Refused</title>"
-            f"<h1>Refused</h1><p>{message}</p><p>({refusal.reason})</p>"
+            f"<h1>Refused</h1><p>{html.escape(message)}</p>"
+            f"<p>({html.escape(refusal.reason)})</p>"
+            f'<p><a href="{html.escape(base_url)}shuyu/export">Request export</a></p>'
         )
 
 
@@ -541,7 +565,7 @@ class _GatewayMixin:
     def refuse(self, refusal: Refusal, message: str = MESSAGE) -> None:
         if refusal.status == 403:
             self.gw.record_refusal(self.request, refusal)
-        _refusal_body(self, refusal, message)  # type: ignore[arg-type]
+        _refusal_body(self, refusal, message, self.gw.base_url)  # type: ignore[arg-type]
 
     def refuse_cap(self, cap: CapReached) -> None:
         self.refuse(Refusal("cap", "daily output cap reached", 429), str(cap))
@@ -605,52 +629,49 @@ class HttpGateway(_GatewayMixin, web.RequestHandler):
         self.clear()
         self.set_status(reply.status, httputil.responses.get(reply.status, "Unknown"))
         self.clear_header("Content-Type")
-        for name, value in reply.headers.get_all():
+        for name, value in reply.items:
             if name.lower() not in _DROP_REPLY:
                 self.add_header(name, value)
         if reply.body:
             self.write(reply.body)
+        try:
+            await self.finish()
+        except iostream.StreamClosedError:
+            return  # the browser left before the reply was sent: nothing reached it
         self.gw.meter.add(self.gw.username, self.gw.tenant, "http", len(reply.body))
-        await self.finish()
 
     get = post = put = patch = delete = head = options = _handle  # type: ignore[assignment]
 
     async def _forward(self) -> Reply | None:
-        """Send the request to the server; its reply, or None after answering 502."""
-        headers = httputil.HTTPHeaders()
-        for name, value in self.request.headers.get_all():
-            if name.lower() not in _DROP_REQUEST:
-                headers.add(name, value)
+        """Send the request to the server; its reply, or None after refusing it."""
+        headers = [
+            (name, value)
+            for name, value in self.request.headers.get_all()
+            if name.lower() not in _DROP_REQUEST
+        ]
         method = self.request.method or "GET"
-        request = httpclient.HTTPRequest(
-            "http://sandbox" + self.request.uri,
-            method=method,
-            headers=headers,
-            body=self.request.body if method in ("POST", "PUT", "PATCH") else None,
-            allow_nonstandard_methods=True,
-            follow_redirects=False,
-            decompress_response=False,
-            connect_timeout=10,
-            request_timeout=300,
-        )
+        url = "http://sandbox" + self.request.uri
+        body = self.request.body if method in ("POST", "PUT", "PATCH") else None
         try:
-            response = await self.gw.client.fetch(request, raise_error=False)
-        except OSError as err:
-            response = None
-            problem = str(err)
-        else:
-            problem = str(response.error) if response.code == 599 else ""
-        if response is None or response.code == 599:
-            if "too large" in problem.lower() or "body" in problem.lower():
-                route = _label(self.gw.relative(self.request.path) or "")
-                self.refuse(Refusal(route, "a reply over the size limit"))
-            else:
-                self.refuse(
-                    Refusal("server", "the server does not answer", 502),
-                    "Your server does not answer; it may be starting or stopped.",
-                )
+            async with self.gw.client.request(
+                method, url, headers=headers, data=body, allow_redirects=False
+            ) as response:
+                chunks, size = [], 0
+                async for chunk in response.content.iter_chunked(256 * KIB):
+                    size += len(chunk)
+                    if size > self.gw.max_body:
+                        route = _label(self.gw.relative(self.request.path) or "")
+                        self.refuse(Refusal(route, "a reply over the size limit"))
+                        return None
+                    chunks.append(chunk)
+                items = tuple(response.headers.items())
+                return Reply(response.status, response.headers, b"".join(chunks), items)
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            self.refuse(
+                Refusal("server", "the server does not answer", 502),
+                "Your server does not answer; it may be starting or stopped.",
+            )
             return None
-        return Reply(response.code, response.headers, response.body or b"")
 
     def _check(self, route: Route, reply: Reply) -> str | None:
         """Why ``reply`` may not reach the browser, or None."""
