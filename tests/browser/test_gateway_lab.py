@@ -35,9 +35,7 @@ NOTEBOOK = {
 }
 
 
-def test_jupyterlab_opens_and_runs_a_notebook_through_the_gateway(
-    page, platform: Platform
-) -> None:
+def test_jupyterlab_opens_and_runs_a_notebook_through_the_gateway(page, platform: Platform) -> None:
     session = platform.login("bob")
     platform.start_server(session, "bob")
     base = f"{platform.url}/user/bob"
