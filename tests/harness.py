@@ -46,7 +46,7 @@ def local_settings(home: Path, **traits: Any) -> Shuyu:
     return settings
 
 
-STARTUP_TIMEOUT = 90
+STARTUP_TIMEOUT = 180  # a busy machine (parallel CI jobs) starts the services slowly
 
 
 def free_port() -> int:

@@ -116,9 +116,9 @@ def configure(c: Config) -> Shuyu:
             "info": {"description": "Catalogue, audit, DP queries and egress review"},
             "url": settings.service_url,
             "command": [sys.executable, "-m", "shuyu_platform.service"],
-            # Its imports (Polars, OpenDP, nbformat) take 30 s and more on a busy machine,
-            # JupyterHub's default wait for a service.
-            "timeout": 90,
+            # Its imports (Polars, OpenDP, nbformat) can take a minute on a busy machine,
+            # not the 30 s JupyterHub waits for a service by default.
+            "timeout": 150,
             "environment": settings.service_environment(),
             "oauth_no_confirm": True,
             "oauth_client_allowed_scopes": [*roles.SCOPES, roles.ACCESS_SERVICE],
@@ -129,7 +129,7 @@ def configure(c: Config) -> Shuyu:
             "info": {"description": "Published showcase dashboards (Voila)"},
             "url": f"http://127.0.0.1:{settings.dashboards_port}",
             "command": [sys.executable, "-m", "shuyu_platform.dashboards.service"],
-            "timeout": 90,
+            "timeout": 150,
             "environment": settings.service_environment(),
             "oauth_no_confirm": True,
         },
