@@ -50,8 +50,12 @@ def test_jupyterlab_opens_and_runs_a_notebook_through_the_gateway(page, platform
     assert saved.status_code in (200, 201), saved.text
     blocked = len(platform.audit_events("egress.blocked", actor="bob"))
 
-    refused: list[str] = []
-    page.on("response", lambda r: refused.append(r.url) if r.status == 403 else None)
+    failed: list[str] = []
+    page.on(
+        "response",
+        lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+    )
+    page.on("websocket", lambda ws: ws.on("close", lambda _ws: failed.append(f"closed {ws.url}")))
     page.goto(f"{platform.url}/hub/login")
     page.fill("#username_input", "bob")
     page.fill("#password_input", "bob-demo-2026")
@@ -62,8 +66,10 @@ def test_jupyterlab_opens_and_runs_a_notebook_through_the_gateway(page, platform
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
     page.click(".jp-Notebook .jp-Cell .jp-InputArea-editor")
     page.keyboard.press("Shift+Enter")
-    page.wait_for_selector("text=gateway 42", timeout=60_000)
-
-    assert refused == [], refused
+    try:
+        page.wait_for_selector("text=gateway 42", timeout=180_000)
+    finally:
+        print("\n".join(failed))
+    assert not [f for f in failed if f.startswith(("403", "429", "502"))], failed
     records = platform.audit_events("egress.blocked", actor="bob")[blocked:]
     assert records == [], json.dumps([r["detail"] for r in records], ensure_ascii=False)

@@ -805,6 +805,7 @@ class WebSocketGateway(_GatewayMixin, websocket.WebSocketHandler):
                 max_message_size=WS_MESSAGE,
             )
         except httpclient.HTTPClientError as err:
+            log.info("%s: the server refused the websocket: %s", self.request.path, err)
             self.set_status(err.code if err.code != 599 else 502)
             self.finish(str(err.message or "the server refused the websocket"))
             return
@@ -835,6 +836,12 @@ class WebSocketGateway(_GatewayMixin, websocket.WebSocketHandler):
         while True:
             message = await self.upstream.read_message()
             if message is None:
+                log.info(
+                    "%s: the server closed the websocket (%s %s)",
+                    self.request.path,
+                    self.upstream.close_code,
+                    self.upstream.close_reason,
+                )
                 self.close()
                 return
             size = len(message) if isinstance(message, bytes) else len(message.encode())
@@ -865,5 +872,6 @@ class WebSocketGateway(_GatewayMixin, websocket.WebSocketHandler):
 
     def on_close(self) -> None:
         """The browser left: close the server side too."""
+        log.info("%s: the browser closed the websocket (%s)", self.request.path, self.close_code)
         if self.upstream is not None:
             self.upstream.close()
