@@ -93,6 +93,7 @@ REFUSED = [
     ("GET", "nbconvert/pdf/analysis.ipynb", "nbconvert"),
     ("POST", "nbconvert/html", "nbconvert"),
     ("GET", "api/contents/result.csv?format=base64", "api/contents"),
+    ("GET", "api/contents/result.csv", "api/contents"),
     ("GET", "api/contents/big.csv", "api/contents"),
     ("GET", "api/contents/big.csv?type=file&format=text", "api/contents"),
     ("HEAD", "api/contents/big.csv", "api/contents"),
@@ -133,7 +134,6 @@ def test_every_download_route_refuses_with_a_way_out_and_is_audited(
     [
         "api/contents",
         "api/contents/analysis.ipynb",
-        "api/contents/result.csv",
         "api/contents/big.csv?content=0",
         "lab",
         "api/kernelspecs",
