@@ -797,6 +797,7 @@ class WebSocketGateway(_GatewayMixin, websocket.WebSocketHandler):
         request = httpclient.HTTPRequest(
             "ws://sandbox" + self.request.uri, headers=headers, connect_timeout=10
         )
+
         try:
             self.upstream = await websocket.websocket_connect(
                 request,
