@@ -4,19 +4,25 @@
 PYTHON      ?= python3
 VENV        := .venv
 BIN         := $(VENV)/bin
+# ACRO, the reference output checker the disclosure checks are tested against, in a venv
+# of its own: its pinned dependencies clash with the platform's.
+ACRO_VENV   := .venv-acro
 SHUYU_HOME  ?= $(CURDIR)/.shuyu
 DEMO_ROWS   ?= 100000
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages: bubblewrap (the namespace sandbox); chromium for browser tests.
-DEMO_DEBS   := bubblewrap
-TEST_DEBS   := bubblewrap chromium
+# Debian packages: bubblewrap (the namespace sandbox); e2fsprogs (mkfs.ext4, resize2fs:
+# the tenants' disk images); chromium for browser tests; postgresql for the tests that
+# run the database-facing code on PostgreSQL too.
+DEMO_DEBS   := bubblewrap e2fsprogs
+TEST_DEBS   := bubblewrap e2fsprogs chromium postgresql
 
-.PHONY: demo test install install-test system-deps system-deps-test node-deps lint format bench clean help
+.PHONY: demo test install install-test system-deps system-deps-test node-deps lint format diagrams bench clean help
 
 help:
 	@echo "make demo   - install everything, generate demo data, run the platform on 127.0.0.1:8000"
 	@echo "make test   - install what tests need and run the whole suite (lint included)"
 	@echo "make lint   - ruff check and format check"
+	@echo "make diagrams - redraw docs/lifecycles/ from the transition tables"
 	@echo "make bench  - run the benchmarks"
 	@echo "make clean  - remove the venv, node_modules and demo state"
 
@@ -39,8 +45,13 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
+$(ACRO_VENV)/.installed: constraints-acro.txt
+	$(PYTHON) -m venv $(ACRO_VENV)
+	$(ACRO_VENV)/bin/pip install --quiet -c constraints-acro.txt acro
+	touch $@
+
 install: $(VENV)/.installed
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test $(ACRO_VENV)/.installed
 
 # --- Debian packages (installed only when missing) ---------------------------
 system-deps:
@@ -67,8 +78,11 @@ format: install-test
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+diagrams: install
+	$(BIN)/python -m shuyu_platform.lifecycles
+
 bench: install node-deps
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) node_modules .shuyu
+	rm -rf $(VENV) $(ACRO_VENV) node_modules .shuyu

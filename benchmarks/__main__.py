@@ -1,10 +1,14 @@
-"""Run the benchmarks named on the command line (default: all)."""
+"""Run the benchmarks named on the command line (default: all).
+
+Options after the names go to the benchmarks that take them:
+``python -m benchmarks load --seconds 10 --users 5``.
+"""
 
 from __future__ import annotations
 
 import sys
 
-from . import dp, egress, gateway, spawn, views
+from . import dp, egress, gateway, load, spawn, views
 
 BENCHMARKS = {
     "spawn": spawn.main,
@@ -12,17 +16,23 @@ BENCHMARKS = {
     "dp": dp.main,
     "egress": egress.main,
     "gateway": gateway.main,
+    "load": load.main,
 }
 
 
 def main() -> None:
     """Run each requested benchmark in turn."""
-    names = sys.argv[1:] or list(BENCHMARKS)
+    args = sys.argv[1:]
+    split = next((i for i, a in enumerate(args) if a.startswith("-")), len(args))
+    names, options = args[:split] or list(BENCHMARKS), args[split:]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         sys.exit(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
     for name in names:
-        BENCHMARKS[name]()
+        if options:
+            BENCHMARKS[name](options)
+        else:
+            BENCHMARKS[name]()
 
 
 if __name__ == "__main__":

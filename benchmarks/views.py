@@ -7,8 +7,10 @@ machine noise hits both alike:
 * the plain copy: every row group read with pyarrow and written again with a
   ``ParquetWriter`` and the same compression (zstd), nothing else;
 * the view build: :func:`shuyu_platform.data.views.build_view` with every visible field and
-  the policy's k-anonymity, which hashes the raw file, counts quasi-identifier classes,
-  masks, suppresses, writes, fsyncs and hashes the view.
+  the policy's attacker model, which hashes the raw file, counts quasi-identifier classes
+  and (class, diagnosis) pairs at every generalisation level, chooses the level, measures
+  the re-identification risk (prosecutor risk, uniques, lowest l, group-mean errors),
+  masks, suppresses, shuffles in a keyed order, writes, fsyncs and hashes the view.
 
 Each process reports its own wall time and peak resident memory, so the two peaks are
 measured apart. The goal is a view build within 2x of the plain copy.
@@ -80,10 +82,15 @@ def view_build(raw: Path, out: Path) -> Callable[[], dict[str, Any]]:
             fields=list(policy.visible_fields()),
             reference_date=date.today(),
         )
+        risk = report.risk
+        assert risk is not None
         return {
             "rows_out": report.rows_out,
             "rows_suppressed": report.rows_suppressed,
             "classes_suppressed": report.classes_suppressed,
+            "level": risk.level,
+            "levels": 1 + max(len(f.hierarchy) for f in policy.fields.values()),
+            "risk": risk.summary(),
         }
 
     return build
@@ -148,6 +155,7 @@ def main() -> None:
         f"  view rows {last['rows_out']:,} "
         f"({last['rows_suppressed']:,} suppressed in {last['classes_suppressed']:,} classes)"
     )
+    print(f"  level {last['level']} of {last['levels']} counted; risk: {last['risk']}")
     verdict = "within" if ratio <= GOAL else "OVER"
     print(f"  ratio {ratio:.2f}x ({verdict} the {GOAL:g}x goal)")
 

@@ -4,14 +4,12 @@ A sandbox has its own network namespace with nothing but loopback. The spawner
 bind-mounts one folder of Unix sockets into it; relays on both sides of that folder
 are the only ways in and out:
 
-- proxy -> server: the hub's egress gateway -> ``server.sock`` (created by the hub
-  outside the sandbox's view, handed in as a descriptor) -> the server's loopback port;
+- proxy -> server: host TCP port -> ``server.sock`` -> the server's loopback port;
 - server/kernel -> hub API: sandbox loopback port -> ``hub.sock`` -> hub;
 - kernel -> platform API: sandbox loopback port -> ``api.sock`` -> platform service.
 
-An endpoint is written ``tcp:HOST:PORT``, ``unix:/path``, or (to listen only)
-``fd:N``: a listening Unix socket the parent created and handed over as file
-descriptor N, so its path can live in a folder the sandbox cannot write (or see).
+An endpoint is written ``tcp:HOST:PORT``, ``unix:/path``, or, to listen on a socket
+another process made and handed over open, ``fd:N``.
 """
 
 from __future__ import annotations
@@ -31,19 +29,20 @@ log = logging.getLogger("shuyu.relay")
 class Endpoint:
     """Where to listen or connect: a TCP address or a Unix socket path."""
 
-    kind: str  # "tcp", "unix" or "fd" (port holds the descriptor)
+    kind: str  # "tcp", "unix" or "fd"
     host: str = ""
     port: int = 0
     path: str = ""
+    fd: int = -1
 
     @classmethod
     def parse(cls, text: str) -> Endpoint:
         """Read ``tcp:HOST:PORT``, ``unix:/path`` or ``fd:N``."""
         kind, _, rest = text.partition(":")
-        if kind == "fd" and rest.isdigit():
-            return cls("fd", port=int(rest))
         if kind == "unix" and rest.startswith("/"):
             return cls("unix", path=rest)
+        if kind == "fd" and rest.isdigit():
+            return cls("fd", fd=int(rest))
         if kind == "tcp":
             host, _, port = rest.rpartition(":")
             if host and port.isdigit():
@@ -52,13 +51,13 @@ class Endpoint:
 
     def __str__(self) -> str:
         if self.kind == "fd":
-            return f"fd:{self.port}"
+            return f"fd:{self.fd}"
         return f"unix:{self.path}" if self.kind == "unix" else f"tcp:{self.host}:{self.port}"
 
     async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Open a connection to this endpoint."""
+        """Open a connection to this endpoint (a ``fd:`` endpoint only listens)."""
         if self.kind == "fd":
-            raise ValueError("an fd: endpoint can only be listened on")
+            raise OSError(f"cannot connect to {self}: an inherited socket only listens")
         if self.kind == "unix":
             return await asyncio.open_unix_connection(self.path, limit=BUFFER)
         return await asyncio.open_connection(self.host, self.port, limit=BUFFER)
@@ -86,7 +85,8 @@ async def serve(
 ) -> asyncio.Server:
     """Accept connections on ``listen`` and relay each to ``target`` until closed.
 
-    A Unix listening socket gets ``socket_mode`` and, if given, the ``owner`` uid.
+    A Unix listening socket gets ``socket_mode`` and, if given, the ``owner`` uid. An
+    ``fd:N`` listener is taken over (and no longer inherited by child processes).
     """
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -100,9 +100,9 @@ async def serve(
         await asyncio.gather(_close(writer), _close(upstream_writer))
 
     if listen.kind == "fd":
-        inherited = socket.socket(fileno=listen.port)
-        inherited.set_inheritable(False)  # the server and its kernels never get it
-        return await asyncio.start_unix_server(handle, sock=inherited, limit=BUFFER)
+        sock = socket.socket(fileno=listen.fd)
+        sock.set_inheritable(False)
+        return await asyncio.start_unix_server(handle, sock=sock, limit=BUFFER)
     if listen.kind == "unix":
         with contextlib.suppress(FileNotFoundError):
             os.unlink(listen.path)

@@ -5,19 +5,34 @@
         --forward unix:/run/shuyu/server.sock=tcp:127.0.0.1:8888 \\
         -- jupyterhub-singleuser
 
-Each ``--forward LISTEN=TARGET`` listens on LISTEN and relays to TARGET. The command
-after ``--`` runs as a child; its exit ends the sandbox, and SIGTERM/SIGINT are passed
-on to it so the server shuts down cleanly.
+Each ``--forward LISTEN=TARGET`` listens on LISTEN and relays to TARGET (``fd:N`` for a
+listening socket the spawner made and handed over). The command after ``--`` runs as a
+child; its exit ends the sandbox, and SIGTERM/SIGINT are passed on to it so the server
+shuts down cleanly.
+
+This process and the server mark themselves not dumpable, so a kernel of the same uid
+can neither open their ``/proc/<pid>/mem``, ``fd/`` or ``environ`` nor attach to them
+(the sandbox's seccomp filter refuses ``ptrace`` too).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import signal
 import sys
 
 from .relay import Endpoint, serve
+
+PR_SET_DUMPABLE = 4
+
+
+def make_undumpable() -> None:
+    """``prctl(PR_SET_DUMPABLE, 0)``: ``/proc/<pid>`` becomes root's, ptrace is refused."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
 
 
 def _parse(argv: list[str]) -> tuple[list[tuple[Endpoint, Endpoint]], list[str]]:
@@ -54,6 +69,7 @@ async def _run(forwards: list[tuple[Endpoint, Endpoint]], command: list[str]) ->
 def main(argv: list[str] | None = None) -> None:
     """Run the relays and the server; exit with the server's exit code."""
     forwards, command = _parse(sys.argv[1:] if argv is None else argv)
+    make_undumpable()
     sys.exit(asyncio.run(_run(forwards, command)))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import shutil
 import sys
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from .access import suspension
-from .core import audit, db
+from .core import audit, checkpoints, db
 from .core.accounts import AccountError, AccountStore
 from .core.hubapi import HubClient, HubUnavailable
 from .core.roles import ROLES
@@ -260,7 +261,7 @@ def _known_dataset(settings: Shuyu, name: str) -> None:
 @click.option("--reason", required=True, help="Why (recorded, and shown to the tenants).")
 def dataset_suspend(home: str | None, name: str, reason: str) -> None:
     """Hide the dataset's views from every tenant and refuse DP queries of it."""
-    from .data.tenant_views import sweep
+    from .access.tenant_views import sweep
 
     settings = _settings(home)
     _known_dataset(settings, name)
@@ -447,7 +448,7 @@ def views_group() -> None:
 
 
 def _build_views(settings: Shuyu, tenant: str, datasets: set[str] | None) -> None:
-    from .data.tenant_views import build_tenant
+    from .access.tenant_views import build_tenant
     from .data.views import ViewBuildError
 
     try:
@@ -463,6 +464,8 @@ def _build_views(settings: Shuyu, tenant: str, datasets: set[str] | None) -> Non
             f"{report.rows_filtered_out:,} outside the grant's rows), "
             f"{len(report.fields)} fields, {report.elapsed_seconds:.1f} s"
         )
+        if report.risk is not None:
+            click.echo(f"    risk: {report.risk.summary()}")
     for dataset in result.removed:
         click.echo(f"  view {tenant}/{dataset}: removed (no active grant, or suspended)")
 
@@ -476,7 +479,7 @@ def views_build(
     home: str | None, tenants_: tuple[str, ...], every: bool, datasets: tuple[str, ...]
 ) -> None:
     """(Re)build masked views from the raw data; remove views no grant covers."""
-    from .data.tenant_views import known_tenants
+    from .access.tenant_views import known_tenants
 
     settings = _settings(home)
     settings.ensure_zones()
@@ -485,6 +488,53 @@ def views_build(
         raise click.UsageError("name a tenant with --tenant, or use --all")
     for slug in chosen:
         _build_views(settings, slug, set(datasets) or None)
+
+
+@views_group.command("risk")
+@home_option
+@click.option("--tenant", help="Only this tenant's views.")
+@click.option("--dataset", help="Only views of this dataset.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full figures as JSON.")
+def views_risk(home: str | None, tenant: str | None, dataset: str | None, as_json: bool) -> None:
+    """Re-identification risk and utility of the current views, as measured when built."""
+    from .access.tenant_views import view_risks
+
+    settings = _settings(home)
+    entries = view_risks(settings, tenant=tenant, dataset=dataset)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {"tenant": e.tenant, "dataset": e.dataset, "rows": e.rows, "risk": e.risk}
+                    for e in entries
+                ],
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    if not entries:
+        click.echo("no views")
+    for entry in entries:
+        risk = entry.risk
+        if risk is None:
+            click.echo(f"  {entry.tenant}/{entry.dataset}: built before risk was measured")
+            continue
+        lows = ", ".join(f"l({name})={value}" for name, value in risk["lowest_l"].items())
+        errors = ", ".join(
+            f"{name} {error['mean_relative_error']:.2%}"
+            for name, error in risk["mean_errors"].items()
+        )
+        click.echo(
+            f"  {entry.tenant}/{entry.dataset}: {entry.rows:,} rows, "
+            f"k={risk['k']} over {', '.join(risk['quasi_identifiers']) or 'no quasi-identifiers'}"
+            f" (level {risk['level']}); max risk {risk['max_prosecutor_risk']:.3f}, "
+            f"average {risk['average_prosecutor_risk']:.4f}, "
+            f"{risk['records_below_k_share']:.1%} below k, {risk['unique_records']} unique"
+            + (f", {lows}" if lows else "")
+            + f"; {risk['rows_suppressed']:,} suppressed ({risk['suppressed_share']:.1%})"
+            + (f"; group-mean error {errors}" if errors else "")
+        )
 
 
 # ------------------------------------------------------------------ synthetic
@@ -522,13 +572,62 @@ def audit_group() -> None:
 @audit_group.command("verify")
 @home_option
 @click.option("--db-url", envvar="SHUYU_DB_URL", help="Platform database URL.")
-def audit_verify(home: str | None, db_url: str | None) -> None:
-    """Re-derive every hash; exit 0 if intact, 1 naming the first broken record."""
-    url = db_url or _settings(home).db_url
+@click.option(
+    "--checkpoints",
+    "checkpoints_file",
+    type=click.Path(dir_okay=False),
+    help="Signed checkpoints to hold the chain to (default: the platform's own file).",
+)
+@click.option(
+    "--public-key",
+    help="The signer's Ed25519 public key in hex, as the product register publishes it "
+    "(default: the public half of the platform's signing key).",
+)
+def audit_verify(
+    home: str | None, db_url: str | None, checkpoints_file: str | None, public_key: str | None
+) -> None:
+    """Re-derive every hash and hold the chain to its signed checkpoints.
+
+    Exit 0 if intact, 1 naming the first broken record or the checkpoint it contradicts.
+    """
+    settings = _settings(home)
+    url = db_url or settings.db_url
+    path = Path(checkpoints_file or settings.audit_checkpoints_file)
+    try:
+        signed = checkpoints.load(path)
+        if public_key:
+            key = checkpoints.parse_public_key(public_key)
+        elif signed:
+            key_path = Path(settings.audit_signing_key_file)
+            key = checkpoints.signing_key(key_path, create=False).public_key()
+    except checkpoints.CheckpointError as err:
+        raise click.ClickException(str(err)) from err
     with db.session_scope(url) as session:
-        result = audit.verify(session)
+        result = checkpoints.verify(session, signed, key) if signed else audit.verify(session)
     click.echo(str(result))
+    if not signed:
+        click.echo(f"not anchored: no signed checkpoints in {path}")
     sys.exit(0 if result.ok else 1)
+
+
+@audit_group.command("checkpoint")
+@home_option
+def audit_checkpoint(home: str | None) -> None:
+    """Sign a checkpoint of the chain's head now (the platform service does so periodically)."""
+    settings = _settings(home)
+    with db.session_scope(settings.db_url) as session:
+        try:
+            made = checkpoints.write(
+                session,
+                Path(settings.audit_signing_key_file),
+                Path(settings.audit_checkpoints_file),
+            )
+        except checkpoints.CheckpointError as err:
+            raise click.ClickException(str(err)) from err
+    if made is None:
+        click.echo("no new records since the last checkpoint")
+    else:
+        click.echo(f"checkpoint: record {made.seq}, hash {made.hash}, signed at {made.at}")
 
 
 @audit_group.command("tail")

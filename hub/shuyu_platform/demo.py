@@ -96,8 +96,8 @@ def create_demo_grants(settings: Shuyu, *, actor: str = "operator:demo") -> None
     Re-running it keeps existing grants (so pseudonyms and budgets stay) and rebuilds
     the views from the current raw data.
     """
+    from .access.tenant_views import build_tenant
     from .data.synthetic import build_all
-    from .data.tenant_views import build_tenant
 
     policies = load_policies(Path(settings.policies_dir))
     with db.session_scope(settings.db_url) as session:
@@ -133,7 +133,7 @@ def banner(settings: Shuyu) -> str:
         "",
         f"  Open to anyone: {settings.hub_url}/services/shuyu/join (merchant registration),",
         f"                  {settings.hub_url}/services/shuyu/products (product register).",
-        f"  Dashboards:     {settings.hub_url}/services/dashboards/ (signed in).",
+        f"  Dashboards:     {settings.dashboards_url}/services/dashboards/ (signed in).",
         "  Example notebooks to upload into a sandbox: notebooks/ (see its README).",
         "",
         "  Stop with Ctrl-C.",

@@ -14,21 +14,34 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jupyterhub.services.service import Service
 from traitlets.config import Config
 
-from .core import audit, db, roles
+from .core import audit, db, lifetime, roles
 from .core.accounts import ShuyuAuthenticator
 from .core.settings import Shuyu
 from .data.policy import PolicyError, load_policies, policy_digest
 from .isolation.spawner import SPAWNERS, SpawnPolicy, role_of
 
 TEMPLATES = Path(__file__).parent / "templates" / "hub"
+#: Seconds the hub waits for a managed service to answer at start-up.
+SERVICE_START_TIMEOUT = 120
 
 
 def _setdefault(section: Config, key: str, value: Any) -> None:
     """Set a hub option unless the operator already set it in their config file."""
     if key not in section:
         section[key] = value
+
+
+#: Security headers of every hub page and API answer.
+HUB_HEADERS: dict[str, str] = {
+    "Content-Security-Policy": "frame-ancestors 'none'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def default_url(handler: Any) -> str:
@@ -51,6 +64,20 @@ def operator_token(settings: Shuyu) -> str:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
     return path.read_text().strip()
+
+
+#: How long the hub waits for a managed service to answer at start-up. JupyterHub's 30 s
+#: default is too short for the platform service (it loads the DP engines) on a busy host,
+#: and a hub that gives up exits. The option exists from JupyterHub 6.
+SERVICE_START_TIMEOUT: dict[str, int] = (
+    {"timeout": 180} if "timeout" in Service.class_trait_names() else {}
+)
+
+
+def managed_command(settings: Shuyu, module: str, *args: str) -> list[str]:
+    """The command of a managed service: ``module`` behind the lifetime launcher."""
+    pidfile = settings.zone("hub") / f"{module.replace('.', '-')}.pid"
+    return lifetime.launcher_command(pidfile, module, *args)
 
 
 def configure(c: Config) -> Shuyu:
@@ -85,6 +112,12 @@ def configure(c: Config) -> Shuyu:
     _setdefault(hub, "default_url", default_url)
     _setdefault(hub, "template_paths", [str(TEMPLATES)])
     hub.template_vars = {"shuyu_name": "数域 Shuyu", **dict(hub.get("template_vars", {}))}
+    # JupyterHub's own page templates carry inline script (page data, RequireJS set-up),
+    # so the hub's policy cannot forbid inline script; it forbids framing, plugins, base
+    # rewriting and forms posting elsewhere. The platform service's pages are strict.
+    tornado_settings = dict(hub.get("tornado_settings", {}))
+    tornado_settings["headers"] = {**HUB_HEADERS, **dict(tornado_settings.get("headers", {}))}
+    hub.tornado_settings = tornado_settings
 
     proxy = c.ConfigurableHTTPProxy
     proxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
@@ -107,6 +140,9 @@ def configure(c: Config) -> Shuyu:
         },
     ]
 
+    # Managed services die with this hub, and a restarted hub's services stop any orphan
+    # of the previous one first (see core.lifetime).
+    lifetime_env = {lifetime.HUB_PID_ENV: str(os.getpid())}
     hub.services = [
         *hub.get("services", []),
         {"name": roles.OPERATOR_SERVICE, "api_token": operator_token(settings)},
@@ -115,11 +151,9 @@ def configure(c: Config) -> Shuyu:
             "display": True,
             "info": {"description": "Catalogue, audit, DP queries and egress review"},
             "url": settings.service_url,
-            "command": [sys.executable, "-m", "shuyu_platform.service"],
-            # Its imports (Polars, OpenDP, nbformat) can take a minute on a busy machine,
-            # not the 30 s JupyterHub waits for a service by default.
-            "timeout": 150,
-            "environment": settings.service_environment(),
+            "command": managed_command(settings, "shuyu_platform.service"),
+            "environment": {**settings.service_environment(), **lifetime_env},
+            **SERVICE_START_TIMEOUT,
             "oauth_no_confirm": True,
             "oauth_client_allowed_scopes": [*roles.SCOPES, roles.ACCESS_SERVICE],
         },
@@ -127,10 +161,13 @@ def configure(c: Config) -> Shuyu:
             "name": roles.DASHBOARDS_SERVICE,
             "display": True,
             "info": {"description": "Published showcase dashboards (Voila)"},
-            "url": f"http://127.0.0.1:{settings.dashboards_port}",
-            "command": [sys.executable, "-m", "shuyu_platform.dashboards.service"],
-            "timeout": 150,
-            "environment": settings.service_environment(),
+            # No "url": the proxy gets no route to it on the platform's origin. Voila
+            # listens on its own origin (see shuyu_platform.dashboards.service).
+            "command": managed_command(settings, "shuyu_platform.dashboards.service"),
+            "environment": {**settings.service_environment(), **lifetime_env},
+            "oauth_client_id": f"service-{roles.DASHBOARDS_SERVICE}",
+            "oauth_redirect_uri": f"{settings.dashboards_url}/services/"
+            f"{roles.DASHBOARDS_SERVICE}/oauth_callback",
             "oauth_no_confirm": True,
         },
     ]
@@ -147,13 +184,13 @@ def configure(c: Config) -> Shuyu:
         hub.services.append(
             {
                 "name": roles.CULLER_SERVICE,
-                "command": [
-                    sys.executable,
-                    "-m",
+                "command": managed_command(
+                    settings,
                     "jupyterhub_idle_culler",
                     f"--timeout={settings.cull_idle_seconds}",
                     f"--cull-every={max(5, min(300, settings.cull_idle_seconds // 2))}",
-                ],
+                ),
+                "environment": lifetime_env,
             }
         )
 

@@ -7,7 +7,7 @@ the noisy values with their confidence intervals::
     from shuyu import dp
 
     q = (
-        dp.query("health_records", epsilon=0.5)
+        dp.query("health_records", epsilon=0.2)
         .filter(dp.col("district").is_in(["涪城区", "游仙区"]), dp.col("settlement_amount") > 0)
         .group_by("sex")
         .agg(patients=dp.count(), mean_settlement=dp.mean("settlement_amount"))
@@ -16,7 +16,7 @@ the noisy values with their confidence intervals::
     q.run()       # pandas DataFrame: sex, patients, patients_ci_low, patients_ci_high, ...
     dp.histogram("health_records", "settlement_amount", [0, 1000, 10000], epsilon=0.2)
     dp.budget()   # what is left, per granted dataset
-    dp.models.linear_regression("social_insurance", features=[...], label="...", epsilon=1)
+    dp.models.linear_regression("social_insurance", features=[...], label="...", epsilon=0.2)
 
 Refusals raise :class:`DpError` (:class:`BudgetExhausted` when the budget cannot cover
 the query) with the service's own message; a refused query costs nothing.

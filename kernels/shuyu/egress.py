@@ -55,22 +55,30 @@ AGGREGATIONS = ("sum", "mean")
 
 
 class StatsTable:
-    """An aggregated table that carries its contributor statistics when displayed.
+    """An aggregated table that says how it was computed when displayed.
 
-    ``frame`` is the table itself; ``stats`` the per-cell statistics (total, largest
-    contributions, number of contributors, negative contributors) in the form the
-    platform's disclosure checks read from the output's ``metadata.shuyu.cell_stats``.
+    ``frame`` is the table itself; ``kind`` is ``"frequency"`` (counts) or
+    ``"magnitude"`` (sums, means); ``stats`` the per-cell contributor statistics of a
+    magnitude table (total, largest contributions, number of contributors, negative
+    contributors) in the form the platform's disclosure checks read from the output's
+    ``metadata.shuyu.cell_stats``. The kind goes in ``metadata.shuyu.kind``.
     """
 
-    def __init__(self, frame: pd.DataFrame, stats: dict[str, Any]) -> None:
+    def __init__(
+        self, frame: pd.DataFrame, stats: dict[str, Any] | None, kind: str = "magnitude"
+    ) -> None:
         self.frame = frame
         self.stats = stats
+        self.kind = kind
 
     def _repr_mimebundle_(
         self, include: Any = None, exclude: Any = None
     ) -> tuple[dict[str, str], dict[str, Any]]:
         data = {"text/plain": repr(self.frame), "text/html": self.frame.to_html()}
-        return data, {"shuyu": {"cell_stats": self.stats}}
+        meta: dict[str, Any] = {"kind": self.kind}
+        if self.stats is not None:
+            meta["cell_stats"] = self.stats
+        return data, {"shuyu": meta}
 
     def __repr__(self) -> str:
         return repr(self.frame)
@@ -79,43 +87,141 @@ class StatsTable:
 def table(
     data: pd.DataFrame,
     by: str | Sequence[str],
-    value: str,
+    value: str | None = None,
     *,
     agg: str = "sum",
+    columns: str | None = None,
     contributor: str | None = None,
+    margins: bool = False,
 ) -> StatsTable:
-    """``agg`` of ``value`` by ``by``, with contributor statistics for the export checks.
+    """A table for export, computed here so the checks know how it was computed.
 
-    A contributor is one value of ``contributor`` (say a pseudonymised person or firm
-    id), whose rows are added up; without it, every row is a contributor. The result's
-    column is named ``<value>_<agg>``.
+    Without ``value`` it is a frequency table: the number of rows per group of ``by``
+    (``value_counts``/``groupby().size()``), or per ``by`` × ``columns`` cell (a
+    crosstab). With ``value`` it is ``agg`` (``sum`` or ``mean``) of ``value`` per
+    group, with contributor statistics for the dominance checks: a contributor is one
+    value of ``contributor`` (say a pseudonymised person or firm id), whose rows are
+    added up; without it, every row is a contributor. ``margins`` adds an ``All`` row
+    (and column) as ``pd.crosstab`` does. Categories with no rows show as zero cells
+    when the key is categorical; rows whose key is missing form a group of their own
+    (shown as NaN) rather than being dropped. The result's column is ``count`` or
+    ``<value>_<agg>`` unless ``columns`` spreads it.
     """
     keys = [by] if isinstance(by, str) else [str(k) for k in by]
     if agg not in AGGREGATIONS:
         raise ValueError(f"agg must be one of {', '.join(AGGREGATIONS)}, not {agg!r}")
-    missing = [c for c in [*keys, value, *([contributor] if contributor else [])] if c not in data]
+    wanted = [*keys, *([value] if value else []), *([columns] if columns else [])]
+    wanted += [contributor] if contributor else []
+    missing = [c for c in wanted if c not in data]
     if missing:
         raise KeyError(f"no column {', '.join(map(repr, missing))} in the data")
-    column = f"{value}_{agg}"
-    frame = data.groupby(keys, observed=True, dropna=False)[value].agg(agg).to_frame(column)
+    if value is None:
+        return StatsTable(_counts(data, keys, columns, margins), None, "frequency")
+    groups = [*keys, *([columns] if columns else [])]
+    name = f"{value}_{agg}"
+    grouped = data.groupby(groups, observed=True, dropna=False)[value].agg(agg)
+    frame = grouped.unstack(columns) if columns else grouped.to_frame(name)
+    cells = [
+        _cell(label, part, keys, columns)
+        for label, part in _contributions(data, groups, value, contributor)
+    ]
+    if columns:
+        # Combinations with no rows show as blanks: they are zero-contributor cells.
+        seen = {(repr(c["row"]), repr(c["column"])) for c in cells}
+        for row_label in frame.index:
+            for column_label in frame.columns:
+                key = (repr(_label(row_label)), repr(_label(column_label)))
+                if key not in seen:
+                    cells.append(
+                        {
+                            "row": _label(row_label),
+                            "column": _label(column_label),
+                            "total": 0.0,
+                            "top": [],
+                            "count": 0,
+                            "n_negative": 0,
+                        }
+                    )
+    if margins:
+        frame, cells = _margins(data, keys, columns, value, agg, contributor, frame, cells)
+    return StatsTable(frame, {"column": name, "cells": cells}, "magnitude")
+
+
+def _counts(
+    data: pd.DataFrame, keys: list[str], columns: str | None, margins: bool
+) -> pd.DataFrame:
+    """Rows per group (or per row × column cell), zero for empty category combinations."""
+    if columns:
+        return pd.crosstab([data[k] for k in keys], data[columns], margins=margins, dropna=False)
+    frame = data.groupby(keys, observed=False, dropna=False).size().to_frame("count")
+    if margins:
+        frame.loc["All" if len(keys) == 1 else ("All",) * len(keys), "count"] = len(data)
+    return frame
+
+
+def _contributions(
+    data: pd.DataFrame, groups: list[str], value: str, contributor: str | None
+) -> list[tuple[Any, pd.Series]]:
+    """Each cell's contributions: one per contributor (their rows added up) or per row."""
     per = (
-        data.groupby([*keys, contributor], observed=True, dropna=False)[value].sum()
+        data.groupby([*groups, contributor], observed=True, dropna=False)[value].sum(min_count=1)
         if contributor
-        else data.set_index(keys)[value]
+        else data.set_index(groups)[value]
     )
-    cells = []
-    for label, contributions in per.groupby(level=[*range(len(keys))], dropna=False):
-        values = contributions.dropna().astype(float)
-        cells.append(
-            {
-                "row": _label(label),
-                "total": float(values.sum()),
-                "top": [float(v) for v in values.nlargest(TOP)],
-                "count": int(values.size),
-                "n_negative": int((values < 0).sum()),
-            }
-        )
-    return StatsTable(frame, {"column": column, "cells": cells})
+    return [*per.groupby(level=[*range(len(groups))], dropna=False)]
+
+
+def _cell(label: Any, contributions: pd.Series, keys: list[str], columns: str | None) -> dict:
+    """One cell's statistics; ``count`` counts contributors with a value (0: all missing)."""
+    values = contributions.dropna().astype(float)
+    parts = label if isinstance(label, tuple) else (label,)
+    cell: dict[str, Any] = {
+        "row": _label(parts[: len(keys)] if columns else parts),
+        "total": float(values.sum()),
+        "top": [float(v) for v in values.nlargest(TOP)],
+        "count": int(values.size),
+        "n_negative": int((values < 0).sum()),
+    }
+    if columns:
+        cell["column"] = _label(parts[-1])
+    return cell
+
+
+def _margins(
+    data: pd.DataFrame,
+    keys: list[str],
+    columns: str | None,
+    value: str,
+    agg: str,
+    contributor: str | None,
+    frame: pd.DataFrame,
+    cells: list[dict],
+) -> tuple[pd.DataFrame, list[dict]]:
+    """``All`` row (and column) of a magnitude table, with their statistics."""
+    everyone = data.assign(_all="All")
+    row_all = "All" if len(keys) == 1 else ("All",) * len(keys)
+    if columns:
+        by_row = data.groupby(keys, observed=True, dropna=False)[value].agg(agg)
+        by_column = data.groupby(columns, observed=True, dropna=False)[value].agg(agg)
+        frame = frame.copy()
+        frame["All"] = by_row
+        frame.loc[row_all, :] = [*by_column.reindex(frame.columns[:-1]), data[value].agg(agg)]
+        for label, part in _contributions(everyone, [*keys, "_all"], value, contributor):
+            cells.append(_cell(label, part, keys, "_all"))
+        for label, part in _contributions(everyone, ["_all", columns], value, contributor):
+            cell = _cell(label, part, ["_all"], columns)
+            cell["row"] = _label(row_all)
+            cells.append(cell)
+    else:
+        frame = frame.copy()
+        frame.loc[row_all, frame.columns[0]] = data[value].agg(agg)
+    for _, part in _contributions(everyone, ["_all"], value, contributor):
+        cell = _cell("All", part, ["_all"], None)
+        cell["row"] = _label(row_all)
+        if columns:
+            cell["column"] = "All"
+        cells.append(cell)
+    return frame, cells
 
 
 def _label(label: Any) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -16,13 +15,6 @@ from shuyu_platform.data.policy import DatasetPolicy, load_policies
 @pytest.fixture(scope="module")
 def health() -> DatasetPolicy:
     return load_policies(REPO / "policies")["health_records"]
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'shuyu.sqlite'}"
-    db.upgrade(url)
-    return url
 
 
 def _actions(url: str) -> list[str]:

@@ -39,10 +39,11 @@ PROBE = textwrap.dedent(
 
 
 def _decide(platform: Platform, request_id: str) -> dict:
+    seen = platform.service_get("rita", f"api/egress/requests/{request_id}").json()
     answer = platform.service_post(
         "rita",
         f"api/egress/requests/{request_id}/decision",
-        {"action": "approve", "comment": "可以发布"},
+        {"action": "approve", "comment": "可以发布", "snapshot_sha256": seen["snapshot_sha256"]},
     )
     assert answer.status_code == 200, answer.text
     return answer.json()
@@ -86,7 +87,9 @@ def _publish(platform: Platform) -> str:
     assert request["kind"] == "dashboard" and request["status"] == "submitted"
     published = _decide(platform, request["id"])
     assert published["status"] == "released", published
-    assert published["release"]["dashboard"].endswith(f"/{request['id']}/dashboard.ipynb")
+    assert published["release"]["dashboard"] == (
+        f"{platform.dashboards_url}/services/dashboards/voila/render/{request['id']}/dashboard.ipynb"
+    )
     return request["id"]
 
 
@@ -100,7 +103,7 @@ def test_a_visitor_sees_a_published_dashboard_until_it_is_unpublished(
         "provenance.json",
         "settlement_by_district.csv",
     ]
-    url = f"{platform.url}/services/dashboards/voila/render/{request_id}/dashboard.ipynb"
+    url = f"{platform.dashboards_url}/services/dashboards/voila/render/{request_id}/dashboard.ipynb"
 
     page.goto(f"{platform.url}/hub/login")
     page.fill("#username_input", "victor")

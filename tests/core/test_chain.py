@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -13,13 +12,6 @@ from sqlalchemy import text
 from harness import BIN
 from shuyu_platform.core import audit, db
 from shuyu_platform.core.models import AuditEvent
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'shuyu.sqlite'}"
-    db.upgrade(url)
-    return url
 
 
 def _fill(url: str, count: int) -> None:
@@ -46,11 +38,11 @@ def test_intact_chain_verifies(db_url: str) -> None:
 
 def test_one_altered_byte_names_that_record(db_url: str) -> None:
     _fill(db_url, 10)
-    path = db_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:
-        (detail,) = conn.execute("SELECT detail FROM audit_events WHERE seq = 7").fetchone()
-        conn.execute(
-            "UPDATE audit_events SET detail = ? WHERE seq = 7", (detail.replace('"i":6', '"i":7'),)
+    with db.session_scope(db_url) as session:
+        detail = session.execute(text("SELECT detail FROM audit_events WHERE seq = 7")).scalar()
+        session.execute(
+            text("UPDATE audit_events SET detail = :d WHERE seq = 7"),
+            {"d": detail.replace('"i":6', '"i":7')},
         )
     result = _verify(db_url)
     assert not result.ok
@@ -121,8 +113,8 @@ def test_cli_verify_exit_codes(db_url: str, tmp_path: Path) -> None:
     cmd = [str(BIN / "shuyu"), "audit", "verify", "--db-url", db_url]
     ok = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert ok.returncode == 0 and ok.stdout.startswith("OK: 3 audit records"), ok
-    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
-        conn.execute("UPDATE audit_events SET target = 'x' WHERE seq = 2")
+    with db.session_scope(db_url) as session:
+        session.execute(text("UPDATE audit_events SET target = 'x' WHERE seq = 2"))
     broken = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert broken.returncode == 1
     assert "BROKEN at record 2" in broken.stdout

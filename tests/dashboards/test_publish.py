@@ -19,10 +19,13 @@ from harness import REPO
 from shuyu_platform.core import db
 from shuyu_platform.core.models import EgressRequest
 from shuyu_platform.core.settings import Shuyu
-from shuyu_platform.dashboards import service as dashboards
+from shuyu_platform.dashboards import publish as dashboards
+from shuyu_platform.dashboards import service as voila_service
 from shuyu_platform.dashboards.kernel import command
-from shuyu_platform.egress import disclosure, release
+from shuyu_platform.dashboards.notebook import KERNEL_NAME
+from shuyu_platform.egress import disclosure, jailed, release
 from shuyu_platform.egress import requests as egress
+from shuyu_platform.isolation.jail import JailRefusal, Limits
 
 
 def _notebook() -> dict:
@@ -85,7 +88,7 @@ def test_an_approved_dashboard_is_published_with_copies_of_its_releases(
     ]
     assert oct(folder.stat().st_mode & 0o777) == "0o555"
     published = nbformat.read(folder / "dashboard.ipynb", as_version=4)
-    assert published.metadata.kernelspec.name == dashboards.KERNEL_NAME
+    assert published.metadata.kernelspec.name == KERNEL_NAME
     assert published.cells[1].outputs == []  # Voila runs it afresh
     assert "shuyu_release" in (folder / "rates.csv").read_text()  # the watermarked copy
 
@@ -120,8 +123,12 @@ def test_a_dashboard_reads_only_released_files_of_its_own_tenant(settings: Shuyu
     ],
 )  # fmt: skip
 def test_a_malformed_dashboard_is_refused(document: dict, message: str) -> None:
-    with pytest.raises(egress.EgressError, match=message):
-        egress.parse_content({"kind": "dashboard", "notebook": "d.ipynb", "document": document})
+    """The shape is checked by the service; the schema in the parsing jail, with the checks."""
+    with pytest.raises((egress.EgressError, JailRefusal), match=message):
+        content = egress.parse_content(
+            {"kind": "dashboard", "notebook": "d.ipynb", "document": document}
+        )
+        jailed.check_content(content, disclosure.Context(), Limits())
 
 
 def test_file_and_cell_releases_cannot_be_unpublished(settings: Shuyu) -> None:
@@ -166,7 +173,7 @@ def test_a_dashboard_kernel_sees_only_its_folder_and_leaves_no_key_behind(
     folder.mkdir(mode=0o755)
     (folder / "table.csv").write_text("a\n1\n")
     monkeypatch.setenv("SHUYU_HOME", settings.home)
-    monkeypatch.setenv("JUPYTER_PATH", str(dashboards.kernel_spec(settings)))
+    monkeypatch.setenv("JUPYTER_PATH", str(voila_service.kernel_spec(settings)))
     ipc = Path(tempfile.mkdtemp(prefix="shuyu-test-ipc-"))  # short: a socket path limit
     monkeypatch.setenv("SHUYU_DASHBOARD_IPC", str(ipc))
     probe = (
@@ -182,7 +189,7 @@ def test_a_dashboard_kernel_sees_only_its_folder_and_leaves_no_key_behind(
     )
 
     async def run() -> dict:
-        manager = dashboards.DashboardKernelManager(kernel_name=dashboards.KERNEL_NAME)
+        manager = voila_service.DashboardKernelManager(kernel_name=KERNEL_NAME)
         env = {**os.environ, "JUPYTERHUB_API_TOKEN": "secret"}  # as Voila passes it
         await manager.start_kernel(cwd=str(folder), env=env)
         client = manager.client()

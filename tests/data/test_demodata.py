@@ -148,7 +148,7 @@ def test_datasets_may_be_a_single_name(tmp_path: Path) -> None:
 def test_multi_chunk_output_is_deterministic_and_unique(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(demodata, "CHUNK_ROWS", 3_000)
+    monkeypatch.setattr(demodata.generator, "CHUNK_ROWS", 3_000)
     first = demodata.generate(tmp_path / "a", rows=10_000, datasets=["health_records"])
     second = demodata.generate(tmp_path / "b", rows=10_000, datasets=["health_records"])
     assert _sha256(first["health_records"]) == _sha256(second["health_records"])
@@ -415,7 +415,7 @@ def _fail_after_first_chunk() -> Callable[[str, int, int], None]:
 def test_progress_is_reported_after_each_chunk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(demodata, "CHUNK_ROWS", 4_000)
+    monkeypatch.setattr(demodata.generator, "CHUNK_ROWS", 4_000)
     calls: list[tuple[str, int, int]] = []
     demodata.generate(
         tmp_path,
@@ -432,7 +432,7 @@ def test_progress_is_reported_after_each_chunk(
 
 
 def test_interrupted_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(demodata, "CHUNK_ROWS", 2_000)
+    monkeypatch.setattr(demodata.generator, "CHUNK_ROWS", 2_000)
     with pytest.raises(RuntimeError, match="interrupted health_records at 2000/10000"):
         demodata.generate(
             tmp_path, rows=10_000, datasets=["health_records"], progress=_fail_after_first_chunk()
@@ -443,7 +443,7 @@ def test_interrupted_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Mo
 def test_interrupted_write_keeps_previous_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(demodata, "CHUNK_ROWS", 2_000)
+    monkeypatch.setattr(demodata.generator, "CHUNK_ROWS", 2_000)
     previous = tmp_path / "social_insurance.parquet"
     previous.write_bytes(b"an older generation")
     with pytest.raises(RuntimeError):

@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from pydantic import ValidationError
 
 from shuyu_platform.data import masking
 from shuyu_platform.data.masking import mask_column, mask_table, tenant_key, view_schema
@@ -346,6 +347,74 @@ def test_round_output_types() -> None:
     assert halves.type == pa.float64()
 
 
+def test_round_to_significant_figures_keeps_relative_precision() -> None:
+    values = [1234.5, 48765.0, 0.01234, -1250.0, 0.0, 7.0, None, float("nan"), float("inf")]
+    assert mask(values, "float", "round", significant=2) == [
+        1200.0,
+        49000.0,
+        0.012,
+        -1300.0,
+        0.0,
+        7.0,
+        None,
+        None,
+        None,
+    ]
+    assert mask([5810, 149, None], "int", "round", significant=1) == [6000, 100, None]
+    field = policy_field("float", "round", significant=1)
+    assert masking.masking_label(field) == "round:1sf"
+    with pytest.raises(ValidationError, match="exactly one of"):
+        policy_field("float", "round", to=10.0, significant=2)
+
+
+def test_top_code_also_bottom_codes() -> None:
+    values = [-5.0, 3.0, 120.0, None, float("-inf")]
+    assert mask(values, "float", "top_code", min=0.0, max=100.0) == [0.0, 3.0, 100.0, None, 0.0]
+    assert mask([-3, 2, None], "int", "top_code", min=0.0) == [0, 2, None]
+    with pytest.raises(ValidationError, match="give max"):
+        policy_field("float", "top_code")
+
+
+def test_bands_can_be_shown_as_typical_values_and_keep_the_column_numeric() -> None:
+    edges, shown = [0, 100, 30000, float("inf")], [60, 5000, 76800]
+    bands = policy_field("float", "bucket", edges=edges, values=shown)
+    amounts = pa.array([50.0, 150.0, 30000.0, 9e9, -1.0, None])
+    out = mask_column("f", amounts, bands, key=KEY).to_pylist()
+    assert out == [60.0, 5000.0, 76800.0, 76800.0, None, None]
+    field = policy_field("float", "bucket", edges=[0, 1], values=[0.5])
+    assert masking.output_type(field) == pa.float64()
+    with pytest.raises(ValidationError, match="labels or values"):
+        policy_field("float", "bucket", edges=[0, 1], values=[0.5], labels=["a"])
+
+
+def test_generalize_to_periods_of_several_years_keeps_dates() -> None:
+    days = [date(1987, 6, 15), date(1990, 1, 1), date(1969, 12, 31), None]
+    assert mask(days, "date", "generalize", to="year", years=5) == [
+        date(1985, 1, 1),
+        date(1990, 1, 1),
+        date(1965, 1, 1),
+        None,
+    ]
+    with pytest.raises(ValidationError, match="only allowed when to is 'year'"):
+        policy_field("date", "generalize", to="month", years=5)
+
+
+def test_noise_is_keyed_per_person_and_tenant_and_stable() -> None:
+    field = policy_field("float", "noise", relative_sd=0.05, to=1.0)
+    values = pa.array([1000.0] * 2000 + [None])
+    people = pa.array([f"P{i:05d}" for i in range(1000)] * 2 + ["P99999"])
+    first = mask_column("benefit", values, field, key=KEY, unit=people).to_pylist()
+    again = mask_column("benefit", values, field, key=KEY, unit=people).to_pylist()
+    other = mask_column("benefit", values, field, key=OTHER_KEY, unit=people).to_pylist()
+    assert first == again and first[-1] is None
+    assert first[:1000] == first[1000:2000]  # one person, one noise, in every row
+    noisy = pa.array(first[:1000]).to_numpy(zero_copy_only=False)
+    assert 40 < noisy.std() < 60 and abs(noisy.mean() - 1000) < 6
+    assert sum(a != b for a, b in zip(first, other, strict=True)) > 900
+    with pytest.raises(ValueError, match="noise needs the privacy-unit column"):
+        mask_column("benefit", values, field, key=KEY)
+
+
 def test_top_code_caps_large_values() -> None:
     values = [100.0, 50000.0, 72000.5, None, float("nan"), float("inf"), float("-inf")]
     assert mask(values, "float", "top_code", max=50000) == [
@@ -503,7 +572,8 @@ def test_mask_table_masks_only_the_requested_fields_in_policy_order(health: Any)
         None,
     ]
     assert view.column("birth_date").to_pylist() == [date(1987, 1, 1), None, date(2000, 1, 1)]
-    assert view.column("settlement_amount").to_pylist() == [22859.05, 50000.0, None]
+    # The band each amount falls in, shown as the band's typical value (top band: 30,000+).
+    assert view.column("settlement_amount").to_pylist() == [17600.0, 76800.0, None]
 
 
 def test_mask_table_with_every_visible_field(health: Any) -> None:

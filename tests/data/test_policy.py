@@ -112,10 +112,20 @@ def test_shipped_policies_match_the_requested_masking() -> None:
     policies = load_policies(SHIPPED)
     health = policies["health_records"]
     assert health.privacy.privacy_unit == "person_id"
-    assert health.privacy.quasi_identifiers == ("sex", "birth_date", "district")
+    # The insurer's attacker model: what it knows, and the diagnosis it must not learn.
+    assert health.privacy.quasi_identifiers == (
+        "sex",
+        "birth_date",
+        "district",
+        "settlement_amount",
+    )
+    assert health.privacy.sensitive_attributes == ("icd11_code",)
+    assert health.privacy.l_diversity is not None and health.privacy.l_diversity.l >= 2
     assert health.privacy.k_anonymity == 5
-    assert health.fields["settlement_amount"].masking.rule == "top_code"
-    assert health.fields["settlement_amount"].masking.max == 50000
+    settlement = health.fields["settlement_amount"].masking
+    assert settlement.rule == "bucket" and settlement.edges[-1] == float("inf")
+    assert settlement.values is not None and len(settlement.values) == len(settlement.edges) - 1
+    assert len(health.fields["settlement_amount"].hierarchy) >= 2
     assert health.fields["icd11_code"].masking.prefix_length == 2
     assert health.fields["district"].dp is not None
     assert list(health.fields["district"].dp.public_keys or ()) == NINE_DISTRICTS
@@ -303,15 +313,17 @@ def test_generalize_parameters(policies: Path) -> None:
 
 def test_out_of_range_parameter(policies: Path) -> None:
     target = policies / "health_records.yaml"
-    line = edit(target, "{rule: top_code, max: 50000}", "{rule: round, to: 0}")
+    line = edit(target, "{rule: round, to: 0.5}", "{rule: round, to: 0}")
     problem = only_problem(policies)
-    assert_at(problem, target, line, "fields.settlement_amount.masking.to")
+    assert_at(problem, target, line, "fields.dosage_mg.masking.to")
     assert problem.message == "Input should be greater than 0"
 
 
 def test_quasi_identifier_must_name_a_field(policies: Path) -> None:
     target = policies / "health_records.yaml"
-    line = edit(target, "[sex, birth_date, district]", "[sex, birth_date, county]")
+    line = edit(
+        target, "[sex, birth_date, district, settlement_amount]", "[sex, birth_date, county]"
+    )
     problem = only_problem(policies)
     assert_at(problem, target, line, "privacy.quasi_identifiers.2")
     assert "'county'" in problem.message
@@ -319,7 +331,7 @@ def test_quasi_identifier_must_name_a_field(policies: Path) -> None:
 
 def test_quasi_identifier_must_be_visible(policies: Path) -> None:
     target = policies / "health_records.yaml"
-    line = edit(target, "[sex, birth_date, district]", "[sex, phone, district]")
+    line = edit(target, "[sex, birth_date, district, settlement_amount]", "[sex, phone, district]")
     problem = only_problem(policies)
     assert_at(problem, target, line, "privacy.quasi_identifiers.1")
     assert "dropped" in problem.message
@@ -389,19 +401,19 @@ def test_every_problem_of_every_file_in_one_error(policies: Path) -> None:
     health = policies / "health_records.yaml"
     social = policies / "social_insurance.yaml"
     typo = edit(health, "    description: M 男，F 女", "    descripton: M 男，F 女")
-    rule = edit(health, "rule: top_code", "rule: top_coded")
-    negative = edit(social, "masking: {rule: round, to: 100}", "masking: {rule: round, to: -100}")
+    rule = edit(health, "masking: {rule: round, to: 0.5}", "masking: {rule: top_coded}")
+    negative = edit(social, "masking: {rule: round, to: 60}", "masking: {rule: round, to: -60}")
     duplicate = edit(social, "  k_anonymity: 5\n", "  k_anonymity: 5\n  k_anonymity: 6\n") + 1
     problems = problems_of(policies)
     assert [(p.file, p.line, p.path) for p in problems] == [
         (str(health), typo, "fields.sex.descripton"),
-        (str(health), rule, "fields.settlement_amount.masking.rule"),
-        (str(social), negative, "fields.contribution_base.masking.to"),
+        (str(health), rule, "fields.dosage_mg.masking.rule"),
+        (str(social), negative, "fields.months_paid.masking.to"),
         (str(social), duplicate, "privacy.k_anonymity"),
     ]
     assert "top_coded" in problems[1].message
     lines = str(PolicyError(problems)).splitlines()
-    assert lines[2] == f"{social}:{negative}: fields.contribution_base.masking.to: " + (
+    assert lines[2] == f"{social}:{negative}: fields.months_paid.masking.to: " + (
         "Input should be greater than 0"
     )
 
@@ -419,3 +431,49 @@ def test_load_policy_raises_with_every_problem_of_the_file(tmp_path: Path) -> No
         ("version", line_of(target, "version: 0")),
         ("raw_file", line_of(target, "raw_file:")),
     }
+
+
+# ====================================================================== attacker model
+
+
+def test_a_sensitive_attribute_must_be_a_visible_field_and_no_quasi_identifier(
+    policies: Path,
+) -> None:
+    target = policies / "health_records.yaml"
+    line = edit(target, "sensitive_attributes: [icd11_code]", "sensitive_attributes: [sex]")
+    problem = only_problem(policies)
+    assert_at(problem, target, line, "privacy.sensitive_attributes.0")
+    assert "also a quasi-identifier" in problem.message
+    edit(target, "sensitive_attributes: [sex]", "sensitive_attributes: [phone]")
+    assert "dropped from every view" in only_problem(policies).message
+
+
+def test_sensitive_attributes_need_an_l_diversity(policies: Path) -> None:
+    target = policies / "health_records.yaml"
+    edit(target, "  l_diversity: {l: 3, measure: distinct}\n", "")
+    problem = only_problem(policies)
+    assert problem.path == "privacy.l_diversity"
+    assert "need an l_diversity" in problem.message
+
+
+def test_a_hierarchy_level_must_generalise_and_fit_the_field(policies: Path) -> None:
+    target = policies / "health_records.yaml"
+    line = edit(
+        target,
+        "      - {rule: generalize, to: year, years: 20}",
+        "      - {rule: round, to: 10}",
+    )
+    problem = only_problem(policies)
+    assert_at(problem, target, line, "fields.birth_date.hierarchy.2.rule")
+    assert "round applies to float or int fields" in problem.message
+    line = edit(target, "      - {rule: round, to: 10}", "      - {rule: keep}")
+    problem = only_problem(policies)
+    assert problem.path == "fields.birth_date.hierarchy.2.rule"
+    assert "keep does not" in problem.message
+
+
+def test_risk_limits_are_shares(policies: Path) -> None:
+    target = policies / "health_records.yaml"
+    line = edit(target, "    max_suppressed_share: 0.05\n", "    max_suppressed_share: 1.5\n")
+    problem = only_problem(policies)
+    assert_at(problem, target, line, "privacy.risk_limits.max_suppressed_share")

@@ -360,7 +360,7 @@ def test_rows_argument_and_chunks(
     empty = build_synthetic(policy, raw, tmp_path / "empty.parquet", rows=0)
     table = pq.read_table(empty.out_path)
     assert table.num_rows == 0 and table.schema.names == pq.read_schema(raw).names
-    monkeypatch.setattr(synthetic, "CHUNK_ROWS", 1000)
+    monkeypatch.setattr(synthetic.limits, "CHUNK_ROWS", 1000)
     report = build_synthetic(policy, raw, tmp_path / "more.parquet", rows=9_500)
     twin = pq.read_table(report.out_path)
     assert twin.num_rows == 9_500
@@ -411,6 +411,49 @@ def test_identifier_values_are_redrawn_away_from_a_crowded_space(tmp_path: Path)
     drawn = pq.read_table(report.out_path)["code"].to_pylist()
     assert all(re.fullmatch(r"\d{12}", code) for code in drawn)
     assert len(set(drawn)) == len(drawn)
+
+
+def test_identifiers_of_every_raw_dataset_are_kept_out_of_every_twin(tmp_path: Path) -> None:
+    """One person appears in several datasets: a twin's identifier must be no real one,
+    whichever dataset (and column) holds it."""
+    raw_dir, out = tmp_path / "raw", tmp_path / "synthetic"
+    raw_dir.mkdir()
+    identifier = {
+        "title": "编码",
+        "type": "string",
+        "grade": "L3",
+        "identifier": True,
+        "masking": {"rule": "pseudonymize"},
+    }
+    kind = {"title": "类别", "type": "category", "grade": "L1"}
+    # "codes" holds the even K-codes, "others" (another column name) most odd ones: a twin
+    # of "codes" that only avoided its own column would draw odd codes freely.
+    even = [f"K{n:03d}" for n in range(0, 1000, 2)]
+    odd = [f"K{n:03d}" for n in range(1, 1000, 2)][:450]
+    write_codes(raw_dir / "codes.parquet", even * 6)
+    rng = np.random.default_rng(3)
+    pq.write_table(
+        pa.table({"member": odd * 6, "kind": rng.choice(["甲", "乙"], size=len(odd) * 6)}),
+        raw_dir / "others.parquet",
+    )
+    policies = {
+        "codes": policy_for("codes", {"code": identifier, "kind": kind}, unit="code"),
+        "others": policy_for("others", {"member": identifier, "kind": kind}, unit="member"),
+    }
+    reports = {r.dataset: r for r in build_all(policies, raw_dir, out, rows=40, seed=5)}
+    real = set(even) | set(odd)
+    for dataset, column in (("codes", "code"), ("others", "member")):
+        drawn = pq.read_table(reports[dataset].out_path)[column].to_pylist()
+        assert len(drawn) == 40 and len(set(drawn)) == 40
+        assert not set(drawn) & real
+        assert reports[dataset].values_redrawn > 0
+
+    # Built alone, without the other datasets' identifiers, the twin does draw them:
+    # the check above is what keeps them out.
+    alone = build_synthetic(
+        policies["codes"], raw_dir / "codes.parquet", tmp_path / "alone.parquet", rows=40, seed=5
+    )
+    assert set(pq.read_table(alone.out_path)["code"].to_pylist()) & set(odd)
 
 
 def test_rows_equal_to_raw_rows_are_redrawn_when_there_is_no_identifier(
@@ -524,7 +567,7 @@ def test_failure_midway_leaves_the_previous_twin_untouched(
         policies["health_records"], raw_dir / "health_records.parquet", out, rows=100
     )
     before = out.read_bytes()
-    monkeypatch.setattr(synthetic, "CHUNK_ROWS", 500)
+    monkeypatch.setattr(synthetic.limits, "CHUNK_ROWS", 500)
     written = pq.ParquetWriter.write_table
     calls: list[int] = []
 
@@ -575,7 +618,7 @@ def test_build_all_skips_datasets_without_a_twin_and_reports_failures(
 
 def test_hash_filter_never_forgets() -> None:
     hashes = np.random.default_rng(5).integers(0, 2**63, 50_000, dtype=np.int64).astype(np.uint64)
-    kept = synthetic._HashFilter(len(hashes))
+    kept = synthetic.hashing._HashFilter(len(hashes))
     kept.add(hashes[:25_000])
     assert kept.contains(hashes[:25_000]).all()
     assert kept.contains(hashes[25_000:]).mean() < 0.02
@@ -583,7 +626,7 @@ def test_hash_filter_never_forgets() -> None:
 
 def test_quantile_sketch_merges_batches_closely() -> None:
     rng = np.random.default_rng(9)
-    sketch = synthetic._QuantileSketch()
+    sketch = synthetic.sketches._QuantileSketch()
     batches = [rng.lognormal(5.0, 1.0, 20_000) for _ in range(70)]  # forces a merge
     for batch in batches:
         sketch.add(batch)

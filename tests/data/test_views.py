@@ -3,6 +3,12 @@
 The demo generator writes the four raw datasets once per module; each test builds views
 of them into its own folder. The strongest check scans every view, byte by byte and
 cell by cell, for every raw direct identifier of every dataset.
+
+The policies' risk limits (share of rows suppressed, average risk) are tuned for the
+demo's 100,000 rows; at this module's 4,000 rows most classes are small, so
+:func:`build` relaxes the limits unless asked not to. k-anonymity and l-diversity are
+enforced all the same (by suppression); tests of the limits themselves are in
+``test_risk.py`` and ``tests/security/test_reidentification.py``.
 """
 
 from __future__ import annotations
@@ -27,8 +33,8 @@ import pytest
 
 from shuyu_platform.data import demodata, masking, views
 from shuyu_platform.data.masking import tenant_key
-from shuyu_platform.data.policy import DatasetPolicy, load_policies, load_policy
-from shuyu_platform.data.views import ViewBuildError, ViewReport, build_view
+from shuyu_platform.data.policy import DatasetPolicy, RiskLimits, load_policies, load_policy
+from shuyu_platform.data.views import ViewBuildError, ViewReport, build_view, generalisation_levels
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = 4000
@@ -50,6 +56,14 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return demodata.generate(tmp_path_factory.mktemp("raw"), rows=ROWS, seed=SEED)
 
 
+def lenient(policy: DatasetPolicy) -> DatasetPolicy:
+    """``policy`` with risk limits a small table meets: the finest level suppressing at
+    most 90 % of the rows, at any average risk (k and l still enforced)."""
+    limits = RiskLimits(max_average_risk=1.0, max_suppressed_share=0.9)
+    privacy = policy.privacy.model_copy(update={"risk_limits": limits})
+    return policy.model_copy(update={"privacy": privacy})
+
+
 def build(
     policy: DatasetPolicy,
     raw_path: Path,
@@ -57,11 +71,13 @@ def build(
     *,
     fields: Iterable[str] | None = None,
     key: bytes = KEY,
+    strict: bool = False,
     **options: Any,
 ) -> ViewReport:
-    """Build a view of ``fields`` (default: every visible field)."""
+    """Build a view of ``fields`` (default: every visible field), with the policy's risk
+    limits relaxed (see the module docstring) unless ``strict``."""
     return build_view(
-        policy,
+        policy if strict else lenient(policy),
         raw_path,
         out_path,
         key=key,
@@ -168,16 +184,19 @@ def test_a_view_holds_the_masked_fields_and_says_how_it_was_built(
     assert report.rows_in == report.rows_filtered_out + report.rows_suppressed + report.rows_out
     assert report.raw_sha256 == hashlib.sha256(raw["health_records"].read_bytes()).hexdigest()
     assert report.view_sha256 == hashlib.sha256(report.out_path.read_bytes()).hexdigest()
-    assert report.k == 5 and report.quasi_identifiers == ("sex", "birth_date", "district")
+    assert report.k == 5 and report.quasi_identifiers == policy.privacy.quasi_identifiers
     assert report.elapsed_seconds > 0
     json.dumps(report.as_dict())
+    assert report.risk is not None and report.risk.records == report.rows_out
 
     tokens = view.column("person_id").to_pylist()
     assert all(t.startswith("P-") and len(t) == 2 + masking.TOKEN_CHARS for t in tokens)
     assert len(set(tokens)) == len(tokens)
     assert set(pc.day(view.column("birth_date")).to_pylist()) == {1}
     assert set(pc.month(view.column("birth_date")).to_pylist()) == {1}
-    assert pc.max(view.column("settlement_amount")).as_py() <= 50000
+    level = generalisation_levels(policy, report.fields)[report.risk.level]
+    bands = level.fields["settlement_amount"].masking
+    assert set(view.column("settlement_amount").to_pylist()) <= set(bands.values)
 
     metadata = pq.ParquetFile(report.out_path).metadata.metadata
     assert metadata[b"shuyu.dataset"] == b"health_records"
@@ -188,6 +207,8 @@ def test_a_view_holds_the_masked_fields_and_says_how_it_was_built(
     assert metadata[b"shuyu.rows"] == str(report.rows_out).encode()
     assert metadata[b"shuyu.reference_date"] == b"2026-06-15"
     assert b"shuyu.built_at" in metadata
+    assert metadata[b"shuyu.row_order"] == b"keyed-random"
+    assert json.loads(metadata[b"shuyu.risk"]) == json.loads(json.dumps(report.risk.as_dict()))
 
 
 def test_extra_metadata_is_written_but_cannot_override(
@@ -216,15 +237,23 @@ def test_no_quasi_identifier_class_is_smaller_than_k(
     assert len(view) == report.rows_out
     assert sizes.empty or sizes.min() >= k
 
-    # The same counts, computed independently over the whole masked table at once.
+    # The same counts, computed independently over the whole table masked at the level
+    # the build chose; every class below k (or below l) is gone, every other one kept.
+    assert report.risk is not None
+    level = generalisation_levels(policy, report.fields)[report.risk.level]
     masked = masking.mask_table(
-        pq.read_table(raw[dataset]), policy, report.fields, key=KEY, reference_date=BUILT_ON
+        pq.read_table(raw[dataset]), level, report.fields, key=KEY, reference_date=BUILT_ON
     ).to_pandas()
-    all_sizes = masked.groupby(qis, dropna=False).size()
-    small = all_sizes[all_sizes < k]
-    assert report.classes_suppressed == len(small)
-    assert report.rows_suppressed == small.sum()
-    assert report.rows_out == len(masked) - small.sum()
+    grouped = masked.groupby(qis, dropna=False)
+    small = grouped.size() < k
+    for sensitive in policy.privacy.sensitive_attributes:
+        diversity = policy.privacy.l_diversity
+        assert diversity is not None
+        small |= grouped[sensitive].nunique(dropna=False) < diversity.l
+    suppressed = grouped.size()[small]
+    assert report.classes_suppressed == len(suppressed)
+    assert report.rows_suppressed == suppressed.sum()
+    assert report.rows_out == len(masked) - suppressed.sum()
 
 
 def test_suppression_has_work_to_do_in_the_demo_data(
@@ -240,9 +269,10 @@ def test_k_can_be_raised_or_switched_off(
     policy, path = policies["social_insurance"], raw["social_insurance"]
     off = build(policy, path, tmp_path / "off.parquet", k=1)
     assert off.rows_out == off.rows_in and off.rows_suppressed == 0
-    strict = build(policy, path, tmp_path / "strict.parquet", k=200)
-    sizes = pq.read_table(strict.out_path).to_pandas().groupby(["district", "insurance_type"])
-    assert sizes.size().min() >= 200
+    strict = build(policy, path, tmp_path / "strict.parquet", k=12)
+    qis = list(policy.privacy.quasi_identifiers)
+    sizes = pq.read_table(strict.out_path).to_pandas().groupby(qis)
+    assert sizes.size().min() >= 12
     assert strict.rows_suppressed > 0
     with pytest.raises(ValueError, match="k must be"):
         build(policy, path, tmp_path / "bad.parquet", k=0)
@@ -256,6 +286,8 @@ def test_null_quasi_identifiers_form_their_own_class(
         {
             "insured_id": [f"SI{n:014d}" for n in range(12)],
             "insurance_type": ["失业保险"] * 12,
+            "contribution_base": [4000.0] * 12,
+            "months_paid": [120] * 12,
             "district": [None] * 3 + ["涪城区"] * 9,
         }
     )
@@ -302,6 +334,11 @@ def test_date_shift_is_stable_per_person(raw: dict[str, Path], tmp_path: Path) -
     def offsets(key: bytes, name: str) -> pd.DataFrame:
         report = build(policy, path, tmp_path / name, fields=fields, key=key, k=1)
         view = pq.read_table(report.out_path).to_pandas()
+        # Views are written in a keyed random order: line rows up by person.
+        tokens = masking.mask_column(
+            "person_id", pa.array(source["person_id"]), policy.fields["person_id"], key=key
+        ).to_pylist()
+        view = view.set_index("person_id").loc[tokens].reset_index()
         birth = (view["birth_date"] - source["birth_date"]).map(lambda d: d.days)
         visit = (view["diagnosis_time"] - source["diagnosis_time"]).dt.days
         # One offset per person, for every date of that person.
@@ -567,7 +604,8 @@ def test_a_build_streams_and_never_reads_a_whole_file(
     monkeypatch.setattr(pq.ParquetFile, "read", whole_file)
     monkeypatch.setattr(pq, "read_table", whole_file)
     report = build(policies["health_records"], raw["health_records"], tmp_path / "v.parquet")
-    assert pq.ParquetFile(report.out_path).metadata.num_row_groups == ROWS // 500
+    # Rows are shuffled, then written in row groups of (here) 500 rows.
+    assert pq.ParquetFile(report.out_path).metadata.num_row_groups == -(-report.rows_out // 500)
 
 
 def test_progress_bars_are_shown_on_request(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -13,21 +13,28 @@ from sqlalchemy import select, update
 from harness import REPO
 from shuyu_platform.access import grants
 from shuyu_platform.core import audit, db
-from shuyu_platform.core.models import DpRelease, Grant, PrivacyBudget
+from shuyu_platform.core.models import DpGlobalBudget, DpRelease, Grant, PrivacyBudget
 from shuyu_platform.data.policy import DatasetPolicy, load_policies
 from shuyu_platform.dp import budget
 
 
 @pytest.fixture(scope="module")
 def health() -> DatasetPolicy:
-    return load_policies(REPO / "policies")["health_records"]
+    """health_records with a global budget too large to matter (the tenant's own
+    account is under test here; the global one has tests of its own below)."""
+    return roomy(load_policies(REPO / "policies")["health_records"])
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'shuyu.sqlite'}"
-    db.upgrade(url)
-    return url
+@functools.cache
+def _policies() -> dict[str, DatasetPolicy]:
+    return load_policies(REPO / "policies")
+
+
+def roomy(policy: DatasetPolicy, global_epsilon: float = 1000.0) -> DatasetPolicy:
+    """``policy`` with another global budget."""
+    return policy.model_copy(
+        update={"dp": policy.dp.model_copy(update={"global_budget_epsilon": global_epsilon})}
+    )
 
 
 def _grant(db_url: str, policy: DatasetPolicy, epsilon: float, **kwargs: object) -> Grant:
@@ -48,10 +55,13 @@ def _spent(db_url: str) -> list[int]:
         return list(session.scalars(select(PrivacyBudget.spent_micro)))
 
 
-def _debit(db_url: str, grant: Grant, epsilon: float) -> str:
+def _debit(db_url: str, grant: Grant, epsilon: float, policy: DatasetPolicy | None = None) -> str:
+    if policy is None:
+        policy = roomy(_policies()[grant.dataset])
     return budget.debit(
         db_url,
         grant,
+        policy=policy,
         username="alice",
         kind="query",
         cost_micro=round(epsilon * 1_000_000),
@@ -199,10 +209,214 @@ def test_the_ledger_survives_a_new_process(db_url: str, health: DatasetPolicy) -
         _debit(db_url, grant, 0.5)
 
 
-def test_a_failed_answer_keeps_its_cost(db_url: str, health: DatasetPolicy) -> None:
+def test_a_failed_answer_kept_by_the_operator_keeps_its_cost(
+    db_url: str, health: DatasetPolicy
+) -> None:
     grant = _grant(db_url, health, 1.0)
     release_id = _debit(db_url, grant, 0.3)
     budget.fail(db_url, release_id, "engine crashed", username="alice")
     assert _spent(db_url) == [300_000]
     row = budget.find_release(db_url, release_id)
     assert row is not None and row.status == "failed" and row.error == "engine crashed"
+    assert budget.ledger_problems(db_url) == []
+
+
+# ------------------------------------------------------------ the global budget
+
+
+def _issue(db_url: str, policy: DatasetPolicy, tenant: str, epsilon: float) -> Grant:
+    with db.session_scope(db_url) as session:
+        grant = grants.issue(
+            session, policy, tenant=tenant, fields=None, actor="op", budget_epsilon=epsilon
+        )
+        session.expunge(grant)
+        return grant
+
+
+def _pools(db_url: str) -> dict[tuple[str, str], int]:
+    with db.session_scope(db_url) as session:
+        return {
+            (row.dataset, row.period): row.spent_micro
+            for row in session.scalars(select(DpGlobalBudget))
+        }
+
+
+def test_two_tenants_together_cannot_exceed_the_global_budget(db_url: str) -> None:
+    policy = _policies()["health_records"]  # the real policy: 1 ε per year for everyone
+    assert policy.dp.global_budget_epsilon == 1.0
+    kangning = _issue(db_url, policy, "kangning", 5.0)
+    huaxin = _issue(db_url, policy, "huaxin", 5.0)
+    _debit(db_url, kangning, 0.6, policy)
+    with pytest.raises(budget.BudgetError) as refused:
+        _debit(db_url, huaxin, 0.5, policy)
+    period = budget.period_of("year")
+    assert refused.value.status == 409 and refused.value.remaining == pytest.approx(0.4)
+    assert (
+        f"the global privacy budget of health_records for {period} is exhausted: all tenants "
+        "together have spent 0.6 of 1 ε, 0.4 ε remains, this request costs 0.5 ε"
+    ) in refused.value.message
+    # The refusal rolled back huaxin's own debit too: nothing is half-spent.
+    assert sorted(_spent(db_url)) == [0, 600_000]
+    _debit(db_url, huaxin, 0.4, policy)
+    assert _pools(db_url) == {("health_records", period): 1_000_000}
+    assert budget.pool_balance(db_url, policy)["remaining_epsilon"] == 0
+    assert budget.ledger_problems(db_url) == []
+
+
+def test_concurrent_threads_of_two_tenants_never_exceed_the_global_budget(db_url: str) -> None:
+    policy = _policies()["health_records"]
+    tenants = [_issue(db_url, policy, name, 5.0) for name in ("kangning", "huaxin")]
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(40)
+
+    def worker(index: int) -> None:
+        start.wait()
+        try:
+            _debit(db_url, tenants[index % 2], 0.15, policy)
+            result = "ok"
+        except budget.BudgetError as err:
+            assert "global privacy budget" in err.message
+            result = "refused"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count("ok") == 6  # 6 × 0.15 = 0.9 ≤ 1 < 7 × 0.15
+    assert sum(_spent(db_url)) == 900_000
+    assert list(_pools(db_url).values()) == [900_000]
+    assert budget.ledger_problems(db_url) == []
+    with db.session_scope(db_url) as session:
+        assert audit.verify(session).ok
+
+
+def _pool_worker(db_url: str, grant_id: int, count: int, results: multiprocessing.Queue) -> None:
+    with db.session_scope(db_url) as session:
+        grant = session.get(Grant, grant_id)
+        assert grant is not None
+        session.expunge(grant)
+    policy = load_policies(REPO / "policies")["health_records"]
+    ok = 0
+    for _ in range(count):
+        try:
+            _debit(db_url, grant, 0.1, policy)
+            ok += 1
+        except budget.BudgetError:
+            pass
+    results.put(ok)
+
+
+def test_concurrent_processes_of_two_tenants_never_exceed_the_global_budget(
+    db_url: str,
+) -> None:
+    policy = _policies()["health_records"]
+    tenants = [_issue(db_url, policy, name, 5.0) for name in ("kangning", "huaxin")]
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    workers = [
+        context.Process(target=_pool_worker, args=(db_url, tenants[i % 2].id, 8, results))
+        for i in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    assert sum(results.get(timeout=5) for _ in workers) == 10  # 10 × 0.1 = 1.0
+    assert sum(_spent(db_url)) == 1_000_000
+    assert list(_pools(db_url).values()) == [1_000_000]
+    assert budget.ledger_problems(db_url) == []
+
+
+def test_the_global_budget_survives_a_new_process_and_renews_each_period(db_url: str) -> None:
+    policy = _policies()["health_records"]
+    kangning = _issue(db_url, policy, "kangning", 5.0)
+    huaxin = _issue(db_url, policy, "huaxin", 5.0)
+    _debit(db_url, kangning, 0.7, policy)
+    db.engine_for.cache_clear()
+    db._sessionmaker.cache_clear()  # as a restarted service would: new engine, new pool
+    with pytest.raises(budget.BudgetError, match=r"0\.3 ε remains"):
+        _debit(db_url, huaxin, 0.5, policy)
+
+    # Last period's exhausted account does not count against this one.
+    with db.session_scope(db_url) as session:
+        session.add(
+            DpGlobalBudget(
+                dataset="social_insurance", period="1999", spent_micro=1_000_000,
+                created_at="1999-01-01T00:00:00Z", updated_at="1999-01-01T00:00:00Z",
+            )
+        )  # fmt: skip
+    social = _policies()["social_insurance"]
+    _debit(db_url, _issue(db_url, social, "kangning", 5.0), 0.25, social)
+    assert _pools(db_url)[("social_insurance", budget.period_of("year"))] == 250_000
+
+
+def test_periods_are_named_by_calendar_in_utc() -> None:
+    moment = datetime(2026, 11, 30, 23, 59, tzinfo=UTC)
+    assert budget.period_of("year", moment) == "2026"
+    assert budget.period_of("quarter", moment) == "2026-Q4"
+    assert budget.period_of("month", moment) == "2026-11"
+    assert budget.period_of("quarter", datetime(2027, 1, 1, tzinfo=UTC)) == "2027-Q1"
+
+
+# ------------------------------------------------------------ settling debits
+
+
+def test_a_debit_that_released_nothing_is_refunded_once_and_audited(
+    db_url: str, health: DatasetPolicy
+) -> None:
+    grant = _grant(db_url, health, 1.0)
+    kept = _debit(db_url, grant, 0.2)
+    budget.release(db_url, kept, {"rows": []}, username="alice")
+    lost = _debit(db_url, grant, 0.3)
+    assert _spent(db_url) == [500_000] and budget.ledger_problems(db_url) == []
+
+    assert budget.settle(db_url, lost, "engine crashed", username="alice") is True
+    assert _spent(db_url) == [200_000]
+    assert list(_pools(db_url).values()) == [200_000]
+    assert budget.settle(db_url, lost, "again", username="alice") is False  # never twice
+    assert _spent(db_url) == [200_000]
+    row = budget.find_release(db_url, lost)
+    assert row is not None and row.status == "refunded" and row.error == "engine crashed"
+    with db.session_scope(db_url) as session:
+        (event,) = audit.query(session, action="dp.refund", limit=10)
+        assert audit.verify(session).ok
+    assert event["target"] == f"dp_release:{lost}" and event["detail"]["refunded"] == 0.3
+    # A settled release can no longer be released: its answer must not leave.
+    with pytest.raises(budget.BudgetError, match="nothing is released"):
+        budget.release(db_url, lost, {"rows": []}, username="alice")
+    assert budget.ledger_problems(db_url) == []
+
+
+def test_debits_left_by_a_crash_are_settled_at_start_up(db_url: str, health: DatasetPolicy) -> None:
+    grant = _grant(db_url, health, 1.0)
+    answered = _debit(db_url, grant, 0.1)
+    budget.release(db_url, answered, {"rows": []}, username="alice")
+    crashed = {_debit(db_url, grant, 0.2), _debit(db_url, grant, 0.3)}
+    assert _spent(db_url) == [600_000]
+
+    db.engine_for.cache_clear()
+    db._sessionmaker.cache_clear()  # the service comes back as a new process
+    assert set(budget.settle_interrupted(db_url)) == crashed
+    assert budget.settle_interrupted(db_url) == []
+    assert _spent(db_url) == [100_000]  # = the answered debit, nothing else
+    assert budget.ledger_problems(db_url) == []
+    with db.session_scope(db_url) as session:
+        events = audit.query(session, action="dp.refund", limit=10)
+    assert {e["target"] for e in events} == {f"dp_release:{i}" for i in crashed}
+    assert {e["actor"] for e in events} == {"platform"}
+
+
+def test_the_ledger_check_finds_a_spent_figure_that_does_not_add_up(
+    db_url: str, health: DatasetPolicy
+) -> None:
+    grant = _grant(db_url, health, 1.0)
+    _debit(db_url, grant, 0.2)
+    with db.session_scope(db_url) as session:
+        session.execute(update(PrivacyBudget).values(spent_micro=PrivacyBudget.spent_micro + 1))
+    (problem,) = budget.ledger_problems(db_url)
+    assert problem.startswith("privacy_budgets ") and "0.200001 ε spent" in problem

@@ -80,6 +80,10 @@ def policy_for(unit: str | None = None, contributions: int = 1) -> DatasetPolicy
             },
             "fields": fields,
             "privacy": privacy,
+            "dp": {
+                "filterable": [name for name in fields if name not in (unit, "name")],
+                "global_budget_epsilon": 100.0,
+            },
         }
     )
 
@@ -258,7 +262,11 @@ def test_fits_emit_no_warnings(source: Source) -> None:
 
 def test_demo_health_records_with_the_real_policy(tmp_path: Path) -> None:
     raw = demodata.generate(tmp_path, rows=50_000, datasets=["health_records"])
-    policy = load_policies(REPO / "policies")["health_records"]
+    shipped = load_policies(REPO / "policies")["health_records"]
+    # The shipped per-query cap (0.25) is lifted: this measures accuracy at ε = 1.
+    policy = shipped.model_copy(
+        update={"privacy": shipped.privacy.model_copy(update={"max_epsilon_per_query": 1.0})}
+    )
     source = Source(policy, raw["health_records"])
     features = ["dosage_mg", "settlement_amount"]
 

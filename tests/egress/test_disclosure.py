@@ -154,9 +154,13 @@ def test_small_frequency_cell_fails_naming_row_and_column() -> None:
     assert report.verdict == "fail"
 
 
-def test_zero_and_large_counts_pass() -> None:
+def test_zero_counts_fail_as_in_acro_and_large_counts_pass() -> None:
     table = pd.DataFrame({"F": [0, 10, 250], "M": [12, 0, 31]}, index=["a", "b", "c"])
-    assert _of(_run(_table(table)), "min_cell_count") == []
+    findings = _of(_run(_table(table)), "min_cell_count")
+    assert [(f.where["row"], f.where["column"]) for f in findings] == [("a", "F"), ("b", "M")]
+    assert "a zero tells" in findings[0].message
+    relaxed = _run(_table(table), rules=Rules(zeros_disclosive=False))
+    assert _of(relaxed, "min_cell_count") == []
 
 
 def test_only_count_named_columns_are_checked_when_present() -> None:
@@ -412,25 +416,39 @@ def test_messages_and_locations_never_hold_a_full_identifier() -> None:
 # -------------------------------------------------------------------------- names
 
 
-def test_known_names_warn_with_a_false_positive_caveat() -> None:
+def test_known_names_warn_reviewers_only_with_a_false_positive_caveat() -> None:
     names = frozenset({"张伟", "Ann Lee"})
     report = _run(
         _text("会诊医生：张伟\nsigned by Ann Lee"),
         _table(pd.DataFrame({"doctor": ["张伟", "王芳"], "n": [12, 15]})),
         known_names=names,
     )
-    findings = _of(report, "names")
+    findings = _of(report, "known_names")
     assert [f.severity for f in findings] == ["warn"] * 3
-    assert all("ordinary word" in f.message for f in findings)
+    assert all(f.reviewer_only and "ordinary word" in f.message for f in findings)
     assert "张伟" not in json.dumps(report.as_dict(), ensure_ascii=False)
     assert findings[0].where["masked"] == "张*" and findings[1].where["line"] == 2
-    assert report.verdict == "warn"
+    # The generic model flags what looks like a name, in text and in a column.
+    generic = _of(report, "names")
+    assert [f.where.get("masked") for f in generic] == ["张*", "张*"]
+    assert not any(f.reviewer_only for f in generic)
+    public = report.public()
+    assert not _of(public, "known_names") and public.verdict == "warn"
 
 
 def test_names_absent_short_or_inside_words_do_not_warn() -> None:
     names = frozenset({"张伟", "王", "Ann"})
     report = _run(_text("王先生的 Annual report, planned"), known_names=names)
-    assert _of(report, "names") == []
+    assert _of(report, "known_names") == [] and _of(report, "names") == []
+
+
+def test_the_generic_name_model_knows_names_not_places_or_statistics() -> None:
+    report = _run(
+        _text("患者 欧阳娜娜 与 李明 的理赔；Zhang Wei signed"),
+        _table(pd.DataFrame({"district": ["涪城区", "游仙区"], "n": [12, 15]})),
+        _table(pd.DataFrame({"项目": ["合计", "平均费用"], "n": [12, 15]})),
+    )
+    assert [f.where["masked"] for f in _of(report, "names")] == ["欧***", "李*", "Zh*****ei"]
 
 
 # ------------------------------------------------------------------------- images

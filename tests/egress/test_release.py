@@ -43,6 +43,7 @@ def _approved(settings: Shuyu, content: dict | None = None, checks: dict | None 
         egress.decide(
             session, settings.zone("outbox"), row, "approve", actor="rita",
             actor_tenant=None, comment="ok", approvals_required=1,
+            seen_sha256=row.snapshot_sha256,
         )  # fmt: skip
         return row.id
 
@@ -156,8 +157,8 @@ def test_provenance_names_the_dp_queries_whose_numbers_are_released(settings: Sh
         )
         session.expunge(grant)
     release_id = budget.debit(
-        settings.db_url, grant, username="alice", kind="query", cost_micro=500_000,
-        request={"epsilon": 0.5},
+        settings.db_url, grant, policy=policies["health_records"], username="alice",
+        kind="query", cost_micro=500_000, request={"epsilon": 0.5},
     )  # fmt: skip
     answer = {
         "rows": [{"district": "涪城区", "count": 1204.37}, {"district": "游仙区", "count": 873.91}]
@@ -182,3 +183,32 @@ def test_provenance_names_the_dp_queries_whose_numbers_are_released(settings: Sh
             select(EgressRequest.status).where(EgressRequest.id == request_id)
         ).one()
     assert released == "released"
+
+
+def test_the_merchant_sees_no_raw_name_match_in_the_request_or_the_release(
+    settings: Shuyu,
+) -> None:
+    """Raw-data name matches stay with the reviewer: API view and manifest leave them out."""
+    text = "区县,理赔率,经办\n涪城区,0.2513,张三丰\n游仙区,0.1877,李四光\n".encode()
+    ids = {
+        known: _approved(settings, _file("out/a.csv", text), disclosure.Context(known_names=known))
+        for known in (frozenset({"张三丰"}), frozenset())
+    }
+    release.release_pending(settings)
+    merchant = {k: egress.as_dict(_row(settings, rid)) for k, rid in ids.items()}
+    reviewer = {k: egress.as_dict(_row(settings, rid), reviewer=True) for k, rid in ids.items()}
+    provenance = {
+        k: json.loads(
+            (release.folder(settings.zone("released"), rid) / release.PROVENANCE).read_text()
+        )["checks"]
+        for k, rid in ids.items()
+    }
+    for view in merchant.values():
+        assert {f["check"] for f in view["checks"]["findings"]} == {"names"}
+        assert view["verdict"] == "warn"
+    a, b = merchant.values()
+    assert a["checks"] == b["checks"]
+    first, second = provenance.values()
+    assert first == second and first["verdict"] == "warn"
+    checks = [{f["check"] for f in v["checks"]["findings"]} for v in reviewer.values()]
+    assert checks == [{"names", "known_names"}, {"names"}]

@@ -26,13 +26,6 @@ CELLS: dict[str, Any] = {
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'shuyu.sqlite'}"
-    db.upgrade(url)
-    return url
-
-
-@pytest.fixture
 def outbox(tmp_path: Path) -> Path:
     folder = tmp_path / "outbox"
     folder.mkdir()
@@ -200,3 +193,24 @@ def test_an_oversized_snapshot_is_refused_and_nothing_is_written(
         egress.freeze(outbox, "a" * 32, CELLS)
     assert refused.value.status == 413
     assert list(outbox.iterdir()) == []
+
+
+def test_a_decision_on_a_snapshot_that_changed_since_is_refused(db_url: str, outbox: Path) -> None:
+    request_id = filed(db_url, outbox, "changes_requested")
+    new = {"kind": "file", "path": "summary.csv", "data_b64": "ZGlzdHJpY3QsbgoK"}
+    with db.session_scope(db_url) as session:
+        row = session.get(EgressRequest, request_id)
+        assert row is not None
+        seen = row.snapshot_sha256  # what the reviewer looked at before the resubmission
+        egress.resubmit(session, outbox, row, egress.parse_content(new), actor="alice")
+        with pytest.raises(egress.EgressError, match="changed since you saw it") as refused:
+            egress.decide(
+                session, outbox, row, "approve", actor="rita", actor_tenant=None,
+                comment="", approvals_required=1, seen_sha256=seen,
+            )  # fmt: skip
+        assert refused.value.status == 409 and row.status == "resubmitted"
+        egress.decide(
+            session, outbox, row, "approve", actor="rita", actor_tenant=None,
+            comment="", approvals_required=1, seen_sha256=row.snapshot_sha256,
+        )  # fmt: skip
+        assert row.status == "approved"

@@ -60,14 +60,18 @@ def test_a_request_is_frozen_submitted_and_decided(alice: Kernel, platform: Plat
 
     refused = session.post(
         f"{platform.url}{SERVICE}/api/egress/requests/{filed['id']}/decision",
-        json={"action": "reject", "comment": ""},
+        json={"action": "reject", "comment": "", "snapshot_sha256": filed["snapshot_sha256"]},
         headers=headers,
         timeout=30,
     )
     assert refused.status_code == 400 and "needs a comment" in refused.json()["message"]
     changes = session.post(
         f"{platform.url}{SERVICE}/api/egress/requests/{filed['id']}/decision",
-        json={"action": "request_changes", "comment": "请把小于10的单元格合并"},
+        json={
+            "action": "request_changes",
+            "comment": "请把小于10的单元格合并",
+            "snapshot_sha256": filed["snapshot_sha256"],
+        },
         headers=headers,
         timeout=30,
     )
@@ -134,14 +138,17 @@ def test_other_tenants_and_merchants_cannot_see_or_decide(
     assert filed["id"] not in [r["id"] for r in listed["requests"]]
     decided = alice.run(
         f"import shuyu.client as c; c.post('api/egress/requests/{filed['id']}/decision', "
-        "{'action': 'approve'})"
+        f"{{'action': 'approve', 'snapshot_sha256': {filed['snapshot_sha256']!r}}})"
     )
     assert decided.error is not None and "reviewer role" in decided.error["evalue"]
 
 
 def _decide(platform: Platform, request_id: str, action: str, comment: str = "") -> dict:
+    seen = platform.service_get("rita", f"api/egress/requests/{request_id}").json()
     answer = platform.service_post(
-        "rita", f"api/egress/requests/{request_id}/decision", {"action": action, "comment": comment}
+        "rita",
+        f"api/egress/requests/{request_id}/decision",
+        {"action": action, "comment": comment, "snapshot_sha256": seen["snapshot_sha256"]},
     )
     assert answer.status_code == 200, answer.text
     return answer.json()

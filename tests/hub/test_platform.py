@@ -10,6 +10,7 @@ import requests
 
 from harness import Platform, shuyu
 from kernel import Kernel
+from shuyu_platform.core import checkpoints
 from shuyu_platform.demo import DEMO_ACCOUNTS
 
 pytestmark = pytest.mark.hub
@@ -106,6 +107,14 @@ def test_catalogue_lists_every_dataset_with_fields_and_grades(platform: Platform
     fields = {f["name"]: f for f in health["fields"]}
     assert fields["id_card"]["grade"] == "L4" and fields["id_card"]["visible"] is False
     assert fields["settlement_amount"]["grade"] in {"L1", "L2"}
+    # The attacker model its views are protected against, and their worst risk.
+    model = health["attacker_model"]
+    assert "settlement_amount" in model["quasi_identifiers"]
+    assert model["sensitive_attributes"] == ["icd11_code"] and model["k_anonymity"] == 5
+    risk = health["view_risk"]
+    assert risk["views"] == 0 or risk["max_prosecutor_risk"] <= 1 / model["k_anonymity"]
+    shown = session.get(f"{platform.url}{SERVICE}/catalogue/health_records", timeout=30)
+    assert 'id="attacker-model"' in shown.text and "icd11_code" in shown.text
     one = session.get(f"{platform.url}{SERVICE}/api/catalogue/bus_ridership", timeout=30)
     assert one.json()["dataset"] == "bus_ridership"
     missing = session.get(f"{platform.url}{SERVICE}/api/catalogue/no_such_data", timeout=30)
@@ -150,6 +159,32 @@ def test_audit_api_is_for_auditors_only(platform: Platform) -> None:
     bad = auditor.get(f"{platform.url}{SERVICE}/api/audit/events?limit=0", timeout=30)
     assert bad.status_code == 400
     assert platform.audit_events("audit.read", actor="audrey")
+
+
+def test_the_service_signs_checkpoints_and_the_register_publishes_them(
+    platform: Platform,
+) -> None:
+    """The service anchors the chain at start; anyone can fetch and check the checkpoints."""
+    register = requests.get(f"{platform.url}{SERVICE}/api/products", timeout=30)
+    assert register.status_code == 200
+    anchor = register.json()["audit_anchor"]
+    key = checkpoints.parse_public_key(anchor["public_key"])
+    every = requests.get(f"{platform.url}{SERVICE}/api/products/checkpoints", timeout=30).json()
+    assert every["count"] >= 1 and anchor["checkpoints"][0] == every["checkpoints"][0]
+    signed = [checkpoints.Checkpoint(**c) for c in every["checkpoints"]]
+    assert all(c.signed_by(key) for c in signed)
+    page = requests.get(f"{platform.url}{SERVICE}/products", timeout=30)
+    assert anchor["public_key"] in page.text and signed[0].hash in page.text
+
+    # An auditor's verification holds the chain to them.
+    shuyu("audit", "checkpoint", env=platform.env)
+    auditor = platform.login("audrey")
+    auditor.get(f"{platform.url}{SERVICE}/", timeout=30)
+    verify = auditor.get(f"{platform.url}{SERVICE}/api/audit/verify", timeout=30).json()
+    assert verify["ok"] is True and verify["anchored"] >= 1, verify
+    # So does the command, with the key exactly as the register published it.
+    out = shuyu("audit", "verify", "--public-key", anchor["public_key"], env=platform.env)
+    assert out.startswith("OK:") and "signed checkpoints" in out
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,8 @@ def test_bad_policy_stops_the_hub_with_file_line_and_field(tmp_path: Path) -> No
     shutil.copytree(REPO / "policies", policies)
     target = policies / "health_records.yaml"
     lines = target.read_text("utf-8").splitlines()
-    index = next(i for i, line in enumerate(lines) if "rule: top_code" in line)
-    lines[index] = lines[index].replace("top_code", "top_coded")
+    index = next(i for i, line in enumerate(lines) if "rule: bucket" in line)
+    lines[index] = lines[index].replace("bucket", "buckets")
     target.write_text("\n".join(lines) + "\n", "utf-8")
 
     home = tmp_path / "home"
@@ -32,7 +32,7 @@ def test_bad_policy_stops_the_hub_with_file_line_and_field(tmp_path: Path) -> No
     output = log_path.read_text()
     assert code != 0
     assert f"health_records.yaml:{index + 1}:" in output, output
-    assert "settlement_amount" in output and "top_coded" in output
+    assert "settlement_amount" in output and "buckets" in output
     # Nothing was half-configured: no hub database, no platform database, no zones.
     assert not (home / "hub" / "jupyterhub.sqlite").exists()
     assert not (home / "db").exists()

@@ -11,17 +11,15 @@ and ``start()`` runs DockerSpawner's whole code path (pull check, create, start,
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import stat
 import subprocess
 import sys
-from collections.abc import Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import docker
 import docker.errors
@@ -35,6 +33,7 @@ from jupyterhub.user import User
 from tornado import web
 from traitlets.config import Config
 
+from harness import run_async
 from shuyu_platform.core import db
 from shuyu_platform.core.settings import Shuyu
 from shuyu_platform.isolation.docker import ShuyuDockerSpawner, listen_on_sandbox_network
@@ -43,19 +42,7 @@ from shuyu_platform.isolation.spawner import SPAWNERS, SpawnPolicy
 NETWORK = "shuyu-sandbox"
 GIB = 1024**3
 #: Zones that no container may ever see (settings.ZONES minus views/synthetic/work).
-FORBIDDEN_ZONES = ("raw", "outbox", "released", "published", "db", "hub", "run")
-
-T = TypeVar("T")
-
-
-def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion on a loop of its own, in a thread of its own.
-
-    A thread, because other tests of the session (Playwright's sync API) may leave an
-    event loop running in the main thread, where ``asyncio.run`` refuses to start.
-    """
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+FORBIDDEN_ZONES = ("raw", "outbox", "released", "published", "db", "hub", "run", "logs")
 
 
 def _not_found(what: str) -> docker.errors.NotFound:

@@ -34,7 +34,7 @@ BODY: dict[str, Any] = {
     "period_end": "2027-05-31",
     "datasets": [
         {"dataset": "health_records", "fields": ["sex", "district", "settlement_amount"]},
-        {"dataset": "social_insurance", "epsilon": 2.0},
+        {"dataset": "social_insurance", "epsilon": 0.4},
     ],
 }
 REVIEWER = {"actor": "rita", "actor_scopes": [APPLICATIONS_REVIEW]}
@@ -160,8 +160,8 @@ def test_approval_needs_every_department_and_issues_the_grants(settings: Shuyu) 
         issued = {g.dataset: g for g in grants.active(session, tenant="kangning")}
         health = issued["health_records"]
         assert grants.fields_of(health) == ["sex", "district", "settlement_amount"]
-        assert issued["social_insurance"].budget_epsilon == 2.0
-        assert issued["health_records"].budget_epsilon == 10.0  # the policy's default
+        assert issued["social_insurance"].budget_epsilon == 0.4
+        assert issued["health_records"].budget_epsilon == 0.5  # the policy's default
         assert issued["health_records"].expires_at.startswith("2027-05-31T15:59:59")
         assert issued["health_records"].scenario == f"智能核保 ({app_id[:8]})"
         assert issued["health_records"].issued_by == "platform"
@@ -279,7 +279,7 @@ def test_without_deemed_approval_an_overdue_application_waits(tmp_path: Path) ->
         ({"datasets": [{"dataset": "weather"}]}, "no dataset 'weather'"),
         ({"datasets": [{"dataset": "health_records", "fields": ["name"]}]}, "never leave"),
         ({"datasets": [{"dataset": "health_records", "fields": ["nope"]}]}, "has no field"),
-        ({"datasets": [{"dataset": "health_records", "epsilon": 50}]}, "at most 10.0"),
+        ({"datasets": [{"dataset": "health_records", "epsilon": 50}]}, "at most 0.5"),
         ({"datasets": [{"dataset": "health_records"}] * 2}, "listed twice"),
         ({"datasets": []}, "at least one"),
         ({"nature": "private"}, "nature must be one of"),

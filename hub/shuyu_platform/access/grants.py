@@ -7,7 +7,7 @@ one replaces it. Status changes follow :data:`TRANSITIONS` and each is recorded 
 audit chain in the transaction that makes it.
 
 Until scenario applications land, grants are issued by an operator with
-``shuyu grant add``; the masked view is (re)built right after (:mod:`.views`).
+``shuyu grant add``; the masked view is (re)built right after (:mod:`~shuyu_platform.data.views`).
 """
 
 from __future__ import annotations

@@ -111,16 +111,27 @@ def append(db_url: str, **event: Any) -> None:
 
 @dataclass(frozen=True)
 class Verification:
-    """Result of checking the chain: ``ok``, or the first broken record and why."""
+    """Result of checking the chain: ``ok``, or the first broken record and why.
+
+    ``anchored`` counts the signed checkpoints the chain was also checked against
+    (:mod:`shuyu_platform.core.checkpoints`); ``head`` is the newest (seq, hash) checked.
+    """
 
     ok: bool
     checked: int
     broken_seq: int | None = None
     problem: str | None = None
+    anchored: int = 0
+    head: tuple[int, str] | None = None
 
     def __str__(self) -> str:
         if self.ok:
-            return f"OK: {self.checked} audit records, chain intact"
+            text = f"OK: {self.checked} audit records, chain intact"
+            if self.head:
+                text += f"; head record {self.head[0]}, hash {self.head[1]}"
+            if self.anchored:
+                text += f"; matches {self.anchored} signed checkpoints"
+            return text
         return f"BROKEN at record {self.broken_seq}: {self.problem} ({self.checked} checked)"
 
     def as_dict(self) -> dict[str, Any]:
@@ -130,15 +141,31 @@ class Verification:
             "checked": self.checked,
             "broken_seq": self.broken_seq,
             "problem": self.problem,
+            "anchored": self.anchored,
+            "head": list(self.head) if self.head else None,
         }
 
 
-def verify(session: Session) -> Verification:
-    """Re-derive every hash from the start of the chain; report the first break."""
-    expected_seq = 1
-    prev_hash = GENESIS
+def head(session: Session) -> tuple[int, str]:
+    """The chain head as stored: (sequence number, hash) of the newest record."""
+    row = session.get(AuditHead, 1)
+    if row is None:
+        raise LookupError("the audit chain's head row is missing")
+    return row.seq, row.hash
+
+
+def verify(session: Session, *, after: tuple[int, str] = (0, GENESIS)) -> Verification:
+    """Re-derive every hash from the start of the chain; report the first break.
+
+    ``after`` starts at a record already known good (its seq and hash, e.g. from a
+    signed checkpoint) instead of the genesis, to check only what was appended since.
+    """
+    expected_seq = after[0] + 1
+    prev_hash = after[1]
     checked = 0
-    rows = session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars()
+    rows = session.execute(
+        select(AuditEvent).where(AuditEvent.seq > after[0]).order_by(AuditEvent.seq)
+    ).scalars()
     for event in rows.yield_per(2000):
         if event.seq != expected_seq:
             return Verification(
@@ -152,7 +179,8 @@ def verify(session: Session) -> Verification:
                 False,
                 checked,
                 event.seq,
-                "link broken: its prev_hash does not match the hash of the record before it",
+                f"link broken: its prev_hash {event.prev_hash} is not {prev_hash}, "
+                "the hash of the record before it",
             )
         computed = record_hash(_hashed_fields(event))
         if computed != event.hash:
@@ -160,24 +188,24 @@ def verify(session: Session) -> Verification:
                 False,
                 checked,
                 event.seq,
-                f"content altered: stored hash {event.hash[:16]}…, recomputed {computed[:16]}…",
+                f"content altered: stored hash {event.hash}, recomputed {computed}",
             )
         checked += 1
         prev_hash = event.hash
         expected_seq += 1
-    head = session.get(AuditHead, 1)
+    stored = session.get(AuditHead, 1)
     last_seq = expected_seq - 1
-    if head is None:
+    if stored is None:
         return Verification(False, checked, None, "chain head row is missing")
-    if head.seq != last_seq or head.hash != prev_hash:
+    if stored.seq != last_seq or stored.hash != prev_hash:
         return Verification(
             False,
             checked,
             last_seq + 1,
-            f"records cut from the end: the head records {head.seq} events, "
-            f"the log holds {last_seq}",
+            f"records cut from the end: the head records {stored.seq} events with hash "
+            f"{stored.hash}, the log holds {last_seq} ending in hash {prev_hash}",
         )
-    return Verification(True, checked)
+    return Verification(True, checked, head=(last_seq, prev_hash))
 
 
 def event_dict(event: AuditEvent) -> dict[str, Any]:

@@ -165,18 +165,47 @@ class PrivacyBudget(Base):
     )
 
 
+class DpGlobalBudget(Base):
+    """The privacy loss spent by all tenants together on one dataset in one period.
+
+    The cap is the policy's ``dp.global_budget_epsilon``; ``period`` names the calendar
+    period (``2026``, ``2026-Q4`` or ``2026-11``, UTC) of its ``dp.budget_period``. It is
+    debited in the same transaction as the tenant's :class:`PrivacyBudget`, so pooling
+    grants across tenants can never spend more than the dataset's cap.
+    """
+
+    __tablename__ = "dp_global_budgets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset: Mapped[str] = mapped_column(String(64))
+    period: Mapped[str] = mapped_column(String(16))
+    spent_micro: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (
+        UniqueConstraint("dataset", "period", name="uq_global_budget"),
+        CheckConstraint("spent_micro >= 0", name="ck_global_budget_spent"),
+    )
+
+
 class DpRelease(Base):
     """One debited DP query or model fit, and the answer released for it.
 
     Written as ``debited`` in the transaction that spends the budget, then ``released``
-    with the answer and its SHA-256 (so egress checks can recognise DP output), or
-    ``failed`` if the engine could not answer (the ε stays spent).
+    with the answer and its SHA-256 (so egress checks can recognise DP output). If
+    nothing could be released (the engine failed, or the service died first) it is
+    settled: ``refunded`` (its ε given back to both accounts) or, where the operator
+    keeps the cost of failures, ``failed`` (the ε stays spent).
     """
 
     __tablename__ = "dp_releases"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     budget_id: Mapped[int] = mapped_column(ForeignKey("privacy_budgets.id"))
+    global_budget_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dp_global_budgets.id"), nullable=True, default=None
+    )
     grant_id: Mapped[int] = mapped_column(ForeignKey("grants.id"))
     tenant: Mapped[str] = mapped_column(String(64))
     dataset: Mapped[str] = mapped_column(String(64))
@@ -192,7 +221,9 @@ class DpRelease(Base):
     released_at: Mapped[str] = mapped_column(String(32), default="")
 
     __table_args__ = (
-        CheckConstraint("status IN ('debited', 'released', 'failed')", name="ck_release_status"),
+        CheckConstraint(
+            "status IN ('debited', 'released', 'failed', 'refunded')", name="ck_release_status"
+        ),
         CheckConstraint("kind IN ('query', 'model')", name="ck_release_kind"),
         Index("ix_release_tenant", "tenant", "dataset"),
         Index("ix_release_answer", "answer_sha256"),

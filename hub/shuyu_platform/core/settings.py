@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from traitlets import Bool, Float, Integer, List, Unicode, default, validate
+from traitlets import Bool, Float, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
 from .workdays import Calendar, parse_dates
@@ -35,12 +35,34 @@ ZONES: dict[str, str] = {
     "db": "the platform database (SQLite by default)",
     "hub": "JupyterHub's own state: its database, cookie secret, accounts",
     "run": "per-server relay sockets and generated /etc files of running sandboxes",
+    "logs": "each sandbox's stdout and stderr; operators only, never mounted in a sandbox",
 }
 
 
 def _env(name: str, fallback: str) -> str:
     value = os.environ.get(name, "")
     return value if value else fallback
+
+
+#: Smallest image mkfs.ext4 makes with a journal, and the smallest disk quota accepted.
+MIN_DISK_QUOTA_BYTES = 16 * 1024**2
+
+
+def parse_size(text: str) -> int:
+    """Bytes of a disk quota: ``'5G'``, ``'512M'``, ``'64K'`` or a plain number (binary units)."""
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    factor = 1
+    for suffix, multiple in (("K", 1024), ("M", 1024**2), ("G", 1024**3), ("T", 1024**4)):
+        if value.endswith(suffix):
+            value, factor = value[:-1], multiple
+            break
+    try:
+        size = int(float(value) * factor)
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (use e.g. 5G, 512M)") from None
+    if size < MIN_DISK_QUOTA_BYTES:
+        raise ValueError(f"a disk quota of {text!r} is below the smallest image (16M)")
+    return size
 
 
 class Shuyu(Configurable):
@@ -120,13 +142,31 @@ class Shuyu(Configurable):
         return int(_env("SHUYU_SERVICE_PORT", "10101"))
 
     dashboards_port = Integer(
-        help="Port of the Voila service of published dashboards on 127.0.0.1 (behind the "
-        "proxy at /services/dashboards/). Env: SHUYU_DASHBOARDS_PORT. Default 10102.",
+        help="Port of the Voila service of published dashboards. It listens on the public "
+        "address (ip) itself, not behind the proxy: dashboards are merchant content and get "
+        "an origin of their own. Env: SHUYU_DASHBOARDS_PORT. Default 10102.",
     ).tag(config=True)
 
     @default("dashboards_port")
     def _default_dashboards_port(self) -> int:
         return int(_env("SHUYU_DASHBOARDS_PORT", "10102"))
+
+    dashboards_url = Unicode(
+        help="""Public origin of the dashboards service (scheme://host:port), which must
+        differ from the platform's in its host name, not only its port (browsers share
+        cookies across ports), e.g. https://dashboards.example.org behind a TLS
+        terminator. Env: SHUYU_DASHBOARDS_URL. Default: http://localhost:<dashboards_port>
+        when the platform is on 127.0.0.1 (the demo), else http://<ip>:<dashboards_port>.""",
+    ).tag(config=True)
+
+    @default("dashboards_url")
+    def _default_dashboards_url(self) -> str:
+        host = "localhost" if self.ip in ("127.0.0.1", "") else self.ip
+        return _env("SHUYU_DASHBOARDS_URL", f"http://{host}:{self.dashboards_port}")
+
+    @validate("dashboards_url")
+    def _origin_only(self, proposal: dict) -> str:
+        return str(proposal["value"]).rstrip("/")
 
     spawner = Unicode(
         help="""How single-user servers are isolated: 'sandbox' (bubblewrap namespaces, the
@@ -146,6 +186,26 @@ class Shuyu(Configurable):
     @default("mem_limit")
     def _default_mem_limit(self) -> str:
         return _env("SHUYU_MEM_LIMIT", "2G")
+
+    disk_quota = Unicode(
+        help="""Disk space of one tenant, shared by its users' work folders, e.g. '5G'.
+        Each tenant's folders live in a filesystem image of this size (sandbox spawner;
+        a PersistentVolumeClaim of this size on Kubernetes), so a full home gets ENOSPC
+        and the platform's own filesystem is untouched. Env: SHUYU_DISK_QUOTA.
+        Default 5G.""",
+    ).tag(config=True)
+
+    @default("disk_quota")
+    def _default_disk_quota(self) -> str:
+        return _env("SHUYU_DISK_QUOTA", "5G")
+
+    @validate("disk_quota")
+    def _valid_disk_quota(self, proposal: dict) -> str:
+        try:
+            parse_size(proposal["value"])
+        except ValueError as exc:
+            raise TraitError(f"c.Shuyu.disk_quota: {exc}") from None
+        return proposal["value"]
 
     cpu_limit = Float(
         help="CPUs one single-user server may use (e.g. 1.5). Env: SHUYU_CPU_LIMIT.",
@@ -188,6 +248,17 @@ class Shuyu(Configurable):
         if proposal["value"] not in (1, 2):
             raise ValueError("egress_approvals_required must be 1 or 2")
         return int(proposal["value"])
+
+    tenant_reports_per_minute = Integer(
+        help="""Most events one user's sandbox may report a minute (e.g. the in-sandbox
+        guard's egress.blocked records); past that the platform answers 429 and records
+        one report.rate_limited event a minute. Env: SHUYU_TENANT_REPORTS_PER_MINUTE.
+        Default 30.""",
+    ).tag(config=True)
+
+    @default("tenant_reports_per_minute")
+    def _default_tenant_reports_per_minute(self) -> int:
+        return int(_env("SHUYU_TENANT_REPORTS_PER_MINUTE", "30"))
 
     compliance_review_days = Integer(
         help="""Working days the operator's compliance check of a scenario application may
@@ -309,6 +380,58 @@ class Shuyu(Configurable):
     def _default_gateway_notebook_cap(self) -> int:
         return int(_env("SHUYU_GATEWAY_NOTEBOOK_CAP", str(16 * 1024 * 1024)))
 
+    dp_refund_failures = Bool(
+        help="""Whether a DP query or model fit that was debited but released nothing (the
+        engine failed, or the platform service died before storing the answer) gives its ε
+        back. On, it is marked 'refunded'; off, 'failed' and its ε stays spent, which is
+        stricter where a failure could depend on the data. Env: SHUYU_DP_REFUND_FAILURES
+        (1 or 0). Default on.""",
+    ).tag(config=True)
+
+    @default("dp_refund_failures")
+    def _default_dp_refund_failures(self) -> bool:
+        return _env("SHUYU_DP_REFUND_FAILURES", "1") == "1"
+
+    audit_signing_key_file = Unicode(
+        help="""Ed25519 private key (PEM, mode 0600) that signs the audit chain's
+        checkpoints; created on first use. Keep it outside the database's reach (another
+        disk, another host's mount): whoever holds it can vouch for a rewritten chain.
+        Env: SHUYU_AUDIT_SIGNING_KEY. Default: <home>/hub/audit-signing-key.pem.""",
+    ).tag(config=True)
+
+    @default("audit_signing_key_file")
+    def _default_audit_signing_key_file(self) -> str:
+        return _env(
+            "SHUYU_AUDIT_SIGNING_KEY", str(Path(self.home) / "hub" / "audit-signing-key.pem")
+        )
+
+    audit_checkpoints_file = Unicode(
+        help="""Append-only file of signed checkpoints of the audit chain's head (JSON
+        lines), published on the public product register. Env: SHUYU_AUDIT_CHECKPOINTS.
+        Default: <home>/hub/audit-checkpoints.jsonl.""",
+    ).tag(config=True)
+
+    @default("audit_checkpoints_file")
+    def _default_audit_checkpoints_file(self) -> str:
+        return _env(
+            "SHUYU_AUDIT_CHECKPOINTS", str(Path(self.home) / "hub" / "audit-checkpoints.jsonl")
+        )
+
+    audit_checkpoint_seconds = Integer(
+        help="""How often the platform service signs a checkpoint of the audit chain's head
+        (only when the chain grew). Env: SHUYU_AUDIT_CHECKPOINT_SECONDS. Default 300.""",
+    ).tag(config=True)
+
+    @default("audit_checkpoint_seconds")
+    def _default_audit_checkpoint_seconds(self) -> int:
+        return int(_env("SHUYU_AUDIT_CHECKPOINT_SECONDS", "300"))
+
+    @validate("audit_checkpoint_seconds")
+    def _positive_seconds(self, proposal: dict) -> int:
+        if int(proposal["value"]) < 1:
+            raise ValueError("audit_checkpoint_seconds must be at least 1")
+        return int(proposal["value"])
+
     proxy_command = Unicode(
         help="""Command that starts configurable-http-proxy. Env: SHUYU_PROXY_COMMAND.
         Default: the copy installed by `npm ci` in the repository, else the one on PATH.""",
@@ -320,6 +443,63 @@ class Shuyu(Configurable):
         return _env(
             "SHUYU_PROXY_COMMAND", str(local) if local.exists() else "configurable-http-proxy"
         )
+
+    # ------------------------------------------------------------ parsing jail
+    jail_memory_mb = Integer(
+        help="""Address space (RLIMIT_AS, MiB) of one parsing jail: the throw-away process
+        that reads a merchant's snapshot for the disclosure checks, watermarking and
+        dashboard publishing. A file that needs more (a decompression bomb) is refused.
+        Env: SHUYU_JAIL_MEMORY_MB. Default 1024: the largest snapshot (25 MiB) read as a
+        table takes a few hundred MiB.""",
+    ).tag(config=True)
+
+    @default("jail_memory_mb")
+    def _default_jail_memory_mb(self) -> int:
+        return int(_env("SHUYU_JAIL_MEMORY_MB", "1024"))
+
+    jail_cpu_seconds = Integer(
+        help="""CPU seconds (RLIMIT_CPU) one parsing jail may use. Env: SHUYU_JAIL_CPU_SECONDS.
+        Default 60.""",
+    ).tag(config=True)
+
+    @default("jail_cpu_seconds")
+    def _default_jail_cpu_seconds(self) -> int:
+        return int(_env("SHUYU_JAIL_CPU_SECONDS", "60"))
+
+    jail_wall_seconds = Integer(
+        help="""Seconds of wall-clock time after which a parsing jail is killed.
+        Env: SHUYU_JAIL_WALL_SECONDS. Default 120.""",
+    ).tag(config=True)
+
+    @default("jail_wall_seconds")
+    def _default_jail_wall_seconds(self) -> int:
+        return int(_env("SHUYU_JAIL_WALL_SECONDS", "120"))
+
+    jail_output_mb = Integer(
+        help="""Largest answer (RLIMIT_FSIZE, MiB) of one parsing jail, e.g. a watermarked
+        file. Env: SHUYU_JAIL_OUTPUT_MB. Default 256.""",
+    ).tag(config=True)
+
+    @default("jail_output_mb")
+    def _default_jail_output_mb(self) -> int:
+        return int(_env("SHUYU_JAIL_OUTPUT_MB", "256"))
+
+    jail_concurrency = Integer(
+        help="""Parsing jails one platform service runs at once (others wait their turn), so
+        that jail_memory_mb times this fits the machine. Env: SHUYU_JAIL_CONCURRENCY.
+        Default 2.""",
+    ).tag(config=True)
+
+    @default("jail_concurrency")
+    def _default_jail_concurrency(self) -> int:
+        return int(_env("SHUYU_JAIL_CONCURRENCY", "2"))
+
+    @validate("jail_memory_mb", "jail_cpu_seconds", "jail_wall_seconds", "jail_output_mb",
+              "jail_concurrency")  # fmt: skip
+    def _positive_jail_limit(self, proposal: dict) -> int:
+        if proposal["value"] < 1:
+            raise ValueError(f"{proposal['trait'].name} must be at least 1")
+        return int(proposal["value"])
 
     # ------------------------------------------------------------------ zones
     def zone(self, name: str) -> Path:
@@ -357,7 +537,9 @@ class Shuyu(Configurable):
             "SHUYU_DB_URL": self.db_url,
             "SHUYU_POLICIES_DIR": self.policies_dir,
             "SHUYU_DP_ENGINE": self.dp_engine,
+            "SHUYU_DP_REFUND_FAILURES": "1" if self.dp_refund_failures else "0",
             "SHUYU_EGRESS_APPROVALS": str(self.egress_approvals_required),
+            "SHUYU_TENANT_REPORTS_PER_MINUTE": str(self.tenant_reports_per_minute),
             "SHUYU_COMPLIANCE_DAYS": str(self.compliance_review_days),
             "SHUYU_SOURCE_REVIEW_DAYS": str(self.source_review_days),
             "SHUYU_REGISTRATION_DAYS": str(self.registration_review_days),
@@ -365,6 +547,18 @@ class Shuyu(Configurable):
             "SHUYU_HOLIDAYS": ",".join(self.holidays),
             "SHUYU_EXTRA_WORKDAYS": ",".join(self.extra_workdays),
             "SHUYU_EGRESS_DAILY_CAP": str(self.egress_daily_cap),
+            "SHUYU_AUDIT_SIGNING_KEY": self.audit_signing_key_file,
+            "SHUYU_AUDIT_CHECKPOINTS": self.audit_checkpoints_file,
+            "SHUYU_AUDIT_CHECKPOINT_SECONDS": str(self.audit_checkpoint_seconds),
+            "SHUYU_IP": self.ip,
+            "SHUYU_PORT": str(self.port),
+            "SHUYU_DASHBOARDS_PORT": str(self.dashboards_port),
+            "SHUYU_DASHBOARDS_URL": self.dashboards_url,
+            "SHUYU_JAIL_MEMORY_MB": str(self.jail_memory_mb),
+            "SHUYU_JAIL_CPU_SECONDS": str(self.jail_cpu_seconds),
+            "SHUYU_JAIL_WALL_SECONDS": str(self.jail_wall_seconds),
+            "SHUYU_JAIL_OUTPUT_MB": str(self.jail_output_mb),
+            "SHUYU_JAIL_CONCURRENCY": str(self.jail_concurrency),
         }
 
     @classmethod

@@ -1,24 +1,20 @@
-"""Showcase dashboards: notebooks published through review and served by Voila (R12, R22).
+"""The dashboards service: Voila showing published dashboards with sandboxed kernels.
 
-A merchant asks to publish a notebook with an export request of kind ``dashboard``
-(:mod:`.egress`): the notebook and the IDs of the tenant's released artefacts it reads.
-It goes through the same checks and review as any export. Approval publishes it
-(:func:`publish`): ``published/<id>/`` receives the notebook (outputs cleared, kernel
-set to the sandboxed dashboard kernel) and a copy of each released file it reads,
-checked against its SHA-256, all read-only, with ``provenance.json``. The notebook
-reads those files by name, from its own folder. :func:`unpublish` removes the folder
-at once.
+The hub runs Voila as the service ``dashboards``
+(``python -m shuyu_platform.dashboards.service``) on the published zone (filled by
+:mod:`.publish`), on an origin of its own (``c.Shuyu.dashboards_url``, its own port,
+served directly and not through the platform's proxy), at ``/services/dashboards/``:
 
-The hub runs Voila as the service ``dashboards`` (``python -m shuyu_platform.dashboards.service``)
-on the published zone, at ``/services/dashboards/``:
-
+- every page carries a Content-Security-Policy (:data:`DASHBOARD_CSP`) that lets a
+  dashboard's script talk to its own origin only: it cannot fetch from, post forms to or
+  frame the platform, and the platform refuses cross-origin writes anyway;
 - sign-in is the hub's OAuth (:class:`HubIdentityProvider`); every signed-in person
   (visitor role and up) holds ``access:services!service=dashboards``;
 - sources are stripped from what Voila renders, and only images are served as files;
 - each dashboard's kernel runs in a bubblewrap sandbox with no network, as ``nobody``,
-  seeing only its own published folder (:mod:`.dashboard_kernel`), and talks to Voila
-  over Unix sockets (:class:`DashboardKernelManager`). Not the masked views, not the
-  work folders, not the DP API: there is no path and no network to them.
+  seeing only its own published folder (:mod:`.kernel`), and talks to Voila over Unix
+  sockets (:class:`DashboardKernelManager`). Not the masked views, not the work
+  folders, not the DP API: there is no path and no network to them.
 """
 
 from __future__ import annotations
@@ -33,122 +29,14 @@ import uuid
 from pathlib import Path
 from typing import Any, Final
 
-import nbformat
 from jupyter_client.ioloop import AsyncIOLoopKernelManager
 from jupyterhub.singleuser.extension import JupyterHubIdentityProvider
-from sqlalchemy.orm import Session
 from traitlets import default
 from traitlets.config import Config
 
-from ..core import audit
-from ..core.atomic import create_folder_atomically, remove_tree, sync_and_hash
-from ..core.db import stamp
-from ..core.models import EgressRequest
 from ..core.settings import Shuyu
-
-#: The kernelspec every published dashboard runs with.
-KERNEL_NAME: Final[str] = "shuyu-dashboard"
-#: The notebook's name inside its published folder.
-NOTEBOOK: Final[str] = "dashboard.ipynb"
-PROVENANCE: Final[str] = "provenance.json"
-
-
-class PublishError(ValueError):
-    """A dashboard that cannot be published; ``status`` is the HTTP status."""
-
-    def __init__(self, message: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
-def folder(settings: Shuyu, request_id: str) -> Path:
-    """Where a published dashboard lives."""
-    return settings.zone("published") / request_id
-
-
-def prepared_notebook(document: dict[str, Any], title: str) -> bytes:
-    """The notebook as published: outputs cleared, the dashboard kernel, a title."""
-    notebook = nbformat.from_dict(document)
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-    notebook.metadata["kernelspec"] = {
-        "name": KERNEL_NAME,
-        "display_name": "Shuyu dashboard (sandboxed)",
-        "language": "python",
-    }
-    notebook.metadata["title"] = title
-    nbformat.validate(notebook)
-    return nbformat.writes(notebook).encode()
-
-
-def publish(
-    settings: Shuyu,
-    session: Session,
-    row: EgressRequest,
-    content: dict[str, Any],
-    released: list[tuple[str, Path, str]],
-) -> dict[str, Any]:
-    """Write ``published/<id>/``: the notebook and the released files (name, path, sha)."""
-    files: list[dict[str, Any]] = []
-
-    def fill(tmp: Path) -> dict[str, Any]:
-        for name, source, digest in released:
-            path = tmp / name
-            if path.exists():
-                raise PublishError(f"two released artefacts are both named {name}")
-            shutil.copyfile(source, path)
-            if sync_and_hash(path) != digest:
-                raise PublishError(f"released file {name} changed on disk; not published")
-            files.append({"name": name, "sha256": digest, "bytes": path.stat().st_size})
-        notebook = prepared_notebook(content["document"], row.title)
-        (tmp / NOTEBOOK).write_bytes(notebook)
-        digest = sync_and_hash(tmp / NOTEBOOK)
-        files.append({"name": NOTEBOOK, "sha256": digest, "bytes": len(notebook)})
-        record = {
-            "request": row.id,
-            "tenant": row.tenant,
-            "requester": row.username,
-            "title": row.title,
-            "purpose": row.purpose,
-            "notebook": content["notebook"],
-            "releases": content.get("releases", []),
-            "files": files,
-            "published_at": stamp(),
-        }
-        (tmp / PROVENANCE).write_text(json.dumps(record, ensure_ascii=False, indent=1))
-        return record
-
-    # Read-only files in a 0555 folder: readable by the dashboard kernel's uid.
-    record = create_folder_atomically(folder(settings, row.id), fill)
-    audit.record(
-        session,
-        actor="platform",
-        actor_kind="system",
-        action="dashboard.publish",
-        target=f"egress:{row.id}",
-        tenant=row.tenant,
-        detail={"files": files, "url": url_of(row.id)},
-    )
-    return {"files": files, "published_at": record["published_at"], "dashboard": url_of(row.id)}
-
-
-def url_of(request_id: str) -> str:
-    """The path of a published dashboard behind the proxy."""
-    return f"/services/dashboards/voila/render/{request_id}/{NOTEBOOK}"
-
-
-def unpublish(settings: Shuyu, request_id: str) -> bool:
-    """Remove a published dashboard's folder at once; whether there was one."""
-    target = folder(settings, request_id)
-    existed = target.exists()
-    remove_tree(target)
-    return existed
-
-
-# ---------------------------------------------------------------- the Voila service
+from .notebook import KERNEL_NAME
+from .publish import PREFIX
 
 
 class DashboardKernelManager(AsyncIOLoopKernelManager):
@@ -189,8 +77,7 @@ class HubIdentityProvider(JupyterHubIdentityProvider):
     """
 
     def get_handlers(self) -> list[tuple[Any, ...]]:
-        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/dashboards/")
-        return [(prefix.rstrip("/") + path, *rest) for path, *rest in super().get_handlers()]
+        return [(PREFIX.rstrip("/") + path, *rest) for path, *rest in super().get_handlers()]
 
 
 def kernel_spec(settings: Shuyu) -> Path:
@@ -215,11 +102,48 @@ def kernel_spec(settings: Shuyu) -> Path:
     return share
 
 
-def voila_config(prefix: str, port: int) -> Config:
-    """The Voila configuration of the dashboards service (see the module docstring)."""
+#: The Content-Security-Policy of every dashboard page. A dashboard runs its own script
+#: (widgets, plots, whatever its HTML outputs carry) but may talk only to its own origin:
+#: no request, form, frame or navigation target on the platform's origin; no embedding.
+DASHBOARD_CSP: Final[str] = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self' 'unsafe-inline' 'unsafe-eval'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob:",
+        "font-src 'self' data:",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "frame-src 'none'",
+        "worker-src 'self' blob:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+def voila_config(settings: Shuyu, prefix: str) -> Config:
+    """The Voila configuration of the dashboards service (see the module docstring).
+
+    Voila listens on the public address at its own port: the dashboards' origin
+    (``c.Shuyu.dashboards_url``) is not the platform's, so a dashboard's script cannot
+    read or act on platform pages with its viewer's session. Sign-in is the hub's OAuth:
+    the hub's login page on the platform's origin, then back to this origin's callback.
+    """
     c = Config()
-    c.Voila.ip = "127.0.0.1"
-    c.Voila.port = port
+    c.Voila.ip = settings.ip
+    c.Voila.port = settings.dashboards_port
+    c.Voila.tornado_settings = {
+        "headers": {
+            "Content-Security-Policy": DASHBOARD_CSP,
+            "X-Frame-Options": "DENY",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        }
+    }
+    c.HubOAuth.hub_host = settings.hub_url
+    c.HubOAuth.oauth_redirect_uri = f"{settings.dashboards_url}{prefix}oauth_callback"
     c.Voila.open_browser = False
     c.Voila.base_url = prefix
     c.Voila.identity_provider_class = HubIdentityProvider
@@ -234,8 +158,6 @@ def voila_config(prefix: str, port: int) -> Config:
 
 def main() -> None:
     """Run the dashboards service until the hub stops it."""
-    from urllib.parse import urlparse
-
     from voila.app import Voila
 
     settings = Shuyu.from_environment()
@@ -247,12 +169,9 @@ def main() -> None:
     os.chmod(ipc, 0o711)  # kernels reach their own subfolder by its random name only
     atexit.register(shutil.rmtree, ipc, True)
     os.environ["SHUYU_DASHBOARD_IPC"] = str(ipc)
-    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/dashboards/")
-    default_url = f"http://127.0.0.1:{settings.dashboards_port}"
-    port = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", default_url)).port
+    os.environ["JUPYTERHUB_SERVICE_PREFIX"] = PREFIX  # no proxy route: set here
     Voila.launch_instance(
-        argv=[str(settings.zone("published"))],
-        config=voila_config(prefix, port or settings.dashboards_port),
+        argv=[str(settings.zone("published"))], config=voila_config(settings, PREFIX)
     )
 
 

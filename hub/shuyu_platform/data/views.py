@@ -3,17 +3,28 @@
 :func:`build_view` turns one raw Parquet file into one view file: it keeps the rows a
 row filter selects, masks the requested fields as the dataset policy says
 (:mod:`shuyu_platform.data.masking`), and suppresses every row whose quasi-identifier class
-(the combination of its *masked* quasi-identifier values) holds fewer than ``k`` rows,
-so that no combination of quasi-identifiers in the view points at fewer than ``k`` rows.
+(the combination of its *masked* quasi-identifier values, over the policy's whole
+attacker model) holds fewer than ``k`` rows, or too few distinct values of a sensitive
+attribute (l-diversity), so that no combination of what an attacker knows points at
+fewer than ``k`` rows or reveals a sensitive value.
 
 The raw file is streamed batch by batch, never read whole, so views of files larger
 than memory can be built:
 
-1. pass 1 reads only the quasi-identifier and filter columns and counts the rows of
-   each class (memory grows with the number of classes, not of rows);
-2. pass 2 reads the requested columns, masks them and writes the rows of classes of at
-   least ``k`` rows. Reading the next batch, masking this one and compressing the last
-   one overlap in three threads, with at most one batch waiting at each stage.
+1. pass 1 reads only the quasi-identifier, sensitive and filter columns and counts the
+   rows of each class, and of each (class, sensitive value) pair, at every level of the
+   fields' generalisation hierarchies (memory grows with the number of classes, not of
+   rows). The finest level whose suppression stays within the policy's
+   ``risk_limits.max_suppressed_share`` is chosen, and the view's risk
+   (:mod:`shuyu_platform.data.risk`) is measured on the classes it keeps. A view above
+   the policy's risk limits fails here with :class:`ViewRiskError`, before anything is
+   written;
+2. pass 2 reads the requested columns, row groups in a keyed random order, masks them
+   and writes the kept rows. Rows are shuffled in windows of :data:`SHUFFLE_ROWS`
+   (the whole view, when smaller) with a permutation keyed by the tenant key, so a
+   row's position says nothing about the raw order, and two tenants' views cannot be
+   lined up by position. Reading the next batch, masking this one and compressing the
+   last one overlap in three threads.
 
 The view is written to a hidden temporary file beside the target, fsynced and renamed
 over it, so readers see either the previous view or the complete new one; an exception
@@ -21,8 +32,11 @@ or a crash never leaves a partial view behind. An exception removes the temporar
 the next build of the same view removes one left by a killed process.
 
 :class:`ViewReport` says what was done, with the SHA-256 of the raw input and of the
-view, for the audit record. The view's file metadata names the dataset, the policy
-version, the fields, the quasi-identifiers, k and the build time; never any key.
+view and the measured risk (:class:`~shuyu_platform.data.risk.ViewRisk`), for the audit
+record. The view's file metadata names the dataset, the policy version, the fields, the
+quasi-identifiers and sensitive attributes, k, the generalisation level, the build time
+and the risk (``shuyu.risk``); never any key, and no row order survives (the order key
+derives from the tenant key and never leaves the platform).
 
 This module knows no tenant, database or audit chain: callers derive the tenant key
 (:func:`shuyu_platform.data.masking.tenant_key`), choose the fields and filter of a grant,
@@ -33,13 +47,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -52,18 +67,39 @@ from tqdm import tqdm
 
 from shuyu_platform.core.atomic import replace_atomically
 from shuyu_platform.data import masking
-from shuyu_platform.data.policy import DatasetPolicy, DateShiftMasking
+from shuyu_platform.data.policy import DatasetPolicy
+from shuyu_platform.data.risk import (
+    COUNT,
+    ClassStatistics,
+    MeanAccumulator,
+    ViewRisk,
+    class_statistics,
+    measure,
+)
 
-__all__ = ["BATCH_ROWS", "ViewBuildError", "ViewReport", "build_view"]
+from .classes import ClassCounter, Coder, class_keys, kept_rows
+
+__all__ = [
+    "BATCH_ROWS",
+    "SHUFFLE_ROWS",
+    "ViewBuildError",
+    "ViewReport",
+    "ViewRiskError",
+    "build_view",
+    "generalisation_levels",
+]
 
 #: Rows read, masked and written per batch (each batch becomes at most one row group).
 BATCH_ROWS: Final[int] = 131_072
 
-#: Class counts of pass 1 are merged once this many partial counts have piled up.
-_MERGE_ROWS: Final[int] = 1_000_000
+#: Rows shuffled together: a view of at most this many rows is one uniform keyed
+#: permutation; a larger one is shuffled window by window, its raw row groups read in a
+#: keyed random order, so a row's position reveals at most which window it is in.
+SHUFFLE_ROWS: Final[int] = 1 << 20
+
 
 _HASH_CHUNK: Final[int] = 8 * 1024 * 1024
-_COUNT: Final[str] = "count_all"
+_COUNT: Final[str] = COUNT
 
 T = TypeVar("T")
 
@@ -73,6 +109,17 @@ class ViewBuildError(Exception):
 
     Nothing was written: any previous view at the target path is untouched.
     """
+
+
+class ViewRiskError(ViewBuildError):
+    """The view would carry more re-identification risk than its policy allows.
+
+    Nothing was written. ``risk`` holds the figures the build measured.
+    """
+
+    def __init__(self, message: str, risk: ViewRisk) -> None:
+        super().__init__(message)
+        self.risk = risk
 
 
 @dataclass(frozen=True)
@@ -103,10 +150,13 @@ class ViewReport:
     view_sha256: str
     built_at: datetime
     elapsed_seconds: float
+    risk: ViewRisk | None = None
+    """Re-identification risk and utility of the rows written (see :mod:`.risk`)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-able data (paths and dates as strings)."""
         data = asdict(self)
+        data["risk"] = None if self.risk is None else self.risk.as_dict()
         for name in ("raw_path", "out_path"):
             data[name] = str(data[name])
         data["fields"] = list(self.fields)
@@ -173,34 +223,70 @@ def build_view(
     if out_path.resolve() == raw_path.resolve():
         raise ValueError(f"the view would overwrite its raw file {raw_path.name}")
     qis = tuple(q for q in policy.privacy.quasi_identifiers if q in names)
+    sensitive = tuple(a for a in policy.privacy.sensitive_attributes if a in names)
+    protect = k > 1
+    diversity = policy.privacy.l_diversity if protect else None
+    levels = generalisation_levels(policy, names) if protect and qis else [policy]
 
     with (
         _open_raw(raw_path) as (source, parquet),
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="shuyu-hash") as hasher,
     ):
         filters = _check_columns(policy, raw_path, parquet.schema_arrow, names, row_filter)
-        schema = masking.view_schema(policy, names, parquet.schema_arrow).with_metadata(
-            {
-                "shuyu.dataset": policy.dataset,
-                "shuyu.title": policy.catalogue.title,
-                "shuyu.policy_version": str(policy.version),
-                "shuyu.fields": json.dumps(list(names)),
-                "shuyu.quasi_identifiers": json.dumps(list(qis)),
-                "shuyu.k_anonymity": str(k),
-                "shuyu.reference_date": reference_date.isoformat(),
-                "shuyu.row_filter_columns": json.dumps(sorted(filters)),
-                "shuyu.built_at": built_at.isoformat(),
-                **extra,
-            }
-        )
         abandon = threading.Event()
         raw_digest = hasher.submit(_sha256_fd, source.fileno(), abandon)
         try:
             build = _Build(policy, raw_path, parquet, key, reference_date, filters, progress)
-            small, counted = build.count_classes(qis, k) if qis and k > 1 else (None, None)
+            level, stats, counted, suppressed = 0, None, None, None
+            if qis:
+                level, stats, counted, suppressed = build.choose_level(
+                    levels, qis, sensitive, k, diversity, policy.privacy.risk_limits
+                )
+            chosen = levels[level]
+            risk = None
+            if stats is not None and counted is not None:
+                risk = measure(
+                    stats,
+                    quasi_identifiers=qis,
+                    sensitive_attributes=sensitive,
+                    k=k,
+                    l_diversity=diversity,
+                    level=level,
+                    rows_considered=counted[1],
+                )
+                breaches = risk.breaches(policy.privacy.risk_limits) if protect else []
+                if breaches:
+                    raise ViewRiskError(
+                        f"the view of {policy.dataset} would be above its policy's risk "
+                        f"limits: {'; '.join(breaches)}. The previous view is kept.",
+                        risk,
+                    )
+            schema = masking.view_schema(chosen, names, parquet.schema_arrow).with_metadata(
+                {
+                    "shuyu.dataset": policy.dataset,
+                    "shuyu.title": policy.catalogue.title,
+                    "shuyu.policy_version": str(policy.version),
+                    "shuyu.fields": json.dumps(list(names)),
+                    "shuyu.quasi_identifiers": json.dumps(list(qis)),
+                    "shuyu.sensitive_attributes": json.dumps(list(sensitive)),
+                    "shuyu.k_anonymity": str(k),
+                    "shuyu.generalisation_level": str(level),
+                    "shuyu.row_order": "keyed-random",
+                    "shuyu.reference_date": reference_date.isoformat(),
+                    "shuyu.row_filter_columns": json.dumps(sorted(filters)),
+                    "shuyu.built_at": built_at.isoformat(),
+                    **extra,
+                }
+            )
+
+            def final_risk(written: _Written) -> ViewRisk:
+                base = risk or _trivial_risk(qis, sensitive, k, written)
+                return replace(base, mean_errors=written.mean_errors)
 
             def write(tmp: Path) -> _Written:
-                written = build.write(tmp, schema, names, qis, small, compression, raw_digest)
+                written = build.write(
+                    tmp, schema, chosen, names, qis, suppressed, compression, raw_digest, final_risk
+                )
                 if counted is not None and counted != (written.rows_in, written.rows_kept):
                     raise ViewBuildError(f"{raw_path.name} changed while the view was built")
                 return written
@@ -223,12 +309,56 @@ def build_view(
         rows_in=written.rows_in,
         rows_filtered_out=written.rows_in - written.rows_kept,
         rows_suppressed=written.rows_suppressed,
-        classes_suppressed=0 if small is None else small.num_rows,
+        classes_suppressed=0 if stats is None else int(stats.suppressed.sum()),
         rows_out=written.rows_out,
         raw_sha256=raw_digest.result(),
         view_sha256=view_digest,
         built_at=built_at,
         elapsed_seconds=time.perf_counter() - started,
+        risk=written.risk,
+    )
+
+
+def generalisation_levels(policy: DatasetPolicy, names: Sequence[str]) -> list[DatasetPolicy]:
+    """``policy`` at each level of its fields' hierarchies, finest (the policy) first.
+
+    Level ``i`` masks every field of ``names`` that has a ``hierarchy`` with its
+    ``i``-th coarser rule (its coarsest, when its hierarchy is shorter).
+    """
+    depth = max((len(policy.fields[name].hierarchy) for name in names), default=0)
+    levels = [policy]
+    for index in range(depth):
+        fields = dict(policy.fields)
+        for name in names:
+            ladder = policy.fields[name].hierarchy
+            if ladder:
+                fields[name] = fields[name].with_masking(ladder[min(index, len(ladder) - 1)])
+        levels.append(policy.model_copy(update={"fields": fields}))
+    return levels
+
+
+def _trivial_risk(
+    qis: tuple[str, ...], sensitive: tuple[str, ...], k: int, written: _Written
+) -> ViewRisk:
+    """The risk of a view without quasi-identifiers: all its rows in one class."""
+    rows = written.rows_out
+    return ViewRisk(
+        quasi_identifiers=qis,
+        sensitive_attributes=sensitive,
+        k=k,
+        l_diversity=None,
+        level=0,
+        records=rows,
+        classes=1 if rows else 0,
+        smallest_class=rows,
+        max_prosecutor_risk=1.0 / rows if rows else 0.0,
+        average_prosecutor_risk=1.0 / rows if rows else 0.0,
+        records_below_k_share=1.0 if 0 < rows < k else 0.0,
+        unique_records=1 if rows == 1 else 0,
+        lowest_l={},
+        lowest_entropy_l={},
+        rows_considered=written.rows_kept,
+        rows_suppressed=written.rows_suppressed,
     )
 
 
@@ -251,7 +381,11 @@ def _reserved_metadata() -> frozenset[str]:
             "shuyu.policy_version",
             "shuyu.fields",
             "shuyu.quasi_identifiers",
+            "shuyu.sensitive_attributes",
             "shuyu.k_anonymity",
+            "shuyu.generalisation_level",
+            "shuyu.row_order",
+            "shuyu.risk",
             "shuyu.reference_date",
             "shuyu.row_filter_columns",
             "shuyu.built_at",
@@ -306,11 +440,11 @@ def _check_columns(
                 f"field {name!r} of dataset {policy.dataset!r} is not a column of {raw_path.name}"
             )
     unit = policy.privacy.privacy_unit
-    if any(isinstance(policy.fields[n].masking, DateShiftMasking) for n in names) and (
+    if any(masking.needs_unit(policy.fields[n]) for n in names) and (
         unit is None or unit not in columns
     ):
         raise ValueError(
-            f"dataset {policy.dataset!r}: date-shifted fields need the privacy unit "
+            f"dataset {policy.dataset!r}: date-shifted or noisy fields need the privacy unit "
             f"{unit!r} as a column of {raw_path.name}"
         )
     value_sets: dict[str, pa.Array] = {}
@@ -389,6 +523,8 @@ class _Written:
     rows_kept: int = 0
     rows_suppressed: int = 0
     rows_out: int = 0
+    mean_errors: dict[str, Any] = field(default_factory=dict)
+    risk: ViewRisk | None = None
 
 
 class _Build:
@@ -417,16 +553,20 @@ class _Build:
         """Raw columns to read for ``names``: them, the filter columns and the unit."""
         wanted = [*names, *self.filters]
         unit = self.policy.privacy.privacy_unit
-        if unit is not None and any(
-            isinstance(self.policy.fields[n].masking, DateShiftMasking) for n in names
-        ):
+        if unit is not None and any(masking.needs_unit(self.policy.fields[n]) for n in names):
             wanted.append(unit)
         return [name for name in self.parquet.schema_arrow.names if name in set(wanted)]
 
-    def _batches(self, names: Sequence[str], label: str) -> Iterator[tuple[int, pa.Table]]:
-        """``(rows read, filtered raw batch)`` pairs, read ahead in a helper thread."""
+    def _batches(
+        self, names: Sequence[str], label: str, row_groups: Sequence[int] | None = None
+    ) -> Iterator[tuple[int, pa.Table]]:
+        """``(rows read, filtered raw batch)`` pairs, read ahead in a helper thread, from
+        the row groups ``row_groups`` in that order (default: all, in file order)."""
         reader = self.parquet.iter_batches(
-            batch_size=BATCH_ROWS, columns=self._columns(names), use_threads=True
+            batch_size=BATCH_ROWS,
+            columns=self._columns(names),
+            row_groups=row_groups,
+            use_threads=True,
         )
         bar = tqdm(
             total=self.total,
@@ -462,36 +602,102 @@ class _Build:
             keep = match if keep is None else pc.and_(keep, match)
         return table.filter(keep)
 
-    def _mask(self, table: pa.Table, names: Sequence[str]) -> pa.Table:
+    def _mask(
+        self, table: pa.Table, names: Sequence[str], policy: DatasetPolicy | None = None
+    ) -> pa.Table:
         return masking.mask_table(
-            table, self.policy, names, key=self.key, reference_date=self.reference_date
+            table,
+            policy or self.policy,
+            names,
+            key=self.key,
+            reference_date=self.reference_date,
         )
 
     # ------------------------------------------------------------------- pass 1
 
-    def count_classes(self, qis: Sequence[str], k: int) -> tuple[pa.Table | None, tuple[int, int]]:
-        """Pass 1: the classes of fewer than ``k`` rows, and (rows read, rows kept).
+    def choose_level(
+        self,
+        levels: Sequence[DatasetPolicy],
+        qis: Sequence[str],
+        sensitive: Sequence[str],
+        k: int,
+        diversity: Any,
+        limits: Any,
+    ) -> tuple[int, ClassStatistics, tuple[int, int], pa.Table | None]:
+        """Pass 1: count classes and (class, sensitive value) pairs at every level, and
+        choose the finest level whose suppression for k and l stays within
+        ``limits.max_suppressed_share`` (the coarsest, when none does).
 
-        The small classes come as a table of class keys (see :func:`_class_keys`) with
-        their row counts, or ``None`` for an empty file. Memory holds one row per class.
+        Returns the level, its class statistics, (rows read, rows kept) and the class keys
+        (as :func:`class_keys` makes them) of the classes to suppress, or ``None``.
+        Rows are counted by small integer codes of their values (:class:`Coder`), once
+        for every level together; memory holds one row per combination and per
+        (combination, sensitive value), never the rows.
         """
-        partial: list[pa.Table] = []
-        pending_rows = 0
-        counts: pa.Table | None = None
+        # One count over every level at once: the key columns of level 0, then those of
+        # each coarser level's hierarchical quasi-identifiers. Each level's counts are
+        # then summed out of the (small) merged tables.
+        varying = [
+            [q for q in qis if level.fields[q].masking != levels[0].fields[q].masking]
+            for level in levels
+        ]
+        columns = [f"L0:{q}" for q in qis] + [
+            f"L{i}:{q}" for i in range(1, len(levels)) for q in varying[i]
+        ]
+        coder = Coder()
+        counter = ClassCounter(len(columns), len(sensitive))
         rows_in = rows_kept = 0
-        with contextlib.closing(self._batches(qis, "counting classes")) as batches:
+        with contextlib.closing(self._batches([*qis, *sensitive], "counting classes")) as batches:
             for read, table in batches:
                 rows_in += read
                 rows_kept += table.num_rows
-                keys = _class_keys(self._mask(table, qis), qis)
-                partial.append(keys.group_by(keys.column_names).aggregate([([], _COUNT)]))
-                pending_rows += partial[-1].num_rows
-                if pending_rows >= _MERGE_ROWS:
-                    counts = _merge_counts(partial if counts is None else [counts, *partial])
-                    partial, pending_rows = [], 0
-        counts = _merge_counts(partial if counts is None else [counts, *partial])
-        small = None if counts is None else counts.filter(pc.less(counts.column(_COUNT), k))
-        return small, (rows_in, rows_kept)
+                base = self._mask(table, [*qis, *sensitive], levels[0])
+                arrays = [base.column(q) for q in qis]
+                for i in range(1, len(levels)):
+                    if varying[i]:
+                        coarser = self._mask(table, varying[i], levels[i])
+                        arrays += [coarser.column(q) for q in varying[i]]
+                arrays += [base.column(name) for name in sensitive]
+                names = [*columns, *sensitive]
+                counter.add([coder.encode(n, a) for n, a in zip(names, arrays, strict=True)])
+        classes, pairs = counter.classes(), counter.pairs()
+        level_classes = []
+        for i in range(len(levels)):
+            wanted = [f"L{i}:{q}" if q in varying[i] else f"L0:{q}" for q in qis]
+            level_classes.append(
+                (
+                    _project(classes, columns, wanted),
+                    {
+                        sensitive[int(code[1:])]: _project(t, columns, wanted)
+                        for code, t in pairs.items()
+                    },
+                )
+            )
+        # The finest level within the share; when none is, the one suppressing least.
+        target = limits.level_suppressed_share
+        target = limits.max_suppressed_share if target is None else target
+        candidates = []
+        for index, (level_counts, level_pairs) in enumerate(level_classes):
+            level_stats = class_statistics(level_counts, level_pairs, k=k, l_diversity=diversity)
+            candidates.append((index, level_stats))
+            if level_stats.rows_suppressed <= target * rows_kept:
+                break
+        within = [c for c in candidates if c[1].rows_suppressed <= target * rows_kept]
+        chosen, stats = (
+            within[0] if within else min(candidates, key=lambda c: (c[1].rows_suppressed, c[0]))
+        )
+        suppressed = None
+        if stats.suppressed.any():
+            codes = stats.suppressed_keys()
+            wanted = [f"L{chosen}:{q}" if q in varying[chosen] else f"L0:{q}" for q in qis]
+            values = pa.table(
+                {
+                    q: coder.decode(name, codes.column(f"q{i}").to_numpy())
+                    for i, (q, name) in enumerate(zip(qis, wanted, strict=True))
+                }
+            )
+            suppressed = class_keys(values, qis)
+        return chosen, stats, (rows_in, rows_kept), suppressed
 
     # ------------------------------------------------------------------- pass 2
 
@@ -499,21 +705,26 @@ class _Build:
         self,
         tmp: Path,
         schema: pa.Schema,
+        policy: DatasetPolicy,
         names: Sequence[str],
         qis: Sequence[str],
-        small: pa.Table | None,
+        suppressed: pa.Table | None,
         compression: str,
         raw_digest: Future[str],
+        final_risk: Callable[[_Written], ViewRisk],
     ) -> _Written:
-        """Pass 2: mask, suppress and write every batch into the new file ``tmp``."""
-        suppressed = None
-        if small is not None and small.num_rows:
-            suppressed = small.select([name for name in small.column_names if name != _COUNT])
+        """Pass 2: mask (as ``policy``, the chosen level, says), suppress, shuffle and
+        write every batch into the new file ``tmp``."""
         writer = pq.ParquetWriter(str(tmp), schema, compression=compression)
         try:
-            counts = self._write_batches(writer, names, qis, suppressed)
+            counts = self._write_batches(writer, schema, policy, names, qis, suppressed)
+            counts.risk = final_risk(counts)
             writer.add_key_value_metadata(
-                {"shuyu.raw_sha256": raw_digest.result(), "shuyu.rows": str(counts.rows_out)}
+                {
+                    "shuyu.raw_sha256": raw_digest.result(),
+                    "shuyu.rows": str(counts.rows_out),
+                    "shuyu.risk": json.dumps(counts.risk.as_dict()),
+                }
             )
         except BaseException:
             with contextlib.suppress(Exception):
@@ -522,89 +733,103 @@ class _Build:
         writer.close()
         return counts
 
+    def _order(self) -> np.random.Generator:
+        """The keyed random generator of this tenant's row order for this dataset."""
+        seed = hmac.digest(
+            self.key, b"shuyu.views.row-order\x00" + self.policy.dataset.encode(), "sha256"
+        )
+        return np.random.default_rng(np.random.SeedSequence(int.from_bytes(seed, "big")))
+
     def _write_batches(
         self,
         writer: pq.ParquetWriter,
+        schema: pa.Schema,
+        policy: DatasetPolicy,
         names: Sequence[str],
         qis: Sequence[str],
         suppressed: pa.Table | None,
     ) -> _Written:
-        """Mask each batch here while the previous one is compressed in a helper thread."""
+        """Mask each batch here while the previous window is compressed in a helper
+        thread; rows are written window by window in a keyed random order."""
         counts = _Written()
+        rng = self._order()
+        row_groups = rng.permutation(self.parquet.num_row_groups).tolist()
+        means = MeanAccumulator(*_utility_columns(policy, schema, names, qis))
+        window: list[pa.Table] = []
+        held = 0
         with (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="shuyu-write") as pool,
-            contextlib.closing(self._batches(names, "writing view")) as batches,
+            contextlib.closing(self._batches(names, "writing view", row_groups)) as batches,
         ):
             pending: Future[None] | None = None
+
+            def flush() -> None:
+                nonlocal pending, held
+                if not held:
+                    return
+                shuffled = pa.concat_tables(window).take(pa.array(rng.permutation(held)))
+                window.clear()
+                held = 0
+                if pending is not None:
+                    pending.result()  # a failed write stops the build here
+                pending = pool.submit(_write_slices, writer, shuffled)
+
             for read, table in batches:
                 counts.rows_in += read
                 counts.rows_kept += table.num_rows
-                view = self._mask(table, names)
+                view = self._mask(table, names, policy)
+                kept = None
                 if suppressed is not None and view.num_rows:
-                    view = _suppress(view, qis, suppressed)
+                    kept = kept_rows(view, qis, suppressed)
+                means.add(table, view, kept)
+                if kept is not None:
+                    view = view.filter(pa.array(kept))
                 counts.rows_suppressed += table.num_rows - view.num_rows
                 counts.rows_out += view.num_rows
-                if pending is not None:
-                    pending.result()  # a failed write stops the build here
-                pending = None
                 if view.num_rows:
-                    pending = pool.submit(writer.write_table, view, view.num_rows)
+                    window.append(view)
+                    held += view.num_rows
+                if held >= SHUFFLE_ROWS:
+                    flush()
+            flush()
             if pending is not None:
                 pending.result()
+        counts.mean_errors = means.errors()
         return counts
 
 
-# ===================================================================== k-anonymity
+def _write_slices(writer: pq.ParquetWriter, table: pa.Table) -> None:
+    """Write ``table`` as row groups of at most :data:`BATCH_ROWS` rows."""
+    for start in range(0, table.num_rows, BATCH_ROWS):
+        part = table.slice(start, BATCH_ROWS)
+        writer.write_table(part, row_group_size=part.num_rows)
 
 
-def _filler(kind: pa.DataType) -> pa.Scalar:
-    """Some valid value of ``kind``, put where a class key is null (a flag says so)."""
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return pa.scalar("", kind)
-    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        return pa.scalar(b"", kind)
-    if pa.types.is_boolean(kind):
-        return pa.scalar(False)
-    if pa.types.is_date32(kind):
-        return pa.scalar(date(1970, 1, 1), kind)
-    return pa.scalar(0, pa.int64()).cast(kind)  # numbers, timestamps
+def _utility_columns(
+    policy: DatasetPolicy, schema: pa.Schema, names: Sequence[str], qis: Sequence[str]
+) -> tuple[str | None, list[str]]:
+    """The column group means are taken over (the first categorical quasi-identifier, or
+    none) and the numeric fields whose means are compared with raw."""
+    group = next((q for q in qis if policy.fields[q].type == "category"), None)
+    numeric = [
+        name
+        for name in names
+        if policy.fields[name].type in ("int", "float")
+        and (
+            pa.types.is_integer(schema.field(name).type)
+            or pa.types.is_floating(schema.field(name).type)
+        )
+    ]
+    return group, numeric
 
 
-def _class_keys(view: pa.Table, qis: Sequence[str]) -> pa.Table:
-    """The quasi-identifier class of each row, as join-able key columns.
-
-    Arrow's joins never match null keys, so each quasi-identifier becomes two columns:
-    its value with nulls (and NaN, which is no more informative) filled in, and a null
-    flag. Rows with equal flags and values are in the same class.
-    """
-    arrays: list[pa.Array | pa.ChunkedArray] = []
-    names: list[str] = []
-    for index, name in enumerate(qis):
-        column = view.column(name)
-        if pa.types.is_floating(column.type):
-            column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
-        arrays += [column.fill_null(_filler(column.type)), pc.is_null(column)]
-        names += [f"q{index}", f"q{index}_null"]
-    return pa.Table.from_arrays(arrays, names=names)
-
-
-def _merge_counts(tables: list[pa.Table]) -> pa.Table | None:
-    """Add up partial class counts into one row per class."""
-    if not tables:
+def _project(table: pa.Table | None, columns: list[str], wanted: list[str]) -> pa.Table | None:
+    """Counts of ``table`` (codes ``c0``.. of ``columns``, maybe sensitive codes ``s0``..,
+    a count) summed over the ``wanted`` columns only, renamed to one level's class keys
+    ``q0``.. (and ``s0``..)."""
+    if table is None:
         return None
-    combined = pa.concat_tables(tables)
-    keys = [name for name in combined.column_names if name != _COUNT]
-    merged = combined.group_by(keys).aggregate([(_COUNT, "sum")])
-    return merged.rename_columns([*keys, _COUNT])
-
-
-def _suppress(view: pa.Table, qis: Sequence[str], suppressed: pa.Table) -> pa.Table:
-    """The rows of ``view`` whose class is not among the ``suppressed`` class keys."""
-    keys = _class_keys(view, qis)
-    keys = keys.append_column("row", pa.array(np.arange(view.num_rows, dtype=np.int64)))
-    hits = keys.join(suppressed, keys=suppressed.column_names, join_type="left semi")
-    if hits.num_rows == 0:
-        return view
-    drop = np.zeros(view.num_rows, dtype=bool)
-    drop[hits.column("row").to_numpy()] = True
-    return view.filter(pa.array(~drop))
+    keep = [f"c{columns.index(name)}" for name in wanted]
+    extra = [c for c in table.column_names if c.startswith("s")]
+    summed = table.group_by([*keep, *extra]).aggregate([(_COUNT, "sum")])
+    return summed.rename_columns([*(f"q{i}" for i in range(len(keep))), *extra, _COUNT])

@@ -2,16 +2,29 @@
 
 Accounting is pure ε with basic composition (see :mod:`shuyu_platform.dp`): an account's
 spent ε is the sum of the ε of every query and model fit debited to it, and may never
-exceed the ε of the tenant's active grant for the dataset. ε is stored in millionths, so
-the sum is exact.
+exceed the ε of the tenant's active grant for the dataset. Besides, every dataset has a
+global account per calendar period (the policy's ``dp.global_budget_epsilon`` and
+``dp.budget_period``) that all tenants' queries draw on, so that tenants pooling their
+grants can never spend more on one person than the dataset's cap. ε is stored in
+millionths, so the sums are exact.
 
-A debit is a single conditional ``UPDATE ... SET spent = spent + cost WHERE spent + cost
-<= (the active, unexpired grant's cap)``: the database applies it atomically, so any
-number of concurrent queries (threads, processes, or service replicas on PostgreSQL)
-can never overspend, and an expired or revoked grant debits nothing. The same
-transaction records the release row and the ``dp.query`` audit event; only after it has
-committed does the engine compute the answer. An answer that then fails to compute
-keeps its ε spent (a failure could depend on the data), marked ``failed``.
+A debit is two conditional ``UPDATE ... SET spent = spent + cost WHERE spent + cost <=
+cap`` in one transaction: the tenant's account (capped by the active, unexpired
+grant), then the dataset's global account (capped by the policy). If either refuses,
+the transaction rolls back and nothing is spent. The database applies them atomically,
+so any number of concurrent queries (threads, processes, or service replicas on
+PostgreSQL, where the row locks are always taken in this order) can never overspend.
+The same transaction records the release row and the ``dp.query`` audit event; only
+after it has committed does the engine compute the answer.
+
+A debit is then *settled*: ``released`` with its answer, or, if nothing was released
+(the engine failed, or the service died before storing the answer), ``refunded``: its
+ε is given back to both accounts, audited as ``dp.refund``. An operator who prefers to
+keep the cost of failures (a failure could depend on the data) sets
+``Shuyu.dp_refund_failures = False``: they are then ``failed`` and stay spent. A
+release the service left ``debited`` when it died is settled the same way when the
+service starts (:func:`settle_interrupted`). So at rest every account's spent ε is the
+sum of its ``released`` and ``failed`` releases (:func:`ledger_problems` checks it).
 
 Released answers are stored with their SHA-256 over canonical JSON, so the egress checks
 can recognise DP output (:func:`find_release`).
@@ -22,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from sqlalchemy import func, insert, select, update
@@ -31,13 +45,19 @@ from sqlalchemy.orm import Session
 from ..access import grants, suspension
 from ..core import audit
 from ..core.db import session_scope, stamp
-from ..core.models import DpRelease, Grant, PrivacyBudget
-from ..egress.disclosure import number_key
+from ..core.models import DpGlobalBudget, DpRelease, Grant, PrivacyBudget
+from ..data.policy import BudgetPeriod, DatasetPolicy
+from .number_keys import number_key
 from .query import EPSILON_QUANTUM, QueryError
 
 MICRO: Final[int] = round(1 / EPSILON_QUANTUM)
 
 Kind = Literal["query", "model"]
+
+#: Release states that count as spent once settled: answered, or failed and kept.
+KEPT: Final[tuple[str, ...]] = ("released", "failed")
+#: Who settles debits the service left unsettled when it died.
+SETTLER: Final[str] = "platform"
 
 
 class BudgetError(QueryError):
@@ -111,21 +131,68 @@ def _account_id(db_url: str, grant: Grant) -> int:
         return session.scalars(select(PrivacyBudget.id).where(*key)).one()
 
 
+def period_of(period: BudgetPeriod, moment: datetime | None = None) -> str:
+    """The name of the calendar period (UTC) holding ``moment`` (default: now):
+    ``2026`` for a year, ``2026-Q4`` for a quarter, ``2026-11`` for a month."""
+    when = moment or datetime.now(UTC)
+    if period == "year":
+        return f"{when.year:04d}"
+    if period == "quarter":
+        return f"{when.year:04d}-Q{(when.month - 1) // 3 + 1}"
+    return f"{when.year:04d}-{when.month:02d}"
+
+
+def _pool_id(db_url: str, dataset: str, period: str) -> int:
+    """The id of the dataset's global account for ``period``, created on first use."""
+    key = (DpGlobalBudget.dataset == dataset, DpGlobalBudget.period == period)
+    with session_scope(db_url) as session:
+        found = session.scalar(select(DpGlobalBudget.id).where(*key))
+    if found is not None:
+        return found
+    now = stamp()
+    try:
+        with session_scope(db_url) as session:
+            session.execute(
+                insert(DpGlobalBudget).values(
+                    dataset=dataset, period=period, spent_micro=0, created_at=now, updated_at=now
+                )
+            )
+    except IntegrityError:
+        pass  # a concurrent first query created it
+    with session_scope(db_url) as session:
+        return session.scalars(select(DpGlobalBudget.id).where(*key)).one()
+
+
+class _AccountRefused(Exception):
+    """Rolls the debit's transaction back when the grant's account refuses it."""
+
+
+class _PoolExhausted(Exception):
+    """Rolls the debit's transaction back when the global account cannot cover it."""
+
+
 def debit(
     db_url: str,
     grant: Grant,
     *,
+    policy: DatasetPolicy,
     username: str,
     kind: Kind,
     cost_micro: int,
     request: dict[str, Any],
 ) -> str:
-    """Spend ``cost_micro`` of the grant's account; return the new release's id.
+    """Spend ``cost_micro`` of the grant's account and of the dataset's global account
+    for this period (``policy.dp``); return the new release's id.
 
-    Raises :class:`BudgetError` (and audits the refusal) if the grant is no longer
-    active or the account cannot cover the cost.
+    Raises :class:`BudgetError` if the grant is no longer active or either account
+    cannot cover the cost; then nothing is spent.
     """
+    if policy.dataset != grant.dataset:
+        raise ValueError(f"grant {grant.id} is of {grant.dataset}, not {policy.dataset}")
     account = _account_id(db_url, grant)
+    period = period_of(policy.dp.budget_period)
+    pool = _pool_id(db_url, grant.dataset, period)
+    pool_cap = round(policy.dp.global_budget_epsilon * MICRO)
     now = stamp()
     cap = (
         select(func.round(Grant.budget_epsilon * MICRO))
@@ -133,20 +200,34 @@ def debit(
         .scalar_subquery()
     )
     release_id = uuid.uuid4().hex
-    with session_scope(db_url) as session:
-        # The conditional UPDATE is the transaction's first statement: it takes the write
-        # lock (SQLite) or the row lock (PostgreSQL) before anything is read.
-        spent = session.execute(
-            update(PrivacyBudget)
-            .where(PrivacyBudget.id == account, PrivacyBudget.spent_micro + cost_micro <= cap)
-            .values(spent_micro=PrivacyBudget.spent_micro + cost_micro, updated_at=now)
-            .returning(PrivacyBudget.spent_micro)
-        ).scalar()
-        if spent is not None:
+    try:
+        with session_scope(db_url) as session:
+            # The conditional UPDATEs come first: they take the write lock (SQLite) or
+            # the row locks, account then pool (PostgreSQL), before anything is read.
+            spent = session.execute(
+                update(PrivacyBudget)
+                .where(PrivacyBudget.id == account, PrivacyBudget.spent_micro + cost_micro <= cap)
+                .values(spent_micro=PrivacyBudget.spent_micro + cost_micro, updated_at=now)
+                .returning(PrivacyBudget.spent_micro)
+            ).scalar()
+            if spent is None:
+                raise _AccountRefused
+            pooled = session.execute(
+                update(DpGlobalBudget)
+                .where(
+                    DpGlobalBudget.id == pool,
+                    DpGlobalBudget.spent_micro + cost_micro <= pool_cap,
+                )
+                .values(spent_micro=DpGlobalBudget.spent_micro + cost_micro, updated_at=now)
+                .returning(DpGlobalBudget.spent_micro)
+            ).scalar()
+            if pooled is None:
+                raise _PoolExhausted
             session.add(
                 DpRelease(
                     id=release_id,
                     budget_id=account,
+                    global_budget_id=pool,
                     grant_id=grant.id,
                     tenant=grant.tenant,
                     dataset=grant.dataset,
@@ -176,11 +257,35 @@ def debit(
                     "epsilon": epsilon(cost_micro),
                     "spent": epsilon(spent),
                     "remaining": epsilon(budget_micro - spent),
+                    "period": period,
+                    "global_spent": epsilon(pooled),
+                    "global_remaining": epsilon(pool_cap - pooled),
                     "request": request,
                 },
             )
             return release_id
-    raise _refusal(db_url, grant, account, cost_micro)
+    except _AccountRefused:
+        raise _refusal(db_url, grant, account, cost_micro) from None
+    except _PoolExhausted:
+        raise _pool_refusal(db_url, policy, pool, period, cost_micro) from None
+
+
+def _pool_refusal(
+    db_url: str, policy: DatasetPolicy, pool: int, period: str, cost_micro: int
+) -> BudgetError:
+    """Why the dataset's global account refused a debit."""
+    with session_scope(db_url) as session:
+        spent = session.scalar(select(DpGlobalBudget.spent_micro).where(DpGlobalBudget.id == pool))
+    cap = round(policy.dp.global_budget_epsilon * MICRO)
+    left = max(cap - (spent or 0), 0)
+    return BudgetError(
+        f"the global privacy budget of {policy.dataset} for {period} is exhausted: all "
+        f"tenants together have spent {epsilon(spent or 0):g} of "
+        f"{policy.dp.global_budget_epsilon:g} ε, {epsilon(left):g} ε remains, this request "
+        f"costs {epsilon(cost_micro):g} ε",
+        409,
+        remaining=epsilon(left),
+    )
 
 
 def _refusal(db_url: str, grant: Grant, account: int, cost_micro: int) -> BudgetError:
@@ -210,15 +315,30 @@ def _refusal(db_url: str, grant: Grant, account: int, cost_micro: int) -> Budget
 
 
 def release(db_url: str, release_id: str, answer: Any, *, username: str) -> str:
-    """Register the released answer (status ``released``) and return its SHA-256."""
+    """Register the released answer (status ``released``) and return its SHA-256.
+
+    Only a release still ``debited`` can be released: one already settled (refunded by
+    a start-up sweep, say) raises :class:`BudgetError` and its answer must not be sent.
+    """
     digest = answer_hash(answer)
     with session_scope(db_url) as session:
-        row = session.get(DpRelease, release_id)
-        assert row is not None and row.status == "debited"
-        row.status = "released"
-        row.answer = audit.canonical_json(answer)
-        row.answer_sha256 = digest
-        row.released_at = stamp()
+        row = session.execute(
+            update(DpRelease)
+            .where(DpRelease.id == release_id, DpRelease.status == "debited")
+            .values(
+                status="released",
+                answer=audit.canonical_json(answer),
+                answer_sha256=digest,
+                released_at=stamp(),
+            )
+            .returning(DpRelease.tenant, DpRelease.dataset, DpRelease.epsilon_micro)
+        ).one_or_none()
+        if row is None:
+            raise BudgetError(
+                f"release {release_id} was settled before its answer was stored; "
+                "nothing is released",
+                409,
+            )
         audit.record(
             session,
             actor=username,
@@ -234,22 +354,122 @@ def release(db_url: str, release_id: str, answer: Any, *, username: str) -> str:
     return digest
 
 
-def fail(db_url: str, release_id: str, error: str, *, username: str) -> None:
-    """Mark a debited release ``failed`` (its ε stays spent), audited."""
+def settle(db_url: str, release_id: str, error: str, *, username: str, refund: bool = True) -> bool:
+    """Settle a debited release that released nothing; return whether it was unsettled.
+
+    ``refund``: mark it ``refunded`` and give its ε back to the tenant's account and the
+    dataset's global account (audited ``dp.refund``); otherwise mark it ``failed`` and
+    keep its ε spent (audited ``dp.release`` with outcome ``error``). A release already
+    settled is left as it is, so settling twice never refunds twice.
+    """
+    status = "refunded" if refund else "failed"
     with session_scope(db_url) as session:
-        row = session.get(DpRelease, release_id)
-        assert row is not None
-        row.status = "failed"
-        row.error = error
+        # Claiming the row is the first statement: two settlers cannot both refund it.
+        row = session.execute(
+            update(DpRelease)
+            .where(DpRelease.id == release_id, DpRelease.status == "debited")
+            .values(status=status, error=error)
+            .returning(
+                DpRelease.tenant,
+                DpRelease.dataset,
+                DpRelease.epsilon_micro,
+                DpRelease.budget_id,
+                DpRelease.global_budget_id,
+            )
+        ).one_or_none()
+        if row is None:
+            return False
+        if refund:
+            now = stamp()
+            session.execute(
+                update(PrivacyBudget)
+                .where(PrivacyBudget.id == row.budget_id)
+                .values(spent_micro=PrivacyBudget.spent_micro - row.epsilon_micro, updated_at=now)
+            )
+            if row.global_budget_id is not None:
+                session.execute(
+                    update(DpGlobalBudget)
+                    .where(DpGlobalBudget.id == row.global_budget_id)
+                    .values(
+                        spent_micro=DpGlobalBudget.spent_micro - row.epsilon_micro,
+                        updated_at=now,
+                    )
+                )
         audit.record(
             session,
             actor=username,
-            action="dp.release",
+            action="dp.refund" if refund else "dp.release",
             target=f"dp_release:{release_id}",
             tenant=row.tenant,
-            outcome="error",
-            detail={"dataset": row.dataset, "error": error, "epsilon": epsilon(row.epsilon_micro)},
+            outcome="ok" if refund else "error",
+            detail={
+                "dataset": row.dataset,
+                "error": error,
+                "epsilon": epsilon(row.epsilon_micro),
+                "refunded": epsilon(row.epsilon_micro) if refund else 0,
+            },
         )
+    return True
+
+
+def fail(db_url: str, release_id: str, error: str, *, username: str) -> None:
+    """Mark a debited release ``failed``, keeping its ε spent (audited)."""
+    settle(db_url, release_id, error, username=username, refund=False)
+
+
+def settle_interrupted(db_url: str, *, refund: bool = True) -> list[str]:
+    """Settle every release left ``debited`` (the service died between the debit and
+    storing the answer, so nothing was released); return their ids.
+
+    Run by the platform service when it starts, before it answers anything. With
+    several service replicas on one database, a starting replica also settles what
+    another is still computing; that one's :func:`release` then refuses, so its answer
+    never leaves and nothing is released unpaid.
+    """
+    with session_scope(db_url) as session:
+        pending = list(session.scalars(select(DpRelease.id).where(DpRelease.status == "debited")))
+    return [
+        release_id
+        for release_id in pending
+        if settle(
+            db_url,
+            release_id,
+            "interrupted: the platform service stopped before the answer was released",
+            username=SETTLER,
+            refund=refund,
+        )
+    ]
+
+
+def ledger_problems(db_url: str) -> list[str]:
+    """Accounts whose spent ε differs from the sum of their releases that count.
+
+    At rest (no query in flight) every tenant account and every global account must
+    equal the sum of its ``released`` and ``failed`` releases; a ``debited`` one counts
+    too while it is in flight. An empty list means the ledger adds up.
+    """
+    counted = ("debited", *KEPT)
+    problems = []
+    with session_scope(db_url) as session:
+        for table, column in (
+            (PrivacyBudget, DpRelease.budget_id),
+            (DpGlobalBudget, DpRelease.global_budget_id),
+        ):
+            sums = dict(
+                session.execute(
+                    select(column, func.sum(DpRelease.epsilon_micro))
+                    .where(DpRelease.status.in_(counted))
+                    .group_by(column)
+                ).all()
+            )
+            for account_id, spent in session.execute(select(table.id, table.spent_micro)):
+                expected = sums.get(account_id) or 0
+                if spent != expected:
+                    problems.append(
+                        f"{table.__tablename__} {account_id}: {epsilon(spent):g} ε spent, "
+                        f"releases add up to {epsilon(expected):g} ε"
+                    )
+    return problems
 
 
 def balances(db_url: str, tenant: str) -> list[dict[str, Any]]:
@@ -278,6 +498,25 @@ def balances(db_url: str, tenant: str) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+def pool_balance(db_url: str, policy: DatasetPolicy) -> dict[str, Any]:
+    """The dataset's global budget for the current period: cap, spent, remaining."""
+    period = period_of(policy.dp.budget_period)
+    with session_scope(db_url) as session:
+        spent = session.scalar(
+            select(DpGlobalBudget.spent_micro).where(
+                DpGlobalBudget.dataset == policy.dataset, DpGlobalBudget.period == period
+            )
+        )
+    cap = round(policy.dp.global_budget_epsilon * MICRO)
+    used = spent or 0
+    return {
+        "period": period,
+        "budget_epsilon": policy.dp.global_budget_epsilon,
+        "spent_epsilon": epsilon(used),
+        "remaining_epsilon": epsilon(max(cap - used, 0)),
+    }
 
 
 def release_dict(row: DpRelease, *, with_answer: bool = True) -> dict[str, Any]:
@@ -331,7 +570,7 @@ def find_answer(db_url: str, sha256: str) -> DpRelease | None:
 
 def answers_by_number(session: Session, tenant: str) -> dict[str, list[DpRelease]]:
     """The tenant's released DP answers, keyed by the number key
-    (:func:`shuyu_platform.egress.disclosure.number_key`) of every value they hold.
+    (:func:`shuyu_platform.dp.number_keys.number_key`) of every value they hold.
 
     The egress checks mark numbers found here as DP output; a release's provenance
     names the queries behind the numbers it matched.

@@ -15,6 +15,12 @@ every summed column and the key set of every group-by column. Group-by columns n
 ``dp.public_keys`` in the policy; histogram bins are public because the tenant chose
 them. Every column used must be in the tenant's grant.
 
+Filters and group-by keys may only use the columns the policy's ``dp.filterable`` lists,
+never the privacy unit or a direct identifier, so a query cannot single out one person
+by an exact value only an insider knows; a column with a ``dp.steps`` entry is only cut
+at multiples of its step. Times are compared as the local times the data holds: a value
+with a time-zone offset is refused here rather than failing after the debit.
+
 :func:`parse` turns a request into a :class:`QuerySpec` or raises :class:`QueryError`
 with the HTTP status and a sentence that names the offending part; nothing is debited
 for a request that fails here.
@@ -228,6 +234,41 @@ class _Checker:
             )
         return field
 
+    def filterable(self, column: Any, what: str) -> FieldPolicy:
+        """A column a filter or group-by key may use: listed in the policy's
+        ``dp.filterable``, and never the privacy unit or a direct identifier."""
+        if isinstance(column, str) and column in self.policy.fields:
+            field = self.policy.fields[column]
+            dp = self.policy.dp
+            why = ""
+            if column == self.policy.privacy.privacy_unit:
+                why = "it is the privacy unit, and a filter on it singles out one person"
+            elif field.identifier:
+                why = "it is a direct identifier"
+            elif column not in dp.filterable:
+                why = "the policy does not list it as filterable"
+            if why:
+                allowed = ", ".join(dp.filterable) or "none"
+                raise QueryError(
+                    f"{what}: queries on {self.policy.dataset} may not filter or group by "
+                    f"{column!r}: {why} (filterable columns: {allowed})",
+                    status=403,
+                )
+        return self.field(column, what)
+
+    def step(self, column: str, value: float, what: str) -> None:
+        """Refuse a threshold or bin edge that is not a multiple of the column's step."""
+        step = self.policy.dp.steps.get(column)
+        if step is None:
+            return
+        ratio = value / step
+        if not math.isclose(ratio, round(ratio), rel_tol=0, abs_tol=1e-9):
+            raise QueryError(
+                f"{what}: {column!r} may only be cut at multiples of {step:g} "
+                f"(the policy's step), not at {value:g}",
+                status=403,
+            )
+
     def numeric(self, column: Any, what: str) -> FieldPolicy:
         field = self.field(column, what)
         if field.type not in ("int", "float"):
@@ -252,6 +293,11 @@ class _Checker:
                 moment = datetime.fromisoformat(value)
             except ValueError:
                 raise QueryError(f"{what}: {value!r} is not an ISO date or time") from None
+            if moment.tzinfo is not None:
+                raise QueryError(
+                    f"{what}: {value!r} carries a time zone; {column!r} holds local times "
+                    "without one, so give the local time without an offset ('2024-05-01T08:00')"
+                )
             return moment.date() if field.type == "date" else moment
         if not isinstance(value, str | int | float):
             raise QueryError(f"{what}: {value!r} is not a value of {column!r}")
@@ -270,7 +316,7 @@ def _filters(raw: Any, check: _Checker) -> tuple[Filter, ...]:
         what = f"filters[{index}]"
         if not isinstance(item, dict) or set(item) - {"column", "op", "value"}:
             raise QueryError(f"{what} must be an object with column, op and value")
-        field = check.field(item.get("column"), what)
+        field = check.filterable(item.get("column"), what)
         column, op = item["column"], item.get("op")
         if op not in FILTER_OPS:
             raise QueryError(
@@ -288,6 +334,15 @@ def _filters(raw: Any, check: _Checker) -> tuple[Filter, ...]:
             value = check.typed(field, column, item.get("value"), what)
             if op not in ("==", "!=") and field.type not in ("int", "float", "date", "timestamp"):
                 raise QueryError(f"{what}: {op} compares numbers or dates; {column!r} is text")
+        if column in check.policy.dp.steps:
+            if op not in ("<", "<=", ">", ">=", "is_null", "not_null"):
+                raise QueryError(
+                    f"{what}: {column!r} may only be compared with <, <=, > or >= "
+                    f"(the policy gives it a step), not matched with {op}",
+                    status=403,
+                )
+            if value is not None:
+                check.step(column, value, what)
         out.append(Filter(column, op, value))
     return tuple(out)
 
@@ -304,7 +359,7 @@ def _group_by(raw: Any, check: _Checker) -> tuple[GroupKey, ...]:
     for index, item in enumerate(raw):
         what = f"group_by[{index}]"
         if isinstance(item, str):
-            field = check.field(item, what)
+            field = check.filterable(item, what)
             if field.dp is None or field.dp.public_keys is None:
                 raise QueryError(
                     f"{what}: {item!r} has no public key set in the policy of "
@@ -314,6 +369,7 @@ def _group_by(raw: Any, check: _Checker) -> tuple[GroupKey, ...]:
             keys.append(item)
             groups *= len(field.dp.public_keys)
         elif isinstance(item, dict) and set(item) == {"column", "bins"}:
+            check.filterable(item["column"], what)
             check.numeric(item["column"], what)
             edges = item["bins"]
             if not isinstance(edges, list) or not 1 <= len(edges) <= MAX_BIN_EDGES:
@@ -321,6 +377,8 @@ def _group_by(raw: Any, check: _Checker) -> tuple[GroupKey, ...]:
             numbers = tuple(_number(e, f"{what}.bins") for e in edges)
             if any(b <= a for a, b in pairwise(numbers)):
                 raise QueryError(f"{what}: bin edges must increase strictly")
+            for edge in numbers:
+                check.step(item["column"], edge, f"{what}.bins")
             keys.append(Bins(item["column"], numbers))
             groups *= len(numbers) + 1
         else:

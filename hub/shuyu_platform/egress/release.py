@@ -1,26 +1,26 @@
 """Release of approved export requests into ``released/`` and their audited download (R12).
 
 When a request is approved, the platform (actor ``platform``) reads its frozen snapshot
-(refusing one whose SHA-256 changed), watermarks the content (:mod:`.watermark`), and
-writes ``released/<id>/``: the released file(s) and ``provenance.json`` (request,
-purpose, reviewers and their decisions, check verdict, the tenant's granted datasets
-and the DP answers whose numbers appear in the content). The folder is built beside
-its final place and renamed into it in one step; files are read-only (0444) and the
-folder too (0555). The manifest (every file's name, size and SHA-256) goes into the
-request's row in the same transaction as the ``approved → released`` transition, so a
-released file changed on disk is refused at download (:func:`open_released`).
+(refusing one whose SHA-256 changed), watermarks the content (:mod:`.watermark`, in the
+parsing jail: :mod:`.jailed`), and writes ``released/<id>/``: the released file(s) and
+``provenance.json`` (request, purpose, reviewers and their decisions, check verdict, the
+tenant's granted datasets and the DP answers whose numbers appear in the content). The
+folder is built beside its final place and renamed into it in one step; files are read-
+only (0444) and the folder too (0555). The manifest (every file's name, size and
+SHA-256) goes into the request's row in the same transaction as the ``approved →
+released`` transition, so a released file changed on disk is refused at download
+(:func:`open_released`).
 
 A release that fails (a full disk, say) leaves the request approved and is retried by
 :func:`release_pending`, which the service runs after each approval and on its sweep.
 
 A dashboard request is not downloaded: its release publishes it instead
-(:mod:`.dashboards`), with copies of the released files it reads, and :func:`unpublish`
-takes it off again.
+(:mod:`~shuyu_platform.dashboards.publish`), with copies of the released files it
+reads, and :func:`unpublish` takes it off again.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -37,10 +37,12 @@ from ..core.atomic import create_folder_atomically, sync_and_hash
 from ..core.db import session_scope, stamp
 from ..core.models import DpRelease, EgressDecision, EgressRequest
 from ..core.settings import Shuyu
-from ..dashboards import service as dashboards
+from ..dashboards import publish as dashboards
 from ..dp import budget
+from ..isolation.jail import JailRefusal, Limits
+from . import disclosure, jailed
 from . import requests as egress
-from .watermark import Mark, Marked, mark_file, mark_notebook
+from .watermark import Mark, Marked
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,7 @@ def provenance(
 ) -> dict[str, Any]:
     """What the release records about where its content came from and who let it out."""
     checks = json.loads(row.checks or "{}")
+    public = disclosure.public_view(checks)
     sources = budget.answers_by_number(session, row.tenant)
     queries: dict[str, DpRelease] = {}
     for key in _matched_keys(checks):
@@ -112,7 +115,11 @@ def provenance(
             if d.action in egress.DECISIONS
         ],
         "approved_at": _approved_at(decisions),
-        "checks": {"verdict": row.verdict, "counts": checks.get("counts", {})},
+        # The manifest goes to the merchant: the checks' public view (no raw-data matches).
+        "checks": {
+            "verdict": public.get("verdict", row.verdict),
+            "counts": public.get("counts", {}),
+        },
         "datasets": sorted(datasets),
         "scenarios": scenarios_of(session, row.tenant),
         "dp_queries": [
@@ -130,11 +137,9 @@ def provenance(
     }
 
 
-def render(content: dict[str, Any], row: EgressRequest, mark: Mark) -> list[Marked]:
-    """The watermarked files of a request's content."""
-    if content["kind"] == "cells":
-        return [mark_notebook(row.title, content["notebook"], content["cells"], mark)]
-    return [mark_file(content["path"], base64.b64decode(content["data_b64"]), mark)]
+def render(content: dict[str, Any], row: EgressRequest, mark: Mark, limits: Limits) -> list[Marked]:
+    """The watermarked files of a request's content (made in the parsing jail)."""
+    return jailed.watermarked_files(content, row.title, mark, limits)
 
 
 def _write_folder(target: Path, files: list[Marked], record: dict[str, Any]) -> None:
@@ -165,7 +170,7 @@ def release(settings: Shuyu, session: Session, row: EgressRequest) -> dict[str, 
     else:
         decisions = egress.decisions_of(session, row.id)
         mark = Mark(row.id, row.tenant, _approved_at(decisions) or stamp())
-        files = render(content, row, mark)
+        files = render(content, row, mark, Limits.from_settings(settings))
         listed = [
             {
                 "name": f.name,
@@ -211,8 +216,15 @@ def _publish(
         for item in manifest_of(source).get("files", []):
             path, _ = open_released(settings, source, item["name"])  # checks its SHA-256
             inputs.append((item["name"], path, item["sha256"]))
+    try:
+        notebook = jailed.dashboard_notebook(
+            content["document"], row.title, Limits.from_settings(settings)
+        )
+    except JailRefusal as refusal:
+        why = f"dashboard {row.id} cannot be published: {refusal.message}"
+        raise ReleaseError(why, 422) from None
     dashboards.unpublish(settings, row.id)  # left by an attempt that failed to commit
-    stored = dashboards.publish(settings, session, row, content, inputs)
+    stored = dashboards.publish(settings, session, row, content, inputs, notebook)
     stored["scenarios"] = scenarios_of(session, row.tenant)
     row.release_manifest = audit.canonical_json(stored)
     egress.transition(session, row, "release", actor="platform")
@@ -233,7 +245,7 @@ def unpublish(
         action="dashboard.unpublish",
         target=f"egress:{row.id}",
         tenant=row.tenant,
-        detail={"url": dashboards.url_of(row.id)},
+        detail={"url": dashboards.url_of(settings, row.id)},
     )
 
 
@@ -288,8 +300,8 @@ def open_released(settings: Shuyu, row: EgressRequest, name: str) -> tuple[Path,
         raise ReleaseError(f"request {row.id} is {row.status}, not released", 409)
     if row.kind == "dashboard":
         raise ReleaseError(
-            f"request {row.id} is a dashboard: it is viewed at {dashboards.url_of(row.id)}, "
-            "not downloaded",
+            f"request {row.id} is a dashboard: it is viewed at "
+            f"{dashboards.url_of(settings, row.id)}, not downloaded",
             409,
         )
     files = {f["name"]: f for f in manifest_of(row).get("files", [])}

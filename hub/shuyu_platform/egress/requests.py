@@ -30,7 +30,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-import nbformat
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -84,7 +83,7 @@ class EgressError(WorkflowError):
 
 
 def text_field(body: Mapping[str, Any], key: str, *, limit: int, required: bool = True) -> str:
-    """A text field of a request body (see :func:`.workflow.text_field`)."""
+    """A text field of a request body (see :func:`..workflow.transitions.text_field`)."""
     return workflow.text_field(body, key, limit=limit, required=required, error=EgressError)
 
 
@@ -148,10 +147,8 @@ def _dashboard(body: Mapping[str, Any]) -> dict[str, Any]:
     document = body.get("document")
     if not isinstance(document, dict) or document.get("nbformat") != 4:
         raise EgressError("document must be the notebook itself, in nbformat 4")
-    try:
-        nbformat.validate(nbformat.from_dict(document))
-    except nbformat.ValidationError as err:
-        raise EgressError(f"document is not a valid notebook: {err.message}") from None
+    # Validated against the nbformat schema with the disclosure checks, in the parsing
+    # jail (:mod:`.jailed`): the service itself never parses a merchant's notebook.
     releases = body.get("releases", [])
     if (
         not isinstance(releases, list)
@@ -263,8 +260,19 @@ def verify_snapshot(outbox: Path, row: EgressRequest) -> None:
         )
 
 
-def as_dict(row: EgressRequest, decisions: list[EgressDecision] | None = None) -> dict[str, Any]:
-    """A request as JSON (without its content)."""
+def as_dict(
+    row: EgressRequest, decisions: list[EgressDecision] | None = None, *, reviewer: bool = False
+) -> dict[str, Any]:
+    """A request as JSON (without its content).
+
+    Only a ``reviewer`` gets the full check report; anyone else (the merchant) gets its
+    public view (:func:`.disclosure.public_view`): findings from matching the raw data
+    are left out, and the verdict and counts are those of what remains, so nothing the
+    merchant sees tells what the raw data holds.
+    """
+    stored = json.loads(row.checks or "{}")
+    checks = stored if reviewer else disclosure.public_view(stored)
+    verdict = row.verdict if reviewer or not checks else checks["verdict"]
     body: dict[str, Any] = {
         "id": row.id,
         "tenant": row.tenant,
@@ -276,8 +284,8 @@ def as_dict(row: EgressRequest, decisions: list[EgressDecision] | None = None) -
         "status": row.status,
         "snapshot_sha256": row.snapshot_sha256,
         "snapshot_bytes": row.snapshot_bytes,
-        "verdict": row.verdict,
-        "checks": json.loads(row.checks or "{}"),
+        "verdict": verdict,
+        "checks": checks,
         "release": json.loads(row.release_manifest or "{}"),
         "created_at": row.created_at,
         "updated_at": row.updated_at,
@@ -321,6 +329,27 @@ def create(
     """Freeze ``content`` and record the request as a draft (audited)."""
     request_id = uuid.uuid4().hex
     digest, size = freeze(outbox, request_id, content)
+    try:
+        return _record_new(
+            session, request_id, digest, size, tenant, username, title, purpose, content
+        )
+    except BaseException:  # nothing recorded: no snapshot left behind without its row
+        snapshot_path(outbox, request_id).unlink(missing_ok=True)
+        raise
+
+
+def _record_new(
+    session: Session,
+    request_id: str,
+    digest: str,
+    size: int,
+    tenant: str,
+    username: str,
+    title: str,
+    purpose: str,
+    content: Mapping[str, Any],
+) -> EgressRequest:
+    """The row and audit record of a request whose snapshot was just frozen."""
     now = stamp()
     row = EgressRequest(
         id=request_id,
@@ -377,10 +406,19 @@ def decide(
     actor_tenant: str | None,
     comment: str,
     approvals_required: int,
+    seen_sha256: str,
 ) -> EgressRequest:
-    """A reviewer's decision: refused on a changed snapshot, else :func:`transition`."""
+    """A reviewer's decision on the snapshot they saw (``seen_sha256``): refused (409) if
+    the request's snapshot is another one now, or was changed on disk; else
+    :func:`transition`."""
     if action not in DECISIONS:
         raise EgressError(f"a decision is one of {', '.join(DECISIONS)}, not {action!r}")
+    if seen_sha256 != row.snapshot_sha256:
+        raise EgressError(
+            f"request {row.id} changed since you saw it: its snapshot is now "
+            f"{row.snapshot_sha256}, not {seen_sha256}; review it again",
+            409,
+        )
     verify_snapshot(outbox, row)
     return transition(
         session,

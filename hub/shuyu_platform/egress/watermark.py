@@ -102,12 +102,12 @@ def mark_file(name: str, data: bytes, mark: Mark) -> Marked:
     base = PurePosixPath(name).name
     marker = _MARKERS.get(PurePosixPath(name).suffix.lower())
     if marker is None:
-        return Marked(f"{base}.zip", _pack(base, data, mark), "packed with a release note")
+        return Marked(f"{base}.zip", pack(base, data, mark), "packed with a release note")
     how, mark_bytes = marker
     try:
         return Marked(base, mark_bytes(data, mark), how)
     except WatermarkError as err:
-        return Marked(f"{base}.zip", _pack(base, data, mark), f"packed with a release note ({err})")
+        return Marked(f"{base}.zip", pack(base, data, mark), f"packed with a release note ({err})")
 
 
 def _decode(data: bytes, what: str) -> str:
@@ -225,7 +225,9 @@ def _wrap(parts: list[str], font: Any, width: int) -> list[str]:
     return lines
 
 
-def _pack(name: str, data: bytes, mark: Mark) -> bytes:
+def pack(name: str, data: bytes, mark: Mark) -> bytes:
+    """``data`` as it is, in a ZIP archive with ``SHUYU-RELEASE.txt`` and the release as
+    the archive comment: how a file that cannot be watermarked inside is released."""
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(name, data)

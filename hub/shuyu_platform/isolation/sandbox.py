@@ -6,8 +6,11 @@ What a sandbox sees (its private mount namespace):
   Python installation, the venv, and the in-sandbox packages (``extensions/``,
   ``kernels/``) but not the hub side;
 - ``/data/views`` (its tenant's masked views) and ``/data/synthetic``, read-only;
-- ``/home/<user>``: the user's own work folder, read-write;
-- ``/run/shuyu``: a folder of Unix sockets, its only ways in and out;
+- ``/home/<user>``: the user's own work folder, read-write, inside its tenant's
+  filesystem image of ``c.Shuyu.disk_quota`` bytes (:mod:`.disk_quota`);
+- ``/run/shuyu``: a folder of Unix sockets, its only ways in and out, read-only and
+  root's, so nothing inside can rename a socket or bind one in its place;
+- ``/etc/jupyter``: an empty folder of root's, the server's only configuration folder;
 - a private ``/tmp``, ``/proc`` of its own PID namespace, a minimal ``/dev``.
 
 Nothing else of the host exists there: no ``raw/``, no platform or hub database, no
@@ -16,24 +19,34 @@ hub configuration or secrets, no other tenant.
 Network: the sandbox has its own network namespace with nothing but loopback. Relays
 (:mod:`shuyu_server.relay`) are the only paths, each to one fixed destination:
 
-    proxy --TCP--> egress gateway (hub) --gate/server.sock--> sandbox relay --> server :8888
-    server/kernel --> sandbox :8081 --hub.sock--> hub-side relay --> hub API
-    kernel        --> sandbox :10101 --api.sock--> hub-side relay --> platform service
+    proxy --TCP--> egress gateway (hub) --server.sock--> sandbox relay --> server :8888
+    server/kernel --> sandbox :8081 --hub.sock--> hub-side HTTP relay --> hub API
+    kernel        --> sandbox :10101 --api.sock--> hub-side HTTP relay --> platform service
 
 The hub-side relays and the egress gateway (:mod:`.gateway`) run in the hub's own
 event loop; the sandbox-side relays in ``shuyu_server.sandbox_init``, the sandbox's
-first program. The server's socket is made by the hub in ``run/<server>/gate/``, a
-folder only the hub can write and the sandbox does not see, and handed to
-``sandbox_init`` as an open descriptor: nothing inside can rename or replace it.
-Nothing listens on any other address, so a kernel that opens any other connection
-gets "connection refused" or "network unreachable".
+first program. The hub creates every socket: ``server.sock``'s listening socket is
+handed to ``sandbox_init`` as an open file descriptor. The relays towards the hub and
+the platform strip forwarding headers (:mod:`.http_relay`), so both see the relay's
+address, never one a kernel made up.
+Nothing listens on any other address, so a kernel that opens any other connection gets
+"connection refused" or "network unreachable".
+
+The server cannot be loosened from inside: it runs Python in isolated mode (``-I``: no
+``PYTHON*`` variables, no user site, neither the working directory nor the home on
+``sys.path``) from ``/``, which the tenant cannot write, and Jupyter reads configuration
+and data only from read-only folders (:meth:`SandboxSpawner.sandbox_env`), never from
+the home. Its stdout and stderr go through a pipe to a per-server log outside the
+sandbox (:mod:`.server_log`).
 
 Identity and limits: bubblewrap runs as root only to set up the namespaces; the server
 then runs via ``setpriv`` as a non-root uid of its tenant (allocated once per tenant,
-recorded in ``hub/tenant-ids.json``), with no capabilities and no-new-privileges.
-Memory, CPU and process-count limits come from a cgroup per server (v2, or v1
-controllers where that is what the machine has). The sandbox dies with the hub
-(``--die-with-parent``), so a hub restart never leaves an unreachable server behind.
+recorded in ``hub/tenant-ids.json``), with no capabilities and no-new-privileges, under
+a seccomp filter that refuses new namespaces, mounting, the keyring, BPF, perf and
+reaching into other processes (:mod:`.seccomp`). Memory, CPU and process-count limits
+come from a cgroup per server (v2, or v1 controllers where that is what the machine
+has). The sandbox dies with the hub (``--die-with-parent``), so a hub restart never
+leaves an unreachable server behind.
 """
 
 from __future__ import annotations
@@ -59,13 +72,15 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from traitlets import Bool, Float, Integer, List, Unicode, default
 
-from shuyu_server.relay import Endpoint, serve
-
 from ..core import audit
-from ..core.settings import REPO_ROOT, Shuyu
+from ..core.settings import REPO_ROOT, Shuyu, parse_size
 from ..egress.metering import Meter
+from . import seccomp
 from .bwrap import mounts, system_dirs
+from .disk_quota import DiskQuotaError, TenantDisk
 from .gateway import Gateway, Limits
+from .http_relay import serve_http
+from .server_log import ServerLog
 from .spawner import singleuser_command, tenant_of, work_dir
 
 #: Ports inside the sandbox's private loopback (they collide with nothing: the
@@ -73,6 +88,11 @@ from .spawner import singleuser_command, tenant_of, work_dir
 INNER_SERVER_PORT = 8888
 INNER_HUB_PORT = 8081
 INNER_API_PORT = 10101
+
+#: Where Jupyter looks for configuration and data inside the sandbox: root's folders
+#: the tenant cannot write. The home never appears in any of these paths.
+JUPYTER_CONFIG_DIR = "/etc/jupyter"
+JUPYTER_DATA_DIR = "/usr/share/jupyter"
 
 #: /etc files programs inside need, bound read-only when the host has them.
 ETC_FILES = (
@@ -231,6 +251,11 @@ class SandboxSpawner(Spawner):
     stop_grace = Integer(10, help="Seconds a server has to stop before it is killed.").tag(
         config=True
     )
+    log_max_bytes = Integer(
+        10 * 1024**2,
+        help="""Most bytes of a sandbox's stdout/stderr kept in its log (logs/<server>.log)
+        per start; the rest is dropped and counted.""",
+    ).tag(config=True)
 
     @default("mem_limit")
     def _default_mem_limit(self) -> int:
@@ -251,6 +276,8 @@ class SandboxSpawner(Spawner):
         self.cgroup: Cgroup | None = None
         self.run_dir: Path | None = None
         self.watcher: asyncio.Future[None] | None = None
+        self.disk: TenantDisk | None = None
+        self.output: ServerLog | None = None
         self.gateway: Gateway | None = None
 
     @property
@@ -276,6 +303,7 @@ class SandboxSpawner(Spawner):
             path.mkdir(exist_ok=True)
             os.chmod(path, 0o711)
         work = work_dir(settings, tenant, self.user.name)
+        self._mount_disk(tenant)
         work.mkdir(parents=True, exist_ok=True)
         os.chmod(work.parent, 0o711)
         os.chown(work, uid, uid)
@@ -291,9 +319,13 @@ class SandboxSpawner(Spawner):
         shutil.rmtree(run, ignore_errors=True)
         (run / "sock").mkdir(parents=True)
         (run / "etc").mkdir()
+        # Jupyter's configuration folder: empty but for the marker that tells
+        # jupyter_core not to "migrate" ~/.ipython into it (it would read the home).
+        (run / "jupyter").mkdir()
+        (run / "jupyter" / "migrated").write_text("never: configuration is read-only here\n")
+        os.chmod(run / "jupyter", 0o755)
         os.chmod(run, 0o711)
-        os.chown(run / "sock", uid, uid)
-        os.chmod(run / "sock", 0o700)
+        os.chmod(run / "sock", 0o755)  # root's: the tenant may connect, never create
         name = self.user.name
         (run / "etc" / "passwd").write_text(
             f"root:x:0:0:root:/root:/usr/sbin/nologin\n"
@@ -305,10 +337,28 @@ class SandboxSpawner(Spawner):
         self.run_dir = run
         return {"work": work, "views": views, "synthetic": synthetic, "run": run}
 
-    def bwrap_args(self, tenant: str, paths: dict[str, Path]) -> list[str]:
-        """The bubblewrap command line up to (not including) the sandboxed command."""
+    def _mount_disk(self, tenant: str) -> None:
+        """Mount the tenant's filesystem image on ``work/<tenant>`` (see :mod:`.disk_quota`)."""
+        if self.disk is not None:
+            return
+        settings = self.settings
+        disk = TenantDisk.of_tenant(settings.zone("work"), tenant, parse_size(settings.disk_quota))
+        try:
+            disk.acquire()
+        except DiskQuotaError as exc:
+            raise SandboxError(f"cannot mount the disk of tenant {tenant}: {exc}") from exc
+        self.disk = disk
+
+    def bwrap_args(
+        self, tenant: str, paths: dict[str, Path], seccomp_fd: int | None = None
+    ) -> list[str]:
+        """The bubblewrap command line up to (not including) the sandboxed command.
+
+        ``seccomp_fd`` is an open descriptor of :func:`.seccomp.filter_fd` that the
+        child inherits; without it the line names none (only for inspecting the mounts).
+        """
         args = [
-            self.bwrap, "--die-with-parent",
+            self.bwrap, "--die-with-parent", "--new-session",
             "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--hostname", f"shuyu-{tenant}",
             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm",
@@ -317,6 +367,8 @@ class SandboxSpawner(Spawner):
             "--perms", "0755", "--tmpfs", "/run",
             "--ro-bind", "/usr", "/usr",
         ]  # fmt: skip
+        if seccomp_fd is not None:
+            args += ["--seccomp", str(seccomp_fd)]
         args += system_dirs()
         for name in ETC_FILES:
             if (Path("/etc") / name).exists():
@@ -335,23 +387,26 @@ class SandboxSpawner(Spawner):
             ("--ro-bind", paths["views"], Path("/data/views")),
             ("--ro-bind", paths["synthetic"], Path("/data/synthetic")),
             ("--bind", paths["work"], Path(home)),
-            ("--bind", paths["run"] / "sock", Path("/run/shuyu")),
+            ("--ro-bind", paths["run"] / "sock", Path("/run/shuyu")),
+            ("--ro-bind", paths["run"] / "jupyter", Path(JUPYTER_CONFIG_DIR)),
         ]
         made = {Path("/"), Path("/usr"), Path("/etc"), Path("/var"), Path("/run"), Path("/tmp")}
         args += mounts(binds, made)
-        args += ["--chdir", home]
+        # The working directory is on no import path (-I) and nobody inside can write it.
+        args += ["--chdir", "/"]
         return args
 
     def inner_command(self, uid: int, server_fd: int) -> list[str]:
         """Drop to the tenant uid, start the relays, then the single-user server.
 
-        ``server_fd`` is the listening socket the gateway connects to (see
-        :meth:`_gate_socket`)."""
+        ``server_fd`` is the listening socket of ``/run/shuyu/server.sock``, made by
+        the hub and inherited by ``sandbox_init``, which keeps it from the server.
+        """
         python = str(Path(sys.prefix) / "bin" / "python")
         return [
             self.setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
-            python, "-m", "shuyu_server.sandbox_init",
+            python, "-I", "-m", "shuyu_server.sandbox_init",
             "--forward", f"fd:{server_fd}=tcp:127.0.0.1:{INNER_SERVER_PORT}",
             "--forward", f"tcp:127.0.0.1:{INNER_HUB_PORT}=unix:/run/shuyu/hub.sock",
             "--forward", f"tcp:127.0.0.1:{INNER_API_PORT}=unix:/run/shuyu/api.sock",
@@ -382,9 +437,33 @@ class SandboxSpawner(Spawner):
                 "PATH": f"{Path(sys.prefix) / 'bin'}:/usr/local/bin:/usr/bin:/bin",
                 "LANG": "C.UTF-8",
                 "PYTHONNOUSERSITE": "1",
+                # Configuration and data only from root's read-only folders: never
+                # ~/.jupyter or ~/.local/share/jupyter (jupyter_core.paths reads these
+                # variables first; -I keeps the user site's etc/jupyter off the path).
+                "JUPYTER_CONFIG_DIR": JUPYTER_CONFIG_DIR,
+                "JUPYTER_CONFIG_PATH": "",
+                "JUPYTER_DATA_DIR": JUPYTER_DATA_DIR,
+                "JUPYTER_PATH": "",
+                "JUPYTER_PREFER_ENV_PATH": "1",
+                "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime",
+                # JupyterLab keeps user settings and workspaces under the configuration
+                # folder unless told: here they are the browser's state for this start,
+                # in the sandbox's private /tmp, never configuration of the server.
+                "JUPYTERLAB_SETTINGS_DIR": "/tmp/jupyter-lab/user-settings",
+                "JUPYTERLAB_WORKSPACES_DIR": "/tmp/jupyter-lab/workspaces",
             }
         )
         return env
+
+    def get_args(self) -> list[str]:
+        """The server's arguments, with nbformat's notary kept in the sandbox's ``/tmp``.
+
+        The notary (which notebooks the user trusts) keeps its secret and database in
+        Jupyter's data folder, read-only here: they live in the private ``/tmp`` instead,
+        for one start. It decides only whether the user's own browser runs a notebook's
+        saved script output.
+        """
+        return [*super().get_args(), "--NotebookNotary.data_dir=/tmp"]
 
     # ----------------------------------------------------------- lifecycle
     async def start(self) -> tuple[str, int]:
@@ -397,7 +476,7 @@ class SandboxSpawner(Spawner):
         uid = TenantIds(self.settings.zone("hub") / "tenant-ids.json", self.uid_base).uid_for(
             tenant
         )
-        paths = self._prepare_host(tenant, uid)
+        paths = await asyncio.to_thread(self._prepare_host, tenant, uid)
 
         self.cgroup = Cgroup(
             self._cgroup_name(),
@@ -417,20 +496,13 @@ class SandboxSpawner(Spawner):
         hub_api = urlparse(self.hub.api_url)
         settings = self.settings
         self.relays = [
-            await serve(
-                Endpoint.parse(f"unix:{sock / 'hub.sock'}"),
-                Endpoint.parse(f"tcp:{hub_api.hostname}:{hub_api.port}"),
-                owner=uid,
+            await serve_http(
+                sock / "hub.sock", hub_api.hostname or "127.0.0.1", hub_api.port or 80, owner=uid
             ),
-            await serve(
-                Endpoint.parse(f"unix:{sock / 'api.sock'}"),
-                Endpoint.parse(f"tcp:127.0.0.1:{settings.service_port}"),
-                owner=uid,
-            ),
+            await serve_http(sock / "api.sock", "127.0.0.1", settings.service_port, owner=uid),
         ]
-        gate_path, listener = self._gate_socket(paths["run"])
         self.gateway = Gateway(
-            socket_path=str(gate_path),
+            socket_path=str(sock / "server.sock"),
             base_url=self.server.base_url if self.server else f"/user/{self.user.name}/",
             username=self.user.name,
             tenant=tenant,
@@ -441,46 +513,45 @@ class SandboxSpawner(Spawner):
         )
         host_port = self.gateway.listen()
 
-        cmd = [*self.bwrap_args(tenant, paths), "--", *self.inner_command(uid, listener.fileno())]
-        cgroup = self.cgroup
-        self.log.info("Sandboxing %s (tenant %s, uid %d)", self._server_id(), tenant, uid)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        read_end, write_end = os.pipe()
+        filter_fd = seccomp.filter_fd()
         try:
+            listener.bind(str(sock / "server.sock"))
+            os.chmod(sock / "server.sock", 0o600)
+            listener.listen(128)
+            cmd = [
+                *self.bwrap_args(tenant, paths, filter_fd),
+                "--",
+                *self.inner_command(uid, listener.fileno()),
+            ]
+            cgroup = self.cgroup
+            self.log.info("Sandboxing %s (tenant %s, uid %d)", self._server_id(), tenant, uid)
             self.proc = subprocess.Popen(
                 cmd,
                 env=self.sandbox_env(tenant),
                 stdin=subprocess.DEVNULL,
+                stdout=write_end,
+                stderr=write_end,
+                pass_fds=(filter_fd, listener.fileno()),
                 start_new_session=True,
-                pass_fds=(listener.fileno(),),
                 preexec_fn=cgroup.join if cgroup else None,
             )
+        except BaseException:
+            os.close(read_end)
+            raise
         finally:
-            listener.close()  # the sandbox's copy is the only one: it dies with the sandbox
+            os.close(write_end)
+            os.close(filter_fd)
+            listener.close()
+        self.output = await ServerLog.attach(
+            read_end, settings.zone("logs") / f"{self._server_id()}.log", self.log_max_bytes
+        )
         self.pid = self.proc.pid
         if self.cgroup is not None:
             self.watcher = asyncio.ensure_future(self._watch_limits(tenant, self.cgroup))
-        await self._wait_until_serving(gate_path)
+        await self._wait_until_serving(sock / "server.sock")
         return ("127.0.0.1", host_port)
-
-    @staticmethod
-    def _gate_socket(run: Path) -> tuple[Path, socket.socket]:
-        """The server's listening socket, in ``run/gate/`` (root only, never mounted).
-
-        The hub binds it and the sandbox's first program inherits it, so the tenant, who
-        can write ``/run/shuyu``, can neither see, rename nor replace the socket the
-        gateway connects to.
-        """
-        gate = run / "gate"
-        gate.mkdir(mode=0o700, exist_ok=True)
-        os.chown(gate, os.getuid(), os.getgid())
-        os.chmod(gate, 0o700)
-        path = gate / "server.sock"
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(path))
-        listener.listen(128)
-        listener.set_inheritable(True)
-        return path, listener
 
     async def _wait_until_serving(self, server_sock: Path) -> None:
         """Return once the server answers HTTP inside the sandbox.
@@ -566,4 +637,11 @@ class SandboxSpawner(Spawner):
         if self.run_dir is not None:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             self.run_dir = None
+        if self.disk is not None:
+            disk, self.disk = self.disk, None
+            try:
+                await asyncio.to_thread(disk.release)
+            except DiskQuotaError as exc:
+                self.log.warning("%s: %s", self._server_id(), exc)
+        self.output = None
         self.proc = None

@@ -121,8 +121,13 @@ class SpawnPolicy:
 
 
 def singleuser_command() -> list[str]:
-    """The single-user server command of the local and sandbox spawners (this venv's)."""
-    return [sys.executable, "-m", "shuyu_server.singleuser"]
+    """The single-user server command of the local and sandbox spawners (this venv's).
+
+    Python's isolated mode (``-I``) ignores ``PYTHON*`` variables and the user site and
+    keeps the working directory off ``sys.path``, so no file in a home can shadow a
+    module of the server.
+    """
+    return [sys.executable, "-I", "-m", "shuyu_server.singleuser"]
 
 
 class LocalSpawner(SimpleLocalProcessSpawner):

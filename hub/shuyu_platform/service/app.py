@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -16,10 +15,11 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpserver import HTTPServer
 
-from ..core import db
+from ..access.tenant_views import sweep
+from ..core import checkpoints, db, keyfiles
 from ..core.settings import Shuyu
 from ..data.policy import PolicyError, load_policies
-from ..data.tenant_views import sweep
+from ..dp import budget
 from ..egress.release import release_pending
 from . import (
     applications_api,
@@ -29,12 +29,19 @@ from . import (
     egress_api,
     grants_api,
     onboarding_api,
+    openapi,
     products,
     volumes_api,
 )
+from .base import NotFoundApi, StaticHandler
+from .tenant_reports import ReportLimiter
 
 HERE = Path(__file__).parent
 log = logging.getLogger("shuyu.service")
+
+#: The service's cookie secret, in the hub zone: kept across restarts, so nobody who is
+#: signed in to the service is signed out when it restarts.
+COOKIE_SECRET_FILE = "service-cookie-secret"
 
 
 def make_app(settings: Shuyu, prefix: str) -> web.Application:
@@ -56,16 +63,20 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         *onboarding_api.routes(),
         *products.routes(),
         *volumes_api.routes(),
+        *openapi.routes(),
+        (r"api/.*", NotFoundApi),  # last: only what nothing else matched
     ]
     handlers = [(url_path_join(prefix, path), handler) for path, handler in routes]
     return web.Application(
         handlers,
         shuyu=settings,
         policies=policies,
+        tenant_reports=ReportLimiter(settings.tenant_reports_per_minute),
         templates=templates,
-        cookie_secret=secrets.token_bytes(32),
+        cookie_secret=keyfiles.secret_file(settings.zone("hub") / COOKIE_SECRET_FILE),
         static_path=str(HERE / "static"),
         static_url_prefix=url_path_join(prefix, "static/"),
+        static_handler_class=StaticHandler,
         xsrf_cookies=False,  # HubOAuthenticated checks xsrf itself for cookie-authenticated writes
     )
 
@@ -77,9 +88,38 @@ async def _serve(settings: Shuyu) -> None:
     server = HTTPServer(app, xheaders=True)
     server.listen(url.port or 80, url.hostname or "127.0.0.1")
     log.info("Shuyu platform service listening on %s%s", url.geturl(), prefix)
+    checkpointing = asyncio.create_task(_checkpoint_loop(settings))
+    try:
+        while True:
+            await _sweep(settings)
+            await asyncio.sleep(SWEEP_SECONDS)
+    finally:
+        checkpointing.cancel()
+
+
+def write_checkpoint(settings: Shuyu) -> checkpoints.Checkpoint | None:
+    """Sign a checkpoint of the audit chain's head if it grew (see core.checkpoints)."""
+    with db.session_scope(settings.db_url) as session:
+        return checkpoints.write(
+            session,
+            Path(settings.audit_signing_key_file),
+            Path(settings.audit_checkpoints_file),
+        )
+
+
+async def _checkpoint_loop(settings: Shuyu) -> None:
+    """Anchor the audit chain every ``audit_checkpoint_seconds``, starting now."""
     while True:
-        await _sweep(settings)
-        await asyncio.sleep(SWEEP_SECONDS)
+        try:
+            made = await asyncio.to_thread(write_checkpoint, settings)
+        except checkpoints.CheckpointError as err:
+            log.error("audit chain NOT anchored: %s", err)
+        except Exception:  # retried on the next round
+            log.exception("audit checkpoint failed")
+        else:
+            if made is not None:
+                log.info("audit checkpoint: record %s, hash %s", made.seq, made.hash)
+        await asyncio.sleep(settings.audit_checkpoint_seconds)
 
 
 #: How often expired grants are closed, deadlines checked and releases retried.
@@ -122,6 +162,11 @@ def main() -> None:
     settings = Shuyu.from_environment()
     try:
         db.upgrade(settings.db_url)
+        settled = budget.settle_interrupted(settings.db_url, refund=settings.dp_refund_failures)
+        if settled:
+            log.warning("settled DP releases left debited by a crash: %s", ", ".join(settled))
+        for problem in budget.ledger_problems(settings.db_url):
+            log.error("the DP ledger does not add up: %s", problem)
         asyncio.run(_serve(settings))
     except PolicyError as err:
         sys.exit(f"shuyu service: invalid dataset policy\n{err}")

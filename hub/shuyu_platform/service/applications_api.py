@@ -41,16 +41,19 @@ from ..core.roles import (
 from ..core.settings import Shuyu
 from ..workflow import applications
 from .base import ApiHandler, BaseHandler
+from .request_models import (
+    APPLICATION,
+    APPLICATION_DECISION,
+    ApplicationBody,
+    ApplicationDecisionBody,
+)
 
 log = logging.getLogger("shuyu.service")
-
-#: Decisions a person takes through the API and the page (``deem_approve`` is the sweep's).
-PERSON_ACTIONS = tuple(a for a, who in applications.ACTORS.items() if who != "platform")
 
 
 def build_views(settings: Shuyu, approved: list[tuple[str, list[str]]]) -> None:
     """Build the masked views of newly approved applications: (tenant, datasets) pairs."""
-    from ..data.tenant_views import build_tenant
+    from ..access.tenant_views import build_tenant
     from ..data.views import ViewBuildError
 
     for tenant, datasets in approved:
@@ -115,14 +118,16 @@ class ApplicationHandler(BaseHandler):
             body["pending_departments"] = applications.pending_departments(session, row)
         return body
 
-    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+    def submit(self, body: ApplicationBody) -> dict[str, Any]:
         """File a new application for the caller's tenant."""
         self.require_scope(APPLICATIONS_SUBMIT, "Applying for a scenario", "merchant")
         if self.tenant is None:
             raise web.HTTPError(403, f"{self.user['name']} belongs to no tenant.")
         try:
             content = applications.parse(
-                body, self.settings["policies"], today=datetime.now(UTC).date()
+                body.model_dump(exclude_unset=True),
+                self.settings["policies"],
+                today=datetime.now(UTC).date(),
             )
             with session_scope(self.shuyu.db_url) as session:
                 row = applications.submit(
@@ -138,11 +143,9 @@ class ApplicationHandler(BaseHandler):
             raise web.HTTPError(err.status, err.message) from None
 
     async def decide(
-        self, application_id: str, action: str, comment: str, department: str
+        self, application_id: str, decision: ApplicationDecisionBody
     ) -> dict[str, Any]:
         """Record a person's decision; an approval's views are built before answering."""
-        if action not in PERSON_ACTIONS:
-            raise web.HTTPError(400, f"action must be one of {', '.join(PERSON_ACTIONS)}")
         try:
             with session_scope(self.shuyu.db_url) as session:
                 row = session.get(Application, application_id)
@@ -151,13 +154,13 @@ class ApplicationHandler(BaseHandler):
                 applications.decide(
                     session,
                     row,
-                    action,
+                    decision.action,
                     actor=self.user["name"],
                     actor_scopes=sorted(self.scopes),
                     actor_departments=self.departments,
                     actor_tenant=self.tenant,
-                    comment=comment,
-                    department=department,
+                    comment=decision.comment,
+                    department=decision.department,
                     settings=self.shuyu,
                     policies=self.settings["policies"],
                 )
@@ -178,7 +181,7 @@ class ApplicationsApi(ApplicationHandler, ApiHandler):
         self.write_json({"applications": self.listing()})
 
     def post(self) -> None:
-        self.write_json(self.submit(self.json_object()), 201)
+        self.write_json(self.submit(self.body(APPLICATION)), 201)
 
 
 class ApplicationApi(ApplicationHandler, ApiHandler):
@@ -192,11 +195,7 @@ class ApplicationDecisionApi(ApplicationHandler, ApiHandler):
     """``POST api/applications/<id>/decision``."""
 
     async def post(self, application_id: str) -> None:
-        body = self.json_object()
-        fields = [body.get(k, "") for k in ("action", "comment", "department")]
-        if not all(isinstance(f, str) for f in fields):
-            raise web.HTTPError(400, "action, comment and department must be text")
-        self.write_json(await self.decide(application_id, *fields))
+        self.write_json(await self.decide(application_id, self.body(APPLICATION_DECISION)))
 
 
 class ApplicationsPage(ApplicationHandler):
@@ -251,7 +250,7 @@ class NewApplicationPage(ApplicationHandler):
             {"dataset": name, "fields": self.get_body_arguments(f"fields:{name}") or None}
             for name in chosen
         ]
-        created = self.submit(body)
+        created = self.submit(self.declared(APPLICATION, body))
         self.redirect(f"{self.settings['templates'].globals['prefix']}applications/{created['id']}")
 
 
@@ -282,12 +281,10 @@ class ApplicationPage(ApplicationHandler):
 
     @web.authenticated
     async def post(self, application_id: str) -> None:
-        await self.decide(
-            application_id,
-            self.get_body_argument("action", ""),
-            self.get_body_argument("comment", ""),
-            self.get_body_argument("department", ""),
-        )
+        decision = {
+            key: self.get_body_argument(key, "") for key in ("action", "comment", "department")
+        }
+        await self.decide(application_id, self.declared(APPLICATION_DECISION, decision))
         self.redirect(
             f"{self.settings['templates'].globals['prefix']}applications/{application_id}"
         )

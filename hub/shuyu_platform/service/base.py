@@ -4,17 +4,96 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubOAuthenticated, check_scopes
-from tornado import web
+from pydantic import BaseModel, ValidationError
+from tornado import httputil, web
 
 from ..core import audit, roles
 from ..core.settings import Shuyu
+from . import json_body
+from .request_models import Declared
+
+T = TypeVar("T")
+Q = TypeVar("Q", bound=BaseModel)
+
+
+def message_of(err: web.HTTPError) -> str:
+    """The sentence an :class:`~tornado.web.HTTPError` carries for a person."""
+    if not err.log_message:
+        return err.reason or ""
+    return err.log_message % err.args if err.args else err.log_message
+
+
+#: Security headers of every page, API answer and static file of the platform service.
+#: No script runs on platform pages at all (they need none), nothing merchant-supplied
+#: is rendered as anything but text or a data: image, and no other origin may frame them.
+SECURITY_HEADERS: dict[str, str] = {
+    "Content-Security-Policy": "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "font-src 'self'",
+            "connect-src 'self'",
+            "form-action 'self'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        ]
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+#: ``Sec-Fetch-Site`` values of requests a browser sends from another origin.
+FOREIGN_SITES = frozenset({"cross-site", "same-site"})
+
+
+def refuse_cross_origin(request: httputil.HTTPServerRequest) -> None:
+    """Refuse (403) a state-changing request a browser sent from a page of another origin.
+
+    Browsers name the page's origin in ``Origin`` and ``Sec-Fetch-Site`` on every POST,
+    and a page's script cannot change either: a published dashboard (its own origin) or
+    any other site cannot make a signed-in reviewer's browser approve, decide or file
+    anything here, whatever cookies the browser holds. Clients that are not browsers
+    (the kernel client, the CLI) send neither header.
+    """
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    site = request.headers.get("Sec-Fetch-Site", "")
+    origin = request.headers.get("Origin", "")
+    if site in FOREIGN_SITES or (origin and urlparse(origin).netloc != request.host):
+        raise web.HTTPError(
+            403,
+            f"This request came from a page of another origin ({origin or site}); the "
+            "platform accepts changes only from its own pages.",
+        )
+
+
+class StaticHandler(web.StaticFileHandler):
+    """The service's static files, with the same security headers as its pages."""
+
+    def set_default_headers(self) -> None:
+        """The headers of :data:`SECURITY_HEADERS`."""
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
 
 
 class BaseHandler(HubOAuthenticated, web.RequestHandler):
     """A page of the service: signed-in through the hub, rendered from templates."""
+
+    def set_default_headers(self) -> None:
+        """The headers of :data:`SECURITY_HEADERS` on every answer."""
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
+
+    def prepare(self) -> None:
+        """Refuse writes sent from another origin's page (:func:`refuse_cross_origin`)."""
+        refuse_cross_origin(self.request)
 
     @property
     def shuyu(self) -> Shuyu:
@@ -73,6 +152,27 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             detail=detail,
         )
 
+    def declared(self, declared: Declared[T], value: Any) -> T:
+        """``value`` (a body built from a form) checked as ``declared``, or a 400."""
+        try:
+            json_body.check_tree(value)
+            return json_body.validate(value, declared.adapter)
+        except json_body.BodyError as err:
+            raise web.HTTPError(err.status, "%s", err.message) from None
+
+    def query_model(self, model: type[Q]) -> Q:
+        """The query string as ``model`` (each argument once), or a 400."""
+        args: dict[str, str] = {}
+        for key in self.request.query_arguments:
+            values = self.get_query_arguments(key)
+            if len(values) > 1:
+                raise web.HTTPError(400, "%s", f"give {key!r} at most once")
+            args[key] = values[0]
+        try:
+            return model.model_validate(args)
+        except ValidationError as err:
+            raise web.HTTPError(400, "%s", json_body.describe(err)) from None
+
     def render_page(self, template: str, **context: Any) -> None:
         """Render a Jinja2 template with the signed-in user in its context."""
         page = self.settings["templates"].get_template(template)
@@ -91,7 +191,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         message = self._reason
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message % exc.args if exc.args else exc.log_message
+            message = message_of(exc)
         try:
             title = HTTPStatus(status_code).phrase
         except ValueError:
@@ -105,20 +205,21 @@ class ApiHandler(BaseHandler):
 
     def prepare(self) -> None:
         """Refuse requests that carry neither a hub token nor a hub OAuth cookie."""
+        super().prepare()
         if self.current_user is None:
             raise web.HTTPError(
                 401, "Sign in through the hub, or send 'Authorization: token <hub API token>'."
             )
 
-    def json_object(self) -> dict[str, Any]:
-        """The request body as a JSON object, or a 400 saying what is wrong with it."""
+    def body(self, declared: Declared[T]) -> T:
+        """The request body read as ``declared`` (:mod:`.json_body`), or a 4xx saying why."""
         try:
-            body = json.loads(self.request.body or b"null")
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise web.HTTPError(400, f"the request body is not valid JSON: {err}") from None
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, "the request body must be a JSON object")
-        return body
+            raw = self.request.body
+            if declared.may_be_empty and not raw.strip():
+                raw = b"{}"
+            return json_body.read(raw, declared.adapter, max_bytes=declared.max_bytes)
+        except json_body.BodyError as err:
+            raise web.HTTPError(err.status, "%s", err.message) from None
 
     def write_json(self, body: Any, status: int = 200) -> None:
         """Send ``body`` as JSON."""
@@ -131,5 +232,13 @@ class ApiHandler(BaseHandler):
         message = self._reason
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message % exc.args if exc.args else exc.log_message
+            message = message_of(exc)
         self.write_json({"status": status_code, "message": message}, status_code)
+
+
+class NotFoundApi(ApiHandler):
+    """Any other path under ``api/``: a JSON 404, so that no API answer is an HTML page."""
+
+    def prepare(self) -> None:
+        """Signed in or not, the path does not exist."""
+        raise web.HTTPError(404, "%s", f"no API endpoint {self.request.path}; see api/openapi.json")

@@ -2,7 +2,9 @@
 
 The catalogue is built from the validated dataset policies: name, providing
 department, summary, fields with their classification grade, update frequency and
-provision modes. It describes data; it never contains any. Every read is audited.
+provision modes, the attacker model its views are protected against, and the worst
+re-identification risk over its current views (``view_risk``, naming no tenant). It
+describes data; it never contains any. Every read is audited.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 from tornado import web
 
 from ..access import suspension
+from ..access.tenant_views import dataset_risk
 from ..core.db import session_scope
 from ..core.roles import CATALOGUE_READ, ROLES
 from ..data.policy import DatasetPolicy
@@ -28,6 +31,7 @@ def _with_supply(handler: BaseHandler, policies: list[DatasetPolicy]) -> list[di
             "supply": {"status": "suspended", "reason": stopped[p.dataset]}
             if p.dataset in stopped
             else {"status": "active"},
+            "view_risk": dataset_risk(handler.shuyu, p.dataset),
         }
         for p in policies
     ]

@@ -6,22 +6,26 @@ from the browser or from their kernel with the server's token:
 ``POST api/dp/query``
     A query (:mod:`shuyu_platform.dp.query`). With ``"dry_run": true`` it returns the
     cost and expected accuracy and spends nothing; otherwise the cost is debited first
-    and the noisy answer returned with its intervals, release id and SHA-256.
+    and the noisy answer returned with its intervals, release id and SHA-256. Both say
+    what remains of the grant's budget and of the dataset's global one.
 ``POST api/dp/models``
     A diffprivlib model fit (:mod:`shuyu_platform.dp.learn`), debited the same way.
 ``GET api/dp/budget``
-    The tenant's budget per active grant: cap, spent, remaining, expiry.
+    The tenant's budget per active grant: cap, spent, remaining, expiry, and the
+    dataset's global budget for this period (shared by every tenant).
 ``GET api/dp/releases`` and ``GET api/dp/releases/<id>``
     The tenant's released answers (the list without answers; one with its answer).
 
 Every query and fit, answered, previewed or refused, is an audit event with its cost.
-A refused request costs nothing: every check that can refuse runs before the debit.
+A refused request costs nothing: every check that can refuse runs before the debit. A
+debited request whose answer cannot be computed is settled (:func:`budget.settle`):
+refunded and audited, with a 503 that names no data.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 from collections.abc import Awaitable, Callable
 from functools import cached_property
 from typing import Any
@@ -36,10 +40,13 @@ from ..data.policy import DatasetPolicy
 from ..dp import budget
 from ..dp import query as dpquery
 from ..dp.engine import Engine, Source, load_engine
+from . import json_body
 from .base import ApiHandler
+from .request_models import DP_MODEL as MODEL_BODY
+from .request_models import DP_QUERY as QUERY_BODY
+from .request_models import Declared
 
-#: Largest request body accepted (a query is a few hundred bytes).
-MAX_BODY = 64 * 1024
+log = logging.getLogger("shuyu.service")
 
 Compute = Callable[[], tuple[Any, dict[str, Any]]]
 """Runs a debited request: returns what is released (hashed) and the rest of the reply."""
@@ -72,18 +79,13 @@ class DpHandler(ApiHandler):
             raise dpquery.QueryError(f"tenant {self.tenant} is suspended: {reason}", 403)
         return self.tenant
 
-    def json_body(self) -> dict[str, Any]:
-        """The request body as a JSON object, or a 400 saying what is wrong with it."""
-        raw = self.request.body
-        if len(raw) > MAX_BODY:
-            raise dpquery.QueryError(f"the request body is larger than {MAX_BODY} bytes", 413)
+    def request_body(self, declared: Declared[Any]) -> dict[str, Any]:
+        """The body checked against its model, as the keys it set; a refusal otherwise."""
         try:
-            body = json.loads(raw or b"null")
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise dpquery.QueryError(f"the request body is not valid JSON: {err}") from None
-        if not isinstance(body, dict):
-            raise dpquery.QueryError("the request body must be a JSON object")
-        return body
+            body = json_body.read(self.request.body, declared.adapter, max_bytes=declared.max_bytes)
+        except json_body.BodyError as err:
+            raise dpquery.QueryError(err.message, err.status) from None
+        return dict(body.model_dump(exclude_unset=True))
 
     def dataset_policy(self, body: dict[str, Any]) -> DatasetPolicy:
         """The policy of the dataset the request names; 404 if there is none."""
@@ -117,7 +119,7 @@ class DpHandler(ApiHandler):
             body_out["remaining_epsilon"] = remaining
         self.write_json(body_out, err.status)
 
-    async def serve(self, kind: budget.Kind, prepare: Prepare) -> None:
+    async def serve(self, kind: budget.Kind, declared: Declared[Any], prepare: Prepare) -> None:
         """Check, preview or debit, compute, register and answer one request.
 
         ``prepare`` parses the body against the policy and grant and plans the work
@@ -128,7 +130,7 @@ class DpHandler(ApiHandler):
         body: Any = None
         try:
             tenant = self.merchant_tenant()
-            body = self.json_body()
+            body = self.request_body(declared)
             policy = self.dataset_policy(body)
             grant = await asyncio.to_thread(
                 budget.active_grant, self.shuyu.db_url, tenant, policy.dataset
@@ -150,6 +152,7 @@ class DpHandler(ApiHandler):
                         "dataset": policy.dataset,
                         "epsilon": spec.epsilon,
                         "remaining_epsilon": _remaining(self.shuyu.db_url, tenant, policy.dataset),
+                        "global_remaining_epsilon": _pool_remaining(self.shuyu.db_url, policy),
                         **preview,
                     }
                 )
@@ -158,6 +161,7 @@ class DpHandler(ApiHandler):
                 budget.debit,
                 self.shuyu.db_url,
                 grant,
+                policy=policy,
                 username=self.user["name"],
                 kind=kind,
                 cost_micro=spec.epsilon_micro,
@@ -169,15 +173,15 @@ class DpHandler(ApiHandler):
         try:
             released, extra = await asyncio.to_thread(compute)
         except Exception as err:
-            await asyncio.to_thread(
-                budget.fail, self.shuyu.db_url, release_id, str(err), username=self.user["name"]
+            await self.settle_failure(kind, release_id, spec.epsilon, err)
+            return
+        try:
+            digest = await asyncio.to_thread(
+                budget.release, self.shuyu.db_url, release_id, released, username=self.user["name"]
             )
-            raise web.HTTPError(
-                500, f"the {kind} was debited ({spec.epsilon:g} ε) but could not finish: {err}"
-            ) from err
-        digest = await asyncio.to_thread(
-            budget.release, self.shuyu.db_url, release_id, released, username=self.user["name"]
-        )
+        except budget.BudgetError as err:  # settled meanwhile: the answer must not leave
+            self.write_json({"status": err.status, "message": err.message}, err.status)
+            return
         self.write_json(
             {
                 "release": release_id,
@@ -185,8 +189,38 @@ class DpHandler(ApiHandler):
                 "dataset": policy.dataset,
                 "epsilon": spec.epsilon,
                 "remaining_epsilon": _remaining(self.shuyu.db_url, tenant, policy.dataset),
+                "global_remaining_epsilon": _pool_remaining(self.shuyu.db_url, policy),
                 **extra,
             }
+        )
+
+    async def settle_failure(self, kind: str, release_id: str, cost: float, err: Exception) -> None:
+        """Settle a debited request whose answer could not be computed, and say so.
+
+        Nothing was released, so its ε is refunded (unless ``Shuyu.dp_refund_failures``
+        is off). The reason goes to the log and the audit chain; the merchant gets a
+        message that does not depend on the data.
+        """
+        refund = self.shuyu.dp_refund_failures
+        log.error("DP %s %s failed after its debit", kind, release_id, exc_info=err)
+        await asyncio.to_thread(
+            budget.settle,
+            self.shuyu.db_url,
+            release_id,
+            f"{type(err).__name__}: {err}",
+            username=self.user["name"],
+            refund=refund,
+        )
+        outcome = f"its {cost:g} ε was refunded" if refund else f"its {cost:g} ε stays spent"
+        self.write_json(
+            {
+                "status": 503,
+                "message": f"the {kind} could not be answered ({outcome}); "
+                f"release {release_id} is marked {'refunded' if refund else 'failed'}, "
+                "and the operator can see why",
+                "release": release_id,
+            },
+            503,
         )
 
 
@@ -211,7 +245,7 @@ class QueryApi(DpHandler):
 
             return spec, preview, compute
 
-        await self.serve("query", prepare)
+        await self.serve("query", QUERY_BODY, prepare)
 
 
 class ModelsApi(DpHandler):
@@ -232,7 +266,7 @@ class ModelsApi(DpHandler):
 
             return spec, {"estimate": learn.estimate(spec)}, compute
 
-        await self.serve("model", prepare)
+        await self.serve("model", MODEL_BODY, prepare)
 
 
 class BudgetApi(DpHandler):
@@ -249,6 +283,7 @@ class BudgetApi(DpHandler):
             policy = policies.get(account["dataset"])
             if policy is not None:
                 account["max_epsilon_per_query"] = policy.privacy.max_epsilon_per_query
+                account["global"] = budget.pool_balance(self.shuyu.db_url, policy)
         self.audit("dp.budget.read", f"tenant:{tenant}", detail={"accounts": len(accounts)})
         self.write_json(
             {"tenant": tenant, "accounting": "pure ε, sequential composition", "budgets": accounts}
@@ -279,6 +314,11 @@ def _remaining(db_url: str, tenant: str, dataset: str) -> float | None:
         if account["dataset"] == dataset:
             return float(account["remaining_epsilon"])
     return None
+
+
+def _pool_remaining(db_url: str, policy: DatasetPolicy) -> float:
+    """What all tenants together may still spend on the dataset this period."""
+    return float(budget.pool_balance(db_url, policy)["remaining_epsilon"])
 
 
 def routes() -> list[tuple[str, type]]:

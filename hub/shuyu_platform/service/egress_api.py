@@ -8,8 +8,10 @@
     A merchant files a request (chosen cell outputs, or a file, and a purpose); the
     content is frozen in ``outbox/`` and the request submitted (:mod:`..egress`).
 ``GET api/egress/requests[?status=]`` and ``GET api/egress/requests/<id>``
-    A merchant sees its tenant's requests with status, check results and reviewers'
-    comments; a reviewer sees every request, and the frozen content of one.
+    A merchant sees its tenant's requests with status, check results (their public
+    view: no matches against the raw data's names, see ``disclosure.public_view``) and
+    reviewers' comments; a reviewer sees every request, the full checks, and the frozen
+    content of one.
 ``POST api/egress/requests/<id>/decision``
     A reviewer approves, rejects or asks for changes, with a comment.
 ``POST api/egress/requests/<id>/resubmit``
@@ -28,6 +30,7 @@ import asyncio
 import base64
 import functools
 import json
+from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
 
@@ -42,13 +45,19 @@ from ..core.roles import EGRESS_REQUEST, EGRESS_REVIEW, TENANTS_MANAGE
 from ..core.settings import Shuyu
 from ..data.policy import DatasetPolicy, Disclosure
 from ..dp import budget
-from ..egress import disclosure, release
+from ..egress import disclosure, jailed, release
 from ..egress import requests as egress
+from ..isolation.jail import JailRefusal, Limits
 from .base import ApiHandler, BaseHandler
-
-#: Fields a server may report, and the longest value kept of each.
-FIELDS: dict[str, int] = {"route": 64, "reason": 256, "method": 16, "path": 1024, "query": 512}
-
+from .request_models import (
+    BLOCKED,
+    EGRESS_CONTENT,
+    EGRESS_DECISION,
+    EMPTY,
+    NEW_EGRESS_REQUEST,
+    EgressDecisionBody,
+)
+from .tenant_reports import SOURCE, ReportLimiter
 
 #: Field titles of person names in the raw data (the names check looks for them).
 NAME_TITLES = ("姓名", "法定代表人")
@@ -104,10 +113,24 @@ class EgressHandler(ApiHandler):
         """Answer an :class:`~shuyu_platform.egress.requests.EgressError` as JSON."""
         raise web.HTTPError(err.status, err.message)
 
-    def check(self, session: Any, row: EgressRequest, content: dict[str, Any]) -> None:
-        """Run the automatic disclosure checks on new content and store the report."""
-        context = check_context(self.shuyu, self.settings["policies"], row.tenant)
-        egress.record_checks(session, row, egress.run_checks(content, context))
+    async def check(self, content: dict[str, Any], tenant: str) -> disclosure.Report:
+        """The automatic disclosure checks of new content, run in the parsing jail.
+
+        Content the jail cannot read within its limits (a decompression bomb, a file that
+        takes too long) is refused with 422 before anything is written, and audited.
+        """
+        context = check_context(self.shuyu, self.settings["policies"], tenant)
+        limits = Limits.from_settings(self.shuyu)
+        try:
+            return await asyncio.to_thread(jailed.check_content, content, context, limits)
+        except JailRefusal as refusal:
+            self.audit(
+                "egress.unreadable",
+                egress.source_of(content),
+                outcome="denied",
+                detail={"reason": refusal.reason, "message": refusal.message},
+            )
+            raise web.HTTPError(422, f"The content was not accepted: {refusal.message}.") from None
 
     def visible(self, row: EgressRequest | None, request_id: str) -> EgressRequest:
         """The request if the caller may see it: its tenant's merchants and reviewers."""
@@ -117,16 +140,32 @@ class EgressHandler(ApiHandler):
 
 
 class BlockedApi(EgressHandler):
-    """``POST api/egress/blocked``: audit one refused download."""
+    """``POST api/egress/blocked``: audit one refused download, as the tenant reports it.
+
+    The report comes from inside a sandbox (see :mod:`.tenant_reports`): it is recorded
+    with ``source: tenant-reported`` and limited per user and minute.
+    """
 
     def post(self) -> None:
         self.require_scope(EGRESS_REQUEST, "Reporting a refused download", "merchant")
-        body = self.json_object()
-        if not isinstance(body.get("route"), str):
-            raise web.HTTPError(400, "send an object with route, reason, method, path, query")
-        detail: dict[str, Any] = {
-            key: str(body.get(key, ""))[:limit] for key, limit in FIELDS.items()
-        }
+        body = self.body(BLOCKED).model_dump()
+        limiter: ReportLimiter = self.settings["tenant_reports"]
+        admitted, first_refusal = limiter.admit(self.user["name"])
+        if not admitted:
+            if first_refusal:
+                self.audit(
+                    "report.rate_limited",
+                    "egress.blocked",
+                    outcome="denied",
+                    detail={"source": SOURCE, "per_minute": limiter.per_minute},
+                )
+            raise web.HTTPError(
+                429,
+                f"Too many reported events: at most {limiter.per_minute} a minute per user; "
+                "this one was not recorded.",
+            )
+        detail: dict[str, Any] = dict(body)
+        detail["source"] = SOURCE
         self.audit(
             "egress.blocked", detail["path"] or detail["route"], outcome="denied", detail=detail
         )
@@ -147,20 +186,22 @@ class RequestsApi(EgressHandler):
                 query = query.where(EgressRequest.tenant == self.tenant)
             if status:
                 query = query.where(EgressRequest.status == status)
-            rows = [egress.as_dict(r) for r in session.scalars(query.limit(500))]
+            rows = [egress.as_dict(r, reviewer=reviewer) for r in session.scalars(query.limit(500))]
         self.write_json({"requests": rows})
 
-    def post(self) -> None:
+    async def post(self) -> None:
         self.require_scope(EGRESS_REQUEST, "Filing an egress request", "merchant")
         if self.tenant is None:
             raise web.HTTPError(403, f"{self.user['name']} belongs to no tenant.")
-        body = self.json_object()
+        body = self.body(NEW_EGRESS_REQUEST).model_dump(exclude_unset=True)
+        frozen: Path | None = None
         try:
             content = egress.parse_content(body)
             purpose = egress.text_field(body, "purpose", limit=4000)
             title = egress.text_field(body, "title", limit=200, required=False) or egress.source_of(
                 content
             )
+            report = await self.check(content, self.tenant)
             with session_scope(self.shuyu.db_url) as session:
                 if content["kind"] == "dashboard":
                     egress.released_inputs(session, self.tenant, content["releases"])
@@ -173,11 +214,16 @@ class RequestsApi(EgressHandler):
                     purpose=purpose,
                     content=content,
                 )
-                self.check(session, row, content)
+                frozen = egress.snapshot_path(self.outbox, row.id)
+                egress.record_checks(session, row, report)
                 egress.transition(session, row, "submit", actor=self.user["name"])
                 answer = egress.as_dict(row, egress.decisions_of(session, row.id))
-        except egress.EgressError as err:
-            self.fail(err)
+        except BaseException as err:
+            if frozen is not None:  # the request was not recorded: no snapshot without a row
+                frozen.unlink(missing_ok=True)
+            if isinstance(err, egress.EgressError):
+                self.fail(err)
+            raise
         self.write_json(answer, 201)
 
 
@@ -187,7 +233,9 @@ class RequestApi(EgressHandler):
     def get(self, request_id: str) -> None:
         with session_scope(self.shuyu.db_url) as session:
             row = self.visible(session.get(EgressRequest, request_id), request_id)
-            answer = egress.as_dict(row, egress.decisions_of(session, row.id))
+            answer = egress.as_dict(
+                row, egress.decisions_of(session, row.id), reviewer=self.has_scope(EGRESS_REVIEW)
+            )
         if self.has_scope(EGRESS_REVIEW):
             try:
                 answer["content"] = egress.read_snapshot(self.outbox, row)
@@ -202,27 +250,24 @@ class DecisionApi(EgressHandler):
 
     async def post(self, request_id: str) -> None:
         self.require_scope(EGRESS_REVIEW, "Deciding egress requests", "reviewer")
-        body = self.json_object()
-        action, comment = body.get("action"), body.get("comment", "")
-        if not isinstance(action, str) or action not in egress.DECISIONS:
-            raise web.HTTPError(400, f"action must be one of {', '.join(egress.DECISIONS)}")
-        if not isinstance(comment, str):
-            raise web.HTTPError(400, "comment must be text")
-        self.write_json(await decide(self, request_id, action, comment))
+        self.write_json(await decide(self, request_id, self.body(EGRESS_DECISION)))
 
 
 class ResubmitApi(EgressHandler):
     """``POST api/egress/requests/<id>/resubmit``: new content after a request for changes."""
 
-    def post(self, request_id: str) -> None:
+    async def post(self, request_id: str) -> None:
         self.require_scope(EGRESS_REQUEST, "Resubmitting an egress request", "merchant")
-        body = self.json_object()
+        body = self.body(EGRESS_CONTENT).model_dump(exclude_unset=True)
         try:
             content = egress.parse_content(body)
             with session_scope(self.shuyu.db_url) as session:
+                tenant = self.visible(session.get(EgressRequest, request_id), request_id).tenant
+            report = await self.check(content, tenant)
+            with session_scope(self.shuyu.db_url) as session:
                 row = self.visible(session.get(EgressRequest, request_id), request_id)
                 egress.resubmit(session, self.outbox, row, content, actor=self.user["name"])
-                self.check(session, row, content)
+                egress.record_checks(session, row, report)
                 answer = egress.as_dict(row, egress.decisions_of(session, row.id))
         except egress.EgressError as err:
             self.fail(err)
@@ -306,12 +351,13 @@ def render_content(content: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def decide(
-    handler: BaseHandler, request_id: str, action: str, comment: str
+    handler: BaseHandler, request_id: str, decision: EgressDecisionBody
 ) -> dict[str, Any]:
     """Record a reviewer's decision (API and review page alike); the request as JSON.
 
-    A decision that approves the request releases it at once (off the event loop); a
-    release that fails leaves it approved for the service's sweep to retry.
+    The decision names the snapshot it was made on; it is refused (409) if the request
+    changed since. A decision that approves the request releases it at once (off the
+    event loop); a release that fails leaves it approved for the service's sweep to retry.
     """
     settings = handler.shuyu
     try:
@@ -323,11 +369,12 @@ async def decide(
                 session,
                 settings.zone("outbox"),
                 row,
-                action,
+                decision.action,
                 actor=handler.user["name"],
                 actor_tenant=handler.tenant,
-                comment=comment,
+                comment=decision.comment,
                 approvals_required=settings.egress_approvals_required,
+                seen_sha256=decision.snapshot_sha256,
             )
             approved = row.status == "approved"
     except egress.EgressError as err:
@@ -336,7 +383,7 @@ async def decide(
         await asyncio.to_thread(release.release_pending, settings, [request_id])
     with session_scope(settings.db_url) as session:
         row = session.get(EgressRequest, request_id)
-        return egress.as_dict(row, egress.decisions_of(session, request_id))
+        return egress.as_dict(row, egress.decisions_of(session, request_id), reviewer=True)
 
 
 class ReviewQueuePage(BaseHandler):
@@ -347,7 +394,7 @@ class ReviewQueuePage(BaseHandler):
         self.require_scope(EGRESS_REVIEW, "The review queue", "reviewer")
         with session_scope(self.shuyu.db_url) as session:
             rows = [
-                egress.as_dict(r)
+                egress.as_dict(r, reviewer=True)
                 for r in session.scalars(
                     select(EgressRequest).order_by(EgressRequest.created_at.desc()).limit(500)
                 )
@@ -367,7 +414,7 @@ class ReviewRequestPage(BaseHandler):
             row = session.get(EgressRequest, request_id)
             if row is None:
                 raise web.HTTPError(404, f"no egress request {request_id}")
-            body = egress.as_dict(row, egress.decisions_of(session, row.id))
+            body = egress.as_dict(row, egress.decisions_of(session, row.id), reviewer=True)
         rendered: list[dict[str, Any]] = []
         content_error = ""
         try:
@@ -387,10 +434,12 @@ class ReviewRequestPage(BaseHandler):
     @web.authenticated
     async def post(self, request_id: str) -> None:
         self.require_scope(EGRESS_REVIEW, "Deciding export requests", "reviewer")
-        action = self.get_body_argument("action", "")
-        if action not in egress.DECISIONS:
+        if self.get_body_argument("action", "") not in egress.DECISIONS:
             raise web.HTTPError(400, "Choose approve, ask for changes or reject.")
-        await decide(self, request_id, action, self.get_body_argument("comment", ""))
+        decision = {
+            key: self.get_body_argument(key, "") for key in ("action", "comment", "snapshot_sha256")
+        }
+        await decide(self, request_id, self.declared(EGRESS_DECISION, decision))
         self.redirect(f"{self.settings['templates'].globals['prefix']}review/{request_id}")
 
 
@@ -419,6 +468,7 @@ class UnpublishApi(EgressHandler):
         administrator = self.has_scope(TENANTS_MANAGE)
         if not administrator:
             self.require_scope(EGRESS_REQUEST, "Unpublishing a dashboard", "merchant")
+        self.body(EMPTY)
         try:
             with session_scope(self.shuyu.db_url) as session:
                 row = session.get(EgressRequest, request_id)

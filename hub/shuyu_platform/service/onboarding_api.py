@@ -23,10 +23,13 @@ from ..core.db import session_scope
 from ..core.models import Registration
 from ..core.roles import TENANTS_MANAGE
 from ..workflow import onboarding
-from .base import ApiHandler, BaseHandler
-
-#: Largest registration body accepted.
-MAX_BODY = 64 * 1024
+from .base import ApiHandler, BaseHandler, message_of, refuse_cross_origin
+from .request_models import (
+    REGISTRATION,
+    REGISTRATION_DECISION,
+    RegistrationBody,
+    RegistrationDecisionBody,
+)
 
 
 class RegistrationHandler(BaseHandler):
@@ -37,12 +40,10 @@ class RegistrationHandler(BaseHandler):
         """The hub's accounts file, where approved users are created."""
         return AccountStore(self.shuyu.accounts_file)
 
-    def file(self, body: dict[str, Any]) -> dict[str, Any]:
+    def file(self, body: RegistrationBody) -> dict[str, Any]:
         """Check and record a registration; the registration as JSON."""
-        if len(self.request.body) > MAX_BODY:
-            raise web.HTTPError(413, f"a registration may hold at most {MAX_BODY} bytes")
         try:
-            content = onboarding.parse(body, self.store)
+            content = onboarding.parse(body.model_dump(), self.store)
             with session_scope(self.shuyu.db_url) as session:
                 row = onboarding.submit(
                     session,
@@ -65,7 +66,7 @@ class RegistrationHandler(BaseHandler):
             )
             return [onboarding.as_dict(r) for r in rows]
 
-    def decide(self, registration_id: str, action: str, reason: str) -> dict[str, Any]:
+    def decide(self, registration_id: str, decision: RegistrationDecisionBody) -> dict[str, Any]:
         """An administrator's decision; with an approval, the initial passwords."""
         self.require_scope(TENANTS_MANAGE, "Deciding registrations", "admin")
         try:
@@ -74,7 +75,12 @@ class RegistrationHandler(BaseHandler):
                 if row is None:
                     raise web.HTTPError(404, f"no registration {registration_id}")
                 passwords = onboarding.decide(
-                    session, row, action, actor=self.user["name"], reason=reason, store=self.store
+                    session,
+                    row,
+                    decision.action,
+                    actor=self.user["name"],
+                    reason=decision.reason,
+                    store=self.store,
                 )
                 return {**onboarding.as_dict(row), "initial_passwords": passwords}
         except onboarding.RegistrationError as err:
@@ -88,23 +94,21 @@ class RegistrationsApi(RegistrationHandler, ApiHandler):
         """Filing is open to anyone; listing needs a signed-in administrator."""
         if self.request.method != "POST":
             super().prepare()
+        else:
+            refuse_cross_origin(self.request)
 
     def get(self) -> None:
         self.write_json({"registrations": self.listing()})
 
     def post(self) -> None:
-        self.write_json(self.file(self.json_object()), 201)
+        self.write_json(self.file(self.body(REGISTRATION)), 201)
 
 
 class RegistrationDecisionApi(RegistrationHandler, ApiHandler):
     """``POST api/onboarding/registrations/<id>/decision``."""
 
     def post(self, registration_id: str) -> None:
-        body = self.json_object()
-        action, reason = body.get("action", ""), body.get("reason", "")
-        if not isinstance(action, str) or not isinstance(reason, str):
-            raise web.HTTPError(400, "action and reason must be text")
-        self.write_json(self.decide(registration_id, action, reason))
+        self.write_json(self.decide(registration_id, self.body(REGISTRATION_DECISION)))
 
 
 class JoinPage(RegistrationHandler):
@@ -125,13 +129,13 @@ class JoinPage(RegistrationHandler):
             {"username": n, "real_name": r} for n, r in zip(names, real_names, strict=False) if n
         ]
         try:
-            filed = self.file(body)
+            filed = self.file(self.declared(REGISTRATION, body))
         except web.HTTPError as err:
             self.set_status(err.status_code)
             self.render_page(
                 "join.html",
                 filed=None,
-                error=err.log_message or "",
+                error=message_of(err),
                 xsrf_form_html=self.xsrf_form_html(),
             )
             return
@@ -153,10 +157,10 @@ class OnboardingPage(RegistrationHandler):
 
     @web.authenticated
     def post(self) -> None:
+        decision = {key: self.get_body_argument(key, "") for key in ("action", "reason")}
         decided = self.decide(
             self.get_body_argument("registration", ""),
-            self.get_body_argument("action", ""),
-            self.get_body_argument("reason", ""),
+            self.declared(REGISTRATION_DECISION, decision),
         )
         self.render_page(
             "onboarding.html",

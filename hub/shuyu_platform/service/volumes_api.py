@@ -1,7 +1,7 @@
 """Output volumes: the largest daily volumes sent from servers to browsers (R15).
 
 The egress gateway meters every byte a merchant's server sends to the browser
-(:mod:`shuyu_platform.isolation.metering`); this page shows reviewers and auditors
+(:mod:`shuyu_platform.egress.metering`); this page shows reviewers and auditors
 the largest daily volumes of the last days, next to the daily cap, as an early
 warning of data leaving through the screen. Every read is audited.
 """
@@ -16,20 +16,14 @@ from tornado import web
 from ..core.roles import AUDIT_READ, EGRESS_REVIEW
 from ..egress import metering
 from .base import ApiHandler, BaseHandler
-
-MAX_DAYS = 90
+from .request_models import VolumesQuery
 
 
 def _read(handler: BaseHandler) -> tuple[list[metering.VolumeRow], int]:
     """The largest volumes for a reviewer or an auditor (403 otherwise), audited."""
     if not (handler.has_scope(EGRESS_REVIEW) or handler.has_scope(AUDIT_READ)):
         handler.require_scope(EGRESS_REVIEW, "Seeing output volumes", "reviewer or auditor")
-    try:
-        days = int(handler.get_argument("days", "7"))
-    except ValueError as exc:
-        raise web.HTTPError(400, "'days' must be a whole number of days.") from exc
-    if not 1 <= days <= MAX_DAYS:
-        raise web.HTTPError(400, f"'days' must be between 1 and {MAX_DAYS}.")
+    days = handler.query_model(VolumesQuery).days
     rows = metering.largest(handler.shuyu.db_url, days=days)
     handler.audit("egress.volumes.read", "volumes", detail={"days": days})
     return rows, days

@@ -3,7 +3,7 @@
 A tenant applies for one scenario: its purpose, the datasets and fields it needs, the
 method, the period, the security measures, and whether it serves the public interest
 or is commercial. The application goes through two review stages, each with a
-deadline in working days (:mod:`.workdays`):
+deadline in working days (:mod:`~shuyu_platform.core.workdays`):
 
 1. ``compliance_review``: the operator's compliance check (reviewer role), 5 days;
 2. ``source_review``: the source department of every dataset asked for
@@ -18,7 +18,8 @@ without a decision, :func:`process_deadlines` records a deemed approval by the p
 (``deem_approve``) where the operator's policy says silence is approval
 (``c.Shuyu.silence_approves``, R20), and otherwise leaves the application overdue.
 
-Approval issues one grant per dataset (:mod:`.grants`): the fields asked for, the ε
+Approval issues one grant per dataset (:mod:`~shuyu_platform.access.grants`): the fields
+asked for, the ε
 budget asked for (capped by the policy's default budget), and the period's end as
 expiry, all under the application's scenario; the caller then builds the views.
 

@@ -1,6 +1,7 @@
 """What the platform's review workflows share: errors, text fields, the transition check.
 
-Egress requests (:mod:`.egress`), scenario applications (:mod:`.applications`) and
+Egress requests (:mod:`~shuyu_platform.egress.requests`), scenario applications
+(:mod:`.applications`) and
 merchant registrations (:mod:`.onboarding`) are each a state machine whose allowed
 transitions live in one table (``TRANSITIONS``: status -> {action: next status}). Their
 errors carry the HTTP status the service answers with, and their free-text fields are

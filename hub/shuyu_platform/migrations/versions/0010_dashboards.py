@@ -18,7 +18,10 @@ NEW = "kind IN ('cells', 'file', 'dashboard')"
 
 
 def _kinds(check: str) -> None:
-    with op.batch_alter_table("egress_requests", recreate="always") as batch:
+    # SQLite cannot drop a constraint: the table is copied. PostgreSQL alters it in place
+    # (copying it there would drop the primary key that egress_decisions refers to).
+    sqlite = op.get_context().dialect.name == "sqlite"
+    with op.batch_alter_table("egress_requests", recreate="always" if sqlite else "auto") as batch:
         batch.drop_constraint("ck_egress_kind", type_="check")
         batch.create_check_constraint("ck_egress_kind", sa.text(check))
 

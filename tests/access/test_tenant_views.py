@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from harness import REPO
-from shuyu_platform.access import grants
+from shuyu_platform.access import grants, tenant_views
 from shuyu_platform.core import audit, db
 from shuyu_platform.core.settings import Shuyu
-from shuyu_platform.data import demodata, tenant_views
+from shuyu_platform.data import demodata
 from shuyu_platform.data.policy import DatasetPolicy, load_policies
 from shuyu_platform.data.views import ViewBuildError
 

@@ -6,7 +6,10 @@ grant of the dataset and the dataset is not suspended (R23). :func:`build_tenant
 grant's fields and row filter and the tenant's own masking key, and deletes views no
 grant covers; :func:`sweep`, run
 periodically by the platform service, closes expired grants and deletes their views.
-Every build (also a failed one) and every removal is audited with file hashes.
+Every build (also a failed one) and every removal is audited with file hashes and the
+view's re-identification risk; :func:`view_risks` reads the risk of the current views
+back (``shuyu views risk``) and :func:`dataset_risk` sums it up per dataset for the
+catalogue.
 
 The tenant keys derive from one platform secret in the hub zone, which no sandbox
 mounts (:func:`masking_secret`).
@@ -15,22 +18,36 @@ mounts (:func:`masking_secret`).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
-from ..access import grants, suspension
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from ..core import audit, roles
 from ..core.db import session_scope
 from ..core.settings import Shuyu
-from .masking import tenant_key
-from .policy import DatasetPolicy, load_policies
-from .views import ViewBuildError, ViewReport, build_view
+from ..data.masking import tenant_key
+from ..data.policy import DatasetPolicy, load_policies
+from ..data.views import ViewBuildError, ViewReport, ViewRiskError, build_view
+from . import grants, suspension
 
-__all__ = ["TenantBuild", "build_tenant", "known_tenants", "masking_secret", "sweep"]
+__all__ = [
+    "TenantBuild",
+    "ViewRiskEntry",
+    "build_tenant",
+    "dataset_risk",
+    "known_tenants",
+    "masking_secret",
+    "sweep",
+    "view_risks",
+]
 
 
 def _remove_view(
@@ -158,6 +175,8 @@ def build_tenant(
         except (ViewBuildError, ValueError, OSError) as err:
             failures.append(f"{dataset}: {err}")
             outcome, detail = "error", {"error": str(err)}
+            if isinstance(err, ViewRiskError):
+                detail["risk"] = err.risk.as_dict()
         else:
             built.append(report)
             outcome, detail = "ok", report.as_dict()
@@ -201,3 +220,68 @@ def sweep(settings: Shuyu) -> list[str]:
         why = "dataset suspended" if dataset in stopped else "no active grant"
         removed.append(_remove_view(settings, path, actor="system", reason=why))
     return removed
+
+
+@dataclass(frozen=True)
+class ViewRiskEntry:
+    """The risk a current view was built with, read from the view file's metadata."""
+
+    tenant: str
+    dataset: str
+    rows: int
+    risk: dict[str, Any] | None
+    """:meth:`~shuyu_platform.data.risk.ViewRisk.as_dict` of its build (``None``: a view
+    built before risk was measured)."""
+
+
+def view_risks(
+    settings: Shuyu, *, tenant: str | None = None, dataset: str | None = None
+) -> list[ViewRiskEntry]:
+    """The risk of every current view (optionally of one tenant or dataset).
+
+    The figures come from the view files' footers, which the platform writes and the
+    sandboxes only read.
+    """
+    views = settings.zone("views")
+    entries: list[ViewRiskEntry] = []
+    pattern = f"{tenant or '*'}/{dataset or '*'}.parquet"
+    for path in sorted(views.glob(pattern)) if views.is_dir() else []:
+        try:
+            metadata = pq.read_metadata(path).metadata or {}
+        except (OSError, pa.ArrowException):
+            continue
+        raw = metadata.get(b"shuyu.risk")
+        entries.append(
+            ViewRiskEntry(
+                tenant=path.parent.name,
+                dataset=path.stem,
+                rows=int(metadata.get(b"shuyu.rows", b"0")),
+                risk=json.loads(raw) if raw else None,
+            )
+        )
+    return entries
+
+
+def dataset_risk(settings: Shuyu, dataset: str) -> dict[str, Any]:
+    """The worst figures over the current views of ``dataset``, for its catalogue entry.
+
+    Names no tenant: the number of views, the highest maximum and average prosecutor
+    risk, the highest share of records below k, the most unique records, the lowest l
+    of each sensitive attribute and the highest share of rows suppressed.
+    """
+    risks = [e.risk for e in view_risks(settings, dataset=dataset) if e.risk is not None]
+    if not risks:
+        return {"views": 0}
+    lowest_l: dict[str, int] = {}
+    for risk in risks:
+        for name, value in risk.get("lowest_l", {}).items():
+            lowest_l[name] = min(value, lowest_l.get(name, value))
+    return {
+        "views": len(risks),
+        "max_prosecutor_risk": max(r["max_prosecutor_risk"] for r in risks),
+        "average_prosecutor_risk": max(r["average_prosecutor_risk"] for r in risks),
+        "records_below_k_share": max(r["records_below_k_share"] for r in risks),
+        "unique_records": max(r["unique_records"] for r in risks),
+        "lowest_l": lowest_l,
+        "suppressed_share": max(r["suppressed_share"] for r in risks),
+    }

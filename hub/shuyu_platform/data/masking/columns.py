@@ -1,72 +1,11 @@
-"""The masking engine: turns raw columns into what a tenant's view may show.
-
-Each field of a dataset policy (:mod:`shuyu_platform.data.policy`) names one masking rule;
-:func:`mask_column` applies it to one Arrow column and :func:`mask_table` to the requested
-fields of a raw table. Everything is vectorised with ``pyarrow.compute`` and numpy; the
-only per-value Python work is the keyed hash of pseudonyms and date shifts, done once per
-*distinct* value whenever a column repeats values (see :func:`_map_distinct`).
-
-Keys
-    :func:`tenant_key` derives one 32-byte key per tenant from the platform's master
-    secret. Every keyed rule derives its own sub-key from it,
-    ``k_<purpose> = HMAC-SHA256(key, "shuyu.masking.<purpose>")``, so a pseudonym never
-    equals a date-shift hash, and the tenant key itself never touches data. Tokens and
-    shifts are stable across rebuilds for one tenant and unrelated between tenants.
-
-Output types (also given by :func:`view_schema`)
-    ============================  ====================================================
-    ``keep``                      the raw type (a dictionary column is decoded)
-    ``pseudonymize``              string: ``prefix`` + 16 characters of base32
-    ``partial``, ``prefix``       string
-    ``generalize`` year / month   the raw date / timestamp type, truncated to the first
-                                  day (instant) of the year or month: 1987-06-15 becomes
-                                  1987-01-01. A date stays a date, so it sorts, filters
-                                  and subtracts as one; the field's ``shuyu.masking``
-                                  metadata says it is generalised.
-    ``generalize`` age_band       string ``"30-39"`` (age on the reference date)
-    ``bucket``                    string: the label, or ``"[lower, upper)"``
-    ``round``, ``top_code``,      int64 when the raw column is an integer and the rule's
-    ``generalize`` grid           parameter is a whole number, float64 otherwise
-    ``date_shift``                the raw date / timestamp type
-    ============================  ====================================================
-
-Pseudonyms
-    ``prefix + base32(HMAC-SHA256(k_pseudonym, value)[:10])``: the first 80 of the 256
-    bits, written as 16 lower-case RFC 4648 base32 characters (``a-z``, ``2-7``). The
-    truncation keeps tokens short; the price is possible collisions, two values sharing
-    a token. By the birthday bound the chance that *any* two of ``n`` distinct values
-    collide is about ``n**2 / 2**81``: 4e-13 for a million values, 4e-9 for 100 million,
-    well below any other source of error in the data. Inverting a token needs the key,
-    whatever its length. The value hashed is the UTF-8 text of a string, or Arrow's text
-    form of any other type (``2023-05-17``, ``42``), and not the field's name: one tenant
-    gets the same token for a credit code in every dataset, so its views join on it.
-    Nulls stay null; the empty string is a value like any other and gets a token.
-
-Date shifts
-    Each privacy unit (e.g. a person) gets one offset in days,
-    ``int.from_bytes(HMAC-SHA256(k_date_shift, unit)[:8], "big") % (2*max_days + 1) - max_days``,
-    applied to every date of that unit: the same person moves by the same number of days
-    in every dataset and every rebuild of one tenant, so intervals between a person's
-    events survive, while another tenant sees other shifts. A row whose unit is null gets
-    a null date (it cannot be shifted consistently, and showing it unshifted would leak).
-
-Invalid input never raises: nulls stay null (except where a rule says otherwise); dates
-outside years 1-9999 and unparseable date strings become null; NaN becomes null in
-numeric rules; strings are measured in Unicode code points, never bytes.
-"""
+"""Masking a raw table, column by column, with every rule vectorised."""
 
 from __future__ import annotations
 
-import contextlib
-import difflib
-import hashlib
-import hmac
-import importlib
-import math
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -79,258 +18,31 @@ from shuyu_platform.data.policy import (
     DateShiftMasking,
     FieldPolicy,
     GeneralizeMasking,
+    NoiseMasking,
     PartialMasking,
     PseudonymizeMasking,
     RoundMasking,
     TopCodeMasking,
 )
 
-__all__ = [
-    "MIN_KEY_BYTES",
-    "TOKEN_CHARS",
-    "mask_column",
-    "mask_table",
-    "masking_label",
-    "output_type",
-    "tenant_key",
-    "view_fields",
-    "view_schema",
-]
-
-#: Characters of base32 after a pseudonym's prefix (80 bits of the HMAC).
-TOKEN_CHARS: Final[int] = 16
-_TOKEN_BYTES: Final[int] = TOKEN_CHARS * 5 // 8
-_BASE32: Final[bytes] = b"abcdefghijklmnopqrstuvwxyz234567"
-#: Every 10-bit number as its two base32 characters, one uint16 each (native byte order).
-_BASE32_PAIRS: Final = (
-    np.array([[a, b] for a in _BASE32 for b in _BASE32], dtype=np.uint8).view(np.uint16).reshape(-1)
+from .keys import _BASE32_PAIRS, _TOKEN_BYTES, TOKEN_CHARS, _purpose_key
+from .schema import (
+    _FIRST_DAY,
+    _INT64_MAX,
+    _INT64_MIN,
+    _LAST_DAY,
+    _UNITS_PER_DAY,
+    _integral,
+    _is_text,
+    _temporal_type,
+    needs_unit,
+    output_type,
+    view_fields,
+    view_schema,
 )
-
-#: Shortest master secret / tenant key accepted, in bytes.
-MIN_KEY_BYTES: Final[int] = 16
-
-#: Valid days of a date32 column: 0001-01-01 .. 9999-12-31 as days since 1970-01-01.
-_FIRST_DAY: Final[int] = (date(1, 1, 1) - date(1970, 1, 1)).days
-_LAST_DAY: Final[int] = (date(9999, 12, 31) - date(1970, 1, 1)).days
-_UNITS_PER_DAY: Final[dict[str, int]] = {
-    "s": 86_400,
-    "ms": 86_400_000,
-    "us": 86_400_000_000,
-    "ns": 86_400_000_000_000,
-}
-_INT64_MIN: Final[int] = -(2**63)
-_INT64_MAX: Final[int] = 2**63 - 1
-
-#: Arrow type of each policy field type, used when no raw schema is at hand.
-_CANONICAL_TYPES: Final[dict[str, pa.DataType]] = {
-    "string": pa.string(),
-    "category": pa.string(),
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("ms"),
-}
 
 #: Values sampled to decide whether a column repeats values (see :func:`_map_distinct`).
 _DEDUPE_SAMPLE: Final[int] = 4096
-
-
-# ================================================================================ keys
-
-
-def tenant_key(secret: bytes, tenant: str) -> bytes:
-    """Derive the 32-byte masking key of ``tenant`` from the platform's master ``secret``.
-
-    ``HMAC-SHA256(secret, "shuyu.masking.tenant-key.v1" NUL tenant)``. The master secret
-    stays with the platform; the derived key is only ever used to derive per-purpose
-    sub-keys, and neither appears in any view or its metadata.
-    """
-    if not isinstance(secret, bytes | bytearray) or len(secret) < MIN_KEY_BYTES:
-        raise ValueError(f"the master secret must be at least {MIN_KEY_BYTES} bytes")
-    if not isinstance(tenant, str) or not tenant:
-        raise ValueError("the tenant must be a non-empty string")
-    message = b"shuyu.masking.tenant-key.v1\x00" + tenant.encode("utf-8")
-    return hmac.digest(bytes(secret), message, "sha256")
-
-
-def _fast_sha256() -> Callable[[bytes], Any]:
-    """The SHA-256 constructor with the least overhead per object.
-
-    For messages of a few bytes the cost is creating hash objects, not hashing: CPython's
-    own SHA-256 (``_sha2`` from 3.12, ``_sha256`` before) copies a state about 20% faster
-    than OpenSSL's. Both compute the same SHA-256; any other build falls back to hashlib.
-    """
-    for module in ("_sha2", "_sha256"):
-        with contextlib.suppress(ImportError, AttributeError):
-            constructor = importlib.import_module(module).sha256
-            if constructor(b"abc").digest() == hashlib.sha256(b"abc").digest():
-                return constructor
-    return hashlib.sha256
-
-
-_SHA256: Final = _fast_sha256()
-
-
-class _Hmac:
-    """HMAC-SHA256 (RFC 2104) under one key, with the key's two padded blocks hashed once.
-
-    Hashing millions of short values is dominated by per-call overhead; copying the two
-    prepared SHA-256 states is more than twice as fast as ``hmac.digest`` per value, and
-    gives the same bytes.
-    """
-
-    def __init__(self, key: bytes) -> None:
-        block = key if len(key) <= 64 else hashlib.sha256(key).digest()
-        block = block.ljust(64, b"\x00")
-        self._inner = _SHA256(bytes(b ^ 0x36 for b in block))
-        self._outer = _SHA256(bytes(b ^ 0x5C for b in block))
-
-    def digests(self, values: list[bytes]) -> npt.NDArray[np.uint8]:
-        """The HMAC of each value, as an ``(n, 32)`` byte matrix."""
-        inner_copy, outer_copy = self._inner.copy, self._outer.copy
-        out: list[bytes] = []
-        append = out.append
-        for value in values:
-            inner = inner_copy()
-            inner.update(value)
-            outer = outer_copy()
-            outer.update(inner.digest())
-            append(outer.digest())
-        return np.frombuffer(b"".join(out), dtype=np.uint8).reshape(len(values), 32)
-
-
-def _purpose_key(key: bytes, purpose: str) -> _Hmac:
-    """The keyed hash of one purpose (``pseudonymize``, ``date_shift``) under ``key``."""
-    if not isinstance(key, bytes | bytearray) or len(key) < MIN_KEY_BYTES:
-        raise ValueError(f"the masking key must be at least {MIN_KEY_BYTES} bytes")
-    return _Hmac(hmac.digest(bytes(key), b"shuyu.masking." + purpose.encode(), "sha256"))
-
-
-# ====================================================================== field checks
-
-
-def view_fields(policy: DatasetPolicy, fields: Sequence[str]) -> tuple[str, ...]:
-    """Check that ``fields`` may appear in a view of ``policy``; return them in policy order.
-
-    Raises :class:`ValueError` naming the field for a field the policy does not know, a
-    grade L4 field, a field the policy drops from every view, a field asked for twice,
-    or an empty request.
-    """
-    if isinstance(fields, str):
-        raise ValueError(f"fields must be a sequence of field names, not the string {fields!r}")
-    requested = list(fields)
-    if not requested:
-        raise ValueError(f"no fields requested from dataset {policy.dataset!r}")
-    seen: set[str] = set()
-    for name in requested:
-        if not isinstance(name, str) or name not in policy.fields:
-            close = difflib.get_close_matches(str(name), list(policy.fields), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"dataset {policy.dataset!r} has no field {name!r}{hint}")
-        field = policy.fields[name]
-        if field.grade == "L4":
-            raise ValueError(
-                f"field {name!r} of dataset {policy.dataset!r} is grade L4 (forbidden) "
-                "and never appears in a view"
-            )
-        if not field.visible:
-            raise ValueError(
-                f"field {name!r} of dataset {policy.dataset!r} is dropped from every view "
-                "by its masking rule"
-            )
-        if name in seen:
-            raise ValueError(f"field {name!r} is requested twice")
-        seen.add(name)
-    return tuple(name for name in policy.fields if name in seen)
-
-
-def masking_label(field: FieldPolicy) -> str:
-    """A short description of a field's masking, e.g. ``generalize:year``, for metadata."""
-    rule = field.masking
-    if isinstance(rule, GeneralizeMasking):
-        return f"generalize:{rule.to}"
-    return rule.rule
-
-
-# ============================================================================ schema
-
-
-def _is_text(kind: pa.DataType) -> bool:
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
-
-
-def _value_type(kind: pa.DataType) -> pa.DataType:
-    return kind.value_type if pa.types.is_dictionary(kind) else kind
-
-
-def _integral(number: float) -> bool:
-    return math.isfinite(number) and float(number).is_integer()
-
-
-def _temporal_type(field: FieldPolicy, raw: pa.DataType) -> pa.DataType:
-    """The type a temporal rule produces for a raw column of type ``raw``."""
-    if pa.types.is_date32(raw) or pa.types.is_timestamp(raw):
-        return raw
-    if pa.types.is_date64(raw):
-        return pa.date32()
-    return pa.date32() if field.type == "date" else pa.timestamp("s")
-
-
-def output_type(field: FieldPolicy, raw: pa.DataType | None = None) -> pa.DataType:
-    """The Arrow type ``field``'s masking produces from a raw column of type ``raw``.
-
-    Without ``raw``, the canonical type of the field's declared type is assumed.
-    """
-    raw = _value_type(raw) if raw is not None else _CANONICAL_TYPES[field.type]
-    rule = field.masking
-    if rule.rule == "keep":
-        return raw
-    if isinstance(rule, GeneralizeMasking):
-        if rule.to in ("year", "month"):
-            return _temporal_type(field, raw)
-        if rule.to == "grid":
-            assert rule.grid_degrees is not None
-            return _numeric_type(raw, rule.grid_degrees)
-        return pa.string()  # age_band, prefix
-    if isinstance(rule, RoundMasking):
-        return _numeric_type(raw, rule.to)
-    if isinstance(rule, TopCodeMasking):
-        return _numeric_type(raw, rule.max)
-    if isinstance(rule, DateShiftMasking):
-        return _temporal_type(field, raw)
-    return pa.string()  # pseudonymize, partial, bucket
-
-
-def _numeric_type(raw: pa.DataType, parameter: float) -> pa.DataType:
-    return pa.int64() if pa.types.is_integer(raw) and _integral(parameter) else pa.float64()
-
-
-def view_schema(
-    policy: DatasetPolicy, fields: Sequence[str], raw_schema: pa.Schema | None = None
-) -> pa.Schema:
-    """The Arrow schema of a view of ``fields`` (checked by :func:`view_fields`).
-
-    Columns come in policy order. Exact types need the raw file's schema (``raw_schema``):
-    ``keep`` and the temporal rules keep the raw type. Every column is nullable and
-    carries its catalogue title, grade and masking as field metadata
-    (``shuyu.title``, ``shuyu.grade``, ``shuyu.masking``).
-    """
-    columns = []
-    for name in view_fields(policy, fields):
-        field = policy.fields[name]
-        raw = None
-        if raw_schema is not None:
-            index = raw_schema.get_field_index(name)
-            if index < 0:
-                raise ValueError(f"field {name!r} is not a column of the raw file")
-            raw = raw_schema.field(index).type
-        metadata = {
-            "shuyu.title": field.title,
-            "shuyu.grade": field.grade,
-            "shuyu.masking": masking_label(field),
-        }
-        columns.append(pa.field(name, output_type(field, raw), nullable=True, metadata=metadata))
-    return pa.schema(columns)
 
 
 # ============================================================================ tables
@@ -381,19 +93,18 @@ def _unit_column(
     table: pa.Table, policy: DatasetPolicy, names: Sequence[str]
 ) -> pa.ChunkedArray | None:
     """The privacy-unit column, when a requested field needs it (``date_shift``)."""
-    needed = [name for name in names if isinstance(policy.fields[name].masking, DateShiftMasking)]
+    needed = [name for name in names if needs_unit(policy.fields[name])]
     if not needed:
         return None
     unit = policy.privacy.privacy_unit
     if unit is None:
         raise ValueError(
-            f"field {needed[0]!r} of dataset {policy.dataset!r} is date-shifted per privacy "
+            f"field {needed[0]!r} of dataset {policy.dataset!r} is masked per privacy "
             "unit, but the policy names no privacy.privacy_unit"
         )
     if unit not in table.column_names:
         raise ValueError(
-            f"field {needed[0]!r} is date-shifted per {unit!r}, "
-            f"which is not a column of the raw data"
+            f"field {needed[0]!r} is masked per {unit!r}, which is not a column of the raw data"
         )
     return table.column(unit)
 
@@ -423,8 +134,8 @@ def mask_column(
     rule = field.masking
     raw_type = array.type
     target = output_type(field, raw_type)
-    if pa.types.is_dictionary(raw_type) and not isinstance(rule, DateShiftMasking):
-        # Every rule but date_shift maps each value on its own: mask the dictionary only.
+    if pa.types.is_dictionary(raw_type) and not needs_unit(field):
+        # Rules not keyed per unit map each value on its own: mask the dictionary only.
         values = _mask_values(name, array.dictionary, field, key, reference_date)
         return values.take(array.indices).cast(target)
     if pa.types.is_dictionary(raw_type):
@@ -436,6 +147,13 @@ def mask_column(
         if len(unit) != len(array):
             raise ValueError(f"field {name!r}: the privacy-unit column has another length")
         return _date_shift(name, array, field, rule, key, unit).cast(target)
+    if isinstance(rule, NoiseMasking):
+        if unit is None:
+            raise ValueError(f"field {name!r}: noise needs the privacy-unit column")
+        unit = _single(unit)
+        if len(unit) != len(array):
+            raise ValueError(f"field {name!r}: the privacy-unit column has another length")
+        return _noise(name, _numbers(name, array), rule, key, unit).cast(target)
     return _mask_values(name, array, field, key, reference_date).cast(target)
 
 
@@ -473,13 +191,16 @@ def _mask_values(
                 raise ValueError(f"field {name!r}: age_band needs a reference date")
             assert rule.band_years is not None
             return _age_band(moments, rule.band_years, reference_date)
-        return pc.floor_temporal(moments, unit=rule.to)
+        return pc.floor_temporal(moments, unit=rule.to, multiple=rule.years or 1)
     if isinstance(rule, RoundMasking):
+        if rule.significant is not None:
+            return _significant(_numbers(name, array), rule.significant)
+        assert rule.to is not None
         return _round(_numbers(name, array), rule.to)
     if isinstance(rule, BucketMasking):
         return _bucket(_numbers(name, array), rule)
     if isinstance(rule, TopCodeMasking):
-        return _top_code(_numbers(name, array), rule.max)
+        return _top_code(_numbers(name, array), rule.max, rule.min)
     raise AssertionError(f"unhandled masking rule {rule.rule!r}")  # pragma: no cover
 
 
@@ -815,13 +536,73 @@ def _round(values: pa.Array, step: float) -> pa.Array:
     return _finite(numbers, pc.add(rounded, 0.0))  # + 0.0 turns -0.0 into 0.0
 
 
-def _top_code(values: pa.Array, ceiling: float) -> pa.Array:
-    """Replace values above ``ceiling`` by ``ceiling`` (+inf too); NaN becomes null."""
-    if pa.types.is_integer(values.type) and _integral(ceiling):
-        return pc.min_element_wise(values, pa.scalar(int(ceiling), pa.int64()), skip_nulls=False)
+def _top_code(values: pa.Array, ceiling: float | None, floor: float | None = None) -> pa.Array:
+    """Replace values above ``ceiling`` by ``ceiling`` (+inf too) and values below
+    ``floor`` by ``floor`` (-inf too); NaN becomes null. Either bound may be ``None``."""
+    bounds = [b for b in (ceiling, floor) if b is not None]
+    if pa.types.is_integer(values.type) and all(_integral(b) for b in bounds):
+        coded = values
+        if ceiling is not None:
+            coded = pc.min_element_wise(
+                coded, pa.scalar(int(ceiling), pa.int64()), skip_nulls=False
+            )
+        if floor is not None:
+            coded = pc.max_element_wise(coded, pa.scalar(int(floor), pa.int64()), skip_nulls=False)
+        return coded
     numbers = values.cast(pa.float64())
-    capped = pc.min_element_wise(numbers, pa.scalar(float(ceiling)), skip_nulls=False)
-    return pc.if_else(pc.is_nan(numbers), pa.scalar(None, pa.float64()), capped)
+    coded = numbers
+    if ceiling is not None:
+        coded = pc.min_element_wise(coded, pa.scalar(float(ceiling)), skip_nulls=False)
+    if floor is not None:
+        coded = pc.max_element_wise(coded, pa.scalar(float(floor)), skip_nulls=False)
+    return pc.if_else(pc.is_nan(numbers), pa.scalar(None, pa.float64()), coded)
+
+
+def _significant(values: pa.Array, figures: int) -> pa.Array:
+    """Round to ``figures`` significant figures, halves away from zero (1,250 -> 1,300 at
+    two figures); 0 stays 0; NaN and infinities become null; integers stay integers."""
+    integer = pa.types.is_integer(values.type)
+    numbers = values.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        magnitude = np.floor(np.log10(np.abs(numbers)))
+        step = np.where(np.isfinite(magnitude), 10.0 ** (magnitude - figures + 1), 1.0)
+        scaled = numbers / step
+        rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) * step
+        # Steps below 1 are inexact in binary: round to the step's decimals.
+        decimals = np.clip(figures - 1 - magnitude, 0, 15)
+        rounded = np.where(
+            decimals > 0, np.round(rounded * 10.0**decimals) / 10.0**decimals, rounded
+        )
+    rounded = rounded + 0.0
+    ok = np.isfinite(rounded)
+    if integer:
+        return pa.array(np.where(ok, rounded, 0).astype(np.int64), mask=~ok)
+    return pa.array(rounded, mask=~ok)
+
+
+def _noise(
+    name: str, numbers: pa.Array, rule: NoiseMasking, key: bytes, unit: pa.Array
+) -> pa.Array:
+    """``value * (1 + e)`` with ``e ~ N(0, relative_sd)`` drawn from the keyed hash of the
+    row's privacy unit and the field's name; a null unit gives a null value."""
+    prf = _purpose_key(key, f"noise:{name}")
+
+    def normals(values: pa.Array) -> pa.Array:
+        head = np.ascontiguousarray(prf.digests(_hash_input(values))[:, :16])
+        words = head.view(">u8").reshape(-1, 2).astype(np.uint64) >> np.uint64(11)
+        u1 = (words[:, 0].astype(np.float64) + 0.5) / 2.0**53
+        u2 = words[:, 1].astype(np.float64) / 2.0**53
+        return pa.array(np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2))
+
+    if pa.types.is_dictionary(unit.type):
+        unit = unit.dictionary_decode()
+    e = _map_distinct(unit, normals).fill_null(np.nan).to_numpy(zero_copy_only=False)
+    values = numbers.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+    noisy = values * (1.0 + rule.relative_sd * e)
+    result = pa.array(noisy, mask=~np.isfinite(noisy))
+    if rule.to is not None:
+        result = _round(result, rule.to)
+    return result
 
 
 def _number_text(number: float) -> str:
@@ -849,4 +630,7 @@ def _bucket(values: pa.Array, rule: BucketMasking) -> pa.Array:
     index = np.minimum(index, count - 1)  # the upper edge itself is in the last bucket
     with np.errstate(invalid="ignore"):
         inside = (numbers >= edges[0]) & (numbers <= edges[-1])
+    if rule.values is not None:
+        shown = pa.array(rule.values, type=pa.float64())
+        return shown.take(pa.array(np.where(inside, index, 0), mask=~inside))
     return pa.array(names, type=pa.string()).take(pa.array(index, mask=~inside))

@@ -1,0 +1,138 @@
+"""The hub-side relay out of a sandbox strips forwarding headers, and frames strictly.
+
+A real tornado server with ``xheaders=True`` (as the hub and the platform service run)
+answers with the address it believes the client has; raw bytes go in on the relay's
+Unix socket exactly as a kernel could send them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from tornado import web
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from harness import run_async
+from shuyu_platform.isolation.http_relay import serve_http
+
+
+class Whoami(web.RequestHandler):
+    """Answers with the client address tornado settled on, and what the body was."""
+
+    def get(self) -> None:
+        self.write({"ip": self.request.remote_ip, "headers": dict(self.request.headers)})
+
+    def post(self) -> None:
+        self.write({"ip": self.request.remote_ip, "body": self.request.body.decode()})
+
+
+def with_relay(tmp_path: Path, test: Callable[[Path], Awaitable[None]]) -> None:
+    """Run ``test(socket_path)`` against a relay in front of a real tornado server."""
+
+    async def main() -> None:
+        server = HTTPServer(web.Application([(r"/.*", Whoami)]), xheaders=True)
+        [sock] = bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+        server.add_socket(sock)
+        port = sock.getsockname()[1]
+        path = tmp_path / "hub.sock"
+        relay = await serve_http(path, "127.0.0.1", port, owner=os.getuid())
+        try:
+            await test(path)
+        finally:
+            relay.close()
+            server.stop()
+
+    run_async(main())
+
+
+async def exchange(path: Path, raw: bytes) -> bytes:
+    """Send ``raw`` on a fresh connection; everything answered until the relay closes."""
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    writer.write(raw)
+    await writer.drain()
+    writer.write_eof()
+    answer = await asyncio.wait_for(reader.read(), 20)
+    writer.close()
+    return answer
+
+
+def bodies(answer: bytes) -> list[dict]:
+    """The JSON bodies of the responses in ``answer`` (tornado's fixed-length replies)."""
+    found = []
+    rest = answer
+    while rest.startswith(b"HTTP/1.1 200"):
+        head, _, rest = rest.partition(b"\r\n\r\n")
+        length = int(
+            next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(
+                b":"
+            )[1]
+        )
+        found.append(json.loads(rest[:length]))
+        rest = rest[length:]
+    return found
+
+
+def test_forwarding_headers_are_stripped(tmp_path: Path) -> None:
+    async def test(path: Path) -> None:
+        forged = (
+            b"GET /hub/login HTTP/1.1\r\nHost: hub\r\nX-Forwarded-For: 203.0.113.9\r\n"
+            b"X-Real-IP: 203.0.113.10\r\nForwarded: for=203.0.113.11\r\n"
+            b"x-forwarded-proto: https\r\nX-Scheme: https\r\nAccept: */*\r\n\r\n"
+        )
+        answer = bodies(await exchange(path, forged * 2))
+        assert [a["ip"] for a in answer] == ["127.0.0.1", "127.0.0.1"]
+        headers = {k.lower() for k in answer[0]["headers"]}
+        assert headers == {"host", "accept"}
+
+    with_relay(tmp_path, test)
+
+
+def test_bodies_pass_whole_and_the_next_request_is_cleaned_too(tmp_path: Path) -> None:
+    async def test(path: Path) -> None:
+        chunked = (
+            b"POST /a HTTP/1.1\r\nHost: hub\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        )
+        body = b"X-Forwarded-For: 203.0.113.9"
+        sized = b"POST /b HTTP/1.1\r\nHost: hub\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        after = b"GET /c HTTP/1.1\r\nHost: hub\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n"
+        answer = bodies(await exchange(path, chunked + sized + after))
+        assert [a.get("body") for a in answer] == ["hello world", body.decode(), None]
+        assert {a["ip"] for a in answer} == {"127.0.0.1"}
+
+    with_relay(tmp_path, test)
+
+
+def test_ambiguous_framing_is_refused_with_400(tmp_path: Path) -> None:
+    smuggles = {
+        "both framings": (
+            b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        ),
+        "bare LF": b"GET / HTTP/1.1\nX-Forwarded-For: 203.0.113.9\n\nGET / HTTP/1.1\r\n\r\n",
+        "folded header": b"GET / HTTP/1.1\r\nHost: a\r\n X-Forwarded-For: 203.0.113.9\r\n\r\n",
+        "two lengths": b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        "signed length": b"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\na",
+        "chunk extension": (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;x\r\na\r\n0\r\n\r\n"
+        ),
+        "upgrade": b"GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        "gzip encoding": b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    }
+
+    async def test(path: Path) -> None:
+        for name, raw in smuggles.items():
+            answer = await exchange(path, raw)
+            assert answer.startswith(b"HTTP/1.1 400 Bad Request"), (name, answer)
+            assert b"Refused by the sandbox relay" in answer, name
+        # A good request before the bad one is answered first, then the refusal.
+        good = b"GET / HTTP/1.1\r\nHost: hub\r\n\r\n"
+        answer = await exchange(path, good + smuggles["upgrade"])
+        assert answer.startswith(b"HTTP/1.1 200") and b"400 Bad Request" in answer
+
+    with_relay(tmp_path, test)
