@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 
@@ -55,7 +56,18 @@ def test_jupyterlab_opens_and_runs_a_notebook_through_the_gateway(page, platform
         "response",
         lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None,
     )
-    page.on("websocket", lambda ws: ws.on("close", lambda _ws: failed.append(f"closed {ws.url}")))
+    kernel_frames: list[bytes] = []
+
+    def watch(ws) -> None:
+        """Note closes of every websocket, and the frames of the kernel's."""
+        ws.on("close", lambda _ws: failed.append(f"closed {ws.url}"))
+        if "/channels" in ws.url:
+            ws.on(
+                "framereceived",
+                lambda p: kernel_frames.append(p if isinstance(p, bytes) else p.encode()),
+            )
+
+    page.on("websocket", watch)
     page.goto(f"{platform.url}/hub/login")
     page.fill("#username_input", "bob")
     page.fill("#password_input", "bob-demo-2026")
@@ -64,6 +76,12 @@ def test_jupyterlab_opens_and_runs_a_notebook_through_the_gateway(page, platform
     page.goto(f"{base}/lab/tree/gateway-lab.ipynb")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
+    # The kernel's websocket is open once its kernel_info_reply came back through the
+    # gateway; a cell run before that is not sent at all.
+    deadline = time.monotonic() + 120
+    while not any(b'"kernel_info_reply"' in frame for frame in kernel_frames):
+        assert time.monotonic() < deadline, f"no kernel_info_reply through the gateway: {failed}"
+        page.wait_for_timeout(250)
     page.click(".jp-Notebook .jp-Cell .jp-InputArea-editor")
     page.keyboard.press("Shift+Enter")
     try:

@@ -55,11 +55,13 @@ NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
         "view/result.csv",
         "nbconvert/html/a.ipynb",
         "voila/render/a.ipynb",
-        "lsp/status",
+        "lsp/ws/pylsp",
+        "lsp/status/x",
         "api/terminals",
         "terminals/websocket/1",
         "api/notebooks/a.ipynb",
         "api/config/notebook",
+        "api/config/jupyterlabapputilsextensionannouncements/x",
         "metrics",
         "api/spec.yaml",
         "Lab",
@@ -85,6 +87,9 @@ def test_paths_outside_the_allow_list_are_refused(path: str) -> None:
         ("GET", "api/kernels/abc/channels", "api/kernels"),
         ("GET", "lab/api/settings/@jupyterlab/apputils-extension:themes", "lab/api/settings"),
         ("GET", "static/lab/main.js", "static"),
+        ("GET", "lab/api/build", "lab/api/build"),
+        ("GET", "api/config/jupyterlabapputilsextensionannouncements", "api/config"),
+        ("GET", "lsp/status", "lsp"),
     ],
 )
 def test_what_jupyterlab_needs_is_allowed(method: str, path: str, name: str) -> None:
@@ -97,11 +102,15 @@ def test_methods_are_part_of_the_allow_list() -> None:
     assert isinstance(decide("HEAD", "api/contents/a.ipynb", ROUTES), Refusal)
     assert isinstance(decide("DELETE", "api/kernelspecs", ROUTES), Refusal)
     assert isinstance(decide("POST", "lab", ROUTES), Refusal)
+    assert isinstance(decide("POST", "lab/api/build", ROUTES), Refusal)
+    assert isinstance(
+        decide("PATCH", "api/config/jupyterlabapputilsextensionannouncements", ROUTES), Refusal
+    )
 
 
 def test_every_route_says_why_it_is_there() -> None:
     for route in ROUTES:
-        assert route.reason and route.kind in ("proxy", "websocket", "image")
+        assert route.reason and route.kind in ("proxy", "websocket", "image", "answer")
         assert route.kind != "proxy" or route.check is not None, route.name
         assert route.kind != "image" or route.root is not None, route.name
 

@@ -102,7 +102,7 @@ REFUSED = [
     ("GET", "api/notebooks/big.csv", "api/contents"),
     ("GET", "voila/render/analysis.ipynb", "voila"),
     ("GET", "voila/files/result.csv", "voila"),
-    ("GET", "lsp/status", "lsp"),
+    ("GET", "lsp/ws/pylsp", "lsp"),
     ("GET", "api/terminals", "terminals"),
     ("POST", "api/terminals", "terminals"),
     ("GET", "terminals/websocket/1", "terminals"),

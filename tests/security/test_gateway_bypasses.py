@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import requests
 from test_downloads import Merchant, start
 
 from harness import Platform
@@ -93,6 +94,20 @@ def test_known_bypasses_of_the_in_sandbox_guard_are_refused(
     response = alice.request(method, path)
     assert response.status_code >= 400, (why, response.status_code, response.text[:200])
     assert "涪城区" not in response.text, why
+
+
+def test_the_gateway_lends_no_one_the_tenants_sign_in(alice: Merchant, platform: Platform) -> None:
+    """The gateway keeps no cookies of its own: the server's sign-in cookie is the browser's.
+
+    Its HTTP client once kept a cookie jar, so after alice signed in to her server every
+    request reaching her gateway carried her cookie, whoever sent it.
+    """
+    assert alice.request("GET", "api/contents").status_code == 200
+    for who, session in (("nobody", requests.Session()), ("bob", platform.login("bob"))):
+        for path in ("api/contents", "api/contents/x.ipynb", "lab"):
+            response = session.get(f"{alice.base}/{path}", allow_redirects=False, timeout=30)
+            assert response.status_code in (302, 403), (who, path, response.status_code)
+            assert "涪城区" not in response.text and "result.csv" not in response.text
 
 
 def test_many_small_files_each_refused_and_audited(alice: Merchant, platform: Platform) -> None:

@@ -241,10 +241,12 @@ class Route:
     name: str
     pattern: str
     methods: frozenset[str]
-    kind: str  # "proxy" | "websocket" | "image"
+    kind: str  # "proxy" | "websocket" | "image" | "answer"
     reason: str
     check: Check | None = None
     root: Callable[[], Path] | None = None
+    #: For "answer" routes: the status the gateway itself answers (the server is not asked).
+    status: int = 404
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -326,6 +328,16 @@ ROUTES: list[Route] = [
            "extension allow/block listings", check=json_up_to(64 * KIB)),
     _route("lab/api/licenses", r"lab/api/licenses/?", "GET", "proxy",
            "licences of the bundled packages", check=json_up_to(8 * MIB)),
+    _route("lab/api/build", r"lab/api/build", "GET", "proxy",
+           "whether the application needs a rebuild (asking for one, POST, is refused)",
+           check=json_up_to(4 * KIB)),
+    _route("api/config", r"api/config/jupyterlabapputilsextensionannouncements", "GET", "proxy",
+           "the news and update-check preference, read from the image's read-only "
+           "configuration (other sections, and any write, are refused)",
+           check=json_up_to(16 * KIB)),
+    _route("lsp", r"lsp/status", "GET", "answer",
+           "JupyterLab asks whether language servers run: the gateway answers 404 itself "
+           "(they are switched off; every other lsp path is refused)"),
 ]
 
 #: Terminal routes, allowed only with ``c.Shuyu.allow_terminals``.
@@ -348,7 +360,7 @@ REFUSED: dict[str, str] = {
     "terminals": "terminals are switched off",
     "api/terminals": "terminals are switched off",
     "api/notebooks": "old contents API alias",
-    "api/config": "server-side config documents the tenant writes",
+    "api/config": "server-side config documents (one read-only section is allowed)",
 }
 
 
@@ -458,6 +470,9 @@ class Gateway:
                 connector=aiohttp.UnixConnector(path=self.socket_path, limit=64),
                 auto_decompress=False,
                 skip_auto_headers=("Accept-Encoding",),
+                # Cookies are the browser's: a jar here would keep the server's
+                # login cookie and send it on every request, whoever made it.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=300, connect=10),
             )
         return self._client
@@ -605,6 +620,10 @@ class HttpGateway(_GatewayMixin, web.RequestHandler):
         decision = decide(self.request.method or "GET", relative, self.gw.routes)
         if isinstance(decision, Refusal):
             self.refuse(decision)
+            return
+        if decision.kind == "answer":
+            self.set_status(decision.status)
+            self.finish({"message": decision.reason})
             return
         if decision.kind != "proxy":  # a websocket route without the upgrade
             self.refuse(Refusal(decision.name, "a websocket route asked without upgrade", 400))
