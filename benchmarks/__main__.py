@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import sys
 
-from . import dp, egress, load, spawn, views
+from . import dp, egress, gateway, load, spawn, views
 
 BENCHMARKS = {
     "spawn": spawn.main,
     "views": views.main,
     "dp": dp.main,
     "egress": egress.main,
+    "gateway": gateway.main,
     "load": load.main,
 }
 

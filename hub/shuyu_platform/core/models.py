@@ -7,6 +7,7 @@ here and the newest migration must agree (a test compares them).
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Float,
@@ -353,3 +354,23 @@ class Registration(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[str] = mapped_column(String(32))
     updated_at: Mapped[str] = mapped_column(String(32))
+
+
+class OutputVolume(Base):
+    """Bytes a user's servers sent to the browser on one UTC day, by kind (R15).
+
+    Written by the hub-side egress gateway (:mod:`shuyu_platform.egress.metering`):
+    ``kind`` is ``http`` for response bodies or ``ws:<msg_type>`` for kernel websocket
+    frames (``ws:other`` for anything else). The daily cap is checked against the sum
+    over kinds.
+    """
+
+    __tablename__ = "output_volumes"
+
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, UTC
+    kind: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (Index("ix_output_volume_day", "day"),)

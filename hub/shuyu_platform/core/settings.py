@@ -347,6 +347,39 @@ class Shuyu(Configurable):
     def _default_dp_engine(self) -> str:
         return _env("SHUYU_DP_ENGINE", "shuyu_platform.dp.opendp_engine:OpenDpEngine")
 
+    egress_daily_cap = Integer(
+        help="""Most bytes one user's servers may send to the browser in a UTC day, counted
+        by the egress gateway (HTTP response bodies and kernel websocket frames; JupyterLab's
+        own assets, served by the gateway from the image, are not counted). Past it the
+        gateway answers 429 and closes kernel websockets with a message saying why, until
+        the next day. 0 switches the cap off (volumes are still metered and audited).
+        Env: SHUYU_EGRESS_DAILY_CAP. Default 512 MiB: a heavy day of analysis (opening
+        notebooks of a few MB dozens of times, a few thousand plots and tables of ~100 KB,
+        the file browser polling every 10 s for 10 hours) sends about 100–200 MB, while
+        taking data out through the screen takes far more (the masked health_records view
+        alone is 7.8 MB as CSV, and a real tenant's views are many times that).""",
+    ).tag(config=True)
+
+    @default("egress_daily_cap")
+    def _default_egress_daily_cap(self) -> int:
+        return int(_env("SHUYU_EGRESS_DAILY_CAP", str(512 * 1024 * 1024)))
+
+    @validate("egress_daily_cap")
+    def _cap_not_negative(self, proposal: dict) -> int:
+        if int(proposal["value"]) < 0:
+            raise ValueError("egress_daily_cap must be 0 (off) or a number of bytes")
+        return int(proposal["value"])
+
+    gateway_notebook_cap = Integer(
+        help="""Largest contents-API reply (a notebook or a folder listing, JSON) the egress
+        gateway lets through to the browser; larger ones are refused, audited.
+        Env: SHUYU_GATEWAY_NOTEBOOK_CAP. Default 16 MiB, the platform's snapshot limit.""",
+    ).tag(config=True)
+
+    @default("gateway_notebook_cap")
+    def _default_gateway_notebook_cap(self) -> int:
+        return int(_env("SHUYU_GATEWAY_NOTEBOOK_CAP", str(16 * 1024 * 1024)))
+
     dp_refund_failures = Bool(
         help="""Whether a DP query or model fit that was debited but released nothing (the
         engine failed, or the platform service died before storing the answer) gives its ε
@@ -513,6 +546,7 @@ class Shuyu(Configurable):
             "SHUYU_SILENCE_APPROVES": "1" if self.silence_approves else "0",
             "SHUYU_HOLIDAYS": ",".join(self.holidays),
             "SHUYU_EXTRA_WORKDAYS": ",".join(self.extra_workdays),
+            "SHUYU_EGRESS_DAILY_CAP": str(self.egress_daily_cap),
             "SHUYU_AUDIT_SIGNING_KEY": self.audit_signing_key_file,
             "SHUYU_AUDIT_CHECKPOINTS": self.audit_checkpoints_file,
             "SHUYU_AUDIT_CHECKPOINT_SECONDS": str(self.audit_checkpoint_seconds),

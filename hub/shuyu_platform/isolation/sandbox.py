@@ -19,15 +19,16 @@ hub configuration or secrets, no other tenant.
 Network: the sandbox has its own network namespace with nothing but loopback. Relays
 (:mod:`shuyu_server.relay`) are the only paths, each to one fixed destination:
 
-    proxy --TCP--> hub-side relay --server.sock--> sandbox relay --> server :8888
+    proxy --TCP--> egress gateway (hub) --server.sock--> sandbox relay --> server :8888
     server/kernel --> sandbox :8081 --hub.sock--> hub-side HTTP relay --> hub API
     kernel        --> sandbox :10101 --api.sock--> hub-side HTTP relay --> platform service
 
-The hub-side relays run in the hub's own event loop; the sandbox-side ones in
-``shuyu_server.sandbox_init``, the sandbox's first program. The hub creates every
-socket: ``server.sock``'s listening socket is handed to ``sandbox_init`` as an open
-file descriptor. The relays towards the hub and the platform strip forwarding headers
-(:mod:`.http_relay`), so both see the relay's address, never one a kernel made up.
+The hub-side relays and the egress gateway (:mod:`.gateway`) run in the hub's own
+event loop; the sandbox-side relays in ``shuyu_server.sandbox_init``, the sandbox's
+first program. The hub creates every socket: ``server.sock``'s listening socket is
+handed to ``sandbox_init`` as an open file descriptor. The relays towards the hub and
+the platform strip forwarding headers (:mod:`.http_relay`), so both see the relay's
+address, never one a kernel made up.
 Nothing listens on any other address, so a kernel that opens any other connection gets
 "connection refused" or "network unreachable".
 
@@ -71,13 +72,13 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from traitlets import Bool, Float, Integer, List, Unicode, default
 
-from shuyu_server.relay import Endpoint, serve
-
 from ..core import audit
 from ..core.settings import REPO_ROOT, Shuyu, parse_size
+from ..egress.metering import Meter
 from . import seccomp
 from .bwrap import mounts, system_dirs
 from .disk_quota import DiskQuotaError, TenantDisk
+from .gateway import Gateway, Limits
 from .http_relay import serve_http
 from .server_log import ServerLog
 from .spawner import singleuser_command, tenant_of, work_dir
@@ -277,6 +278,7 @@ class SandboxSpawner(Spawner):
         self.watcher: asyncio.Future[None] | None = None
         self.disk: TenantDisk | None = None
         self.output: ServerLog | None = None
+        self.gateway: Gateway | None = None
 
     @property
     def settings(self) -> Shuyu:
@@ -498,12 +500,18 @@ class SandboxSpawner(Spawner):
                 sock / "hub.sock", hub_api.hostname or "127.0.0.1", hub_api.port or 80, owner=uid
             ),
             await serve_http(sock / "api.sock", "127.0.0.1", settings.service_port, owner=uid),
-            await serve(
-                Endpoint.parse("tcp:127.0.0.1:0"),
-                Endpoint.parse(f"unix:{sock / 'server.sock'}"),
-            ),
         ]
-        host_port = self.relays[-1].sockets[0].getsockname()[1]
+        self.gateway = Gateway(
+            socket_path=str(sock / "server.sock"),
+            base_url=self.server.base_url if self.server else f"/user/{self.user.name}/",
+            username=self.user.name,
+            tenant=tenant,
+            db_url=settings.db_url,
+            meter=Meter.shared(settings.db_url, settings.egress_daily_cap),
+            limits=Limits(contents=settings.gateway_notebook_cap),
+            allow_terminals=settings.allow_terminals,
+        )
+        host_port = self.gateway.listen()
 
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         read_end, write_end = os.pipe()
@@ -620,6 +628,9 @@ class SandboxSpawner(Spawner):
         for relay in self.relays:
             relay.close()
         self.relays = []
+        if self.gateway is not None:
+            await self.gateway.close()
+            self.gateway = None
         if self.cgroup is not None:
             self.cgroup.remove()
             self.cgroup = None

@@ -34,6 +34,7 @@ from .request_models import (
     AuditQuery,
     Body,
     Declared,
+    VolumesQuery,
 )
 
 #: Where the API lives behind the hub's proxy.
@@ -168,6 +169,13 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "merchant, administrator",
         body=EMPTY,
         params={"request_id": ID},
+    ),
+    Operation(
+        "get",
+        "/api/egress/volumes",
+        "The largest daily output volumes from servers to browsers, largest first.",
+        "reviewer, auditor",
+        query=VolumesQuery,
     ),
     Operation("get", "/api/applications", "Scenario applications one may see.", "any role"),
     Operation(

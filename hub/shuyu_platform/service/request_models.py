@@ -353,6 +353,14 @@ class AuditQuery(Body):
     tenant: Text(100) = ""
 
 
+class VolumesQuery(Body):
+    """``GET api/egress/volumes``: how many past days of output volumes to rank."""
+
+    model_config = ConfigDict(strict=False, extra="ignore")
+
+    days: Annotated[int, Field(ge=1, le=90)] = 7
+
+
 # ================================================================= declarations
 
 

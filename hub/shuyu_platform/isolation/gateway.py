@@ -1,0 +1,897 @@
+"""The egress gateway: the only way from the proxy to a sandboxed server (R10–R12, R15).
+
+Everything inside a sandbox is the tenant's: the single-user server runs as the
+tenant's uid and reads the tenant's files, and a kernel can stop it and answer in its
+place. So the decision what reaches the browser is taken here, in the hub's process,
+on what the server actually answers:
+
+    browser -> proxy -> gateway (hub, 127.0.0.1:port) --fd-only socket--> sandbox server
+
+The server's socket is created by the hub in a folder only the hub can write
+(``run/<server>/gate/``, outside the sandbox's mounts) and handed to the sandbox's
+first program as an open file descriptor. Nothing in the sandbox can rename, replace
+or reconfigure it: whatever answers on it, the gateway applies :data:`ROUTES`.
+
+:data:`ROUTES` is an **allow-list**, one row per route JupyterLab needs, with the reason
+it is there and the check its *reply* must pass; any other path is refused (403, the way
+out, an ``egress.blocked`` record). Paths are matched as the server routes them: raw,
+case-sensitive, after refusing anything that is not canonical (``..`` or ``.``
+segments, ``//``, encoded ``/``, ``\\`` or ``%``), so no decoding trick makes the
+gateway and the server read one path two ways.
+
+Kinds of route:
+
+- ``image``: static assets (JupyterLab's bundle, extension assets, themes, kernel
+  logos) served by the gateway itself from the image's read-only directories, never
+  from the server: a tenant's ``~/.local/share/jupyter`` reaches no browser.
+- ``proxy``: forwarded, the whole reply read (up to a size limit) and checked before a
+  byte is sent; above all a contents-API reply carries content only when it is a
+  notebook or a folder listing (``type: file`` or ``format: base64`` is refused
+  whatever the request asked).
+- ``websocket``: kernel channels and the event stream, forwarded frame by frame.
+
+Every byte sent from a server to the browser (reply bodies, websocket frames by kernel
+message type) is counted by the :class:`~.metering.Meter` against the user's daily cap;
+past it the gateway answers 429 and closes websockets with a message saying why.
+
+What this cannot stop is what the allow-list must let through: notebooks (up to the
+size cap), kernel output and small settings/workspace documents can carry data the
+tenant put there. Those bytes are counted and capped, and the volumes audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import importlib.util
+import json
+import logging
+import re
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import aiohttp
+from tornado import httpclient, httputil, iostream, web, websocket
+from tornado.httpserver import HTTPServer
+from tornado.netutil import Resolver, bind_sockets
+
+from ..core import audit
+from ..egress.metering import CapReached, Meter, ws_kind
+
+log = logging.getLogger("shuyu.gateway")
+
+MESSAGE = (
+    "Downloads are switched off in Shuyu: data leaves the sandbox only through an export "
+    "request that reviewers approve (the Request export page, shuyu/export on this "
+    "server, or shuyu.egress.request(...) in a notebook). This attempt was recorded."
+)
+
+KIB = 1024
+MIB = 1024 * KIB
+#: Largest body of a redirect, and of an error reply, the gateway passes on.
+REDIRECT_BODY = 4 * KIB
+ERROR_BODY = 16 * KIB
+#: Largest websocket message either way (a display_data of 64 MiB is not analysis).
+WS_MESSAGE = 64 * MIB
+#: Refusals recorded in the audit chain per server and minute; more are counted only.
+AUDITED_REFUSALS_PER_MINUTE = 60
+V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request or its reply is refused: route family, reason, HTTP status."""
+
+    route: str
+    reason: str
+    status: int = 403
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the server answered: status, headers (with repeats) and the whole body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    items: tuple[tuple[str, str], ...] = ()
+
+    def json(self) -> Any:
+        """The body as JSON (ValueError if it is not), parsed once."""
+        parsed = self.__dict__.get("_parsed", _UNPARSED)
+        if parsed is _UNPARSED:
+            parsed = json.loads(self.body)
+            object.__setattr__(self, "_parsed", parsed)
+        return parsed
+
+
+_UNPARSED = object()
+
+
+#: A reply check: the reason to refuse, or None.
+Check = Callable[[Reply, "Limits"], str | None]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits the reply checks apply (from ``c.Shuyu``)."""
+
+    contents: int = 16 * MIB
+
+
+# ------------------------------------------------------------------ reply checks
+def _json(reply: Reply, limit: int) -> str | None:
+    kind = reply.headers.get("Content-Type", "")
+    if not kind.startswith("application/json"):
+        return f"a reply of type {kind or 'none'!r} where JSON was expected"
+    if len(reply.body) > limit:
+        return f"a reply of {len(reply.body)} bytes (limit {limit} bytes)"
+    try:
+        reply.json()
+    except ValueError:
+        return "a reply that is not valid JSON"
+    return None
+
+
+def json_up_to(limit: int) -> Check:
+    """A JSON reply of at most ``limit`` bytes."""
+    return lambda reply, _limits: _json(reply, limit)
+
+
+def html_up_to(limit: int) -> Check:
+    """An HTML page of at most ``limit`` bytes."""
+
+    def check(reply: Reply, _limits: Limits) -> str | None:
+        kind = reply.headers.get("Content-Type", "")
+        if not kind.startswith("text/html"):
+            return f"a reply of type {kind or 'none'!r} where a page was expected"
+        if len(reply.body) > limit:
+            return f"a page of {len(reply.body)} bytes (limit {limit} bytes)"
+        return None
+
+    return check
+
+
+def redirect_only(reply: Reply, _limits: Limits) -> str | None:
+    """Only a redirect (login, OAuth callback, the base URL)."""
+    return None if 300 <= reply.status < 400 else "a route that only redirects answered content"
+
+
+def contents_reply(reply: Reply, limits: Limits) -> str | None:
+    """A contents-API model carries content only as a notebook or a folder listing."""
+    problem = _json(reply, limits.contents)
+    if problem:
+        return problem
+    data = reply.json()
+    models = data if isinstance(data, list) else [data]
+    for model in models:
+        if not isinstance(model, dict):
+            return "a contents reply that is not a model"
+        fmt = model.get("format")
+        if isinstance(fmt, str) and "base64" in fmt.lower():
+            return "binary content (format base64)"
+        content = model.get("content")
+        if content is None:
+            continue
+        kind = model.get("type")
+        if kind == "notebook" and fmt == "json" and isinstance(content, dict):
+            continue
+        if kind == "directory" and fmt == "json" and isinstance(content, list):
+            if all(isinstance(e, dict) and e.get("content") is None for e in content):
+                continue
+            return "a folder listing that carries file content"
+        return f"file content (type {kind!r}, format {fmt!r})"
+    return None
+
+
+def checkpoints_reply(reply: Reply, _limits: Limits) -> str | None:
+    """Checkpoint ids and times, nothing else."""
+    problem = _json(reply, 64 * KIB)
+    if problem:
+        return problem
+    data = reply.json()
+    for item in data if isinstance(data, list) else [data]:
+        if not isinstance(item, dict) or set(item) - {"id", "last_modified"}:
+            return "a checkpoints reply with more than ids and times"
+        if any(not isinstance(v, str) or len(v) > 64 for v in item.values()):
+            return "a checkpoints reply with more than ids and times"
+    return None
+
+
+def settings_reply(reply: Reply, _limits: Limits) -> str | None:
+    """JupyterLab settings: schemas from the image, the tenant's own part kept small."""
+    problem = _json(reply, 8 * MIB)
+    if problem:
+        return problem
+    data = reply.json()
+    if not isinstance(data, dict):
+        return "a settings reply that is not an object"
+    listing = data.get("settings")
+    items = listing if isinstance(listing, list) else [data]
+    for item in items:
+        raw = item.get("raw", "") if isinstance(item, dict) else ""
+        if not isinstance(raw, str) or len(raw.encode()) > 64 * KIB:
+            return "user settings over 64 KiB"
+    return None
+
+
+# ------------------------------------------------------------------ the table
+def _share(*parts: str) -> Path:
+    return Path(sys.prefix, "share", "jupyter", *parts)
+
+
+def _package_dir(name: str, *parts: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return Path(locations[0] if locations else "/nonexistent", *parts)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One allowed route: where, which methods, of what kind, why, and its reply check."""
+
+    name: str
+    pattern: str
+    methods: frozenset[str]
+    kind: str  # "proxy" | "websocket" | "image" | "answer"
+    reason: str
+    check: Check | None = None
+    root: Callable[[], Path] | None = None
+    #: For "answer" routes: the status the gateway itself answers (the server is not asked).
+    status: int = 404
+    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "regex", re.compile(self.pattern))
+
+
+def _route(name: str, pattern: str, methods: str, kind: str, reason: str, **rest: Any) -> Route:
+    return Route(name, pattern, frozenset(methods.split()), kind, reason, **rest)
+
+
+NOTEBOOK_METHODS = "GET PUT POST PATCH DELETE"
+
+#: The allow-list, in matching order (patterns are on the raw path after the server's
+#: base URL, matched whole and case-sensitively, as jupyter-server routes them).
+# fmt: off
+ROUTES: list[Route] = [
+    # -- static assets, from the image's read-only directories only
+    _route("static", r"static/lab/(.*)", "GET HEAD", "image",
+           "JupyterLab's application bundle", root=lambda: _share("lab", "static")),
+    _route("lab/extensions", r"lab/extensions/(.*)", "GET HEAD", "image",
+           "prebuilt extensions installed in the image (never ~/.local/share/jupyter)",
+           root=lambda: _share("labextensions")),
+    _route("lab/api/themes", r"lab/api/themes/(.*)", "GET HEAD", "image",
+           "JupyterLab's themes", root=lambda: _share("lab", "themes")),
+    _route("kernelspecs", r"kernelspecs/(.*)", "GET HEAD", "image",
+           "kernel logos of the image's kernels (a tenant's kernelspec dir is not served)",
+           root=lambda: _share("kernels")),
+    _route("static", r"static/(.*)", "GET HEAD", "image",
+           "jupyter-server's own assets (favicons)",
+           root=lambda: _package_dir("jupyter_server", "static")),
+    # -- pages and sign-in
+    _route("base", r"(tree(/.*)?)?", "GET", "proxy", "redirects to /lab",
+           check=redirect_only),
+    _route("lab", r"lab(/(tree|workspaces|doc)(/.*)?)?", "GET", "proxy",
+           "the JupyterLab page (its configuration; assets come from the image)",
+           check=html_up_to(1 * MIB)),
+    _route("oauth_callback", r"oauth_callback", "GET", "proxy",
+           "completes the hub sign-in", check=redirect_only),
+    _route("logout", r"logout", "GET", "proxy", "signs out (a redirect)",
+           check=redirect_only),
+    _route("shuyu/export", r"shuyu/export/?", "GET POST", "proxy",
+           "the Request export page, the way out through review",
+           check=html_up_to(2 * MIB)),
+    # -- notebooks and the file browser
+    _route("api/contents", r"api/contents(/[^/]+)*/checkpoints(/[^/]+)?", "GET POST DELETE",
+           "proxy", "notebook checkpoints (ids and times only)", check=checkpoints_reply),
+    _route("api/contents", r"api/contents(/[^/]+)*", NOTEBOOK_METHODS, "proxy",
+           "open, save, copy, rename notebooks; list folders: content only as a notebook "
+           "or a listing, within the size cap", check=contents_reply),
+    # -- kernels and sessions
+    _route("api/sessions", r"api/sessions(/[^/]+)?", "GET POST PATCH DELETE", "proxy",
+           "notebook sessions", check=json_up_to(256 * KIB)),
+    _route("api/kernels", r"api/kernels(/[^/]+)?", "GET POST DELETE", "proxy",
+           "kernel start, list, stop", check=json_up_to(256 * KIB)),
+    _route("api/kernels", r"api/kernels/[^/]+/(interrupt|restart)", "POST", "proxy",
+           "kernel interrupt and restart", check=json_up_to(64 * KIB)),
+    _route("api/kernels", r"api/kernels/[^/]+/channels", "GET", "websocket",
+           "running code: every frame metered by message type against the daily cap"),
+    _route("api/kernelspecs", r"api/kernelspecs(/[^/]+)?", "GET", "proxy",
+           "which kernels exist", check=json_up_to(256 * KIB)),
+    _route("api", r"api(/status|/me)?", "GET", "proxy",
+           "server version, status and who is signed in", check=json_up_to(64 * KIB)),
+    _route("api/nbconvert", r"api/nbconvert", "GET", "proxy",
+           "names of export formats for the menu (the exports themselves are refused)",
+           check=json_up_to(256 * KIB)),
+    _route("api/events", r"api/events", "POST", "proxy",
+           "JupyterLab reports events to the server", check=json_up_to(4 * KIB)),
+    _route("api/events", r"api/events/subscribe", "GET", "websocket",
+           "the server's event stream (metered)"),
+    # -- JupyterLab's own APIs
+    _route("lab/api/settings", r"lab/api/settings(/.*)?", "GET PUT", "proxy",
+           "settings: schemas from the image, the tenant's part at most 64 KiB each",
+           check=settings_reply),
+    _route("lab/api/workspaces", r"lab/api/workspaces(/.*)?", "GET PUT DELETE", "proxy",
+           "the layout of open tabs, at most 256 KiB", check=json_up_to(256 * KIB)),
+    _route("lab/api/translations", r"lab/api/translations(/.*)?", "GET", "proxy",
+           "interface languages", check=json_up_to(4 * MIB)),
+    _route("lab/api/listings", r"lab/api/listings/.*", "GET", "proxy",
+           "extension allow/block listings", check=json_up_to(64 * KIB)),
+    _route("lab/api/licenses", r"lab/api/licenses/?", "GET", "proxy",
+           "licences of the bundled packages", check=json_up_to(8 * MIB)),
+    _route("lab/api/build", r"lab/api/build", "GET", "proxy",
+           "whether the application needs a rebuild (asking for one, POST, is refused)",
+           check=json_up_to(4 * KIB)),
+    _route("api/config", r"api/config/jupyterlabapputilsextensionannouncements", "GET", "proxy",
+           "the news and update-check preference, read from the image's read-only "
+           "configuration (other sections, and any write, are refused)",
+           check=json_up_to(16 * KIB)),
+    _route("lsp", r"lsp/status", "GET", "answer",
+           "JupyterLab asks whether language servers run: the gateway answers 404 itself "
+           "(they are switched off; every other lsp path is refused)"),
+]
+
+#: Terminal routes, allowed only with ``c.Shuyu.allow_terminals``.
+TERMINAL_ROUTES: list[Route] = [
+    _route("terminals", r"api/terminals(/[^/]+)?", "GET POST DELETE", "proxy",
+           "terminals (only when the operator allows them)", check=json_up_to(64 * KIB)),
+    _route("terminals", r"terminals/websocket/[^/]+", "GET", "websocket",
+           "terminal I/O, metered"),
+]
+# fmt: on
+
+#: Route families refused on purpose, and why (for the audit record and the README);
+#: anything else not in :data:`ROUTES` is refused as "not a route JupyterLab needs".
+REFUSED: dict[str, str] = {
+    "files": "raw file download",
+    "view": "file view page (embeds /files)",
+    "nbconvert": "notebook export (nbconvert)",
+    "voila": "Voila rendering and file serving inside the sandbox",
+    "lsp": "language-server access to files",
+    "terminals": "terminals are switched off",
+    "api/terminals": "terminals are switched off",
+    "api/notebooks": "old contents API alias",
+    "api/config": "server-side config documents (one read-only section is allowed)",
+}
+
+
+def _label(relative: str) -> str:
+    """The route family of a refused path, for the audit record (decoding only here)."""
+    path = relative
+    for _ in range(5):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
+    clean: list[str] = []
+    for part in parts:
+        if part == "..":
+            if clean:
+                clean.pop()
+        else:
+            clean.append(part)
+    lowered = "/".join(clean).lower()
+    for family in sorted(REFUSED, key=len, reverse=True):
+        if lowered == family or lowered.startswith(family + "/"):
+            return {"api/terminals": "terminals", "api/notebooks": "api/contents"}.get(
+                family, family
+            )
+    if lowered.startswith("api/contents"):
+        return "api/contents"
+    return clean[0].lower() if clean else "base"
+
+
+_NOT_CANONICAL = re.compile(r"%(2f|5c|25|2e)|\\|//|\x00", re.IGNORECASE)
+
+
+def decide(method: str, relative: str, routes: list[Route]) -> Route | Refusal:
+    """The allowed route for ``method`` on ``relative`` (path after the base URL)."""
+    segments = unquote(relative).split("/")
+    if _NOT_CANONICAL.search(relative) or any(s in (".", "..") for s in segments):
+        return Refusal(_label(relative), "a path that is not in canonical form")
+    for route in routes:
+        if route.regex.fullmatch(relative):
+            if method in route.methods:
+                return route
+            return Refusal(route.name, f"{method} is not allowed on this route")
+    label = _label(relative)
+    return Refusal(label, REFUSED.get(label, "not a route JupyterLab needs"))
+
+
+# ------------------------------------------------------------------ the gateway
+class SocketResolver(Resolver):
+    """Resolves every host to the server's Unix socket (the only upstream there is)."""
+
+    def initialize(self, path: str) -> None:  # type: ignore[override]
+        self.path = path
+
+    async def resolve(  # type: ignore[override]
+        self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> list[tuple[int, Any]]:
+        return [(socket.AF_UNIX, self.path)]
+
+
+#: Request headers not passed on (hop-by-hop, and compression: checks read plain bodies).
+_DROP_REQUEST = {
+    "connection", "keep-alive", "proxy-authorization", "proxy-connection", "te", "trailer",
+    "transfer-encoding", "upgrade", "accept-encoding", "content-length",
+}  # fmt: skip
+_DROP_REPLY = {
+    "connection", "keep-alive", "proxy-authenticate", "te", "trailer", "transfer-encoding",
+    "upgrade", "content-length", "server", "date",
+}  # fmt: skip
+
+
+class Gateway:
+    """One server's gateway: a Tornado HTTP server on 127.0.0.1 in the hub's event loop."""
+
+    def __init__(
+        self,
+        *,
+        socket_path: str,
+        base_url: str,
+        username: str,
+        tenant: str,
+        db_url: str,
+        meter: Meter,
+        limits: Limits,
+        allow_terminals: bool = False,
+    ) -> None:
+        self.socket_path = socket_path
+        self.base_url = base_url
+        self.username = username
+        self.tenant = tenant
+        self.db_url = db_url
+        self.meter = meter
+        self.limits = limits
+        self.routes = ROUTES + (TERMINAL_ROUTES if allow_terminals else [])
+        self.resolver = SocketResolver(path=socket_path)
+        self.max_body = max(limits.contents, 8 * MIB)
+        self._client: aiohttp.ClientSession | None = None
+        self.server: HTTPServer | None = None
+        self._refusals: list[float] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def client(self) -> aiohttp.ClientSession:
+        """Keep-alive HTTP connections to the server's socket (made on first use)."""
+        if self._client is None or self._client.closed:
+            self._client = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=self.socket_path, limit=64),
+                auto_decompress=False,
+                skip_auto_headers=("Accept-Encoding",),
+                # Cookies are the browser's: a jar here would keep the server's
+                # login cookie and send it on every request, whoever made it.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=300, connect=10),
+            )
+        return self._client
+
+    def application(self) -> web.Application:
+        """Tornado rules built from the table: image routes, websockets, then the rest."""
+        base = re.escape(self.base_url)
+        rules: list[Any] = []
+        for route in self.routes:
+            if route.kind == "image" and route.root is not None:
+                rules.append(
+                    (base + route.pattern, ImageHandler, {"path": str(route.root()), "gw": self})
+                )
+            elif route.kind == "websocket":
+                rules.append((base + route.pattern, WebSocketGateway, {"gw": self}))
+        rules.append((r".*", HttpGateway, {"gw": self}))
+        return web.Application(
+            rules,
+            websocket_max_message_size=WS_MESSAGE,
+            compress_response=False,
+            log_function=lambda handler: None,
+        )
+
+    def listen(self) -> int:
+        """Start serving on a free port of 127.0.0.1; return the port."""
+        sockets = bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+        self.server = HTTPServer(self.application(), xheaders=False, max_body_size=256 * MIB)
+        self.server.add_sockets(sockets)
+        return sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        """Stop listening, close the upstream client, flush the meter."""
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        if self._client is not None:
+            await self._client.close()
+        await self.meter.server_stopped(self.username)
+
+    def relative(self, path: str) -> str | None:
+        """``path`` after the server's base URL (None if it is not under it)."""
+        if path + "/" == self.base_url:
+            return ""
+        return path[len(self.base_url) :] if path.startswith(self.base_url) else None
+
+    def record_refusal(self, request: httputil.HTTPServerRequest, refusal: Refusal) -> None:
+        """An ``egress.blocked`` record (at most :data:`AUDITED_REFUSALS_PER_MINUTE`)."""
+        now = time.monotonic()
+        self._refusals = [t for t in self._refusals if now - t < 60]
+        log.info("refused %s %s: %s", request.method, request.path, refusal.reason)
+        if len(self._refusals) >= AUDITED_REFUSALS_PER_MINUTE:
+            return
+        self._refusals.append(now)
+        detail = {
+            "route": refusal.route,
+            "reason": refusal.reason,
+            "method": request.method,
+            "path": request.path[:1024],
+            "query": request.query[:512],
+            "by": "gateway",
+        }
+        task = asyncio.ensure_future(
+            asyncio.to_thread(
+                audit.append,
+                self.db_url,
+                actor=self.username,
+                action="egress.blocked",
+                target=refusal.route,
+                tenant=self.tenant,
+                outcome="denied",
+                detail=detail,
+            )
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _refusal_body(
+    handler: web.RequestHandler, refusal: Refusal, message: str, base_url: str
+) -> None:
+    handler.clear()
+    handler.set_status(refusal.status)
+    path = handler.request.path
+    if "/api/" in path or path.endswith("/api"):
+        handler.set_header("Content-Type", "application/json; charset=utf-8")
+        handler.finish(
+            json.dumps({"status": refusal.status, "message": message, "reason": refusal.reason})
+        )
+    else:
+        handler.set_header("Content-Type", "text/html; charset=utf-8")
+        handler.finish(
+            "<!doctype html><meta charset=utf-8><title>Refused</title>"
+            f"<h1>Refused</h1><p>{html.escape(message)}</p>"
+            f"<p>({html.escape(refusal.reason)})</p>"
+            f'<p><a href="{html.escape(base_url)}shuyu/export">Request export</a></p>'
+        )
+
+
+class _GatewayMixin:
+    """Refusing, metering and the cap, shared by the HTTP, image and websocket handlers."""
+
+    gw: Gateway
+    request: httputil.HTTPServerRequest
+
+    def refuse(self, refusal: Refusal, message: str = MESSAGE) -> None:
+        if refusal.status == 403:
+            self.gw.record_refusal(self.request, refusal)
+        _refusal_body(self, refusal, message, self.gw.base_url)  # type: ignore[arg-type]
+
+    def refuse_cap(self, cap: CapReached) -> None:
+        self.refuse(Refusal("cap", "daily output cap reached", 429), str(cap))
+
+
+class ImageHandler(_GatewayMixin, web.StaticFileHandler):
+    """A static asset from a read-only directory of the image (never from the server)."""
+
+    def initialize(self, path: str, gw: Gateway) -> None:  # type: ignore[override]
+        super().initialize(path)
+        self.gw = gw
+
+    def set_extra_headers(self, path: str) -> None:
+        """Assets are versioned by JupyterLab's file names; let the browser keep them."""
+        self.set_header("Cache-Control", "public, max-age=3600")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Short errors (a 404 names no file system path)."""
+        self.finish(f"{status_code}: not an asset of this installation")
+
+
+class HttpGateway(_GatewayMixin, web.RequestHandler):
+    """Every other request: decided from the table, forwarded, its reply checked."""
+
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+    def initialize(self, gw: Gateway) -> None:
+        self.gw = gw
+
+    def check_xsrf_cookie(self) -> None:
+        """The server checks xsrf itself; the gateway changes nothing."""
+
+    async def _handle(self) -> None:
+        relative = self.gw.relative(self.request.path)
+        if relative is None:
+            raise web.HTTPError(404)
+        decision = decide(self.request.method or "GET", relative, self.gw.routes)
+        if isinstance(decision, Refusal):
+            self.refuse(decision)
+            return
+        if decision.kind == "answer":
+            self.set_status(decision.status)
+            self.finish({"message": decision.reason})
+            return
+        if decision.kind != "proxy":  # a websocket route without the upgrade
+            self.refuse(Refusal(decision.name, "a websocket route asked without upgrade", 400))
+            return
+        try:
+            self.gw.meter.allow(self.gw.username, self.gw.tenant, 0)
+        except CapReached as cap:
+            self.refuse_cap(cap)
+            return
+        reply = await self._forward()
+        if reply is None:
+            return
+        problem = self._check(decision, reply)
+        if problem:
+            self.refuse(Refusal(decision.name, problem))
+            return
+        try:
+            self.gw.meter.allow(self.gw.username, self.gw.tenant, len(reply.body))
+        except CapReached as cap:
+            self.refuse_cap(cap)
+            return
+        self.clear()
+        self.set_status(reply.status, httputil.responses.get(reply.status, "Unknown"))
+        self.clear_header("Content-Type")
+        for name, value in reply.items:
+            if name.lower() not in _DROP_REPLY:
+                self.add_header(name, value)
+        if reply.body:
+            self.write(reply.body)
+        try:
+            await self.finish()
+        except iostream.StreamClosedError:
+            return  # the browser left before the reply was sent: nothing reached it
+        self.gw.meter.add(self.gw.username, self.gw.tenant, "http", len(reply.body))
+
+    get = post = put = patch = delete = head = options = _handle  # type: ignore[assignment]
+
+    async def _forward(self) -> Reply | None:
+        """Send the request to the server; its reply, or None after refusing it."""
+        headers = [
+            (name, value)
+            for name, value in self.request.headers.get_all()
+            if name.lower() not in _DROP_REQUEST
+        ]
+        method = self.request.method or "GET"
+        url = "http://sandbox" + self.request.uri
+        body = self.request.body if method in ("POST", "PUT", "PATCH") else None
+        try:
+            async with self.gw.client.request(
+                method, url, headers=headers, data=body, allow_redirects=False
+            ) as response:
+                chunks, size = [], 0
+                async for chunk in response.content.iter_chunked(256 * KIB):
+                    size += len(chunk)
+                    if size > self.gw.max_body:
+                        route = _label(self.gw.relative(self.request.path) or "")
+                        self.refuse(Refusal(route, "a reply over the size limit"))
+                        return None
+                    chunks.append(chunk)
+                items = tuple(response.headers.items())
+                return Reply(response.status, response.headers, b"".join(chunks), items)
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            self.refuse(
+                Refusal("server", "the server does not answer", 502),
+                "Your server does not answer; it may be starting or stopped.",
+            )
+            return None
+
+    def _check(self, route: Route, reply: Reply) -> str | None:
+        """Why ``reply`` may not reach the browser, or None."""
+        encoding = reply.headers.get("Content-Encoding", "identity").lower()
+        if encoding != "identity":
+            return f"a compressed reply ({encoding})"
+        if "attachment" in reply.headers.get("Content-Disposition", "").lower():
+            return "a reply marked as a download"
+        if reply.status in (204, 304) and not reply.body:
+            return None
+        if 300 <= reply.status < 400:
+            return None if len(reply.body) <= REDIRECT_BODY else "a redirect with a large body"
+        if reply.status >= 400:
+            return None if len(reply.body) <= ERROR_BODY else "an error reply with a large body"
+        if route.check is redirect_only:
+            return redirect_only(reply, self.gw.limits)
+        return route.check(reply, self.gw.limits) if route.check else None
+
+
+# ------------------------------------------------------------------ websockets
+def msg_type_of(message: str | bytes, protocol: str | None) -> str | None:
+    """The kernel message type of one websocket frame (None if it has none)."""
+    try:
+        if isinstance(message, bytes) and protocol == V1_PROTOCOL:
+            count = int.from_bytes(message[:8], "little")
+            if not 3 <= count <= 64:
+                return None
+            offsets = [
+                int.from_bytes(message[8 * (i + 1) : 8 * (i + 2)], "little") for i in range(count)
+            ]
+            header = json.loads(message[offsets[1] : offsets[2]])
+            return str(header.get("msg_type"))
+        head = (
+            message[:4096]
+            if isinstance(message, str)
+            else message[:4096].decode("utf-8", "replace")
+        )
+        found = re.search(r'"msg_type":\s*"([A-Za-z_]{1,40})"', head)
+        return found.group(1) if found else None
+    except (ValueError, AttributeError, IndexError):
+        return None
+
+
+def _parent_header(message: str | bytes, protocol: str | None) -> Any:
+    """The parent header of a kernel frame (to attach a notice to the cell it belongs to)."""
+    with contextlib.suppress(ValueError, IndexError, AttributeError, TypeError):
+        if isinstance(message, bytes) and protocol == V1_PROTOCOL:
+            count = int.from_bytes(message[:8], "little")
+            offsets = [
+                int.from_bytes(message[8 * (i + 1) : 8 * (i + 2)], "little") for i in range(count)
+            ]
+            return json.loads(message[offsets[2] : offsets[3]])
+        if isinstance(message, str):
+            return json.loads(message).get("parent_header", {})
+    return {}
+
+
+def notice(text: str, parent: Any, protocol: str | None) -> str | bytes:
+    """An iopub ``stream`` (stderr) message with ``text``, in the socket's protocol."""
+    header = {
+        "msg_id": uuid.uuid4().hex,
+        "msg_type": "stream",
+        "username": "shuyu-gateway",
+        "session": "shuyu-gateway",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "version": "5.3",
+    }
+    content = {"name": "stderr", "text": f"\n{text}\n"}
+    if protocol == V1_PROTOCOL:
+        parts = [json.dumps(p).encode() for p in (header, parent or {}, {}, content)]
+        channel = b"iopub"
+        offsets = [8 * (1 + 1 + len(parts) + 1)]
+        offsets.append(offsets[-1] + len(channel))
+        for part in parts:
+            offsets.append(offsets[-1] + len(part))
+        head = len(offsets).to_bytes(8, "little") + b"".join(
+            o.to_bytes(8, "little") for o in offsets
+        )
+        return head + channel + b"".join(parts)
+    return json.dumps(
+        {
+            "header": header,
+            "msg_id": header["msg_id"],
+            "msg_type": "stream",
+            "parent_header": parent or {},
+            "metadata": {},
+            "content": content,
+            "buffers": [],
+            "channel": "iopub",
+        }
+    )
+
+
+class WebSocketGateway(_GatewayMixin, websocket.WebSocketHandler):
+    """A websocket to the server, frames from the server metered and capped."""
+
+    def initialize(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.upstream: websocket.WebSocketClientConnection | None = None
+        self.protocol: str | None = None
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        """Decide, connect to the server, then complete the browser's handshake."""
+        relative = self.gw.relative(self.request.path) or ""
+        decision = decide("GET", relative, self.gw.routes)
+        if isinstance(decision, Refusal):
+            self.refuse(decision)
+            return
+        try:
+            self.gw.meter.allow(self.gw.username, self.gw.tenant, 0)
+        except CapReached as cap:
+            self.refuse_cap(cap)
+            return
+        headers = httputil.HTTPHeaders()
+        for name, value in self.request.headers.get_all():
+            if name.lower() not in _DROP_REQUEST and not name.lower().startswith("sec-websocket"):
+                headers.add(name, value)
+        wanted = [
+            p.strip()
+            for p in self.request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+            if p.strip()
+        ]
+        request = httpclient.HTTPRequest(
+            "ws://sandbox" + self.request.uri, headers=headers, connect_timeout=10
+        )
+
+        try:
+            self.upstream = await websocket.websocket_connect(
+                request,
+                subprotocols=wanted or None,
+                resolver=self.gw.resolver,
+                max_message_size=WS_MESSAGE,
+            )
+        except httpclient.HTTPClientError as err:
+            log.info("%s: the server refused the websocket: %s", self.request.path, err)
+            self.set_status(err.code if err.code != 599 else 502)
+            self.finish(str(err.message or "the server refused the websocket"))
+            return
+        except OSError:
+            self.set_status(502)
+            self.finish("Your server does not answer.")
+            return
+        self.protocol = self.upstream.selected_subprotocol
+        await super().get(*args, **kwargs)
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        """The subprotocol the server chose."""
+        return self.protocol
+
+    def check_origin(self, origin: str) -> bool:
+        """The server checks the origin itself (the Origin header is passed on)."""
+        return True
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        """Start relaying the server's frames to the browser."""
+        task = asyncio.ensure_future(self._relay())
+        self.gw._tasks.add(task)
+        task.add_done_callback(self.gw._tasks.discard)
+
+    async def _relay(self) -> None:
+        assert self.upstream is not None
+        meter, user, tenant = self.gw.meter, self.gw.username, self.gw.tenant
+        while True:
+            message = await self.upstream.read_message()
+            if message is None:
+                log.info(
+                    "%s: the server closed the websocket (%s %s)",
+                    self.request.path,
+                    self.upstream.close_code,
+                    self.upstream.close_reason,
+                )
+                self.close()
+                return
+            size = len(message) if isinstance(message, bytes) else len(message.encode())
+            try:
+                meter.allow(user, tenant, size)
+            except CapReached as cap:
+                with contextlib.suppress(websocket.WebSocketClosedError):
+                    parent = _parent_header(message, self.protocol)
+                    await self.write_message(
+                        notice(str(cap), parent, self.protocol),
+                        binary=self.protocol == V1_PROTOCOL,
+                    )
+                self.close(1008, "daily output limit reached")
+                self.upstream.close()
+                return
+            try:
+                await self.write_message(message, binary=isinstance(message, bytes))
+            except websocket.WebSocketClosedError:
+                self.upstream.close()
+                return
+            meter.add(user, tenant, ws_kind(msg_type_of(message, self.protocol)), size)
+
+    async def on_message(self, message: str | bytes) -> None:
+        """A frame from the browser goes to the server unchanged."""
+        if self.upstream is not None:
+            with contextlib.suppress(websocket.WebSocketClosedError):
+                await self.upstream.write_message(message, binary=isinstance(message, bytes))
+
+    def on_close(self) -> None:
+        """The browser left: close the server side too."""
+        log.info("%s: the browser closed the websocket (%s)", self.request.path, self.close_code)
+        if self.upstream is not None:
+            self.upstream.close()

@@ -1,0 +1,441 @@
+"""The egress gateway in front of a hostile server: the attacker answers, the gateway decides.
+
+A kernel can stop its server, shadow its modules or rewrite its configuration, so
+these tests put a server entirely written by the attacker behind a real
+:class:`~shuyu_platform.isolation.gateway.Gateway` (on a Unix socket, in a thread with
+its own event loop) and talk to the gateway over real HTTP and websockets, as the proxy
+does. Whatever the hostile server answers, file content must not pass, assets must come
+from the image, and every byte that does pass is metered against the daily cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import websocket
+from tornado import web
+from tornado import websocket as tornado_ws
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_unix_socket
+
+from shuyu_platform.core import audit
+from shuyu_platform.core.db import session_scope
+from shuyu_platform.core.settings import Shuyu
+from shuyu_platform.egress.metering import Meter
+from shuyu_platform.isolation import gateway as gw
+from shuyu_platform.isolation.gateway import ROUTES, Gateway, Limits, Refusal, decide
+
+BASE = "/user/mallory/"
+NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+# ------------------------------------------------------------------ the table alone
+@pytest.mark.parametrize(
+    "path",
+    [
+        "files/result.csv",
+        "FILES/result.csv",
+        "%66iles/result.csv",
+        "%2566iles/result.csv",
+        "lab/../files/result.csv",
+        "api/..%2ffiles/result.csv",
+        "api/contents/..%2F..%2Fetc/passwd",
+        "api/contents/%2e%2e/x",
+        "api//contents/x",
+        "view/result.csv",
+        "nbconvert/html/a.ipynb",
+        "voila/render/a.ipynb",
+        "lsp/ws/pylsp",
+        "lsp/status/x",
+        "api/terminals",
+        "terminals/websocket/1",
+        "api/notebooks/a.ipynb",
+        "api/config/notebook",
+        "api/config/jupyterlabapputilsextensionannouncements/x",
+        "metrics",
+        "api/spec.yaml",
+        "Lab",
+        "API/contents/x.csv",
+        "lab/api/news",
+    ],
+)
+def test_paths_outside_the_allow_list_are_refused(path: str) -> None:
+    assert isinstance(decide("GET", path, ROUTES), Refusal), path
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "name"),
+    [
+        ("GET", "", "base"),
+        ("GET", "lab", "lab"),
+        ("GET", "lab/tree/a%20b.ipynb", "lab"),
+        ("GET", "api/contents", "api/contents"),
+        ("GET", "api/contents/%E6%95%B0%E6%8D%AE/a.ipynb", "api/contents"),
+        ("PUT", "api/contents/a.ipynb", "api/contents"),
+        ("GET", "api/contents/a.ipynb/checkpoints", "api/contents"),
+        ("POST", "api/kernels/abc/restart", "api/kernels"),
+        ("GET", "api/kernels/abc/channels", "api/kernels"),
+        ("GET", "lab/api/settings/@jupyterlab/apputils-extension:themes", "lab/api/settings"),
+        ("GET", "static/lab/main.js", "static"),
+        ("GET", "lab/api/build", "lab/api/build"),
+        ("GET", "api/config/jupyterlabapputilsextensionannouncements", "api/config"),
+        ("GET", "lsp/status", "lsp"),
+    ],
+)
+def test_what_jupyterlab_needs_is_allowed(method: str, path: str, name: str) -> None:
+    route = decide(method, path, ROUTES)
+    assert not isinstance(route, Refusal), route
+    assert route.name == name
+
+
+def test_methods_are_part_of_the_allow_list() -> None:
+    assert isinstance(decide("HEAD", "api/contents/a.ipynb", ROUTES), Refusal)
+    assert isinstance(decide("DELETE", "api/kernelspecs", ROUTES), Refusal)
+    assert isinstance(decide("POST", "lab", ROUTES), Refusal)
+    assert isinstance(decide("POST", "lab/api/build", ROUTES), Refusal)
+    assert isinstance(
+        decide("PATCH", "api/config/jupyterlabapputilsextensionannouncements", ROUTES), Refusal
+    )
+
+
+def test_every_route_says_why_it_is_there() -> None:
+    for route in ROUTES:
+        assert route.reason and route.kind in ("proxy", "websocket", "image", "answer")
+        assert route.kind != "proxy" or route.check is not None, route.name
+        assert route.kind != "image" or route.root is not None, route.name
+
+
+# ------------------------------------------------------------------ a hostile server
+@dataclass
+class Hostile:
+    """What the attacker's server answers, per path after the base URL."""
+
+    replies: dict[str, tuple[int, dict[str, str], bytes]] = field(default_factory=dict)
+    frames: list[str | bytes] = field(default_factory=list)
+    protocol: str | None = None
+
+    def json(self, path: str, body: Any, status: int = 200) -> None:
+        self.replies[path] = (
+            status,
+            {"Content-Type": "application/json"},
+            json.dumps(body).encode(),
+        )
+
+
+class HostileHandler(web.RequestHandler):
+    def initialize(self, hostile: Hostile) -> None:
+        self.hostile = hostile
+
+    def check_xsrf_cookie(self) -> None:
+        pass
+
+    def _answer(self) -> None:
+        relative = self.request.path[len(BASE) :]
+        status, headers, body = self.hostile.replies.get(
+            relative, (200, {"Content-Type": "text/plain"}, b"EVIL:" + relative.encode())
+        )
+        self.set_status(status)
+        for name, value in headers.items():
+            self.set_header(name, value)
+        self.finish(body)
+
+    get = post = put = patch = delete = head = _answer  # type: ignore[assignment]
+
+
+class HostileSocket(tornado_ws.WebSocketHandler):
+    def initialize(self, hostile: Hostile) -> None:
+        self.hostile = hostile
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return self.hostile.protocol if self.hostile.protocol in subprotocols else None
+
+    async def on_message(self, message: str | bytes) -> None:
+        for frame in self.hostile.frames:
+            try:
+                await self.write_message(frame, binary=isinstance(frame, bytes))
+            except tornado_ws.WebSocketClosedError:
+                return
+
+
+@dataclass
+class Rig:
+    """A gateway on 127.0.0.1 in front of a hostile server on a Unix socket."""
+
+    url: str
+    hostile: Hostile
+    gateway: Gateway
+    settings: Shuyu
+    loop: asyncio.AbstractEventLoop
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(f"{self.url}{BASE}{path}", timeout=30, allow_redirects=False, **kwargs)
+
+    def flush(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.gateway.meter.flush(), self.loop).result(30)
+
+    def events(self, action: str) -> list[dict[str, Any]]:
+        with session_scope(self.settings.db_url) as session:
+            return audit.query(session, action=action, limit=1000)
+
+
+@pytest.fixture
+def rig(settings: Shuyu, tmp_path: Path) -> Iterator[Rig]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    hostile = Hostile()
+    sock_path = str(tmp_path / "server.sock")
+    meter = Meter(settings.db_url, cap=4 * 1024 * 1024, flush_interval=0.2)
+
+    async def setup() -> tuple[Gateway, int, HTTPServer]:
+        app = web.Application(
+            [
+                (BASE + r"api/kernels/[^/]+/channels", HostileSocket, {"hostile": hostile}),
+                (r".*", HostileHandler, {"hostile": hostile}),
+            ]
+        )
+        server = HTTPServer(app)
+        server.add_socket(bind_unix_socket(sock_path))
+        gateway = Gateway(
+            socket_path=sock_path,
+            base_url=BASE,
+            username="mallory",
+            tenant="kangning",
+            db_url=settings.db_url,
+            meter=meter,
+            limits=Limits(contents=1024 * 1024),
+        )
+        return gateway, gateway.listen(), server
+
+    gateway, port, server = asyncio.run_coroutine_threadsafe(setup(), loop).result(30)
+    yield Rig(f"http://127.0.0.1:{port}", hostile, gateway, settings, loop)
+
+    async def teardown() -> None:
+        await gateway.close()
+        server.stop()
+
+    asyncio.run_coroutine_threadsafe(teardown(), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+def _model(kind: str, fmt: str | None, content: Any, name: str = "x") -> dict[str, Any]:
+    return {
+        "name": name,
+        "path": name,
+        "type": kind,
+        "format": fmt,
+        "content": content,
+        "mimetype": None,
+        "writable": True,
+        "created": "",
+        "last_modified": "",
+        "size": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("what", "model"),
+    [
+        ("CSV served as a file", _model("file", "text", "district,n\n涪城区,12\n")),
+        ("binary as base64", _model("file", "base64", base64.b64encode(b"PAR1").decode())),
+        ("base64 with a trailing space", _model("notebook", "base64 ", "UEFSMQ==")),
+        ("a notebook that is text", _model("notebook", "text", "district,n\n")),
+        (
+            "a listing carrying content",
+            _model("directory", "json", [_model("file", "text", "a,b\n1,2\n")]),
+        ),
+    ],
+)
+def test_contents_replies_with_file_content_are_refused_whatever_was_asked(
+    rig: Rig, what: str, model: dict[str, Any]
+) -> None:
+    rig.hostile.json("api/contents/x.ipynb", model)
+    response = rig.get("api/contents/x.ipynb?type=notebook&content=1")
+    assert response.status_code == 403, what
+    assert "export request" in response.json()["message"]
+    assert "涪城区" not in response.text and "PAR1" not in response.text
+
+
+def test_notebooks_and_listings_pass_byte_for_byte(rig: Rig) -> None:
+    rig.hostile.json("api/contents/a.ipynb", _model("notebook", "json", NOTEBOOK, "a.ipynb"))
+    rig.hostile.json("api/contents", _model("directory", "json", [_model("file", None, None)]))
+    for path in ("api/contents/a.ipynb", "api/contents"):
+        response = rig.get(path)
+        assert response.status_code == 200, response.text
+        assert response.content == rig.hostile.replies[path][2]
+
+
+def test_a_notebook_over_the_size_cap_is_refused(rig: Rig) -> None:
+    big = {**NOTEBOOK, "metadata": {"pad": "x" * (1024 * 1024)}}
+    rig.hostile.json("api/contents/big.ipynb", _model("notebook", "json", big))
+    response = rig.get("api/contents/big.ipynb")
+    assert response.status_code == 403 and "limit" in response.json()["reason"]
+
+
+def test_checkpoints_replies_carry_ids_and_times_only(rig: Rig) -> None:
+    rig.hostile.json("api/contents/a.csv/checkpoints", [{"id": "1", "last_modified": "x"}])
+    assert rig.get("api/contents/a.csv/checkpoints").status_code == 200
+    rig.hostile.json("api/contents/a.csv/checkpoints", [_model("file", "text", "a,b\n")])
+    assert rig.get("api/contents/a.csv/checkpoints").status_code == 403
+    # A path the server would take for a file named CHECKPOINTS is a contents request.
+    rig.hostile.json("api/contents/d/CHECKPOINTS", _model("file", "text", "a,b\n"))
+    assert rig.get("api/contents/d/CHECKPOINTS").status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("path", "reply"),
+    [
+        (
+            "api/contents/a.ipynb",
+            (
+                200,
+                {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+                gzip.compress(json.dumps(_model("file", "text", "a,b\n")).encode()),
+            ),
+        ),
+        (
+            "api/contents/a.ipynb",
+            (
+                200,
+                {"Content-Type": "application/json", "Content-Disposition": "attachment"},
+                json.dumps(_model("notebook", "json", NOTEBOOK)).encode(),
+            ),
+        ),
+        ("lab", (200, {"Content-Type": "text/csv"}, b"a,b\n1,2\n")),
+        ("oauth_callback", (200, {"Content-Type": "text/html"}, b"a,b\n1,2\n")),
+        ("api/kernelspecs", (200, {"Content-Type": "application/json"}, b"a,b\n1,2\n")),
+        (
+            "lab/api/workspaces/x",
+            (
+                200,
+                {"Content-Type": "application/json"},
+                json.dumps({"data": {"x": "y" * 300_000}}).encode(),
+            ),
+        ),
+        (
+            "lab/api/settings/@x/y:z",
+            (
+                200,
+                {"Content-Type": "application/json"},
+                json.dumps({"id": "@x/y:z", "raw": "/*" + "y" * 70_000 + "*/"}).encode(),
+            ),
+        ),
+        ("api/kernels", (500, {"Content-Type": "application/json"}, b"[" + b"1," * 20_000 + b"1]")),
+    ],
+)
+def test_replies_that_do_not_fit_their_route_are_refused(
+    rig: Rig, path: str, reply: tuple[int, dict[str, str], bytes]
+) -> None:
+    rig.hostile.replies[path] = reply
+    response = rig.get(path)
+    assert response.status_code == 403, (path, response.status_code)
+    assert b"a,b\n1,2" not in response.content
+
+
+def test_assets_come_from_the_image_never_from_the_server(rig: Rig) -> None:
+    image = Path(gw._share("lab", "static"))
+    asset = next(p for p in sorted(image.iterdir()) if p.is_file())
+    response = rig.get(f"static/lab/{asset.name}")
+    assert response.status_code == 200 and response.content == asset.read_bytes()
+    for path in (
+        "lab/extensions/evil/static/remoteEntry.js",
+        "kernelspecs/evil/data.csv",
+        "static/lab/../../../../etc/passwd",
+        "lab/api/themes/evil/index.css",
+    ):
+        response = rig.get(path)
+        assert response.status_code in (403, 404), path
+        assert b"EVIL" not in response.content and b"root:" not in response.content
+
+
+def test_refusals_are_audited_as_the_gateways(rig: Rig) -> None:
+    assert rig.get("files/result.csv").status_code == 403
+    for _ in range(100):
+        events = rig.events("egress.blocked")
+        if events:
+            break
+        threading.Event().wait(0.05)
+    event = events[-1]
+    assert event["actor"] == "mallory" and event["tenant"] == "kangning"
+    assert event["detail"]["route"] == "files" and event["detail"]["by"] == "gateway"
+
+
+# ------------------------------------------------------------------ metering and the cap
+def _metered(rig: Rig) -> dict[str, int]:
+    rig.flush()
+    from sqlalchemy import select
+
+    from shuyu_platform.core.models import OutputVolume
+
+    with session_scope(rig.settings.db_url) as session:
+        rows = session.execute(select(OutputVolume)).scalars().all()
+        return {row.kind: row.bytes for row in rows if row.username == "mallory"}
+
+
+def test_metered_bytes_are_what_the_client_received(rig: Rig) -> None:
+    rig.hostile.json("api/contents/a.ipynb", _model("notebook", "json", NOTEBOOK, "a.ipynb"))
+    received = sum(len(rig.get("api/contents/a.ipynb").content) for _ in range(5))
+    rig.hostile.frames = [
+        json.dumps({"header": {"msg_type": "display_data"}, "content": {"d": "x" * n}})
+        for n in (10, 1000, 100_000)
+    ] + [json.dumps({"header": {"msg_type": "status"}, "content": {}})]
+    ws = websocket.create_connection(
+        f"{rig.url.replace('http', 'ws')}{BASE}api/kernels/k1/channels", timeout=30
+    )
+    ws.send("go")
+    frames = [ws.recv() for _ in rig.hostile.frames]
+    ws.close()
+    metered = _metered(rig)
+    assert metered["http"] == received
+    assert metered["ws:display_data"] == sum(len(f.encode()) for f in frames[:3])
+    assert metered["ws:status"] == len(frames[3].encode())
+
+
+def test_the_cap_stops_a_display_data_flood_with_a_message(rig: Rig) -> None:
+    chunk = json.dumps(
+        {
+            "header": {"msg_type": "display_data"},
+            "parent_header": {"msg_id": "cell-1"},
+            "content": {"data": {"text/plain": "x" * 500_000}},
+        }
+    )
+    rig.hostile.frames = [chunk] * 20  # 10 MB against a 4 MiB cap
+    ws = websocket.create_connection(
+        f"{rig.url.replace('http', 'ws')}{BASE}api/kernels/k1/channels", timeout=30
+    )
+    ws.send("go")
+    got, notice = 0, None
+    while True:
+        try:
+            opcode, data = ws.recv_data()
+        except websocket.WebSocketConnectionClosedException:
+            break
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            break
+        message = json.loads(data)
+        if message["header"].get("username") == "shuyu-gateway":
+            notice = message
+        else:
+            got += len(data)
+    assert got <= 4 * 1024 * 1024 and got >= 3 * 1024 * 1024
+    assert notice is not None and "daily limit" in notice["content"]["text"]
+    assert notice["parent_header"] == {"msg_id": "cell-1"}
+    assert _metered(rig)["ws:display_data"] == got
+    # Further output is refused with a clear 429 until the day ends.
+    rig.hostile.json("api/contents", _model("directory", "json", []))
+    refused = rig.get("api/contents")
+    assert refused.status_code == 429 and "daily limit" in refused.json()["message"]
+    hits = rig.events("egress.cap_reached")
+    assert len(hits) == 1 and hits[0]["actor"] == "mallory"
+    assert hits[0]["detail"]["cap_bytes"] == 4 * 1024 * 1024

@@ -1,0 +1,201 @@
+"""The egress gateway on a real hub: each known way round the in-sandbox guard is refused.
+
+The attacker is a merchant with a kernel in its own sandbox: it writes files shaped to
+slip past a request-side deny-list, plants assets and documents where jupyter-server
+would serve them, and finally reconfigures its server (a config file, a shadowed module,
+a socket of its own) and restarts it. Every attempt goes through the proxy with the
+merchant's own browser session and must be refused by the hub-side gateway, whose
+refusals are recorded as ``egress.blocked`` with ``by: gateway``.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+from test_downloads import Merchant, start
+
+from harness import Platform
+
+pytestmark = pytest.mark.hub
+
+PLANT = textwrap.dedent(
+    """
+    import json, os
+    home = os.path.expanduser("~")
+    open("result.csv", "w").write("district,n\\n涪城区,12\\n")
+    open("x.ipynb", "w").write("district,n\\n涪城区,12\\n")
+    os.makedirs("d", exist_ok=True)
+    open("d/CHECKPOINTS", "w").write("district,n\\n涪城区,12\\n")
+    os.makedirs("small", exist_ok=True)
+    for i in range(40):
+        open(f"small/part{i}.csv", "w").write(f"row{i},涪城区,12\\n")
+    for folder in (".local/share/jupyter/kernels/evil",
+                   ".local/share/jupyter/labextensions/evil/static"):
+        os.makedirs(os.path.join(home, folder), exist_ok=True)
+    open(os.path.join(home, ".local/share/jupyter/kernels/evil/kernel.json"), "w").write(
+        json.dumps({"argv": ["python3"], "display_name": "evil", "language": "python"}))
+    open(os.path.join(home, ".local/share/jupyter/kernels/evil/data.csv"), "w").write(
+        "district,n\\n涪城区,12\\n")
+    open(os.path.join(home, ".local/share/jupyter/labextensions/evil/static/data.js"), "w").write(
+        "district,n\\n涪城区,12\\n")
+    big = "涪城区,12\\n" * 8_000
+    settings_dir = os.path.join(home, ".jupyter/lab/user-settings/@jupyterlab/apputils-extension")
+    os.makedirs(settings_dir, exist_ok=True)
+    open(os.path.join(settings_dir, "themes.jupyterlab-settings"), "w").write(
+        "{\\n// " + big.replace("\\n", " ") + "\\n}")
+    """
+)
+#: A workspace document as large as the one the kernel could write (the browser's PUT
+#: is inbound and allowed; reading it back is output).
+WORKSPACE = {"data": {"leak": "涪城区,12\n" * 30_000}, "metadata": {"id": "leak"}}
+
+
+@pytest.fixture(scope="module")
+def alice(platform: Platform) -> Iterator[Merchant]:
+    merchant = start(platform, "alice")
+    planted = merchant.kernel.run(PLANT)
+    assert planted.ok, planted.error
+    stored = merchant.request("PUT", "lab/api/workspaces/leak", json=WORKSPACE)
+    assert stored.status_code in (200, 204), stored.text[:200]
+    yield merchant
+    merchant.kernel.close()
+
+
+BYPASSES = [
+    ("GET", "api/contents/x.ipynb?type=file", "x.ipynb holding CSV, asked as a file"),
+    ("GET", "api/contents/x.ipynb?type=file&format=text", "x.ipynb holding CSV, as text"),
+    ("GET", "api/contents/result.csv", "a small text file"),
+    ("GET", "api/contents/result.csv?format=base64%20", "base64 with a trailing space"),
+    ("GET", "api/contents/result.csv?format=base64", "base64"),
+    ("GET", "api/contents/d/CHECKPOINTS", "a file named like the checkpoints route"),
+    ("GET", "api/contents/result.csv/Checkpoints", "checkpoints in another case"),
+    ("GET", "%2566iles/result.csv", "double percent-encoding"),
+    ("GET", "api/contents/%252e%252e/result.csv", "double-encoded dot segments"),
+    ("GET", "kernelspecs/evil/data.csv", "a kernelspec the tenant installed"),
+    ("GET", "kernelspecs/python3/../evil/data.csv", "a kernelspec path with dot segments"),
+    ("GET", "lab/extensions/evil/static/data.js", "an extension the tenant installed"),
+    ("GET", "lab/api/workspaces/leak", "a large workspace document"),
+    ("GET", "lab/api/settings/@jupyterlab/apputils-extension:themes", "large user settings"),
+    ("GET", "lab/api/settings", "every setting with the large one"),
+    ("GET", "api/config/notebook", "server-side config documents"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "why"), BYPASSES, ids=[f"{m} {p}" for m, p, _ in BYPASSES]
+)
+def test_known_bypasses_of_the_in_sandbox_guard_are_refused(
+    alice: Merchant, method: str, path: str, why: str
+) -> None:
+    response = alice.request(method, path)
+    assert response.status_code >= 400, (why, response.status_code, response.text[:200])
+    assert "涪城区" not in response.text, why
+
+
+def test_the_gateway_lends_no_one_the_tenants_sign_in(alice: Merchant, platform: Platform) -> None:
+    """The gateway keeps no cookies of its own: the server's sign-in cookie is the browser's.
+
+    Its HTTP client once kept a cookie jar, so after alice signed in to her server every
+    request reaching her gateway carried her cookie, whoever sent it.
+    """
+    assert alice.request("GET", "api/contents").status_code == 200
+    for who, session in (("nobody", requests.Session()), ("bob", platform.login("bob"))):
+        for path in ("api/contents", "api/contents/x.ipynb", "lab"):
+            response = session.get(f"{alice.base}/{path}", allow_redirects=False, timeout=30)
+            assert response.status_code in (302, 403), (who, path, response.status_code)
+            assert "涪城区" not in response.text and "result.csv" not in response.text
+
+
+def test_many_small_files_each_refused_and_audited(alice: Merchant, platform: Platform) -> None:
+    before = len(platform.audit_events("egress.blocked", actor="alice"))
+    for i in range(40):
+        response = alice.request("GET", f"api/contents/small/part{i}.csv")
+        assert response.status_code == 403 and "涪城区" not in response.text
+    deadline = time.monotonic() + 20
+    while len(platform.audit_events("egress.blocked", actor="alice")) < before + 40:
+        assert time.monotonic() < deadline, "refusals were not all recorded"
+        time.sleep(0.2)
+    record = platform.audit_events("egress.blocked", actor="alice")[-1]
+    assert record["detail"]["by"] == "gateway" and record["detail"]["route"] == "api/contents"
+
+
+def test_jupyterlab_still_opens_notebooks_and_lists_folders(alice: Merchant) -> None:
+    for path in ("lab", "api/contents", "api/contents/small", "api/kernelspecs", "api/me"):
+        response = alice.request("GET", path)
+        assert response.status_code == 200, (path, response.text[:200])
+    listing = alice.request("GET", "api/contents/small").json()
+    assert len(listing["content"]) == 40 and all(e["content"] is None for e in listing["content"])
+    assert alice.kernel.run("print(6 * 7)").stdout.strip() == "42"
+
+
+RECONFIGURE = textwrap.dedent(
+    """
+    import json, os, socket, sys
+    home = os.path.expanduser("~")
+    os.makedirs(os.path.join(home, ".jupyter"), exist_ok=True)
+    # 1. A server config that switches the guard off (Python config runs at start).
+    open(os.path.join(home, ".jupyter/jupyter_server_config.py"), "w").write(
+        "c.ServerApp.jpserver_extensions = {'shuyu_server': False}\\n"
+        "c.ContentsManager.allow_hidden = True\\n")
+    # 2. A shadow of the guard's module, found first because the home is on sys.path.
+    real = os.path.dirname(__import__("shuyu_server").__file__)
+    os.makedirs(os.path.join(home, "shuyu_server"), exist_ok=True)
+    open(os.path.join(home, "shuyu_server/__init__.py"), "w").write(
+        f"__path__.append({real!r})\\n"
+        "def _jupyter_server_extension_points():\\n    return []\\n")
+    open(os.path.join(home, "shuyu_server/egress.py"), "w").write(
+        "from jupyter_server.extension.application import ExtensionApp\\n"
+        "class EgressGuard(ExtensionApp):\\n    name = 'shuyu_server'\\n")
+    # 3. A socket of its own where the old design put the server's socket.
+    moved = []
+    for name in os.listdir("/run/shuyu"):
+        if name == "server.sock":
+            os.rename("/run/shuyu/server.sock", "/run/shuyu/moved.sock")
+            moved.append(name)
+    mine = socket.socket(socket.AF_UNIX)
+    try:
+        mine.bind("/run/shuyu/server.sock")
+        mine.listen(1)
+        bound = True
+    except OSError:
+        bound = False
+    print(json.dumps({"moved": moved, "bound": bound,
+                      "gate_visible": os.path.exists("/run/shuyu/gate")}))
+    """
+)
+
+
+def test_a_kernel_that_reconfigures_and_restarts_its_server_is_still_refused(
+    platform: Platform,
+) -> None:
+    carol = start(platform, "carol")
+    done = carol.kernel.run(RECONFIGURE)
+    assert done.ok, done.error
+    assert '"gate_visible": false' in done.stdout, done.stdout
+    assert carol.kernel.run("open('mine.csv', 'w').write('district,n\\n涪城区,12\\n')").ok
+    carol.kernel.close()
+    platform.stop_server(carol.session, "carol")
+    carol = start(platform, "carol")  # the next start reads the tenant's config and modules
+    try:
+        for path in (
+            "files/mine.csv",
+            "api/contents/mine.csv",
+            "api/contents/mine.csv?format=base64",
+            "api/contents/mine.csv?type=file",
+            "nbconvert/script/mine.csv",
+        ):
+            response = carol.request("GET", path)
+            assert response.status_code == 403, (path, response.status_code)
+            assert "涪城区" not in response.text
+        assert carol.kernel.run("print(1 + 1)").stdout.strip() == "2"
+    finally:
+        carol.kernel.run(
+            "import os, shutil\n"
+            "shutil.rmtree(os.path.expanduser('~/shuyu_server'), ignore_errors=True)\n"
+            "os.remove(os.path.expanduser('~/.jupyter/jupyter_server_config.py'))"
+        )
+        carol.kernel.close()
