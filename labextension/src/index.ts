@@ -231,7 +231,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
             void notebookTarget(nb, selectedCells(nb)).then(file);
           }
         });
-        nb.toolbar.insertAfter('cellType', 'shuyu-request-export', button);
+        nb.toolbar.insertItem(10, 'shuyu-request-export', button);
         return button;
       }
     });
