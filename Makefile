@@ -15,8 +15,12 @@ SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # run the database-facing code on PostgreSQL too.
 DEMO_DEBS   := bubblewrap e2fsprogs
 TEST_DEBS   := bubblewrap e2fsprogs chromium postgresql
+# The JupyterLab extension's build output (see "The JupyterLab extension" below).
+LABEXT      := labextension/dist/shuyu-lab/package.json
+LABEXT_SRC  := $(wildcard labextension/src/*.ts labextension/style/* labextension/schema/*) \
+               labextension/package.json labextension/tsconfig.json
 
-.PHONY: demo test install install-test system-deps system-deps-test node-deps lint format diagrams bench clean help
+.PHONY: demo test labext install install-test system-deps system-deps-test node-deps lint format diagrams bench clean help
 
 help:
 	@echo "make demo   - install everything, generate demo data, run the platform on 127.0.0.1:8000"
@@ -37,7 +41,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt $(LABEXT)
 	$(BIN)/pip install --quiet -c constraints.txt -e .
 	touch $@
 
@@ -62,6 +66,25 @@ system-deps-test:
 	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
 
+# --- The JupyterLab extension (labextension/), pinned by its package-lock.json --
+# Built with @jupyterlab/builder against the pinned JupyterLab (installed first, alone),
+# then shipped in the Python package: `pip install` copies labextension/dist/shuyu-lab to
+# <venv>/share/jupyter/labextensions/ (pyproject.toml, shared-data).
+
+labextension/node_modules/.installed: labextension/package.json labextension/package-lock.json
+	cd labextension && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(VENV)/.jupyterlab: $(BIN)/python constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt jupyterlab
+	touch $@
+
+$(LABEXT): labextension/node_modules/.installed $(VENV)/.jupyterlab $(LABEXT_SRC)
+	cd labextension && rm -rf lib dist tsconfig.tsbuildinfo && node_modules/.bin/tsc
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter-builder build labextension
+
+labext: $(LABEXT)
+
 # --- Node: configurable-http-proxy, pinned by package-lock.json ---------------
 node_modules/.bin/configurable-http-proxy: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -85,4 +108,4 @@ bench: install node-deps
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(ACRO_VENV) node_modules .shuyu
+	rm -rf $(VENV) $(ACRO_VENV) node_modules .shuyu labextension/node_modules labextension/lib labextension/dist

@@ -70,7 +70,7 @@ from tornado.httputil import HTTPServerRequest
 from tornado.routing import Matcher, Rule
 from traitlets import Bool, Integer
 
-from . import export, platform
+from . import export, lab_api, platform
 
 log = logging.getLogger("shuyu.egress")
 
@@ -235,7 +235,7 @@ class EgressGuard(ExtensionApp):
         web_app = self.serverapp.web_app
         web_app.settings["shuyu_egress"] = self
         web_app.default_router.rules.insert(0, Rule(_GuardMatcher(self), RefusedHandler))
-        self.handlers.extend(export.handlers())
+        self.handlers.extend(export.handlers() + lab_api.handlers())
         log.info("Shuyu egress guard active (text limit %d bytes)", self.max_text_bytes)
 
     async def record(self, handler: JupyterHandler, refusal: Refusal) -> None:

@@ -72,15 +72,14 @@ def _output_html(output: dict[str, Any]) -> str:
     return f"<pre>{escape(text[:SHOWN_TEXT])}</pre>"
 
 
-class ExportHandler(JupyterHandler):
-    """``/shuyu/export``: choose cells of a notebook or a file, and file an export request."""
+class WorkFolderHandler(JupyterHandler):
+    """Reads what an export request sends: chosen cells of a saved notebook, or a file.
+
+    Shared by the Request export page and the JupyterLab extension's JSON routes
+    (:mod:`.lab_api`), so both send exactly the same thing for the same choice.
+    """
 
     auth_resource = "contents"
-
-    def _url(self, **query: str) -> str:
-        base = url_path_join(self.base_url, "shuyu/export")
-        args = "&".join(f"{key}={quote(value)}" for key, value in query.items())
-        return f"{base}?{args}" if args else base
 
     async def _model(self, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -100,6 +99,46 @@ class ExportHandler(JupyterHandler):
             await self.settings["shuyu_egress"].record(self, Refusal("shuyu/export", reason))
             raise web.HTTPError(403, f"{path} leads outside the work folder")
         return real
+
+    async def _cells(self, path: str, chosen: list[str]) -> dict[str, Any]:
+        if not chosen:
+            raise web.HTTPError(400, "Choose at least one cell with outputs.")
+        model = await self._model(path, content=True, type="notebook")
+        stored = model["content"].get("cells", [])
+        cells = []
+        for value in chosen:
+            if not value.isdigit() or int(value) >= len(stored):
+                raise web.HTTPError(400, f"{path} has no cell {value}")
+            cell = stored[int(value)]
+            cells.append(
+                {
+                    "index": int(value),
+                    "source": _text(cell.get("source")),
+                    "outputs": cell.get("outputs", []),
+                }
+            )
+        return {"kind": "cells", "notebook": path, "cells": cells}
+
+    async def _file(self, path: str) -> dict[str, Any]:
+        real = await self._inside(path)
+        model = await self._model(path, content=False)
+        if model["type"] != "file":
+            raise web.HTTPError(400, f"{path} is a {model['type']}, not a file")
+        size = os.stat(real).st_size
+        if size > MAX_FILE_BYTES:
+            raise web.HTTPError(413, f"{path} has {size:,} bytes; at most {MAX_FILE_BYTES:,}")
+        with open(real, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+        return {"kind": "file", "path": path, "data_b64": base64.b64encode(data).decode()}
+
+
+class ExportHandler(WorkFolderHandler):
+    """``/shuyu/export``: choose cells of a notebook or a file, and file an export request."""
+
+    def _url(self, **query: str) -> str:
+        base = url_path_join(self.base_url, "shuyu/export")
+        args = "&".join(f"{key}={quote(value)}" for key, value in query.items())
+        return f"{base}?{args}" if args else base
 
     @web.authenticated
     @authorized
@@ -228,37 +267,6 @@ class ExportHandler(JupyterHandler):
                 f'<p><a href="{escape(self._url())}">File another request</a></p>',
             )
         )
-
-    async def _cells(self, path: str, chosen: list[str]) -> dict[str, Any]:
-        if not chosen:
-            raise web.HTTPError(400, "Choose at least one cell with outputs.")
-        model = await self._model(path, content=True, type="notebook")
-        stored = model["content"].get("cells", [])
-        cells = []
-        for value in chosen:
-            if not value.isdigit() or int(value) >= len(stored):
-                raise web.HTTPError(400, f"{path} has no cell {value}")
-            cell = stored[int(value)]
-            cells.append(
-                {
-                    "index": int(value),
-                    "source": _text(cell.get("source")),
-                    "outputs": cell.get("outputs", []),
-                }
-            )
-        return {"kind": "cells", "notebook": path, "cells": cells}
-
-    async def _file(self, path: str) -> dict[str, Any]:
-        real = await self._inside(path)
-        model = await self._model(path, content=False)
-        if model["type"] != "file":
-            raise web.HTTPError(400, f"{path} is a {model['type']}, not a file")
-        size = os.stat(real).st_size
-        if size > MAX_FILE_BYTES:
-            raise web.HTTPError(413, f"{path} has {size:,} bytes; at most {MAX_FILE_BYTES:,}")
-        with open(real, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-        return {"kind": "file", "path": path, "data_b64": base64.b64encode(data).decode()}
 
 
 #: The platform's page of the tenant's requests and releases (same origin, behind the hub).

@@ -1,0 +1,170 @@
+"""The Shuyu JupyterLab extension in Debian's chromium: a merchant's way out from JupyterLab.
+
+alice selects two cells and requests their export from the notebook toolbar, follows the
+request in the Shuyu panel, rita approves it (review API), and the panel shows the
+release; File ▸ Download leads to Request export; a DP query moves the budget bar.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+import pytest
+
+from harness import Platform
+
+pytestmark = [pytest.mark.hub, pytest.mark.browser]
+
+NOTEBOOK = "lab-ext.ipynb"
+
+
+def _save_notebook(platform: Platform) -> None:
+    """alice's kernel saves a notebook of three code cells with their outputs."""
+    run = platform.run_code(
+        "alice",
+        textwrap.dedent(
+            f"""
+            import json
+            cells = [
+                {{"cell_type": "code", "id": f"c{{i}}", "metadata": {{}}, "execution_count": i,
+                  "source": f"summary_{{i}}()", "outputs": [
+                      {{"output_type": "stream", "name": "stdout", "text": f"result {{i}}\\n"}}]}}
+                for i in range(3)]
+            kernel = {{"name": "python3", "display_name": "Python 3", "language": "python"}}
+            json.dump({{"nbformat": 4, "nbformat_minor": 5, "cells": cells,
+                        "metadata": {{"kernelspec": kernel}}}}, open("{NOTEBOOK}", "w"))
+            """
+        ),
+    )
+    assert run.ok, run.error
+
+
+def _login(page, platform: Platform) -> None:
+    page.goto(f"{platform.url}/hub/login")
+    page.fill("#username_input", "alice")
+    page.fill("#password_input", "alice-demo-2026")
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(r"/user/alice/lab"), timeout=60_000)
+
+
+def _refresh_panel(page) -> None:
+    before = page.get_attribute("#jp-Shuyu-panel", "data-refreshed")
+    page.click(".jp-ShuyuPanel-refresh")
+    page.wait_for_function(
+        "before => document.querySelector('#jp-Shuyu-panel').dataset.refreshed !== before"
+        " && document.querySelector('#jp-Shuyu-panel').dataset.loading === 'false'",
+        arg=before,
+        timeout=60_000,
+    )
+
+
+def _spent(page) -> float:
+    bar = page.locator(".jp-Shuyu-budget[data-dataset='health_records'] .jp-Shuyu-bar")
+    return float(bar.get_attribute("aria-valuenow"))
+
+
+def test_request_export_from_jupyterlab_review_and_release_in_the_panel(
+    page, platform: Platform
+) -> None:
+    _save_notebook(platform)
+    _login(page, platform)
+    page.goto(f"{platform.url}/user/alice/lab/tree/{NOTEBOOK}")
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    cells.nth(2).wait_for(timeout=60_000)
+
+    # The status bar says whose sandbox this is.
+    status = page.locator(".jp-ShuyuStatus")
+    status.wait_for(timeout=30_000)
+    page.wait_for_function(
+        "() => document.querySelector('.jp-ShuyuStatus').textContent.includes('kangning')",
+        timeout=30_000,
+    )
+
+    # Select the second and third cells, then Request export on the notebook toolbar.
+    cells.nth(1).locator(".jp-InputPrompt").click()
+    cells.nth(2).locator(".jp-InputPrompt").click(modifiers=["Shift"])
+    page.click(".jp-ShuyuRequestExportButton")
+    form = page.locator(".jp-ShuyuExportForm")
+    previewed = form.locator(".jp-ShuyuExportForm-cell")
+    previewed.nth(1).wait_for(timeout=30_000)
+    assert previewed.count() == 2
+    assert [previewed.nth(i).get_attribute("data-index") for i in range(2)] == ["1", "2"]
+    assert "result 1" in form.inner_text() and "result 0" not in form.inner_text()
+    form.locator("input[name=title]").fill("两格汇总")
+    form.locator("textarea[name=purpose]").fill("汇总结果，用于产品说明")
+    page.click(".jp-Dialog .jp-mod-accept")
+
+    # The Shuyu panel opens with the new request.
+    request = page.locator("#jp-Shuyu-exports .jp-Shuyu-request").first
+    request.wait_for(timeout=60_000)
+    assert "两格汇总" in request.inner_text()
+    assert request.locator(".jp-Shuyu-status").inner_text() == "submitted"
+    request_id = request.get_attribute("data-id")
+
+    # rita approves through the review API.
+    seen = platform.service_get("rita", f"api/egress/requests/{request_id}").json()
+    assert [c["source"] for c in seen["content"]["cells"]] == ["summary_1()", "summary_2()"]
+    decided = platform.service_post(
+        "rita",
+        f"api/egress/requests/{request_id}/decision",
+        {
+            "action": "approve",
+            "comment": "两格可以发布",
+            "snapshot_sha256": seen["snapshot_sha256"],
+        },
+    )
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["status"] == "released"
+
+    # The panel shows the release: status, rita's comment, the download link.
+    _refresh_panel(page)
+    row = page.locator(f"#jp-Shuyu-exports .jp-Shuyu-request[data-id='{request_id}']")
+    assert row.locator(".jp-Shuyu-status").inner_text() == "released"
+    assert "rita: 两格可以发布" in row.locator(".jp-Shuyu-comment").inner_text()
+    link = row.locator("a.jp-Shuyu-download").first
+    assert link.get_attribute("href").endswith(
+        f"/services/shuyu/exports/{request_id}/lab-ext-release.ipynb"
+    )
+
+
+def test_the_download_menu_leads_to_request_export(page, platform: Platform) -> None:
+    _save_notebook(platform)
+    _login(page, platform)
+    page.goto(f"{platform.url}/user/alice/lab/tree/{NOTEBOOK}")
+    page.locator(".jp-Notebook .jp-Cell").nth(2).wait_for(timeout=60_000)
+    page.click(".lm-MenuBar-item:has-text('File')")
+    items = page.locator(".lm-Menu-item[data-command='docmanager:download']")
+    assert items.count() == 1  # once: JupyterLab's own Download entry is gone with its plugin
+    assert "Request export" in items.inner_text()
+    assert page.locator(".lm-Menu-item[data-command='notebook:export-to-format']").count() == 0
+    items.click()
+    form = page.locator(".jp-ShuyuExportForm")
+    form.locator(".jp-ShuyuExportForm-cell").nth(2).wait_for(timeout=30_000)  # the whole notebook
+    assert "Request export" in page.locator(".jp-Dialog-header").inner_text()
+    page.click(".jp-Dialog .jp-mod-reject")
+
+
+def test_the_budget_bar_moves_after_a_dp_query(page, platform: Platform) -> None:
+    _login(page, platform)
+    page.locator(".jp-ShuyuStatus").click()  # opens the panel
+    bar = page.locator(".jp-Shuyu-budget[data-dataset='health_records'] .jp-Shuyu-bar")
+    bar.wait_for(timeout=60_000)
+    before = _spent(page)
+    cost = page.locator(".jp-Shuyu-budget[data-dataset='health_records'] input")
+    cost.fill("0.1")
+    assert (
+        "0.1"
+        in page.locator(
+            ".jp-Shuyu-budget[data-dataset='health_records'] .jp-Shuyu-barNote"
+        ).inner_text()
+    )
+
+    query = platform.run_code(
+        "alice",
+        'from shuyu import dp\ndp.query("health_records", epsilon=0.1)'
+        '.group_by("sex").agg(n=dp.count()).run()',
+    )
+    assert query.ok, query.error
+    _refresh_panel(page)
+    assert _spent(page) == pytest.approx(before + 0.1)
