@@ -33,6 +33,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import messages
 from ..core import audit
 from ..core.atomic import replace_atomically, sync_and_hash
 from ..core.db import stamp
@@ -290,6 +291,15 @@ def as_dict(
         "created_at": row.created_at,
         "updated_at": row.updated_at,
     }
+    findings = checks.get("findings", []) if isinstance(checks, dict) else []
+    body["labels"] = messages.labels(
+        row.status,
+        verdict,
+        row.kind,
+        *(f.get("check") for f in findings),
+        *(f.get("severity") for f in findings),
+        *(d.action for d in decisions or []),
+    )
     if decisions is not None:
         body["decisions"] = [
             {
