@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -28,7 +29,7 @@ from jupyter_server.utils import ensure_async, url_path_join
 from tornado import web
 
 from . import platform
-from .pages import EXPORTS_URL, page
+from .pages import EXPORTS_URL, cell_name, page
 
 #: Largest file sent with a request (the platform refuses larger snapshots anyway).
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -78,6 +79,22 @@ def findings_html(answer: dict[str, Any]) -> str:
         "<table class=grid id=findings><thead><tr><th>检查项 Check</th><th>程度 Severity</th>"
         f"<th>位置 Where</th><th>发现 Finding</th></tr></thead><tbody>{rows}</tbody></table>"
     )
+
+
+def _outputs_html(outputs: list[dict[str, Any]]) -> str:
+    """A cell's saved outputs, each under its number (1-based, as every page counts)."""
+    return "".join(
+        f"<p class=muted>输出 {k + 1} output {k + 1}</p>{_output_html(o)}"
+        for k, o in enumerate(outputs)
+    )
+
+
+def _cell_name_of(cell: dict[str, Any]) -> str:
+    return cell_name(int(cell.get("index", 0)), cell.get("execution_count"))
+
+
+#: An export request's ID.
+REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class ExportHandler(JupyterHandler):
@@ -133,7 +150,10 @@ class ExportHandler(JupyterHandler):
     async def get(self) -> None:
         notebook = self.get_argument("notebook", "")
         file = self.get_argument("file", "")
-        if notebook:
+        resubmit = self.get_argument("resubmit", "")
+        if resubmit:
+            self.finish(await self._resubmit_form(resubmit))
+        elif notebook:
             self.finish(await self._cells_form(notebook))
         elif file:
             self.finish(await self._file_form(file))
@@ -171,7 +191,61 @@ class ExportHandler(JupyterHandler):
             f"<h2>文件 A file</h2><ul id=files>{file_links or '<li>无 none</li>'}</ul>",
         )
 
-    def _request_fields(self) -> str:
+    async def _sent_back(self, request_id: str) -> dict[str, Any]:
+        """The platform's record of ``request_id`` if it waits for its requester's changes."""
+        if not REQUEST_ID.fullmatch(request_id):
+            raise web.HTTPError(400, "没有这个导出申请。No such export request.")
+        try:
+            answer = await platform.call("GET", f"api/egress/requests/{request_id}")
+        except platform.PlatformError as err:
+            raise web.HTTPError(404, err.message) from None
+        if answer.get("status") != "changes_requested":
+            status = (answer.get("labels") or {}).get(answer.get("status"), answer.get("status"))
+            raise web.HTTPError(
+                409, f"此申请当前状态为“{status}”，无需重新提交。This request is {status}."
+            )
+        return answer
+
+    async def _resubmit_form(self, request_id: str) -> str:
+        """The request sent back: the reviewer's comments beside the frozen content, and
+        the same notebook's cells (or the same file) as they are now, to send instead."""
+        answer = await self._sent_back(request_id)
+        comments = "".join(
+            f"<li><strong>{escape(d['actor'])}</strong>：{escape(d['comment'])}</li>"
+            for d in answer.get("decisions", [])
+            if d.get("action") == "request_changes" and d.get("comment")
+        )
+        frozen = answer.get("content") or {}
+        shown = (
+            "".join(
+                f"<div class=cell><p class=muted>{escape(_cell_name_of(c))}</p>"
+                f"{_outputs_html(c.get('outputs', []))}</div>"
+                for c in frozen.get("cells", [])
+            )
+            or f"<p>{escape(str(frozen.get('path', '')))}</p>"
+        )
+        side = (
+            "<div class=side-by-side><section id=comments><h2>审核意见 Reviewer's comments</h2>"
+            f"<ul>{comments}</ul>{findings_html(answer)}</section>"
+            f"<section id=frozen><h2>上次提交的内容 What you sent</h2>{shown}</section></div>"
+            "<h2>现在的内容 What to send now</h2>"
+        )
+        chosen = {c["index"] for c in frozen.get("cells", [])}
+        if frozen.get("kind") == "cells":
+            return await self._cells_form(frozen["notebook"], resubmit=request_id, lead=side,
+                                          chosen=chosen)  # fmt: skip
+        if frozen.get("kind") == "file":
+            return await self._file_form(frozen["path"], resubmit=request_id, lead=side)
+        raise web.HTTPError(
+            400, "看板请在笔记本中重新提交。Resubmit a dashboard from its notebook."
+        )
+
+    def _request_fields(self, resubmit: str = "") -> str:
+        if resubmit:
+            return (
+                f"{self.xsrf_form_html()}<input type=hidden name=resubmit value={resubmit}>"
+                "<p><button type=submit id=submit>重新提交 Resubmit</button></p>"
+            )
         return (
             f"{self.xsrf_form_html()}"
             "<p><label>标题 Title<br><input type=text name=title maxlength=200 size=60>"
@@ -182,16 +256,20 @@ class ExportHandler(JupyterHandler):
             "<p><button type=submit id=submit>提交导出申请 Submit export request</button></p>"
         )
 
-    async def _cells_form(self, path: str) -> str:
+    async def _cells_form(
+        self, path: str, *, resubmit: str = "", lead: str = "", chosen: set[int] | None = None
+    ) -> str:
         model = await self._model(path, content=True, type="notebook")
         rows = []
         for index, cell in enumerate(model["content"].get("cells", [])):
             if cell.get("cell_type") != "code" or not cell.get("outputs"):
                 continue
-            outputs = "".join(_output_html(o) for o in cell["outputs"])
+            outputs = _outputs_html(cell["outputs"])
+            ticked = " checked" if chosen and index in chosen else ""
             rows.append(
-                f"<div class=cell><label><input type=checkbox name=cell value={index}> "
-                f"cell {index}</label><pre class=muted>{escape(_text(cell.get('source')))}</pre>"
+                f"<div class=cell><label><input type=checkbox name=cell value={index}{ticked}> "
+                f"{escape(cell_name(index, cell.get('execution_count')))}</label>"
+                f"<pre class=muted>{escape(_text(cell.get('source')))}</pre>"
                 f"{outputs}</div>"
             )
         cells = "".join(rows) or (
@@ -200,26 +278,26 @@ class ExportHandler(JupyterHandler):
         )
         return self._page(
             f"申请导出 Request export: {path}",
-            f'<p><a href="{escape(self._url())}">← 工作目录 Work folder</a></p>'
+            f'<p><a href="{escape(self._url())}">← 工作目录 Work folder</a></p>{lead}'
             "<p class=muted>发送的是磁盘上保存的笔记本，请先保存。"
             "What is sent is the notebook as saved on disk: save it first.</p>"
             f'<form method=post action="{escape(self._url())}" id=export>'
             f'<input type=hidden name=notebook value="{escape(path)}">{cells}'
-            f"{self._request_fields()}</form>",
+            f"{self._request_fields(resubmit)}</form>",
         )
 
-    async def _file_form(self, path: str) -> str:
+    async def _file_form(self, path: str, *, resubmit: str = "", lead: str = "") -> str:
         await self._inside(path)
         model = await self._model(path, content=False)
         if model["type"] != "file":
             raise web.HTTPError(400, f"{path} is a {model['type']}, not a file")
         return self._page(
             f"申请导出 Request export: {path}",
-            f'<p><a href="{escape(self._url())}">← 工作目录 Work folder</a></p>'
+            f'<p><a href="{escape(self._url())}">← 工作目录 Work folder</a></p>{lead}'
             f"<p>{escape(path)}: {model.get('size') or 0:,} 字节 bytes.</p>"
             f'<form method=post action="{escape(self._url())}" id=export>'
-            f'<input type=hidden name=file value="{escape(path)}">{self._request_fields()}'
-            "</form>",
+            f'<input type=hidden name=file value="{escape(path)}">'
+            f"{self._request_fields(resubmit)}</form>",
         )
 
     @web.authenticated
@@ -227,7 +305,8 @@ class ExportHandler(JupyterHandler):
     async def post(self) -> None:
         purpose = self.get_body_argument("purpose", "").strip()
         title = self.get_body_argument("title", "").strip()
-        if not purpose:
+        resubmit = self.get_body_argument("resubmit", "")
+        if not purpose and not resubmit:
             raise web.HTTPError(400, "请填写用途。An export request needs a purpose statement.")
         notebook = self.get_body_argument("notebook", "")
         file = self.get_body_argument("file", "")
@@ -240,9 +319,15 @@ class ExportHandler(JupyterHandler):
                 400, "请选择笔记本的单元格或一个文件。Choose cells of a notebook or a file."
             )
         try:
-            answer = await platform.call(
-                "POST", "api/egress/requests", {**content, "purpose": purpose, "title": title}
-            )
+            if resubmit:
+                await self._sent_back(resubmit)
+                answer = await platform.call(
+                    "POST", f"api/egress/requests/{resubmit}/resubmit", content
+                )
+            else:
+                answer = await platform.call(
+                    "POST", "api/egress/requests", {**content, "purpose": purpose, "title": title}
+                )
         except platform.PlatformError as err:
             self.set_status(err.status if 400 <= err.status < 600 else 502)
             self.finish(
@@ -284,13 +369,14 @@ class ExportHandler(JupyterHandler):
             if not value.isdigit() or int(value) >= len(stored):
                 raise web.HTTPError(400, f"{path} has no cell {value}")
             cell = stored[int(value)]
-            cells.append(
-                {
-                    "index": int(value),
-                    "source": _text(cell.get("source")),
-                    "outputs": cell.get("outputs", []),
-                }
-            )
+            taken = {
+                "index": int(value),
+                "source": _text(cell.get("source")),
+                "outputs": cell.get("outputs", []),
+            }
+            if isinstance(cell.get("execution_count"), int):
+                taken["execution_count"] = cell["execution_count"]
+            cells.append(taken)
         return {"kind": "cells", "notebook": path, "cells": cells}
 
     async def _file(self, path: str) -> dict[str, Any]:

@@ -21,6 +21,14 @@ SERVICE_URL: Final[str] = f"{HUB_BASE}/services/shuyu/"
 EXPORTS_URL: Final[str] = f"{SERVICE_URL}exports"
 
 
+def cell_name(index: int, execution_count: int | None = None) -> str:
+    """How every page names a notebook cell (the platform's ``messages.cell_name``, which
+    a test holds this to): JupyterLab's ``[n]`` where the cell ran, else its position."""
+    if isinstance(execution_count, int):
+        return f"单元格 [{execution_count}] cell [{execution_count}]"
+    return f"第 {index + 1} 个单元格 cell at position {index + 1}"
+
+
 def page(title: str, body: str, *, server_url: str = "") -> str:
     """A whole HTML page: the platform's top bar, ``title`` as heading, then ``body`` (HTML)."""
     sandbox = (

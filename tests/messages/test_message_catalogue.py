@@ -47,3 +47,20 @@ def test_china_time_names_its_zone_and_moves_utc_eight_hours() -> None:
 def test_sentences_fill_their_values_and_braces_without_values_stay() -> None:
     assert messages.text("Not Found") == "未找到 Not Found"
     assert messages.text("{x} and {y}") == "{x} and {y}"  # untranslated, never formatted
+
+
+def test_the_sandbox_names_cells_as_the_platform_does() -> None:
+    from shuyu_server.pages import cell_name as in_sandbox
+
+    for index, count in [(0, None), (6, 5), (12, None), (3, 0)]:
+        assert in_sandbox(index, count) == messages.cell_name(index, count)
+    assert messages.cell_name(6, 5) == "单元格 [5] cell [5]"  # JupyterLab's [5]
+    assert "position 7" in messages.cell_name(6)
+
+
+def test_a_findings_place_names_cell_output_and_row_as_pages_count_them() -> None:
+    where = {"cell": 6, "execution_count": 5, "output": 0, "row": "涪城区", "column": "人数"}
+    assert messages.place(where) == (
+        "单元格 [5] cell [5] · 输出 1 output 1 · 行 row 涪城区 · 列 column 人数"
+    )
+    assert messages.place({"file": "out/r.csv", "line": 3}) == "文件 file out/r.csv · 行号 line 3"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gettext
 import io
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
@@ -89,6 +90,33 @@ def labels(*names: str | None) -> dict[str, str]:
     return {name: label(name) for name in names if name}
 
 
+def cell_name(index: int, execution_count: int | None = None) -> str:
+    """How every page names a notebook cell: JupyterLab's execution count ``[5]`` where
+    the cell has one, else its position in the notebook (1-based), named as such.
+    ``index`` is the cell's 0-based index in the notebook."""
+    if isinstance(execution_count, int):
+        return f"单元格 [{execution_count}] cell [{execution_count}]"
+    return f"第 {index + 1} 个单元格 cell at position {index + 1}"
+
+
+def place(where: Mapping[str, Any] | None) -> str:
+    """Where a finding or an output is, for a person: the cell (:func:`cell_name`), its
+    output (1-based, as every page counts them), the file, and a row, column or line."""
+    if not where:
+        return "—"
+    parts: list[str] = []
+    if isinstance(where.get("cell"), int):
+        parts.append(cell_name(where["cell"], where.get("execution_count")))
+    if isinstance(where.get("output"), int):
+        parts.append(f"输出 {where['output'] + 1} output {where['output'] + 1}")
+    if where.get("file"):
+        parts.append(f"文件 file {where['file']}")
+    for key, zh_name in (("row", "行"), ("column", "列"), ("line", "行号")):
+        if where.get(key) not in (None, ""):
+            parts.append(f"{zh_name} {key} {where[key]}")
+    return " · ".join(parts) or "—"
+
+
 def china_time(moment: str | datetime | None, *, seconds: bool = False) -> str:
     """``moment`` (a datetime, or ISO 8601 text; UTC unless it says otherwise) in China
     time with the zone named: ``2026-12-07 23:59 北京时间``. Anything else is shown as is."""
@@ -111,8 +139,11 @@ def _template_text(message: str, **values: Any) -> Markup:
 
 
 def install(environment: Any) -> None:
-    """Give a Jinja2 environment ``_(...)``, ``|label``, ``|china_time`` and ``|zh``."""
+    """Give a Jinja2 environment ``_(...)``, ``cell_name(...)``, and the filters
+    ``|label``, ``|china_time``, ``|place`` and ``|zh``."""
     environment.globals["_"] = _template_text
     environment.filters["label"] = label
     environment.filters["china_time"] = china_time
     environment.filters["zh"] = zh
+    environment.filters["place"] = place
+    environment.globals["cell_name"] = cell_name
