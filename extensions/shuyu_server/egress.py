@@ -59,6 +59,7 @@ import logging
 import os
 import posixpath
 from dataclasses import dataclass
+from html import escape
 from stat import S_ISDIR
 from typing import Any
 from urllib.parse import unquote
@@ -71,6 +72,7 @@ from tornado.routing import Matcher, Rule
 from traitlets import Bool, Integer
 
 from . import export, lab_api, platform
+from .pages import page
 
 log = logging.getLogger("shuyu.egress")
 
@@ -91,6 +93,12 @@ MESSAGE = (
     "Downloads are switched off in Shuyu: data leaves the sandbox only through an export "
     "request that reviewers approve (the Request export page, shuyu/export on this "
     "server, or shuyu.egress.request(...) in a notebook). This attempt was recorded."
+)
+
+#: :data:`MESSAGE` in Chinese, shown first.
+MESSAGE_ZH = (
+    "数域沙箱内不能下载：数据只能通过审核员批准的导出申请带出（本服务器的“申请导出”页面 "
+    "shuyu/export，或在笔记本中调用 shuyu.egress.request(...)）。此次尝试已记录。"
 )
 
 
@@ -200,9 +208,13 @@ class RefusedHandler(JupyterHandler):
         else:
             self.set_header("Content-Type", "text/html; charset=utf-8")
             self.finish(
-                "<!doctype html><meta charset=utf-8><title>Download refused</title>"
-                f"<h1>Download refused</h1><p>{MESSAGE}</p>"
-                f'<p><a href="{self.base_url}shuyu/export">Request export</a></p>'
+                page(
+                    "下载已被拒绝 Download refused",
+                    f"<p class=error id=refusal>{escape(MESSAGE_ZH)}</p><p>{escape(MESSAGE)}</p>"
+                    f'<p><a href="{escape(self.base_url)}shuyu/export">申请导出 Request export'
+                    "</a></p>",
+                    server_url=self.base_url,
+                )
             )
 
     # Every method a browser or script may use gets the same refusal.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +29,7 @@ from jupyter_server.utils import ensure_async, url_path_join
 from tornado import web
 
 from . import platform
+from .pages import EXPORTS_URL, cell_name, page
 
 #: Largest file sent with a request (the platform refuses larger snapshots anyway).
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -35,20 +37,6 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_LISTED = 500
 #: Characters of one text output shown on the page.
 SHOWN_TEXT = 4000
-
-STYLE = """
-body{font:14px/1.5 system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em;color:#222}
-pre{background:#f5f5f5;padding:.5em;overflow:auto;max-height:20em}
-.cell{border:1px solid #ddd;margin:1em 0;padding:.5em}.muted{color:#777}
-.error{color:#a00}textarea,input[type=text]{width:100%}img{max-width:100%}
-"""
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        f"<!doctype html><html><head><meta charset=utf-8><title>{escape(title)} · 数域 Shuyu"
-        f"</title><style>{STYLE}</style></head><body><h1>{escape(title)}</h1>{body}</body></html>"
-    )
 
 
 def _text(value: Any) -> str:
@@ -70,6 +58,43 @@ def _output_html(output: dict[str, Any]) -> str:
             return f'<img alt="output image" src="data:{mime};base64,{escape(image)}">'
     text = _text(data.get("text/plain", "(no plain-text form)"))
     return f"<pre>{escape(text[:SHOWN_TEXT])}</pre>"
+
+
+def findings_html(answer: dict[str, Any]) -> str:
+    """The automatic checks' findings the platform shows the merchant, as a table, with
+    the platform's labels of check and severity names (its answer's ``labels``)."""
+    labels = answer.get("labels") or {}
+    checks = answer.get("checks") or {}
+    findings = checks.get("findings", []) if isinstance(checks, dict) else []
+    if not findings:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(labels.get(f.get('check'), str(f.get('check'))))}</td>"
+        f"<td>{escape(labels.get(f.get('severity'), str(f.get('severity'))))}</td>"
+        f"<td>{escape(str(f.get('artefact', '')))}</td><td>{escape(str(f.get('message', '')))}</td>"
+        "</tr>"
+        for f in findings
+    )
+    return (
+        "<table class=grid id=findings><thead><tr><th>检查项 Check</th><th>程度 Severity</th>"
+        f"<th>位置 Where</th><th>发现 Finding</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _outputs_html(outputs: list[dict[str, Any]]) -> str:
+    """A cell's saved outputs, each under its number (1-based, as every page counts)."""
+    return "".join(
+        f"<p class=muted>输出 {k + 1} output {k + 1}</p>{_output_html(o)}"
+        for k, o in enumerate(outputs)
+    )
+
+
+def _cell_name_of(cell: dict[str, Any]) -> str:
+    return cell_name(int(cell.get("index", 0)), cell.get("execution_count"))
+
+
+#: An export request's ID.
+REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class WorkFolderHandler(JupyterHandler):
@@ -102,7 +127,9 @@ class WorkFolderHandler(JupyterHandler):
 
     async def _cells(self, path: str, chosen: list[str]) -> dict[str, Any]:
         if not chosen:
-            raise web.HTTPError(400, "Choose at least one cell with outputs.")
+            raise web.HTTPError(
+                400, "请至少勾选一个带输出的单元格。Choose at least one cell with outputs."
+            )
         model = await self._model(path, content=True, type="notebook")
         stored = model["content"].get("cells", [])
         cells = []
@@ -110,13 +137,14 @@ class WorkFolderHandler(JupyterHandler):
             if not value.isdigit() or int(value) >= len(stored):
                 raise web.HTTPError(400, f"{path} has no cell {value}")
             cell = stored[int(value)]
-            cells.append(
-                {
-                    "index": int(value),
-                    "source": _text(cell.get("source")),
-                    "outputs": cell.get("outputs", []),
-                }
-            )
+            taken = {
+                "index": int(value),
+                "source": _text(cell.get("source")),
+                "outputs": cell.get("outputs", []),
+            }
+            if isinstance(cell.get("execution_count"), int):
+                taken["execution_count"] = cell["execution_count"]
+            cells.append(taken)
         return {"kind": "cells", "notebook": path, "cells": cells}
 
     async def _file(self, path: str) -> dict[str, Any]:
@@ -135,6 +163,25 @@ class WorkFolderHandler(JupyterHandler):
 class ExportHandler(WorkFolderHandler):
     """``/shuyu/export``: choose cells of a notebook or a file, and file an export request."""
 
+    def _page(self, title: str, body: str) -> str:
+        return page(title, body, server_url=self.base_url)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """A refusal as a page of its own, in Chinese and English, never a bare status."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = (
+            exc.log_message
+            if isinstance(exc, web.HTTPError) and exc.log_message
+            else "出错了 Something went wrong."
+        )
+        self.finish(
+            self._page(
+                "无法处理 Cannot do that",
+                f"<p class=error id=error>{escape(message)}</p>"
+                f'<p><a href="{escape(self._url())}">← 返回 Back</a></p>',
+            )
+        )
+
     def _url(self, **query: str) -> str:
         base = url_path_join(self.base_url, "shuyu/export")
         args = "&".join(f"{key}={quote(value)}" for key, value in query.items())
@@ -145,7 +192,10 @@ class ExportHandler(WorkFolderHandler):
     async def get(self) -> None:
         notebook = self.get_argument("notebook", "")
         file = self.get_argument("file", "")
-        if notebook:
+        resubmit = self.get_argument("resubmit", "")
+        if resubmit:
+            self.finish(await self._resubmit_form(resubmit))
+        elif notebook:
             self.finish(await self._cells_form(notebook))
         elif file:
             self.finish(await self._file_form(file))
@@ -171,58 +221,125 @@ class ExportHandler(WorkFolderHandler):
         file_links = "".join(
             f'<li><a href="{escape(self._url(file=p))}">{escape(p)}</a></li>' for p in files
         )
-        return _page(
+        return self._page(
             "申请导出 Request export",
-            "<p>Downloads are switched off in this sandbox. Choose what you want to take out; "
-            "reviewers check it and, once approved, its watermarked release is yours to "
-            f'download from the <a href="{escape(EXPORTS_URL)}">Exports page</a>.</p>'
-            f"<h2>Cells of a notebook</h2><ul id=notebooks>{links or '<li>none</li>'}</ul>"
-            f"<h2>A file</h2><ul id=files>{file_links or '<li>none</li>'}</ul>",
+            "<p>沙箱内不能直接下载。选择要带出的单元格或文件并说明用途；审核员批准后，"
+            f'带水印的发布文件可在<a href="{escape(EXPORTS_URL)}">导出 Exports</a>页面下载。</p>'
+            "<p class=muted>Downloads are switched off in this sandbox. Choose what you want to "
+            "take out; reviewers check it and, once approved, its watermarked release is yours "
+            "to download from the Exports page.</p>"
+            "<h2>笔记本单元格 Cells of a notebook</h2>"
+            f"<ul id=notebooks>{links or '<li>无 none</li>'}</ul>"
+            f"<h2>文件 A file</h2><ul id=files>{file_links or '<li>无 none</li>'}</ul>",
         )
 
-    def _request_fields(self) -> str:
+    async def _sent_back(self, request_id: str) -> dict[str, Any]:
+        """The platform's record of ``request_id`` if it waits for its requester's changes."""
+        if not REQUEST_ID.fullmatch(request_id):
+            raise web.HTTPError(400, "没有这个导出申请。No such export request.")
+        try:
+            answer = await platform.call("GET", f"api/egress/requests/{request_id}")
+        except platform.PlatformError as err:
+            raise web.HTTPError(404, err.message) from None
+        if answer.get("status") != "changes_requested":
+            status = (answer.get("labels") or {}).get(answer.get("status"), answer.get("status"))
+            raise web.HTTPError(
+                409, f"此申请当前状态为“{status}”，无需重新提交。This request is {status}."
+            )
+        return answer
+
+    async def _resubmit_form(self, request_id: str) -> str:
+        """The request sent back: the reviewer's comments beside the frozen content, and
+        the same notebook's cells (or the same file) as they are now, to send instead."""
+        answer = await self._sent_back(request_id)
+        comments = "".join(
+            f"<li><strong>{escape(d['actor'])}</strong>：{escape(d['comment'])}</li>"
+            for d in answer.get("decisions", [])
+            if d.get("action") == "request_changes" and d.get("comment")
+        )
+        frozen = answer.get("content") or {}
+        shown = (
+            "".join(
+                f"<div class=cell><p class=muted>{escape(_cell_name_of(c))}</p>"
+                f"{_outputs_html(c.get('outputs', []))}</div>"
+                for c in frozen.get("cells", [])
+            )
+            or f"<p>{escape(str(frozen.get('path', '')))}</p>"
+        )
+        side = (
+            "<div class=side-by-side><section id=comments><h2>审核意见 Reviewer's comments</h2>"
+            f"<ul>{comments}</ul>{findings_html(answer)}</section>"
+            f"<section id=frozen><h2>上次提交的内容 What you sent</h2>{shown}</section></div>"
+            "<h2>现在的内容 What to send now</h2>"
+        )
+        chosen = {c["index"] for c in frozen.get("cells", [])}
+        if frozen.get("kind") == "cells":
+            return await self._cells_form(frozen["notebook"], resubmit=request_id, lead=side,
+                                          chosen=chosen)  # fmt: skip
+        if frozen.get("kind") == "file":
+            return await self._file_form(frozen["path"], resubmit=request_id, lead=side)
+        raise web.HTTPError(
+            400, "看板请在笔记本中重新提交。Resubmit a dashboard from its notebook."
+        )
+
+    def _request_fields(self, resubmit: str = "") -> str:
+        if resubmit:
+            return (
+                f"{self.xsrf_form_html()}<input type=hidden name=resubmit value={resubmit}>"
+                "<p><button type=submit id=submit>重新提交 Resubmit</button></p>"
+            )
         return (
             f"{self.xsrf_form_html()}"
-            "<p><label>Title<br><input type=text name=title maxlength=200></label></p>"
-            "<p><label>Purpose (required): what the result is for and who receives it<br>"
-            "<textarea name=purpose rows=3 required></textarea></label></p>"
-            "<p><button type=submit id=submit>Submit export request</button></p>"
+            "<p><label>标题 Title<br><input type=text name=title maxlength=200 size=60>"
+            "</label></p>"
+            "<p><label>用途（必填）：结果用于什么、交给谁 Purpose (required): what the result "
+            "is for and who receives it<br>"
+            "<textarea name=purpose rows=3 cols=70 required></textarea></label></p>"
+            "<p><button type=submit id=submit>提交导出申请 Submit export request</button></p>"
         )
 
-    async def _cells_form(self, path: str) -> str:
+    async def _cells_form(
+        self, path: str, *, resubmit: str = "", lead: str = "", chosen: set[int] | None = None
+    ) -> str:
         model = await self._model(path, content=True, type="notebook")
         rows = []
         for index, cell in enumerate(model["content"].get("cells", [])):
             if cell.get("cell_type") != "code" or not cell.get("outputs"):
                 continue
-            outputs = "".join(_output_html(o) for o in cell["outputs"])
+            outputs = _outputs_html(cell["outputs"])
+            ticked = " checked" if chosen and index in chosen else ""
             rows.append(
-                f"<div class=cell><label><input type=checkbox name=cell value={index}> "
-                f"cell {index}</label><pre class=muted>{escape(_text(cell.get('source')))}</pre>"
+                f"<div class=cell><label><input type=checkbox name=cell value={index}{ticked}> "
+                f"{escape(cell_name(index, cell.get('execution_count')))}</label>"
+                f"<pre class=muted>{escape(_text(cell.get('source')))}</pre>"
                 f"{outputs}</div>"
             )
-        cells = "".join(rows) or "<p>No code cell of this notebook has saved outputs.</p>"
-        return _page(
+        cells = "".join(rows) or (
+            "<p>此笔记本没有带已保存输出的代码单元格。"
+            "No code cell of this notebook has saved outputs.</p>"
+        )
+        return self._page(
             f"申请导出 Request export: {path}",
-            f'<p><a href="{escape(self._url())}">← work folder</a></p>'
-            "<p class=muted>What is sent is the notebook as saved on disk: save it first.</p>"
+            f'<p><a href="{escape(self._url())}">← 工作目录 Work folder</a></p>{lead}'
+            "<p class=muted>发送的是磁盘上保存的笔记本，请先保存。"
+            "What is sent is the notebook as saved on disk: save it first.</p>"
             f'<form method=post action="{escape(self._url())}" id=export>'
             f'<input type=hidden name=notebook value="{escape(path)}">{cells}'
-            f"{self._request_fields()}</form>",
+            f"{self._request_fields(resubmit)}</form>",
         )
 
-    async def _file_form(self, path: str) -> str:
+    async def _file_form(self, path: str, *, resubmit: str = "", lead: str = "") -> str:
         await self._inside(path)
         model = await self._model(path, content=False)
         if model["type"] != "file":
             raise web.HTTPError(400, f"{path} is a {model['type']}, not a file")
-        return _page(
+        return self._page(
             f"申请导出 Request export: {path}",
-            f'<p><a href="{escape(self._url())}">← work folder</a></p>'
-            f"<p>{escape(path)}: {model.get('size') or 0:,} bytes.</p>"
+            f'<p><a href="{escape(self._url())}">← 工作目录 Work folder</a></p>{lead}'
+            f"<p>{escape(path)}: {model.get('size') or 0:,} 字节 bytes.</p>"
             f'<form method=post action="{escape(self._url())}" id=export>'
-            f'<input type=hidden name=file value="{escape(path)}">{self._request_fields()}'
-            "</form>",
+            f'<input type=hidden name=file value="{escape(path)}">'
+            f"{self._request_fields(resubmit)}</form>",
         )
 
     @web.authenticated
@@ -230,8 +347,9 @@ class ExportHandler(WorkFolderHandler):
     async def post(self) -> None:
         purpose = self.get_body_argument("purpose", "").strip()
         title = self.get_body_argument("title", "").strip()
-        if not purpose:
-            raise web.HTTPError(400, "An export request needs a purpose statement.")
+        resubmit = self.get_body_argument("resubmit", "")
+        if not purpose and not resubmit:
+            raise web.HTTPError(400, "请填写用途。An export request needs a purpose statement.")
         notebook = self.get_body_argument("notebook", "")
         file = self.get_body_argument("file", "")
         if notebook:
@@ -239,38 +357,47 @@ class ExportHandler(WorkFolderHandler):
         elif file:
             content = await self._file(file)
         else:
-            raise web.HTTPError(400, "Choose cells of a notebook or a file.")
-        try:
-            answer = await platform.call(
-                "POST", "api/egress/requests", {**content, "purpose": purpose, "title": title}
+            raise web.HTTPError(
+                400, "请选择笔记本的单元格或一个文件。Choose cells of a notebook or a file."
             )
+        try:
+            if resubmit:
+                await self._sent_back(resubmit)
+                answer = await platform.call(
+                    "POST", f"api/egress/requests/{resubmit}/resubmit", content
+                )
+            else:
+                answer = await platform.call(
+                    "POST", "api/egress/requests", {**content, "purpose": purpose, "title": title}
+                )
         except platform.PlatformError as err:
             self.set_status(err.status if 400 <= err.status < 600 else 502)
             self.finish(
-                _page(
-                    "Export request refused",
+                self._page(
+                    "导出申请未被接受 Export request refused",
                     f"<p class=error id=error>{escape(err.message)}</p>"
-                    f'<p><a href="{escape(self._url())}">Back</a></p>',
+                    f'<p><a href="{escape(self._url())}">← 返回 Back</a></p>',
                 )
             )
             return
         self.set_status(201)
+        labels = answer.get("labels") or {}
+        status = labels.get(answer["status"], answer["status"])
+        verdict = labels.get(answer.get("verdict"), "—")
         self.finish(
-            _page(
-                "Export request filed",
-                f"<p>Request <code id=request-id>{escape(answer['id'])}</code> is "
-                f"<strong id=status>{escape(answer['status'])}</strong>; automatic checks: "
-                f"<strong id=verdict>{escape(answer.get('verdict') or '—')}</strong>.</p>"
-                "<p>A reviewer will look at it. Follow it, read reviewers' comments and download "
-                f'the approved release on the <a id=exports href="{escape(EXPORTS_URL)}">'
-                "Exports page</a>.</p>"
-                f'<p><a href="{escape(self._url())}">File another request</a></p>',
+            self._page(
+                "导出申请已提交 Export request filed",
+                f"<p>申请 Request <code id=request-id>{escape(answer['id'])}</code>："
+                f"<strong id=status>{escape(status)}</strong>；自动检查 checks："
+                f"<strong id=verdict>{escape(verdict)}</strong>。</p>"
+                f"{findings_html(answer)}"
+                "<p>审核员会查看此申请。审核意见、修改要求和批准后的发布文件见"
+                f'<a id=exports href="{escape(EXPORTS_URL)}">导出 Exports</a>页面。'
+                "A reviewer will look at it; follow it, read reviewers' comments and download "
+                "the approved release on the Exports page.</p>"
+                f'<p><a href="{escape(self._url())}">再提交一个申请 File another request</a></p>',
             )
         )
-
-
-#: The platform's page of the tenant's requests and releases (same origin, behind the hub).
-EXPORTS_URL = os.environ.get("JUPYTERHUB_BASE_URL", "/").rstrip("/") + "/services/shuyu/exports"
 
 
 def handlers() -> list[tuple[str, type]]:

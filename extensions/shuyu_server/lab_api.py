@@ -33,7 +33,8 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from . import platform
-from .export import EXPORTS_URL, WorkFolderHandler
+from .export import WorkFolderHandler
+from .pages import EXPORTS_URL
 
 #: Most export requests whose reviewers' comments the panel fetches (newest first).
 DETAILED_REQUESTS = 20

@@ -72,7 +72,7 @@ def test_merchant_requests_reviewer_approves_merchant_downloads_watermarked_rele
     page.click("#submit")
     page.wait_for_selector("#request-id", timeout=60_000)
     request_id = page.inner_text("#request-id")
-    assert page.inner_text("#status") == "submitted"
+    assert page.inner_text("#status") == "已提交 Submitted"
 
     # rita: sees the automatic checks (the chart needs a human look) and approves.
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
@@ -82,21 +82,21 @@ def test_merchant_requests_reviewer_approves_merchant_downloads_watermarked_rele
         reviewer.goto(f"{platform.url}/services/shuyu/review/{request_id}")
         reviewer.wait_for_selector("#checks", timeout=30_000)
         checks = reviewer.inner_text("#checks")
-        assert "image" in checks and "warn" in checks
+        assert "图片 Image" in checks and "需注意 Warning" in checks
         assert reviewer.query_selector("#content img") is not None
         assert "not wanted" not in reviewer.inner_text("#content")
         reviewer.check("input[value=approve]")
         reviewer.fill("textarea[name=comment]", "汇总数据与图表，可以发布")
         reviewer.click("#decide-submit")
         reviewer.wait_for_selector("#release", timeout=60_000)
-        assert reviewer.inner_text("#status") == "released"
+        assert reviewer.inner_text("#status") == "已发布 Released"
     finally:
         context.close()
 
     # alice: her Exports page shows the comment and the release; she downloads it.
     page.goto(f"{platform.url}/services/shuyu/exports")
     row = page.locator(f"tr[data-id='{request_id}']")
-    assert row.locator(".status").inner_text() == "released"
+    assert row.locator(".status").inner_text() == "已发布 Released"
     assert "汇总数据与图表，可以发布" in row.inner_text()
     with page.expect_download() as info:
         row.locator("a.download").first.click()

@@ -23,8 +23,8 @@ def _sign_in(page, platform: Platform, name: str) -> None:
     ("name", "url", "selector", "text"),
     [
         ("audrey", r"/services/shuyu/audit$", "#verification", "OK:"),
-        ("rita", r"/services/shuyu/$", "#roles", "reviewer"),
-        ("sam", r"/services/shuyu/$", "#roles", "source-reviewer"),
+        ("rita", r"/services/shuyu/$", "#roles", "审核员 Reviewer"),
+        ("sam", r"/services/shuyu/$", "#roles", "数源部门审核员 Source-department reviewer"),
         ("victor", r"/services/shuyu/catalogue$", "#catalogue", "居民健康档案"),
         ("ada", r"/hub/admin", "body", "Admin"),
     ],

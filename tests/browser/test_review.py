@@ -52,12 +52,12 @@ def test_reviewer_reads_and_approves_a_request(page, platform: Platform) -> None
     assert request_id in page.url
     assert "涪城区 128" in page.inner_text("#content")
     assert "<script>alert(1)</script>" in page.inner_text("#content")  # shown, never run
-    assert page.inner_text("#status") == "submitted"
+    assert page.inner_text("#status") == "已提交 Submitted"
     page.check("input[value=approve]")
     page.fill("textarea[name=comment]", "汇总层级，可以发布")
     page.click("#decide-submit")
     page.wait_for_selector("#decisions li:nth-child(3)", timeout=30_000)
-    assert page.inner_text("#status") == "released"  # approval releases at once
+    assert page.inner_text("#status") == "已发布 Released"  # approval releases at once
     assert "汇总层级，可以发布" in page.inner_text("#decisions")
     assert not page.query_selector("#decide")  # decided: no form any more
     assert dialogs == []

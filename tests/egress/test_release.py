@@ -70,7 +70,11 @@ def test_an_approved_file_is_released_read_only_watermarked_with_provenance(
     assert stat.S_IMODE(folder.stat().st_mode) == 0o555
     for path in folder.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o444
-    released = (folder / "rates.csv").read_text().splitlines()
+    # Read as Excel does: a UTF-8 byte-order mark first means UTF-8 (without one, Excel
+    # on a Chinese Windows reads GBK and garbles every Chinese word).
+    raw = (folder / "rates.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    released = raw[3:].decode("utf-8").splitlines()
     assert released[0] == "区县,理赔率,shuyu_release"
     assert released[1] == f"涪城区,0.2513,{request_id}"
 

@@ -35,13 +35,19 @@ def _png(width: int = 200, height: int = 100) -> bytes:
 def test_csv_gets_a_release_column_and_keeps_its_cells() -> None:
     marked = mark_file("out/summary.csv", '区县,人数\n涪城区,"1,204"\n游仙区,873\n'.encode(), MARK)
     assert marked.name == "summary.csv" and marked.watermark == "column"
-    lines = marked.data.decode().splitlines()
+    assert marked.data.startswith(b"\xef\xbb\xbf")  # Excel reads it as UTF-8
+    lines = marked.data.decode("utf-8-sig").splitlines()
     assert lines == [f"区县,人数,{COLUMN}", f'涪城区,"1,204",{RID}', f"游仙区,873,{RID}"]
+
+
+def test_a_csv_with_a_byte_order_mark_is_marked_with_one_only() -> None:
+    marked = mark_file("bom.csv", "\ufeff区县,人数\n涪城区,12\n".encode(), MARK)
+    assert marked.data.startswith(b"\xef\xbb\xbf") and not marked.data[3:].startswith(b"\xef")
 
 
 def test_tsv_uses_tabs() -> None:
     marked = mark_file("t.tsv", b"a\tb\n1\t2\n", MARK)
-    assert marked.data.decode().splitlines() == [f"a\tb\t{COLUMN}", f"1\t2\t{RID}"]
+    assert marked.data.decode("utf-8-sig").splitlines() == [f"a\tb\t{COLUMN}", f"1\t2\t{RID}"]
 
 
 def test_parquet_gets_a_column_and_schema_metadata() -> None:

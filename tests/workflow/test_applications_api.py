@@ -118,7 +118,7 @@ def test_the_application_pages_file_and_show_an_application(platform: Platform) 
         timeout=30,
     )
     assert created.status_code == 200 and "/applications/" in created.url
-    assert "compliance_review" in created.text and "sex, district" in created.text
+    assert "合规审查中" in created.text and "sex, district" in created.text
     listing = alice.get(f"{platform.url}{SERVICE}/applications", timeout=30)
     assert body["scenario"] in listing.text
     rita, _ = platform.service_session("rita")

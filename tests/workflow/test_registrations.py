@@ -17,6 +17,7 @@ from shuyu_platform.core.workdays import Calendar
 from shuyu_platform.workflow import onboarding
 
 USCC = "91510703MA6CQ2X14A"  # check characters valid
+OTHER_USCC = "91510104MA6CQ3X17A"
 BODY: dict[str, Any] = {
     "org_name": "蜀道健康数据科技有限公司",
     "uscc": USCC,
@@ -35,7 +36,7 @@ def store(tmp_path: Path) -> AccountStore:
 
 def _file(db_url: str, store: AccountStore, body: dict[str, Any] = BODY) -> str:
     with db.session_scope(db_url) as session:
-        row = onboarding.submit(
+        row, _ = onboarding.submit(
             session, onboarding.parse(body, store), store=store, calendar=Calendar(), days=5,
             actor="anonymous", now=datetime(2026, 11, 23, 2, tzinfo=UTC),
         )  # fmt: skip
@@ -67,7 +68,7 @@ def test_approval_creates_the_tenants_merchant_accounts(db_url: str, store: Acco
 
     with pytest.raises(onboarding.RegistrationError, match="is not allowed"):
         _decide(db_url, store, rid, "reject", "too late")
-    with pytest.raises(onboarding.RegistrationError, match="taken"):
+    with pytest.raises(onboarding.RegistrationError, match="用户名已被占用"):
         onboarding.parse(BODY, store)  # the user names are taken now
 
 
@@ -82,30 +83,70 @@ def test_a_rejection_needs_reasons_and_creates_nothing(db_url: str, store: Accou
 
 def test_a_tenant_name_in_use_is_refused(db_url: str, store: AccountStore) -> None:
     store.add("li", real_name="李", role="merchant", password="a-long-password", tenant="shudao")
-    with pytest.raises(onboarding.RegistrationError, match="exists") as caught:
+    with pytest.raises(onboarding.RegistrationError, match="租户名已被占用") as caught:
         _file(db_url, store)
-    assert caught.value.status == 409
+    assert caught.value.status == 409 and list(caught.value.errors) == ["tenant"]
+
+
+def test_the_same_credit_code_is_refused_while_one_is_pending(
+    db_url: str, store: AccountStore
+) -> None:
+    _file(db_url, store)
+    again = {**BODY, "tenant": "shudao2", "users": [{"username": "liu2", "real_name": "刘"}]}
+    with pytest.raises(onboarding.RegistrationError) as caught:
+        _file(db_url, store, again)
+    assert caught.value.status == 409 and list(caught.value.errors) == ["uscc"]
+    assert "待审核" in caught.value.errors["uscc"]
+    other = {**again, "uscc": OTHER_USCC, "users": BODY["users"]}  # names a pending one asks for
+    with pytest.raises(onboarding.RegistrationError) as caught:
+        _file(db_url, store, other)
+    assert sorted(caught.value.errors) == ["users.0.username", "users.1.username"]
+
+
+def test_the_status_token_finds_its_registration_and_nothing_else(
+    db_url: str, store: AccountStore
+) -> None:
+    with db.session_scope(db_url) as session:
+        row, token = onboarding.submit(
+            session, onboarding.parse(BODY, store), store=store, calendar=Calendar(), days=5,
+            actor="anonymous",
+        )  # fmt: skip
+        rid = row.id
+        assert token not in row.status_token_sha256
+    with db.session_scope(db_url) as session:
+        assert onboarding.by_token(session, rid, token) is not None
+        assert onboarding.by_token(session, rid, token[:-1] + "x") is None
+        assert onboarding.by_token(session, "0" * 32, token) is None
 
 
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("change", "field", "message"),
     [
-        ({"uscc": USCC[:-1] + "B"}, "not a valid unified social credit code"),
-        ({"contact_phone": "12345"}, "not a mainland mobile number"),
-        ({"tenant": "Shu Dao"}, "must be 3-40 lower-case"),
-        ({"agreement_signed": False}, "agreement must be signed"),
-        ({"users": []}, "users must list"),
-        ({"users": [{"username": "liu", "real_name": ""}]}, "needs a real name"),
-        ({"users": [{"username": "Liu", "real_name": "刘"}]}, "user name 'Liu'"),
-        ({"users": [{"username": "liu", "real_name": "刘"}] * 2}, "listed twice"),
-        ({"org_name": " "}, "org_name must be a non-empty text"),
+        ({"uscc": USCC[:-1] + "B"}, "uscc", "不是有效的统一社会信用代码"),
+        ({"contact_phone": "12345"}, "contact_phone", "手机号码"),
+        ({"tenant": "Shu Dao"}, "tenant", "租户名须为"),
+        ({"agreement_signed": False}, "agreement_signed", "签署平台数据安全协议"),
+        ({"users": []}, "users", "至少填写一名"),
+        ({"users": [{"username": "liu", "real_name": ""}]}, "users.0.real_name", "真实姓名"),
+        ({"users": [{"username": "Liu", "real_name": "刘"}]}, "users.0.username", "小写字母"),
+        ({"users": [{"username": "liu", "real_name": "刘"}] * 2}, "users.1.username", "重复"),
+        ({"org_name": " "}, "org_name", "必填"),
     ],
 )
 def test_a_malformed_registration_is_refused_clearly(
-    store: AccountStore, change: dict[str, Any], message: str
+    store: AccountStore, change: dict[str, Any], field: str, message: str
 ) -> None:
-    with pytest.raises(onboarding.RegistrationError, match=message):
+    with pytest.raises(onboarding.RegistrationError) as caught:
         onboarding.parse({**BODY, **change}, store)
+    assert list(caught.value.errors) == [field]
+    assert message in caught.value.errors[field]
+
+
+def test_every_problem_of_a_registration_is_named_at_once(store: AccountStore) -> None:
+    bad = {**BODY, "uscc": "123", "contact_phone": "1", "tenant": "X", "org_name": ""}
+    with pytest.raises(onboarding.RegistrationError) as caught:
+        onboarding.parse(bad, store)
+    assert sorted(caught.value.errors) == ["contact_phone", "org_name", "tenant", "uscc"]
 
 
 @pytest.mark.hub

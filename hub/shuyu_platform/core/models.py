@@ -352,6 +352,9 @@ class Registration(Base):
     deadline: Mapped[str] = mapped_column(String(32))  # the operator's, UTC
     decided_by: Mapped[str] = mapped_column(String(255), default="")
     reason: Mapped[str] = mapped_column(Text, default="")
+    # SHA-256 of the token the applicant was given to follow the registration; the
+    # token itself is shown once, at submission.
+    status_token_sha256: Mapped[str] = mapped_column(String(64), default="", server_default="")
     created_at: Mapped[str] = mapped_column(String(32))
     updated_at: Mapped[str] = mapped_column(String(32))
 

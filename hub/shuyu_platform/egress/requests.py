@@ -33,6 +33,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import messages
 from ..core import audit
 from ..core.atomic import replace_atomically, sync_and_hash
 from ..core.db import stamp
@@ -113,13 +114,14 @@ def parse_content(body: Mapping[str, Any]) -> dict[str, Any]:
                 raise EgressError(f"cells[{position}] needs an index, its source and outputs")
             if not cell["outputs"]:
                 raise EgressError(f"cell {cell['index']} has no outputs to take out")
-            clean.append(
-                {
-                    "index": cell["index"],
-                    "source": cell.get("source", ""),
-                    "outputs": cell["outputs"],
-                }
-            )
+            kept = {
+                "index": cell["index"],
+                "source": cell.get("source", ""),
+                "outputs": cell["outputs"],
+            }
+            if isinstance(cell.get("execution_count"), int):
+                kept["execution_count"] = cell["execution_count"]
+            clean.append(kept)
         return {"kind": "cells", "notebook": notebook, "cells": clean}
     if kind == "dashboard":
         return _dashboard(body)
@@ -193,13 +195,17 @@ def run_checks(content: Mapping[str, Any], context: disclosure.Context) -> discl
             artefact
             for index, cell in enumerate(content["document"].get("cells", []))
             if cell.get("cell_type") == "code"
-            for artefact in disclosure.artefacts_from_outputs(index, cell.get("outputs", []))
+            for artefact in disclosure.artefacts_from_outputs(
+                index, cell.get("outputs", []), cell.get("execution_count")
+            )
         ]
     else:
         artefacts = [
             artefact
             for cell in content["cells"]
-            for artefact in disclosure.artefacts_from_outputs(cell["index"], cell["outputs"])
+            for artefact in disclosure.artefacts_from_outputs(
+                cell["index"], cell["outputs"], cell.get("execution_count")
+            )
         ]
     return disclosure.run_checks(artefacts, context)
 
@@ -290,6 +296,15 @@ def as_dict(
         "created_at": row.created_at,
         "updated_at": row.updated_at,
     }
+    findings = checks.get("findings", []) if isinstance(checks, dict) else []
+    body["labels"] = messages.labels(
+        row.status,
+        verdict,
+        row.kind,
+        *(f.get("check") for f in findings),
+        *(f.get("severity") for f in findings),
+        *(d.action for d in decisions or []),
+    )
     if decisions is not None:
         body["decisions"] = [
             {

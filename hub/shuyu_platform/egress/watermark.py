@@ -8,6 +8,7 @@ type gets:
 type                        watermark
 ==========================  ==========================================================
 ``.csv``, ``.tsv``          a last column ``shuyu_release`` holding the request ID
+                            (written UTF-8 with a byte-order mark, as Excel expects)
 ``.parquet``                the same column, and ``shuyu.release`` in the schema metadata
 ``.json``                   a ``shuyu_release`` field (in each record of a list of records)
 ``.txt``, ``.md``           a footer line
@@ -127,7 +128,9 @@ def _mark_csv(data: bytes, mark: Mark, delimiter: str = ",") -> bytes:
             writer.writerow(row)
             continue
         writer.writerow([*row, COLUMN if number == 0 else mark.request_id])
-    return out.getvalue().encode()
+    # With a byte-order mark, so that Excel (everyone's CSV reader) opens it as UTF-8
+    # and shows Chinese rather than mojibake.
+    return out.getvalue().encode("utf-8-sig")
 
 
 def _mark_parquet(data: bytes, mark: Mark) -> bytes:
@@ -280,7 +283,9 @@ def mark_notebook(
             str(cell.get("source", "")), metadata={COLUMN: mark.request_id}
         )
         code.outputs = [nbformat.from_dict(o) for o in _mark_outputs(cell.get("outputs", []), mark)]
-        code.execution_count = None
+        # JupyterLab's [n], as the merchant and the reviewer saw it (one numbering).
+        count = cell.get("execution_count")
+        code.execution_count = count if isinstance(count, int) else None
         document.cells.append(code)
     document.cells.append(_footer_cell(mark))
     _validate(document)

@@ -15,6 +15,7 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpserver import HTTPServer
 
+from .. import messages
 from ..access.tenant_views import sweep
 from ..core import checkpoints, db, keyfiles
 from ..core.settings import Shuyu
@@ -52,6 +53,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         autoescape=select_autoescape(["html"]),
     )
     templates.globals["prefix"] = prefix
+    messages.install(templates)
     routes = [
         (r"oauth_callback", HubOAuthCallbackHandler),
         *catalogue.routes(),
@@ -73,6 +75,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         policies=policies,
         tenant_reports=ReportLimiter(settings.tenant_reports_per_minute),
         templates=templates,
+        service_prefix=prefix,
         cookie_secret=keyfiles.secret_file(settings.zone("hub") / COOKIE_SECRET_FILE),
         static_path=str(HERE / "static"),
         static_url_prefix=url_path_join(prefix, "static/"),

@@ -11,6 +11,7 @@ from jupyterhub.services.auth import HubOAuthenticated, check_scopes
 from pydantic import BaseModel, ValidationError
 from tornado import httputil, web
 
+from .. import messages
 from ..core import audit, roles
 from ..core.settings import Shuyu
 from . import json_body
@@ -197,7 +198,14 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         except ValueError:
             title = "Error"
         page = self.settings["templates"].get_template("error.html")
-        self.finish(page.render(user=None, status=status_code, title=title, message=message))
+        self.finish(
+            page.render(
+                user=None,
+                status=status_code,
+                title=messages.text(title),
+                message=messages.text(message or title),
+            )
+        )
 
 
 class ApiHandler(BaseHandler):

@@ -11,7 +11,7 @@
     A merchant sees its tenant's requests with status, check results (their public
     view: no matches against the raw data's names, see ``disclosure.public_view``) and
     reviewers' comments; a reviewer sees every request, the full checks, and the frozen
-    content of one.
+    content of one; the requester sees the frozen content of their own.
 ``POST api/egress/requests/<id>/decision``
     A reviewer approves, rejects or asks for changes, with a comment.
 ``POST api/egress/requests/<id>/resubmit``
@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 from tornado import web
 
+from .. import messages
 from ..access import grants
 from ..core.db import session_scope
 from ..core.models import EgressRequest
@@ -236,7 +237,9 @@ class RequestApi(EgressHandler):
             answer = egress.as_dict(
                 row, egress.decisions_of(session, row.id), reviewer=self.has_scope(EGRESS_REVIEW)
             )
-        if self.has_scope(EGRESS_REVIEW):
+        # Reviewers read the frozen content; so does its requester (it came from their
+        # sandbox), to resubmit it beside the reviewer's comments.
+        if self.has_scope(EGRESS_REVIEW) or row.username == self.user["name"]:
             try:
                 answer["content"] = egress.read_snapshot(self.outbox, row)
             except egress.EgressError as err:
@@ -309,15 +312,27 @@ def render_content(content: dict[str, Any]) -> list[dict[str, Any]]:
         releases = ", ".join(content.get("releases", [])) or "none"
         items.append({"label": "reads the released files of", "text": releases})
         cells = [
-            {"index": i, "source": "".join(c.get("source", "")), "outputs": c.get("outputs", [])}
+            {
+                "index": i,
+                "execution_count": c.get("execution_count"),
+                "source": "".join(c.get("source", "")),
+                "outputs": c.get("outputs", []),
+            }
             for i, c in enumerate(content.get("document", {}).get("cells", []))
             if c.get("cell_type") == "code"
         ]
         for cell in cells:
-            items.append({"label": f"cell {cell['index']} source", "text": cell["source"]})
+            name = messages.cell_name(cell["index"], cell["execution_count"])
+            items.append({"label": f"{name} · 代码 source", "text": cell["source"]})
     for cell in cells:
         for number, output in enumerate(cell.get("outputs", [])):
-            label = f"cell {cell.get('index')} output {number}"
+            label = messages.place(
+                {
+                    "cell": cell.get("index"),
+                    "execution_count": cell.get("execution_count"),
+                    "output": number,
+                }
+            )
             kind = output.get("output_type")
             data = output.get("data", {})
             if kind == "stream":

@@ -9,21 +9,25 @@
 ``POST api/onboarding/registrations/<id>/decision`` and the ``/onboarding`` form
     ``{"action": "approve" | "reject", "reason": "..."}``; an approval answers with the
     new accounts' one-time initial passwords, shown to the administrator only.
+``/join/<id>?token=...``
+    The applicant's status page, by the link (and token) given at submission.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
 from tornado import web
 
+from .. import messages
 from ..core.accounts import AccountStore
 from ..core.db import session_scope
 from ..core.models import Registration
 from ..core.roles import TENANTS_MANAGE
 from ..workflow import onboarding
-from .base import ApiHandler, BaseHandler, message_of, refuse_cross_origin
+from .base import ApiHandler, BaseHandler, refuse_cross_origin
 from .request_models import (
     REGISTRATION,
     REGISTRATION_DECISION,
@@ -40,22 +44,33 @@ class RegistrationHandler(BaseHandler):
         """The hub's accounts file, where approved users are created."""
         return AccountStore(self.shuyu.accounts_file)
 
+    def submit(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Check and record a registration (:class:`onboarding.RegistrationError` if it
+        cannot be): the registration as JSON, with the applicant's status link."""
+        content = onboarding.parse(body, self.store)
+        with session_scope(self.shuyu.db_url) as session:
+            row, token = onboarding.submit(
+                session,
+                content,
+                store=self.store,
+                calendar=self.shuyu.calendar,
+                days=self.shuyu.registration_review_days,
+                actor=self.current_user["name"] if self.current_user else "anonymous",
+            )
+            status_path = f"join/{row.id}?token={token}"
+            return {
+                **onboarding.as_dict(row),
+                "status_token": token,
+                "status_url": f"{self.request.protocol}://{self.request.host}"
+                f"{self.settings['service_prefix']}{status_path}",
+            }
+
     def file(self, body: RegistrationBody) -> dict[str, Any]:
-        """Check and record a registration; the registration as JSON."""
+        """:meth:`submit`, its refusal an HTTP error."""
         try:
-            content = onboarding.parse(body.model_dump(), self.store)
-            with session_scope(self.shuyu.db_url) as session:
-                row = onboarding.submit(
-                    session,
-                    content,
-                    store=self.store,
-                    calendar=self.shuyu.calendar,
-                    days=self.shuyu.registration_review_days,
-                    actor=self.current_user["name"] if self.current_user else "anonymous",
-                )
-                return onboarding.as_dict(row)
+            return self.submit(body.model_dump())
         except onboarding.RegistrationError as err:
-            raise web.HTTPError(err.status, err.message) from None
+            raise web.HTTPError(err.status, "%s", err.message) from None
 
     def listing(self) -> list[dict[str, Any]]:
         """Every registration, newest first (administrators only)."""
@@ -112,35 +127,75 @@ class RegistrationDecisionApi(RegistrationHandler, ApiHandler):
 
 
 class JoinPage(RegistrationHandler):
-    """``/join``: the public registration form."""
+    """``/join``: the public registration form.
+
+    A refused form comes back with what was typed and every problem beside its field
+    (:attr:`onboarding.RegistrationError.errors`); a filed one gives the applicant the
+    link, with its token, to their registration's status page.
+    """
 
     def get(self) -> None:
-        self.render_page("join.html", filed=None, error="", xsrf_form_html=self.xsrf_form_html())
+        self.render_page("join.html", **self._form_context({}, {}))
+
+    def _form_context(self, values: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
+        users = list(values.get("users", []))
+        users += [{"username": "", "real_name": ""}] * max(0, FORM_USER_ROWS - len(users))
+        return {
+            "filed": None,
+            "values": values,
+            "users": users,
+            "errors": errors,
+            "xsrf_form_html": self.xsrf_form_html(),
+        }
 
     def post(self) -> None:
         names = self.get_body_arguments("username")
         real_names = self.get_body_arguments("real_name")
-        body = {
+        values: dict[str, Any] = {
             key: self.get_body_argument(key, "")
             for key in ("org_name", "uscc", "contact_name", "contact_phone", "tenant")
         }
-        body["agreement_signed"] = self.get_body_argument("agreement_signed", "") == "yes"
-        body["users"] = [
-            {"username": n, "real_name": r} for n, r in zip(names, real_names, strict=False) if n
+        values["agreement_signed"] = self.get_body_argument("agreement_signed", "") == "yes"
+        values["users"] = [
+            {"username": n.strip(), "real_name": r.strip()}
+            for n, r in zip(names, real_names, strict=False)
+            if n.strip() or r.strip()
         ]
         try:
-            filed = self.file(self.declared(REGISTRATION, body))
-        except web.HTTPError as err:
-            self.set_status(err.status_code)
-            self.render_page(
-                "join.html",
-                filed=None,
-                error=message_of(err),
-                xsrf_form_html=self.xsrf_form_html(),
-            )
+            filed = self.submit(values)
+        except onboarding.RegistrationError as err:
+            self.set_status(err.status)
+            errors = err.errors or {"form": err.message}
+            self.render_page("join.html", **self._form_context(values, errors))
             return
         self.set_status(201)
-        self.render_page("join.html", filed=filed, error="", xsrf_form_html="")
+        self.render_page("join.html", filed=filed, values={}, users=[], errors={})
+
+
+class JoinStatusPage(RegistrationHandler):
+    """``/join/<id>?token=...``: the applicant's view of their registration, by the link
+    given at submission (the token is the only key; nothing else is shown without it)."""
+
+    def _request_summary(self) -> str:
+        """The access log's line without the query string, which holds the token."""
+        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
+
+    def get(self, registration_id: str) -> None:
+        token = self.get_query_argument("token", "")
+        with session_scope(self.shuyu.db_url) as session:
+            row = onboarding.by_token(session, registration_id, token) if token else None
+            registration = onboarding.as_dict(row) if row is not None else None
+        if registration is None:
+            raise web.HTTPError(
+                404,
+                "%s",
+                messages.text("No registration with this link; check the address you were given."),
+            )
+        self.render_page("join_status.html", r=registration)
+
+
+#: Rows of user fields an empty registration form offers.
+FORM_USER_ROWS = 3
 
 
 class OnboardingPage(RegistrationHandler):
@@ -176,5 +231,6 @@ def routes() -> list[tuple[str, type]]:
         (r"api/onboarding/registrations/?", RegistrationsApi),
         (r"api/onboarding/registrations/([0-9a-f]{32})/decision/?", RegistrationDecisionApi),
         (r"join/?", JoinPage),
+        (r"join/([0-9a-f]{32})/?", JoinStatusPage),
         (r"onboarding/?", OnboardingPage),
     ]

@@ -190,9 +190,11 @@ CellOutput = Annotated[
 
 
 class CellBody(Body):
-    """One cell taken out: its index in the notebook, its source and its outputs."""
+    """One cell taken out: its index in the notebook, execution count, source and outputs."""
 
     index: Annotated[int, Field(ge=0, le=100_000)]
+    execution_count: Annotated[int, Field(ge=0, le=2**31)] | None = None
+    """JupyterLab's ``[n]`` of the cell, if it ran: how every page names the cell."""
     source: str = ""
     outputs: Annotated[list[CellOutput], Field(min_length=1, max_length=1000)]
 

@@ -14,16 +14,23 @@ from .rules import Artefact
 from .text_tables import text_table_artefacts
 
 
-def artefacts_from_outputs(cell_index: int, outputs: Sequence[Mapping[str, Any]]) -> list[Artefact]:
+def artefacts_from_outputs(
+    cell_index: int, outputs: Sequence[Mapping[str, Any]], execution_count: int | None = None
+) -> list[Artefact]:
     """Turn the nbformat 4 outputs of one code cell into artefacts.
 
     Every representation in a display bundle is checked, not only the richest one, as
     a released notebook carries them all. Artefact names read ``cell 3 output 1
     (text/html table 1)``: ``cell_index`` as given, outputs numbered from 1; each
     artefact's ``origin`` has ``cell``, ``output`` (0-based index in ``outputs``),
-    ``mime`` and, for tables from HTML, ``table`` (0-based).
+    ``mime`` and, for tables from HTML, ``table`` (0-based), and the cell's
+    ``execution_count`` where it has one (pages name the cell by it, see
+    :func:`shuyu_platform.messages.place`).
     """
-    return _outputs(f"cell {cell_index}", {"cell": cell_index}, outputs)
+    origin: dict[str, Any] = {"cell": cell_index}
+    if isinstance(execution_count, int):
+        origin["execution_count"] = execution_count
+    return _outputs(f"cell {cell_index}", origin, outputs)
 
 
 def _outputs(

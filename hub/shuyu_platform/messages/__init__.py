@@ -1,0 +1,149 @@
+"""The platform's one message catalogue: every word a person reads, Chinese first.
+
+Everything the platform shows people (its pages, the hub's pages it templates, its
+refusals, the automatic checks' names and the names of statuses and actions) is looked
+up here, in two gettext catalogues of one domain:
+
+``zh_CN.po``
+    The Chinese text of every message id (an English sentence or an internal name).
+``en.po``
+    English labels of internal names (``changes_requested`` → "Changes requested");
+    an English sentence is its own English text and needs no entry.
+
+:func:`text` gives "中文 English" (the Chinese first, the English after it), and
+:func:`label` the same for an internal name, so that no page shows a status, action,
+check or rule by its identifier. :func:`china_time` writes a moment in China time with
+the zone named. :func:`install` makes them ``_``, ``|label`` and ``|china_time`` in a
+Jinja2 environment; a page template needs nothing else.
+
+The ``.po`` files are read as they are (Babel parses them at first use), so editing one
+and restarting the service is all a translation change takes.
+"""
+
+from __future__ import annotations
+
+import gettext
+import io
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from functools import cache
+from pathlib import Path
+from typing import Any, Final
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from markupsafe import Markup, escape
+
+HERE: Final[Path] = Path(__file__).parent
+#: China Standard Time: every deadline of the platform is counted in it.
+CHINA_TIME: Final[timezone] = timezone(timedelta(hours=8), "CST")
+#: How a China-time moment names its zone on screen.
+ZONE_NAME: Final[str] = "北京时间"
+
+
+@cache
+def catalogue(locale: str) -> gettext.GNUTranslations:
+    """The compiled catalogue ``<locale>.po`` of this folder."""
+    with open(HERE / f"{locale}.po", "rb") as handle:
+        parsed = read_po(handle, locale=locale)
+    compiled = io.BytesIO()
+    write_mo(compiled, parsed)
+    compiled.seek(0)
+    return gettext.GNUTranslations(compiled)
+
+
+@cache
+def identifiers() -> frozenset[str]:
+    """Every internal name the catalogue labels (the ids of ``en.po``): none may be shown."""
+    with open(HERE / "en.po", "rb") as handle:
+        return frozenset(m.id for m in read_po(handle) if m.id and isinstance(m.id, str))
+
+
+def zh(message: str, **values: Any) -> str:
+    """The Chinese of ``message`` (``str.format`` placeholders filled from ``values``)."""
+    found = catalogue("zh_CN").gettext(message)
+    return found.format(**values) if values else found
+
+
+def en(message: str, **values: Any) -> str:
+    """The English of ``message``: its label if it is an internal name, else itself."""
+    found = catalogue("en").gettext(message)
+    return found.format(**values) if values else found
+
+
+def text(message: str, **values: Any) -> str:
+    """``message`` for a person: "中文 English", or one of them where both are the same."""
+    chinese, english = zh(message, **values), en(message, **values)
+    return chinese if chinese == english else f"{chinese} {english}"
+
+
+def label(name: str | None) -> str:
+    """An internal name (status, action, check, rule, role) as a person reads it."""
+    if not name:
+        return "—"
+    return text(str(name))
+
+
+def labels(*names: str | None) -> dict[str, str]:
+    """``{name: label}`` for each internal name given: sent along with API answers, so
+    that a page built elsewhere (the sandbox's Request export page) shows labels too."""
+    return {name: label(name) for name in names if name}
+
+
+def cell_name(index: int, execution_count: int | None = None) -> str:
+    """How every page names a notebook cell: JupyterLab's execution count ``[5]`` where
+    the cell has one, else its position in the notebook (1-based), named as such.
+    ``index`` is the cell's 0-based index in the notebook."""
+    if isinstance(execution_count, int):
+        return f"单元格 [{execution_count}] cell [{execution_count}]"
+    return f"第 {index + 1} 个单元格 cell at position {index + 1}"
+
+
+def place(where: Mapping[str, Any] | None) -> str:
+    """Where a finding or an output is, for a person: the cell (:func:`cell_name`), its
+    output (1-based, as every page counts them), the file, and a row, column or line."""
+    if not where:
+        return "—"
+    parts: list[str] = []
+    if isinstance(where.get("cell"), int):
+        parts.append(cell_name(where["cell"], where.get("execution_count")))
+    if isinstance(where.get("output"), int):
+        parts.append(f"输出 {where['output'] + 1} output {where['output'] + 1}")
+    if where.get("file"):
+        parts.append(f"文件 file {where['file']}")
+    for key, zh_name in (("row", "行"), ("column", "列"), ("line", "行号")):
+        if where.get(key) not in (None, ""):
+            parts.append(f"{zh_name} {key} {where[key]}")
+    return " · ".join(parts) or "—"
+
+
+def china_time(moment: str | datetime | None, *, seconds: bool = False) -> str:
+    """``moment`` (a datetime, or ISO 8601 text; UTC unless it says otherwise) in China
+    time with the zone named: ``2026-12-07 23:59 北京时间``. Anything else is shown as is."""
+    if moment is None or moment == "":
+        return "—"
+    if isinstance(moment, str):
+        try:
+            moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+        except ValueError:
+            return moment
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    shape = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+    return f"{moment.astimezone(CHINA_TIME).strftime(shape)} {ZONE_NAME}"
+
+
+def _template_text(message: str, **values: Any) -> Markup:
+    """``_`` of templates: :func:`text` with its values escaped (the message is trusted)."""
+    return Markup(text(message, **{key: escape(v) for key, v in values.items()}))
+
+
+def install(environment: Any) -> None:
+    """Give a Jinja2 environment ``_(...)``, ``cell_name(...)``, and the filters
+    ``|label``, ``|china_time``, ``|place`` and ``|zh``."""
+    environment.globals["_"] = _template_text
+    environment.filters["label"] = label
+    environment.filters["china_time"] = china_time
+    environment.filters["zh"] = zh
+    environment.filters["place"] = place
+    environment.globals["cell_name"] = cell_name

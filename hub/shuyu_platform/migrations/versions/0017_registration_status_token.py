@@ -1,0 +1,26 @@
+"""A registration's status token: the applicant follows the registration by a link.
+
+Revision ID: 0017
+Revises: 0011
+Create Date: 2026-11-30
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0017"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("registrations") as batch:
+        batch.add_column(
+            sa.Column("status_token_sha256", sa.String(64), nullable=False, server_default="")
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("registrations") as batch:
+        batch.drop_column("status_token_sha256")
