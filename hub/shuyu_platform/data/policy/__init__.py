@@ -38,6 +38,7 @@ from .dataset import (
     Disclosure,
     LDiversity,
     Privacy,
+    Production,
     RiskLimits,
 )
 from .fields import DpSettings, FieldPolicy
@@ -90,6 +91,7 @@ __all__ = [
     "PolicyError",
     "Privacy",
     "Problem",
+    "Production",
     "ProvisionMode",
     "PseudonymizeMasking",
     "RiskLimits",
