@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from . import dp, egress, gateway, load, spawn, views
+
+from . import dp, egress, gateway, jobs, load, spawn, views
 
 BENCHMARKS = {
     "spawn": spawn.main,
@@ -17,6 +18,7 @@ BENCHMARKS = {
     "egress": egress.main,
     "gateway": gateway.main,
     "load": load.main,
+    "jobs": jobs.main,
 }
 
 

@@ -242,6 +242,84 @@ def tenant_resume(home: str | None, slug: str, reason: str) -> None:
     click.echo(f"tenant {slug} resumed")
 
 
+# ------------------------------------------------------------------------ jobs
+@main.group("jobs")
+def jobs_group() -> None:
+    """Sealed production runs: list, cancel, drain the queue."""
+
+
+@jobs_group.command("list")
+@home_option
+@click.option("--tenant", help="Only this tenant's jobs.")
+@click.option("--status", "statuses", multiple=True, help="Only jobs in this status (repeatable).")
+def jobs_list(home: str | None, tenant: str | None, statuses: tuple[str, ...]) -> None:
+    """The jobs, newest first: status, tenant, submitter, entry, exit code, request."""
+    from .jobs import queue
+
+    settings = _settings(home)
+    with db.session_scope(settings.db_url) as session:
+        rows = [queue.as_dict(r) for r in queue.listed(session, tenant, statuses)]
+    for j in rows:
+        click.echo(
+            f"{j['id']}  {j['status']:<10} {j['tenant']:<14} {j['username']:<12} "
+            f"{j['entry']}  exit={j['exit_code']}  request={j['request_id'] or '-'}"
+        )
+    if not rows:
+        click.echo("no jobs")
+
+
+@jobs_group.command("cancel")
+@home_option
+@click.argument("job_id")
+def jobs_cancel(home: str | None, job_id: str) -> None:
+    """Cancel a queued or running job (the runner stops it; nothing is kept)."""
+    from .jobs import queue
+
+    settings = _settings(home)
+    try:
+        with db.session_scope(settings.db_url) as session:
+            row = queue.visible(session, job_id, None, True)
+            queue.transition(session, row, "cancel", actor=_operator(), operator=True)
+    except queue.JobError as err:
+        raise click.ClickException(err.message) from err
+    click.echo(f"job {job_id} cancelled")
+
+
+@jobs_group.command("drain")
+@home_option
+@click.option("--off", is_flag=True, help="Start queued jobs again.")
+@click.option("--cancel-queued", is_flag=True, help="Also cancel every queued job.")
+def jobs_drain(home: str | None, off: bool, cancel_queued: bool) -> None:
+    """Stop starting queued jobs (running ones finish), e.g. before maintenance."""
+    from .jobs import queue
+    from .jobs.worker import drain_marker
+
+    settings = _settings(home)
+    marker = drain_marker(settings)
+    if off:
+        marker.unlink(missing_ok=True)
+        audit.append(settings.db_url, actor=_operator(), action="job.drain", target="jobs",
+                     detail={"draining": False})  # fmt: skip
+        click.echo("jobs queue resumed: queued jobs start again")
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("drained by the operator\n")
+    cancelled = []
+    with db.session_scope(settings.db_url) as session:
+        if cancel_queued:
+            for row in queue.listed(session, None, ["queued"]):
+                queue.transition(session, row, "cancel", actor=_operator(), operator=True)
+                cancelled.append(row.id)
+        running = [r.id for r in queue.listed(session, None, ["running"])]
+        audit.record(session, actor=_operator(), action="job.drain", target="jobs",
+                     detail={"draining": True, "cancelled": cancelled})  # fmt: skip
+    click.echo(f"jobs queue drained: no new job starts; {len(running)} still running")
+    for job_id in running:
+        click.echo(f"  running {job_id}")
+    if cancelled:
+        click.echo(f"cancelled {len(cancelled)} queued job(s)")
+
+
 # -------------------------------------------------------------------- datasets
 @main.group("dataset")
 def dataset_group() -> None:

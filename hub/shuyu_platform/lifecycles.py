@@ -82,6 +82,18 @@ def _grants() -> Table:
     return {s: {t: t for t in sorted(after)} for s, after in grants.TRANSITIONS.items()}
 
 
+def _jobs() -> Table:
+    from .jobs import queue
+
+    return queue.TRANSITIONS
+
+
+def _jobs_actors() -> Mapping[str, str]:
+    from .jobs import queue
+
+    return queue.ACTORS
+
+
 def _no_actors() -> Mapping[str, str]:
     return {}
 
@@ -122,6 +134,17 @@ LIFECYCLES: dict[str, Lifecycle] = {
         _registrations,
         _no_actors,
         "An administrator decides; approval creates the tenant and its accounts.",
+    ),
+    "job": Lifecycle(
+        "Sealed production run (job)",
+        "hub/shuyu_platform/jobs/queue.py",
+        "queued",
+        _jobs,
+        _jobs_actors,
+        "`cancel` is taken by the submitter or an operator (`shuyu jobs cancel`); `requeue` "
+        "by the platform for a run cut short by a restart (once). A run that ends "
+        "(`succeed`, `fail`, `time_out`) files its outputs and log as an export request "
+        "of kind `job`.",
     ),
     "grant": Lifecycle(
         "Grant",

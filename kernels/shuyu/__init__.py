@@ -10,9 +10,10 @@ platform API chooses to answer.
     shuyu.synthetic.read("health_records")   # the synthetic twin, for every tenant
     shuyu.dp.query("health_records")...      # DP questions about the raw data (see .dp)
     shuyu.egress.request("a.ipynb", [3], purpose="...")  # take a result out (see .egress)
+    shuyu.jobs.submit("a.ipynb", outputs=["out/*.csv"], purpose="...")  # sealed run (.jobs)
 """
 
-from . import dp, egress
+from . import dp, egress, jobs
 from .client import PlatformError, catalogue, dataset
 from .data import DataNotFound, synthetic, views
 
@@ -23,6 +24,7 @@ __all__ = [
     "dataset",
     "dp",
     "egress",
+    "jobs",
     "synthetic",
     "views",
 ]

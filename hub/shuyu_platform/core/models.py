@@ -243,7 +243,7 @@ class EgressRequest(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(64))
     username: Mapped[str] = mapped_column(String(255))
-    kind: Mapped[str] = mapped_column(String(16))  # cells | file
+    kind: Mapped[str] = mapped_column(String(16))  # cells | file | dashboard | job
     title: Mapped[str] = mapped_column(Text)
     purpose: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(Text)  # notebook or file path in the work folder
@@ -259,7 +259,7 @@ class EgressRequest(Base):
     release_manifest: Mapped[str] = mapped_column(Text, default="")
 
     __table_args__ = (
-        CheckConstraint("kind IN ('cells', 'file', 'dashboard')", name="ck_egress_kind"),
+        CheckConstraint("kind IN ('cells', 'file', 'dashboard', 'job')", name="ck_egress_kind"),
         Index("ix_egress_tenant_status", "tenant", "status"),
     )
 
@@ -377,3 +377,47 @@ class OutputVolume(Base):
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
 
     __table_args__ = (Index("ix_output_volume_day", "day"),)
+
+class Job(Base):
+    """A sealed production run: frozen code run on production inputs, results via review.
+
+    The code is frozen at submission in the jobs zone (``jobs/<id>/code.json``, read-only,
+    its SHA-256 here); every status change follows
+    :data:`shuyu_platform.jobs.queue.TRANSITIONS` and is audited in the same transaction.
+    When a run ends its outputs and log become the egress request ``request_id``.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # notebook | script
+    entry: Mapped[str] = mapped_column(Text)  # the notebook or script, relative path
+    purpose: Mapped[str] = mapped_column(Text)
+    parameters: Mapped[str] = mapped_column(Text, default="{}")  # canonical JSON
+    outputs: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of glob patterns
+    code_sha256: Mapped[str] = mapped_column(String(64))
+    code_bytes: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    runner: Mapped[str] = mapped_column(String(64), default="")  # who claimed the run
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")  # why it failed, for the merchant
+    usage: Mapped[str] = mapped_column(Text, default="{}")  # JSON: wall, cpu, memory, disk
+    inputs: Mapped[str] = mapped_column(Text, default="{}")  # JSON {dataset: sha256}
+    request_id: Mapped[str] = mapped_column(String(32), default="")  # its egress request
+    created_at: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[str] = mapped_column(String(32), default="")
+    ended_at: Mapped[str] = mapped_column(String(32), default="")
+    updated_at: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('notebook', 'script')", name="ck_job_kind"),
+        CheckConstraint(
+            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out')",
+            name="ck_job_status",
+        ),
+        Index("ix_job_status", "status", "created_at"),
+        Index("ix_job_tenant", "tenant", "status"),
+    )

@@ -36,6 +36,7 @@ ZONES: dict[str, str] = {
     "hub": "JupyterHub's own state: its database, cookie secret, accounts",
     "run": "per-server relay sockets and generated /etc files of running sandboxes",
     "logs": "each sandbox's stdout and stderr; operators only, never mounted in a sandbox",
+    "jobs": "frozen job code, production inputs and run folders; the sealed runner only",
 }
 
 
@@ -501,6 +502,90 @@ class Shuyu(Configurable):
             raise ValueError(f"{proposal['trait'].name} must be at least 1")
         return int(proposal["value"])
 
+    # ------------------------------------------------------ sealed production runs
+    job_memory_mb = Integer(
+        help="""Memory (MiB) of one sealed production run (a job): its cgroup's memory.max, and
+        twice this as each process's address space (RLIMIT_AS). A job that needs more
+        fails cleanly. Env: SHUYU_JOB_MEMORY_MB. Default 2048.""",
+    ).tag(config=True)
+
+    @default("job_memory_mb")
+    def _default_job_memory_mb(self) -> int:
+        return int(_env("SHUYU_JOB_MEMORY_MB", "2048"))
+
+    job_cpu_seconds = Integer(
+        help="""CPU seconds (RLIMIT_CPU) one job may use; past it the job is timed out.
+        Env: SHUYU_JOB_CPU_SECONDS. Default 3600.""",
+    ).tag(config=True)
+
+    @default("job_cpu_seconds")
+    def _default_job_cpu_seconds(self) -> int:
+        return int(_env("SHUYU_JOB_CPU_SECONDS", "3600"))
+
+    job_wall_seconds = Integer(
+        help="""Seconds of wall-clock time after which the runner kills a job (timed out).
+        Env: SHUYU_JOB_WALL_SECONDS. Default 3600.""",
+    ).tag(config=True)
+
+    @default("job_wall_seconds")
+    def _default_job_wall_seconds(self) -> int:
+        return int(_env("SHUYU_JOB_WALL_SECONDS", "3600"))
+
+    job_disk_mb = Integer(
+        help="""Disk (MiB) one job may write: the largest file (RLIMIT_FSIZE) and the whole work
+        folder (polled by the runner); its /tmp is a tmpfs of at most 256 MiB.
+        Env: SHUYU_JOB_DISK_MB. Default 1024.""",
+    ).tag(config=True)
+
+    @default("job_disk_mb")
+    def _default_job_disk_mb(self) -> int:
+        return int(_env("SHUYU_JOB_DISK_MB", "1024"))
+
+    job_pids = Integer(
+        help="""Most processes and threads one job may run (cgroup pids.max, else RLIMIT_NPROC):
+        a fork bomb stops there. Env: SHUYU_JOB_PIDS. Default 256.""",
+    ).tag(config=True)
+
+    @default("job_pids")
+    def _default_job_pids(self) -> int:
+        return int(_env("SHUYU_JOB_PIDS", "256"))
+
+    job_concurrency = Integer(
+        help="""Jobs the platform runs at once, over all tenants (others wait in the queue).
+        Env: SHUYU_JOB_CONCURRENCY. Default 2.""",
+    ).tag(config=True)
+
+    @default("job_concurrency")
+    def _default_job_concurrency(self) -> int:
+        return int(_env("SHUYU_JOB_CONCURRENCY", "2"))
+
+    job_tenant_concurrency = Integer(
+        help="""Jobs one tenant may have running at once (its others wait in the queue).
+        Env: SHUYU_JOB_TENANT_CONCURRENCY. Default 1.""",
+    ).tag(config=True)
+
+    @default("job_tenant_concurrency")
+    def _default_job_tenant_concurrency(self) -> int:
+        return int(_env("SHUYU_JOB_TENANT_CONCURRENCY", "1"))
+
+    job_cpus = Float(
+        help="""CPU cores one job may use (its cgroup's cpu.max). Env: SHUYU_JOB_CPUS.
+        Default 1.""",
+    ).tag(config=True)
+
+    @default("job_cpus")
+    def _default_job_cpus(self) -> float:
+        return float(_env("SHUYU_JOB_CPUS", "1"))
+
+    @validate(
+        "job_memory_mb", "job_cpu_seconds", "job_wall_seconds", "job_disk_mb", "job_pids",
+        "job_concurrency", "job_tenant_concurrency", "job_cpus",
+    )  # fmt: skip
+    def _positive_job_limit(self, proposal: dict) -> float:
+        if proposal["value"] <= 0:
+            raise ValueError(f"{proposal['trait'].name} must be positive")
+        return proposal["value"]
+
     # ------------------------------------------------------------------ zones
     def zone(self, name: str) -> Path:
         """Path of one data zone under :attr:`home` (see :data:`ZONES`)."""
@@ -559,6 +644,14 @@ class Shuyu(Configurable):
             "SHUYU_JAIL_WALL_SECONDS": str(self.jail_wall_seconds),
             "SHUYU_JAIL_OUTPUT_MB": str(self.jail_output_mb),
             "SHUYU_JAIL_CONCURRENCY": str(self.jail_concurrency),
+            "SHUYU_JOB_MEMORY_MB": str(self.job_memory_mb),
+            "SHUYU_JOB_CPU_SECONDS": str(self.job_cpu_seconds),
+            "SHUYU_JOB_WALL_SECONDS": str(self.job_wall_seconds),
+            "SHUYU_JOB_DISK_MB": str(self.job_disk_mb),
+            "SHUYU_JOB_PIDS": str(self.job_pids),
+            "SHUYU_JOB_CONCURRENCY": str(self.job_concurrency),
+            "SHUYU_JOB_TENANT_CONCURRENCY": str(self.job_tenant_concurrency),
+            "SHUYU_JOB_CPUS": str(self.job_cpus),
         }
 
     @classmethod

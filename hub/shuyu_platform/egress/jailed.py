@@ -60,6 +60,11 @@ def watermark(payload: Mapping[str, Any]) -> list[dict[str, str]]:
     mark = Mark(**payload["mark"])
     if content["kind"] == "cells":
         files = [mark_notebook(payload["title"], content["notebook"], content["cells"], mark)]
+    elif content["kind"] == "job":  # every output, named by its path in the work folder
+        files = [
+            mark_file(job_file_name(f["path"]), base64.b64decode(f["data_b64"]), mark)
+            for f in content["files"]
+        ]
     else:
         files = [mark_file(content["path"], base64.b64decode(content["data_b64"]), mark)]
     return [
@@ -73,6 +78,11 @@ def prepare_dashboard(payload: Mapping[str, Any]) -> str:
     from ..dashboards.notebook import prepared_notebook
 
     return prepared_notebook(payload["document"], payload["title"]).decode()
+
+
+def job_file_name(path: str) -> str:
+    """The released name of a job's output: its path with ``/`` as ``__`` (no clashes)."""
+    return str(path).replace("/", "__")
 
 
 # ------------------------------------------------------------ the service's calls
@@ -122,6 +132,9 @@ def _packed(content: Mapping[str, Any], mark: Mark, why: str) -> Marked:
     if content["kind"] == "file":
         name = PurePosixPath(str(content["path"])).name
         data = base64.b64decode(content["data_b64"])
+    elif content["kind"] == "job":
+        name = f"job-{content['job']}.json"
+        data = json.dumps(dict(content), ensure_ascii=False, indent=1).encode()
     else:
         name = f"{PurePosixPath(str(content['notebook'])).stem or 'cells'}-cells.json"
         data = json.dumps(dict(content), ensure_ascii=False, indent=1).encode()

@@ -181,6 +181,9 @@ def release(settings: Shuyu, session: Session, row: EgressRequest) -> dict[str, 
             for f in files
         ]
         record = provenance(session, row, decisions, listed)
+        if row.kind == "job":  # enough to run it again: code, parameters, inputs, runner
+            record["job"] = content.get("provenance", {})
+            record["job"]["discarded"] = content.get("discarded", [])
         record["released_at"] = stamp()
         _write_folder(target, files, record)
     stored = {

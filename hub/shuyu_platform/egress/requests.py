@@ -190,6 +190,14 @@ def run_checks(content: Mapping[str, Any], context: disclosure.Context) -> discl
     if content["kind"] == "file":
         data = base64.b64decode(content["data_b64"])
         artefacts = disclosure.artefacts_from_file(str(content["path"]), data)
+    elif content["kind"] == "job":
+        artefacts = [
+            artefact
+            for item in content["files"]
+            for artefact in disclosure.artefacts_from_file(
+                str(item["path"]), base64.b64decode(item["data_b64"])
+            )
+        ]
     elif content["kind"] == "dashboard":
         artefacts = [
             artefact
@@ -226,8 +234,9 @@ def record_checks(session: Session, row: EgressRequest, report: disclosure.Repor
 
 
 def source_of(content: Mapping[str, Any]) -> str:
-    """The notebook or file a snapshot comes from."""
-    return str(content["path"] if content["kind"] == "file" else content["notebook"])
+    """The notebook or file a snapshot comes from (a job's: its entry)."""
+    key = {"file": "path", "job": "entry"}.get(content["kind"], "notebook")
+    return str(content[key])
 
 
 def snapshot_path(outbox: Path, request_id: str) -> Path:

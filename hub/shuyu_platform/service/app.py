@@ -22,6 +22,7 @@ from ..core.settings import Shuyu
 from ..data.policy import PolicyError, load_policies
 from ..dp import budget
 from ..egress.release import release_pending
+from ..jobs.worker import Worker
 from . import (
     applications_api,
     audit_api,
@@ -29,6 +30,7 @@ from . import (
     dp_api,
     egress_api,
     grants_api,
+    jobs_api,
     onboarding_api,
     openapi,
     products,
@@ -61,6 +63,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         *grants_api.routes(),
         *dp_api.routes(),
         *egress_api.routes(),
+        *jobs_api.routes(),
         *applications_api.routes(),
         *onboarding_api.routes(),
         *products.routes(),
@@ -92,12 +95,18 @@ async def _serve(settings: Shuyu) -> None:
     server.listen(url.port or 80, url.hostname or "127.0.0.1")
     log.info("Shuyu platform service listening on %s%s", url.geturl(), prefix)
     checkpointing = asyncio.create_task(_checkpoint_loop(settings))
+    policies = app.settings["policies"]
+    worker = Worker(
+        settings, policies, lambda tenant: egress_api.check_context(settings, policies, tenant)
+    )
+    running_jobs = asyncio.create_task(worker.serve())  # see jobs.worker: why it runs here
     try:
         while True:
             await _sweep(settings)
             await asyncio.sleep(SWEEP_SECONDS)
     finally:
         checkpointing.cancel()
+        running_jobs.cancel()
 
 
 def write_checkpoint(settings: Shuyu) -> checkpoints.Checkpoint | None:

@@ -41,7 +41,7 @@ from tornado import web
 from .. import messages
 from ..access import grants
 from ..core.db import session_scope
-from ..core.models import EgressRequest
+from ..core.models import EgressRequest, Job
 from ..core.roles import EGRESS_REQUEST, EGRESS_REVIEW, TENANTS_MANAGE
 from ..core.settings import Shuyu
 from ..data.policy import DatasetPolicy, Disclosure
@@ -49,6 +49,7 @@ from ..dp import budget
 from ..egress import disclosure, jailed, release
 from ..egress import requests as egress
 from ..isolation.jail import JailRefusal, Limits
+from ..jobs import queue as jobs_queue
 from .base import ApiHandler, BaseHandler
 from .request_models import (
     BLOCKED,
@@ -293,19 +294,17 @@ def render_content(content: dict[str, Any]) -> list[dict[str, Any]]:
     """
     items: list[dict[str, Any]] = []
     if content.get("kind") == "file":
-        path = str(content.get("path", ""))
-        data = base64.b64decode(content.get("data_b64", ""))
-        mime = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg"}.get(
-            path.rsplit(".", 1)[-1].lower()
+        return [_file_item(str(content.get("path", "")), content.get("data_b64", ""))]
+    if content.get("kind") == "job":
+        discarded = ", ".join(content.get("discarded", [])) or "none"
+        items.append({"label": "undeclared files, discarded", "text": discarded})
+        items.append(
+            {
+                "label": "provenance",
+                "text": json.dumps(content.get("provenance", {}), ensure_ascii=False, indent=1),
+            }
         )
-        if mime:
-            items.append({"label": path, "image": content["data_b64"], "mime": mime})
-        else:
-            try:
-                text = data.decode("utf-8")[:SHOWN_TEXT]
-            except UnicodeDecodeError:
-                text = f"(binary file, {len(data):,} bytes: needs a manual look)"
-            items.append({"label": path, "text": text})
+        items += [_file_item(str(f["path"]), f["data_b64"]) for f in content.get("files", [])]
         return items
     cells = content.get("cells", [])
     if content.get("kind") == "dashboard":
@@ -363,6 +362,21 @@ def render_content(content: dict[str, Any]) -> list[dict[str, Any]]:
                     }
                 )
     return items
+
+
+def _file_item(path: str, data_b64: str) -> dict[str, Any]:
+    """One file as the review page shows it: a PNG/JPEG image, or its text."""
+    data = base64.b64decode(data_b64)
+    mime = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg"}.get(
+        path.rsplit(".", 1)[-1].lower()
+    )
+    if mime:
+        return {"label": path, "image": data_b64, "mime": mime}
+    try:
+        text = data.decode("utf-8")[:SHOWN_TEXT]
+    except UnicodeDecodeError:
+        text = f"(binary file, {len(data):,} bytes: needs a manual look)"
+    return {"label": path, "text": text}
 
 
 async def decide(
@@ -430,6 +444,8 @@ class ReviewRequestPage(BaseHandler):
             if row is None:
                 raise web.HTTPError(404, f"no egress request {request_id}")
             body = egress.as_dict(row, egress.decisions_of(session, row.id), reviewer=True)
+            job = session.scalars(select(Job).where(Job.request_id == row.id)).first()
+            job_view = jobs_queue.as_dict(job) if job is not None else None
         rendered: list[dict[str, Any]] = []
         content_error = ""
         try:
@@ -440,6 +456,7 @@ class ReviewRequestPage(BaseHandler):
         self.render_page(
             "review_request.html",
             r=body,
+            job=job_view,
             rendered=rendered,
             content_error=content_error,
             can_decide=egress.can_decide(row, self.user["name"], self.tenant),

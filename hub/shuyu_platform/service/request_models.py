@@ -27,6 +27,7 @@ from pydantic import (
 
 from ..dp import query as dpquery
 from ..egress import requests as egress
+from ..jobs import queue as jobs
 from ..workflow import applications
 
 T = TypeVar("T")
@@ -274,6 +275,32 @@ class BlockedReport(Body):
     query: Text(512) = ""
 
 
+class JobSubmission(Body):
+    """``POST api/jobs``: code of the work folder to run sealed on production inputs.
+
+    ``files`` maps relative paths to base64 content and must hold ``entry`` (a ``.ipynb``
+    run with papermill, or a ``.py`` run with Python); ``outputs`` are glob patterns,
+    relative to the job's work folder, of the files to take out for review.
+    """
+
+    entry: Text(256, min_length=1)
+    files: Annotated[
+        dict[
+            Text(256, min_length=1),
+            Annotated[
+                str,
+                StringConstraints(
+                    pattern=r"^[A-Za-z0-9+/]*={0,2}$", max_length=jobs.MAX_CODE_BYTES
+                ),
+            ],
+        ],
+        Field(min_length=1, max_length=jobs.MAX_FILES),
+    ]
+    parameters: Annotated[dict[Text(64, min_length=1), JsonValue], Field(max_length=100)] = {}
+    outputs: Annotated[list[Text(256, min_length=1)], Field(max_length=jobs.MAX_OUTPUTS)] = []
+    purpose: Text(4000, min_length=1)
+
+
 class EmptyBody(Body):
     """A body with nothing in it (``{}``, or none at all)."""
 
@@ -393,6 +420,9 @@ EGRESS_CONTENT: Final = Declared[Any]("EgressContent", EgressContent, EGRESS_BOD
 EGRESS_DECISION: Final = Declared[EgressDecisionBody]("EgressDecision", EgressDecisionBody)
 BLOCKED: Final = Declared[BlockedReport]("BlockedDownload", BlockedReport)
 EMPTY: Final = Declared[EmptyBody]("Empty", EmptyBody, may_be_empty=True)
+JOB_SUBMISSION: Final = Declared[JobSubmission](
+    "JobSubmission", JobSubmission, jobs.MAX_CODE_BYTES + SMALL_BODY
+)
 APPLICATION: Final = Declared[ApplicationBody]("Application", ApplicationBody)
 APPLICATION_DECISION: Final = Declared[ApplicationDecisionBody](
     "ApplicationDecision", ApplicationDecisionBody

@@ -38,6 +38,7 @@ from .dataset import (
     Disclosure,
     LDiversity,
     Privacy,
+    Production,
     RiskLimits,
 )
 from .fields import DpSettings, FieldPolicy
@@ -92,6 +93,7 @@ __all__ = [
     "PolicyError",
     "Privacy",
     "Problem",
+    "Production",
     "ProvisionMode",
     "PseudonymizeMasking",
     "RiskLimits",

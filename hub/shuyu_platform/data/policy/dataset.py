@@ -15,6 +15,7 @@ from typing import (
 from pydantic import (
     AfterValidator,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -181,6 +182,25 @@ class Disclosure(_Strict):
         return merged
 
 
+class Production(_Strict):
+    """What a sealed production run may see of the dataset (the policy's ``production:``).
+
+    A production input is the granted fields and rows at full fidelity: no
+    generalisation, no suppression. Direct identifiers (``identifier: true``) are
+    ``drop``-ped or ``pseudonymize``-d with the tenant's key (the same tokens as in its
+    masked views, so results can be joined back to them); L4 fields and the fields in
+    ``exclude`` are never given to a job. Without ``allowed: true`` no job reads the
+    dataset at all.
+    """
+
+    allowed: StrictBool = False
+    """Whether sealed production runs may read this dataset."""
+    identifiers: Literal["drop", "pseudonymize"] = "pseudonymize"
+    """What happens to direct identifiers in the production input."""
+    exclude: Annotated[tuple[Text, ...], AfterValidator(_unique)] = ()
+    """Fields never given to a production run, on top of L4 fields."""
+
+
 FieldName = Annotated[StrictStr, StringConstraints(pattern=FIELD_PATTERN)]
 
 
@@ -199,6 +219,8 @@ class DatasetPolicy(_Strict):
     """Thresholds of the automatic egress checks (optional)."""
     dp: DatasetDp = DatasetDp()
     """Filterable columns and the global DP budget (optional: nothing filterable)."""
+    production: Production = Production()
+    """What sealed production runs may see (optional: nothing)."""
 
     @model_validator(mode="after")
     def _references_resolve(self) -> DatasetPolicy:
@@ -253,6 +275,9 @@ class DatasetPolicy(_Strict):
                 )
             )
         problems.extend(self._dp_problems())
+        for index, name in enumerate(self.production.exclude):
+            if name not in self.fields:
+                problems.append((("production", "exclude", index), self._no_such_field(name)))
         if problems:
             _fail(problems)
         return self
@@ -302,6 +327,20 @@ class DatasetPolicy(_Strict):
     def visible_fields(self) -> dict[str, FieldPolicy]:
         """The fields that appear (masked or not) in tenant views, in file order."""
         return {name: field for name, field in self.fields.items() if field.visible}
+
+    def production_fields(self, granted: Iterable[str]) -> list[str]:
+        """The ``granted`` fields a production run gets, in file order (see
+        :class:`Production`): never L4 fields, excluded fields, or dropped identifiers."""
+        wanted = set(granted)
+        rules = self.production
+        return [
+            name
+            for name, field in self.fields.items()
+            if name in wanted
+            and field.grade != "L4"
+            and name not in rules.exclude
+            and not (field.identifier and rules.identifiers == "drop")
+        ]
 
     def identifier_fields(self) -> dict[str, FieldPolicy]:
         """The direct-identifier fields, whose values the egress scan looks for."""

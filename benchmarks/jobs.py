@@ -1,0 +1,202 @@
+"""Sealed production runs: submit-to-running latency, and the runner's overhead.
+
+In one run, on a state root of its own with ``health_records`` of ``SHUYU_BENCH_ROWS``
+rows (10 million by default) granted to one tenant:
+
+* **submit to running**: an empty job (``pass``) is submitted through the queue while a
+  jobs worker (the one the platform service runs) polls it; the time from the submit's
+  commit to the job's ``running`` status, and to its end (sealed sandbox, log, egress
+  request with its disclosure checks), median of ``SHUYU_BENCH_JOBS`` jobs. Goal ≤ 2 s.
+* **overhead**: one aggregation script (sum, mean and count of the settlement amount by
+  district and by sex) run directly with the platform's Python on the production input
+  file, and the same script as a job in the sealed runner (bubblewrap, cgroup, limits,
+  collecting the outputs into an egress request), alternating, ``SHUYU_BENCH_ROUNDS``
+  rounds; the ratio of the medians of wall time, and each one's peak memory. Goal ≤ 1.2×.
+
+The production input is built once before the rounds (its build time is printed apart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .rawdata import raw_file, workspace
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS = int(os.environ.get("SHUYU_BENCH_ROWS", "10000000"))
+ROUNDS = int(os.environ.get("SHUYU_BENCH_ROUNDS", "3"))
+JOBS = int(os.environ.get("SHUYU_BENCH_JOBS", "10"))
+
+AGGREGATE = """
+import pandas as pd
+import shuyu.jobs
+df = pd.read_parquet(shuyu.jobs.input_path("health_records"),
+                     columns=["district", "sex", "settlement_amount"])
+out = []
+for key in ("district", "sex"):
+    out.append(df.groupby(key, observed=True)["settlement_amount"].agg(["sum", "mean", "count"]))
+pd.concat(out).to_csv("summary.csv")
+print(len(df))
+"""
+
+
+def _status(settings, job_id: str) -> str:
+    from shuyu_platform.core.db import session_scope
+    from shuyu_platform.core.models import Job
+
+    with session_scope(settings.db_url) as session:
+        return session.get(Job, job_id).status
+
+
+def _submit(settings, code: str, outputs: list[str]) -> tuple[str, float]:
+    import base64
+
+    from shuyu_platform.core.db import session_scope
+    from shuyu_platform.jobs import queue
+
+    body = {
+        "entry": "job.py",
+        "files": {"job.py": base64.b64encode(code.encode()).decode()},
+        "outputs": outputs,
+    }
+    with session_scope(settings.db_url) as session:
+        row = queue.submit(
+            session,
+            settings.zone("jobs"),
+            tenant="bench",
+            username="bench",
+            purpose="benchmark",
+            submission=queue.parse_submission(body),
+        )
+        job_id = row.id
+    return job_id, time.perf_counter()
+
+
+def _wait(settings, job_id: str, wanted: set[str], step: float = 0.01) -> float:
+    while _status(settings, job_id) not in wanted:
+        time.sleep(step)
+    return time.perf_counter()
+
+
+def _direct(settings, script: Path, inputs: Path) -> tuple[float, float]:
+    """Wall seconds and peak MiB of the script run directly by the platform's Python."""
+    env = {
+        **os.environ,
+        "SHUYU_JOB": "1",
+        "SHUYU_JOB_INPUTS": str(inputs),
+        "PYTHONPATH": str(REPO / "kernels"),
+        "OMP_NUM_THREADS": "1",
+    }
+    with tempfile.TemporaryDirectory() as cwd:
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, str(script)], cwd=cwd, env=env,
+                                stdout=subprocess.DEVNULL)  # fmt: skip
+        _, _, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+    return wall, usage.ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the medians, the ratio and the peak memory (see the module docstring)."""
+    from shuyu_platform.access import grants
+    from shuyu_platform.core import db
+    from shuyu_platform.core.settings import Shuyu
+    from shuyu_platform.data.policy import load_policies
+    from shuyu_platform.egress import disclosure
+    from shuyu_platform.jobs import inputs, worker
+
+    print(f"jobs: {ROWS:,} rows of health_records, {ROUNDS} rounds, {JOBS} empty jobs")
+    with workspace("jobs") as folder:
+        settings = Shuyu(
+            home=str(folder / "home"),
+            db_url=f"sqlite:///{folder / 'home' / 'db' / 'shuyu.sqlite'}",
+            policies_dir=str(REPO / "policies"),
+            job_wall_seconds=3600,
+            job_cpu_seconds=3600,
+            job_memory_mb=8192,
+            job_disk_mb=1024,
+            job_concurrency=1,
+        )
+        settings.ensure_zones()
+        db.upgrade(settings.db_url)
+        raw = raw_file(folder, ROWS)
+        target = settings.zone("raw") / raw.name
+        if not target.exists():
+            os.link(raw, target)
+        policies = load_policies(REPO / "policies")
+        with db.session_scope(settings.db_url) as session:
+            if not grants.active(session, tenant="bench", dataset="health_records"):
+                grants.issue(session, policies["health_records"], tenant="bench", fields=None,
+                             actor="bench")  # fmt: skip
+        started = time.perf_counter()
+        built = inputs.build(settings, "bench", policies)
+        print(f"  production input built in {time.perf_counter() - started:.1f} s "
+              f"({built['health_records'].rows:,} rows)")  # fmt: skip
+
+        work = worker.Worker(settings, policies, lambda tenant: disclosure.Context())
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_until_complete, args=(work.serve(),),
+                                  daemon=True)  # fmt: skip
+        thread.start()
+
+        to_running, to_end = [], []
+        for _ in range(JOBS):
+            job_id, submitted = _submit(settings, "pass", [])
+            running = _wait(settings, job_id, {"running", "succeeded", "failed"}, 0.005)
+            ended = _wait(settings, job_id, {"succeeded", "failed"})
+            to_running.append(running - submitted)
+            to_end.append(ended - submitted)
+        print(
+            f"  submit → running: median {statistics.median(to_running):.3f} s "
+            f"(min {min(to_running):.3f}, max {max(to_running):.3f}); goal ≤ 2 s"
+        )
+        print(f"  submit → ended (empty job, request filed): median "
+              f"{statistics.median(to_end):.3f} s")  # fmt: skip
+
+        script = folder / "aggregate.py"
+        script.write_text(AGGREGATE)
+        direct, sealed, direct_mem, sealed_mem = [], [], [], []
+        for _ in range(ROUNDS):
+            wall, peak = _direct(settings, script, built["health_records"].path.parent)
+            direct.append(wall)
+            direct_mem.append(peak)
+            job_id, _ = _submit(settings, AGGREGATE, ["summary.csv"])
+            _wait(settings, job_id, {"succeeded", "failed"}, 0.05)
+            from shuyu_platform.core.db import session_scope
+            from shuyu_platform.core.models import Job
+
+            with session_scope(settings.db_url) as session:
+                row = session.get(Job, job_id)
+                import json
+
+                usage = json.loads(row.usage)
+                status = row.status
+            if status != "succeeded":
+                sys.exit(f"the aggregation job {job_id} {status}: {row.reason}")
+            sealed.append(usage["wall_seconds"])
+            sealed_mem.append(usage["max_memory_mb"])
+        loop.call_soon_threadsafe(loop.stop)
+        d, s = statistics.median(direct), statistics.median(sealed)
+        print(
+            f"  aggregation of {ROWS:,} rows: direct median {d:.2f} s, "
+            f"sealed job median {s:.2f} s, ratio {s / d:.2f}x (goal ≤ 1.2x)"
+        )
+        print(
+            f"  peak memory: direct {max(direct_mem):.0f} MiB, sealed job "
+            f"{max(sealed_mem):.0f} MiB; this process "
+            f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+        )
+        print(f"  load average: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Sealed production runs: merchant code on full-fidelity inputs, results only via review."""

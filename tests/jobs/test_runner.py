@@ -1,0 +1,150 @@
+"""The sealed runner for real: bubblewrap, papermill, production inputs, the egress request."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from harness import REPO
+from sealed_jobs import files_of, log_of, notebook, released, run, state_root, submit
+from shuyu_platform.core import audit, db
+from shuyu_platform.core.settings import Shuyu
+from shuyu_platform.data.policy import DatasetPolicy, load_policies
+from shuyu_platform.jobs import inputs, queue
+
+
+@pytest.fixture(scope="module")
+def policies() -> dict[str, DatasetPolicy]:
+    return load_policies(REPO / "policies")
+
+
+@pytest.fixture(scope="module")
+def sealed(tmp_path_factory: pytest.TempPathFactory, policies: dict[str, DatasetPolicy]) -> Shuyu:
+    # Papermill starts a kernel: tens of CPU seconds on a busy machine.
+    home = tmp_path_factory.mktemp("jobs") / "home"
+    return state_root(home, policies, job_wall_seconds=240, job_cpu_seconds=120)
+
+
+SUMMARY = """
+import json, os
+from pathlib import Path
+import shuyu.jobs
+df = shuyu.jobs.input("health_records")
+Path("out").mkdir()
+df.groupby("district").size().rename("n").to_csv("out/summary.csv")
+Path("out/columns.json").write_text(json.dumps({
+    "columns": list(df.columns),
+    "full_dates": int((df["birth_date"].astype(str).str[5:] != "01-01").sum()),
+    "rows": len(df),
+    "parameters": shuyu.jobs.parameters(),
+}))
+Path("scratch.txt").write_text("not declared")
+print("done", len(df))
+"""
+
+
+def test_a_script_reads_the_production_input_and_only_declared_outputs_go_to_review(
+    sealed: Shuyu, policies: dict[str, DatasetPolicy]
+) -> None:
+    job_id = submit(sealed, {"summary.py": SUMMARY}, outputs=["out/*"], parameters={"year": 2024})
+    job = run(sealed, policies, job_id)
+    assert job["status"] == "succeeded", job
+    assert job["exit_code"] == 0 and job["usage"]["wall_seconds"] > 0
+    files = files_of(job)
+    assert set(files) == {"out/summary.csv", "out/columns.json", "job.log"}
+    assert job["content"]["discarded"] == ["scratch.txt"]
+    seen = json.loads(files["out/columns.json"])
+    # Full fidelity: dates not generalised, no suppression; identifiers pseudonymised,
+    # L4 fields (names, ID cards, phones) never there.
+    assert seen["rows"] == 2000 and seen["full_dates"] > 1000
+    assert "name" not in seen["columns"] and "id_card" not in seen["columns"]
+    assert seen["parameters"] == {"year": 2024}
+    production = pq.read_table(inputs.folder(sealed, "kangning") / "health_records.parquet")
+    assert all(v.startswith("P-") for v in production.column("person_id").to_pylist()[:50])
+    # Its results are an egress request of kind job, submitted for review, not released.
+    request = job["request"]
+    assert request["kind"] == "job" and request["status"] == "submitted"
+    assert request["checks"]["verdict"] in ("pass", "warn", "fail")
+    assert not released(sealed, job)
+    provenance = job["content"]["provenance"]
+    assert provenance["code_sha256"] == job["code_sha256"]
+    assert provenance["inputs"]["health_records"] == job["inputs"]["health_records"]
+    assert len(provenance["environment"]["sha256"]) == 64
+    assert "done 2000" in log_of(job)
+    # Nothing of the run is left on disk; the frozen code stays for the audit.
+    assert not (sealed.zone("jobs") / job_id / "run").exists()
+    assert queue.code_path(sealed.zone("jobs"), job_id).is_file()
+    with db.session_scope(sealed.db_url) as session:
+        actions = [
+            e["action"]
+            for e in audit.query(session, action="job.", limit=1000)
+            if e["target"] == f"job:{job_id}"
+        ]
+    assert actions == ["job.submit", "job.start", "job.succeed"]
+
+
+def test_a_notebook_runs_with_papermill_and_its_parameters(
+    sealed: Shuyu, policies: dict[str, DatasetPolicy]
+) -> None:
+    document = notebook(
+        "import shuyu.jobs\nfrom pathlib import Path\n"
+        "n = len(shuyu.jobs.input('health_records'))\n"
+        "Path('out').mkdir(exist_ok=True)\nPath('out/n.txt').write_text(f'{year}:{n}')\nn",
+        parameters="year = 2000",
+    )
+    job_id = submit(
+        sealed, {"analysis.ipynb": document}, outputs=["out/*.txt"], parameters={"year": 2025}
+    )
+    job = run(sealed, policies, job_id)
+    assert job["status"] == "succeeded", log_of(job)
+    files = files_of(job)
+    assert files["out/n.txt"] == b"2025:2000"
+    executed = json.loads(files["executed.ipynb"])
+    outputs = [o for c in executed["cells"] for o in c.get("outputs", [])]
+    assert any("2000" in "".join(o.get("data", {}).get("text/plain", "")) for o in outputs)
+
+
+def test_the_frozen_code_runs_and_code_changed_after_submission_is_refused(
+    sealed: Shuyu, policies: dict[str, DatasetPolicy]
+) -> None:
+    job_id = submit(sealed, {"a.py": "print('hello')"})
+    frozen = queue.code_path(sealed.zone("jobs"), job_id)
+    os.chmod(frozen, 0o600)
+    code = json.loads(frozen.read_text())
+    code["files"]["a.py"] = base64.b64encode(b"print('evil')").decode()
+    frozen.write_text(json.dumps(code))
+    job = run(sealed, policies, job_id)
+    assert job["status"] == "failed"
+    assert "SHA-256 mismatch" in job["reason"] and job["request"] is None
+
+
+def test_a_submission_is_checked_before_anything_is_frozen(sealed: Shuyu) -> None:
+    for body, why in (
+        ({"entry": "../x.py", "files": {"../x.py": "eA=="}}, "relative path"),
+        ({"entry": "x.sh", "files": {"x.sh": "eA=="}}, "notebook"),
+        ({"entry": "x.py", "files": {"y.py": "eA=="}}, "not among"),
+        ({"entry": "x.ipynb", "files": {"x.ipynb": "eA=="}}, "nbformat"),
+        ({"entry": "x.py", "files": {"x.py": "eA=="}, "outputs": ["/etc/*"]}, "relative"),
+        ({"entry": "x.py", "files": {"x.py": "eA=="}, "parameters": {"a b": 1}}, "identifiers"),
+    ):
+        with pytest.raises(queue.JobError, match=why):
+            queue.parse_submission(body)
+
+
+def test_production_inputs_follow_the_policy(
+    tmp_path: Path, policies: dict[str, DatasetPolicy]
+) -> None:
+    health = policies["health_records"]
+    fields = health.production_fields(list(health.fields))
+    assert "person_id" in fields and "birth_date" in fields
+    assert not {"name", "id_card", "phone"} & set(fields)
+    dropping = health.model_copy(
+        update={"production": health.production.model_copy(update={"identifiers": "drop"})}
+    )
+    assert "person_id" not in dropping.production_fields(list(health.fields))
+    assert not policies["bus_ridership"].production.allowed
