@@ -31,6 +31,7 @@ from . import (
     onboarding_api,
     openapi,
     products,
+    supply_api,
 )
 from .base import NotFoundApi, StaticHandler
 from .tenant_reports import ReportLimiter
@@ -61,6 +62,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         *applications_api.routes(),
         *onboarding_api.routes(),
         *products.routes(),
+        *supply_api.routes(),
         *openapi.routes(),
         (r"api/.*", NotFoundApi),  # last: only what nothing else matched
     ]
