@@ -668,6 +668,15 @@ def version_dict(row: RawVersion) -> dict[str, Any]:
     }
 
 
+def current_version(session: Session, dataset: str) -> int | None:
+    """The number of the dataset's current version (``None``: never supplied)."""
+    return session.scalar(
+        select(RawVersion.version).where(
+            RawVersion.dataset == dataset, RawVersion.status == "current"
+        )
+    )
+
+
 def current_row(db_url: str, dataset: str) -> dict[str, Any] | None:
     """The current version's record (``None``: the dataset was never supplied)."""
     with session_scope(db_url) as session:

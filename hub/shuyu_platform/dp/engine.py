@@ -46,6 +46,8 @@ class Source:
     policy: DatasetPolicy
     path: Path
     row_filter: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    version: int | None = None
+    """The raw version ``path`` holds (pinned for the whole query; ``None``: unversioned)."""
 
     @property
     def contributions(self) -> int:

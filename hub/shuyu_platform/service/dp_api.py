@@ -36,6 +36,7 @@ from ..access import grants, suspension
 from ..core.db import session_scope
 from ..core.models import Grant
 from ..core.roles import DP_QUERY
+from ..data import supply
 from ..data.policy import DatasetPolicy
 from ..dp import budget
 from ..dp import query as dpquery
@@ -99,7 +100,8 @@ class DpHandler(ApiHandler):
 
     def source(self, policy: DatasetPolicy, grant: Grant) -> Source:
         """The raw rows the grant lets the engine use."""
-        return Source(policy, self.shuyu.zone("raw") / policy.raw_file, grants.row_filter_of(grant))
+        pinned = supply.current(self.shuyu.zone("raw"), policy)
+        return Source(policy, pinned.path, grants.row_filter_of(grant), version=pinned.version)
 
     def refuse(self, kind: str, body: Any, err: dpquery.DpError) -> None:
         """Audit a refused request (cost 0) and answer with its status and message."""
@@ -166,6 +168,7 @@ class DpHandler(ApiHandler):
                 kind=kind,
                 cost_micro=spec.epsilon_micro,
                 request=spec.as_dict(),
+                raw_version=preview.get("raw_version"),
             )
         except dpquery.DpError as err:
             self.refuse(kind, body, err)
@@ -190,6 +193,7 @@ class DpHandler(ApiHandler):
                 "epsilon": spec.epsilon,
                 "remaining_epsilon": _remaining(self.shuyu.db_url, tenant, policy.dataset),
                 "global_remaining_epsilon": _pool_remaining(self.shuyu.db_url, policy),
+                "raw_version": preview.get("raw_version"),
                 **extra,
             }
         )
@@ -235,7 +239,11 @@ class QueryApi(DpHandler):
             source = self.source(policy, grant)
             # Plans the measurement (and checks the raw file) before anything is spent.
             estimate = await asyncio.to_thread(engine.estimate, source, spec)
-            preview = {"engine": engine.name, "estimate": estimate.as_dict()}
+            preview = {
+                "engine": engine.name,
+                "estimate": estimate.as_dict(),
+                "raw_version": source.version,
+            }
 
             def compute() -> tuple[Any, dict[str, Any]]:
                 answer = engine.answer(source, spec)
@@ -264,7 +272,8 @@ class ModelsApi(DpHandler):
                 fitted = learn.fit(source, spec)
                 return fitted, {"model": fitted}
 
-            return spec, {"estimate": learn.estimate(spec)}, compute
+            preview = {"estimate": learn.estimate(spec), "raw_version": source.version}
+            return spec, preview, compute
 
         await self.serve("model", MODEL_BODY, prepare)
 

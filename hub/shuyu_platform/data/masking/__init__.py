@@ -59,18 +59,20 @@ Modules: :mod:`.keys`, :mod:`.schema` (fields and output types), :mod:`.columns`
 (the rules applied to tables and columns).
 """
 
-from .columns import mask_column, mask_table
-from .keys import MIN_KEY_BYTES, TOKEN_CHARS, tenant_key
+from .columns import mask_column, mask_table, pseudonymize
+from .keys import MIN_KEY_BYTES, TOKEN_CHARS, import_key, tenant_key
 from .schema import masking_label, needs_unit, output_type, view_fields, view_schema
 
 __all__ = [
     "MIN_KEY_BYTES",
     "TOKEN_CHARS",
+    "import_key",
     "mask_column",
     "mask_table",
     "masking_label",
     "needs_unit",
     "output_type",
+    "pseudonymize",
     "tenant_key",
     "view_fields",
     "view_schema",
