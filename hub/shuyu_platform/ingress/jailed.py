@@ -56,13 +56,9 @@ def read_table(filename: str, data: bytes, max_rows: int) -> Any:
 
 
 def _declared(table: Any, fields: Mapping[str, Any]) -> None:
+    """Every described column exists (a column not described is neither an identifier
+    nor sensitive; the identifier scan warns when it holds identifiers)."""
     columns = list(table.column_names)
-    undescribed = [c for c in columns if c not in fields]
-    if undescribed:
-        raise ValueError(
-            f"column {undescribed[0]!r} is not described: describe every column "
-            "(identifier, sensitive or neither)"
-        )
     absent = [c for c in fields if c not in columns]
     if absent:
         raise ValueError(f"described column {absent[0]!r} is not in the file")
@@ -111,7 +107,7 @@ def checks(payload: Mapping[str, Any]) -> dict[str, Any]:
     warnings = []
     for name, summary in columns.items():
         totals.update(summary["identifiers"])
-        if summary["identifiers"] and not fields[name].get("identifier"):
+        if summary["identifiers"] and not fields.get(name, {}).get("identifier"):
             kinds = ", ".join(summary["identifiers"])
             warnings.append(
                 f"column {name!r} holds direct identifiers ({kinds}) but is not declared "
@@ -138,7 +134,7 @@ def pseudonymised(payload: Mapping[str, Any]) -> dict[str, Any]:
     _declared(table, payload["fields"])
     key = bytes.fromhex(payload["key_hex"])
     for index, name in enumerate(table.column_names):
-        if payload["fields"][name].get("identifier"):
+        if payload["fields"].get(name, {}).get("identifier"):
             values = table.column(name).cast(pa.string()).combine_chunks()
             table = table.set_column(
                 index, pa.field(name, pa.string()), pseudonymize(values, key, "I-")

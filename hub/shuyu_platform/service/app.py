@@ -28,6 +28,7 @@ from . import (
     dp_api,
     egress_api,
     grants_api,
+    imports_api,
     onboarding_api,
     openapi,
     products,
@@ -63,6 +64,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         *onboarding_api.routes(),
         *products.routes(),
         *supply_api.routes(),
+        *imports_api.routes(),
         *openapi.routes(),
         (r"api/.*", NotFoundApi),  # last: only what nothing else matched
     ]
