@@ -103,9 +103,10 @@ def test_an_import_reaches_alices_sandbox_and_never_bobs(platform: Platform) -> 
     # Not from the sandbox: a kernel's token cannot file an import.
     attempt = platform.run_code(
         "alice",
-        "import shuyu\nshuyu.client.post('api/imports', " + json.dumps(body) + ")",
+        "import shuyu\nshuyu.client.post('api/imports', " + repr(body) + ")",
     )
-    assert attempt.error and "403" in attempt.error["evalue"] + str(attempt.error)
+    assert attempt.error["ename"] == "PlatformError", attempt.error
+    assert "custom:shuyu:imports:request" in attempt.error["evalue"]
 
     created = platform.service_post("alice", "api/imports", body)
     assert created.status_code == 201, created.text
@@ -149,6 +150,29 @@ def test_an_import_reaches_alices_sandbox_and_never_bobs(platform: Platform) -> 
         )
     )
     assert bob == {"listing": [], "exists": False}
+
+    # Fusion: a DP count of the raw health records of the import's people; the answer's
+    # error is the one its preview stated, and the release names the raw version.
+    fused = json.loads(
+        _run(
+            platform,
+            "alice",
+            f"""
+            import json, shuyu
+            ask = {{'dataset': 'health_records', 'epsilon': 0.2, 'alpha': 0.001,
+                   'statistics': {{'n': {{'fn': 'count'}}}},
+                   'join': {{'import': '{row["id"]}', 'on': 'person_id',
+                            'import_column': 'person_id'}}}}
+            preview = shuyu.client.post('api/dp/query', {{**ask, 'dry_run': True}})
+            answer = shuyu.client.post('api/dp/query', ask)
+            print(json.dumps({{'preview': preview, 'answer': answer}}))
+            """,
+        )
+    )
+    half_width = fused["preview"]["estimate"]["statistics"]["n"]["ci_half_width"]
+    assert fused["answer"]["estimate"] == fused["preview"]["estimate"]
+    assert abs(fused["answer"]["rows"][0]["n"] - 300) <= half_width
+    assert fused["answer"]["raw_version"] == fused["preview"]["raw_version"]
 
     session, headers = platform.service_session("alice")
     gone = session.delete(

@@ -354,15 +354,15 @@ def valid_id_card_rows(
     rows): digits, province, a real birth date from :data:`EARLIEST_BIRTH_DATE` to
     ``today``, and the check character.
     """
-    digits = matrix[:, :17].astype(np.int64) - ord("0")
-    ok = ((digits >= 0) & (digits <= 9)).all(axis=1)
-    digits = np.clip(digits, 0, 9)
+    digits = matrix[:, :17] - np.uint8(ord("0"))  # wraps below '0': then > 9
+    ok = (digits <= 9).all(axis=1)
     last = matrix[:, 17]
     ok &= ((last >= ord("0")) & (last <= ord("9"))) | (last == ord("X"))
-    ok &= np.isin(digits[:, 0] * 10 + digits[:, 1], _PROVINCES)
-    year = digits[:, 6] * 1000 + digits[:, 7] * 100 + digits[:, 8] * 10 + digits[:, 9]
-    month = digits[:, 10] * 10 + digits[:, 11]
-    day = digits[:, 12] * 10 + digits[:, 13]
+    wide = digits[:, :14].astype(np.int32)
+    ok &= np.isin(wide[:, 0] * 10 + wide[:, 1], _PROVINCES)
+    year = wide[:, 6] * 1000 + wide[:, 7] * 100 + wide[:, 8] * 10 + wide[:, 9]
+    month = wide[:, 10] * 10 + wide[:, 11]
+    day = wide[:, 12] * 10 + wide[:, 13]
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     longest = _DAYS_IN_MONTH[np.clip(month, 0, 12)] + (leap & (month == 2))
     ok &= (month >= 1) & (month <= 12) & (day >= 1) & (day <= longest)
@@ -371,8 +371,8 @@ def valid_id_card_rows(
     earliest = EARLIEST_BIRTH_DATE
     ok &= stamp >= earliest.year * 10_000 + earliest.month * 100 + earliest.day
     ok &= stamp <= until.year * 10_000 + until.month * 100 + until.day
-    weights = np.asarray(ID_CARD_WEIGHTS, dtype=np.int64)
-    ok &= _ID_CHECK_BYTES[(digits @ weights) % 11] == last
+    weights = np.asarray(ID_CARD_WEIGHTS, dtype=np.int32)
+    ok &= _ID_CHECK_BYTES[(digits.astype(np.int32) @ weights) % 11] == last
     return ok  # type: ignore[no-any-return]
 
 

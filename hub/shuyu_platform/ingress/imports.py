@@ -304,6 +304,29 @@ def delete(settings: Shuyu, import_id: str, *, username: str, tenant: str) -> di
         return as_dict(row)
 
 
+def join_members(
+    settings: Shuyu, tenant: str, import_id: str, column: str
+) -> tuple[bytes, frozenset[str]]:
+    """The key and pseudonyms of an approved import's identifier ``column``, for a DP
+    query of ``tenant`` that joins it to a raw dataset (:class:`..dp.engine.Members`)."""
+    import pyarrow.parquet as pq
+
+    with session_scope(settings.db_url) as session:
+        row = session.get(Import, import_id)
+        if row is None or row.tenant != tenant or row.status != "approved":
+            raise IngressError(f"{tenant} has no approved import {import_id}", 404)
+        fields = json.loads(row.fields)
+        name = row.name
+    if not fields.get(column, {}).get("identifier"):
+        declared = ", ".join(c for c, f in fields.items() if f.get("identifier")) or "none"
+        raise IngressError(
+            f"join.import_column must be a declared identifier of the import ({declared})"
+        )
+    path = mounted_folder(settings, tenant) / import_id / f"{name}.parquet"
+    tokens = pq.read_table(path, columns=[column]).column(column).drop_null().to_pylist()
+    return import_key(masking_secret(settings), import_id), frozenset(tokens)
+
+
 def as_dict(row: Import) -> dict[str, Any]:
     """One import as the merchant and the reviewers see it (never the data)."""
     overdue = row.status == "submitted" and parse_stamp(row.deadline) < datetime.now(UTC)

@@ -40,7 +40,8 @@ from ..data import supply
 from ..data.policy import DatasetPolicy
 from ..dp import budget
 from ..dp import query as dpquery
-from ..dp.engine import Engine, Source, load_engine
+from ..dp.engine import Engine, Members, Source, load_engine
+from ..ingress import imports
 from . import json_body
 from .base import ApiHandler
 from .request_models import DP_MODEL as MODEL_BODY
@@ -86,7 +87,7 @@ class DpHandler(ApiHandler):
             body = json_body.read(self.request.body, declared.adapter, max_bytes=declared.max_bytes)
         except json_body.BodyError as err:
             raise dpquery.QueryError(err.message, err.status) from None
-        return dict(body.model_dump(exclude_unset=True))
+        return dict(body.model_dump(exclude_unset=True, by_alias=True))
 
     def dataset_policy(self, body: dict[str, Any]) -> DatasetPolicy:
         """The policy of the dataset the request names; 404 if there is none."""
@@ -98,10 +99,28 @@ class DpHandler(ApiHandler):
             )
         return policies[name]
 
-    def source(self, policy: DatasetPolicy, grant: Grant) -> Source:
-        """The raw rows the grant lets the engine use."""
+    def source(
+        self, policy: DatasetPolicy, grant: Grant, join: dpquery.Join | None = None
+    ) -> Source:
+        """The raw rows the grant lets the engine use (of the current version, pinned),
+        restricted to the people of the tenant's import when the query joins one."""
         pinned = supply.current(self.shuyu.zone("raw"), policy)
-        return Source(policy, pinned.path, grants.row_filter_of(grant), version=pinned.version)
+        members = None
+        if join is not None:
+            try:
+                key, tokens = imports.join_members(
+                    self.shuyu, grant.tenant, join.import_id, join.import_column
+                )
+            except imports.IngressError as err:
+                raise dpquery.QueryError(err.message, err.status) from None
+            members = Members(join.column, key, tokens)
+        return Source(
+            policy,
+            pinned.path,
+            grants.row_filter_of(grant),
+            version=pinned.version,
+            members=members,
+        )
 
     def refuse(self, kind: str, body: Any, err: dpquery.DpError) -> None:
         """Audit a refused request (cost 0) and answer with its status and message."""
@@ -236,7 +255,7 @@ class QueryApi(DpHandler):
 
         async def prepare(body: dict[str, Any], policy: DatasetPolicy, grant: Grant) -> Prepared:
             spec = dpquery.parse(body, policy, grants.fields_of(grant))
-            source = self.source(policy, grant)
+            source = await asyncio.to_thread(self.source, policy, grant, spec.join)
             # Plans the measurement (and checks the raw file) before anything is spent.
             estimate = await asyncio.to_thread(engine.estimate, source, spec)
             preview = {

@@ -97,6 +97,16 @@ Epsilon = Annotated[float, Field(gt=0, le=1000)]
 Filters = Annotated[list[FilterBody], Field(max_length=dpquery.MAX_FILTERS)]
 
 
+class JoinBody(Body):
+    """A DP query's fusion with the tenant's import (:class:`..dp.query.Join`)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True)
+
+    import_: RequestId = Field(alias="import")
+    on: Name
+    import_column: Name
+
+
 class DpQueryBody(Body):
     """``POST api/dp/query``: statistics of a granted dataset (:mod:`..dp.query`)."""
 
@@ -109,6 +119,7 @@ class DpQueryBody(Body):
         dict[Name, StatisticBody], Field(min_length=1, max_length=dpquery.MAX_STATISTICS)
     ]
     dry_run: bool = False
+    join: JoinBody | None = None
 
 
 class DpModelBody(Body):
