@@ -63,7 +63,7 @@ def test_a_join_counts_the_imports_people_within_the_previewed_error(
 
 def test_a_join_needs_a_raw_identifier(policy: DatasetPolicy) -> None:
     bad = {"import": IMPORT, "on": "district", "import_column": "x"}
-    with pytest.raises(query.QueryError, match="join.on must be an identifier"):
+    with pytest.raises(query.QueryError, match=r"join\.on must be an identifier"):
         _spec(policy, join=bad)
-    with pytest.raises(query.QueryError, match="join.import must be"):
+    with pytest.raises(query.QueryError, match=r"join\.import must be"):
         _spec(policy, join={"import": "../x", "on": "id_card", "import_column": "x"})
