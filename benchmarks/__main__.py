@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import sys
 
-
-from . import dp, egress, gateway, jobs, load, spawn, views
+from . import dp, egress, gateway, jobs, load, spawn, supply, views
 
 BENCHMARKS = {
     "spawn": spawn.main,
@@ -19,6 +18,7 @@ BENCHMARKS = {
     "gateway": gateway.main,
     "load": load.main,
     "jobs": jobs.main,
+    "supply": supply.main,
 }
 
 

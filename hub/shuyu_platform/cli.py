@@ -615,6 +615,137 @@ def views_risk(home: str | None, tenant: str | None, dataset: str | None, as_jso
         )
 
 
+# ------------------------------------------------------------------ supply
+def _policy(settings: Shuyu, name: str) -> DatasetPolicy:
+    from .data.policy import load_policies
+
+    policies = load_policies(Path(settings.policies_dir))
+    if name not in policies:
+        raise click.ClickException(f"no dataset policy defines {name!r}")
+    return policies[name]
+
+
+def _rebuild(settings: Shuyu, dataset: str, version: int | None) -> None:
+    from .access import rebuilds
+    from .data.policy import load_policies
+
+    rebuild_id = rebuilds.start(settings, dataset, version)
+    click.echo(f"rebuilding views and synthetic twins (rebuild {rebuild_id}) ...")
+    result = rebuilds.rebuild(
+        settings,
+        load_policies(Path(settings.policies_dir)),
+        dataset,
+        rebuild_id,
+        actor=_operator(),
+        echo=click.echo,
+    )
+    if result["failures"]:
+        raise click.ClickException("rebuild failed: " + "; ".join(result["failures"]))
+
+
+@main.command("supply")
+@home_option
+@click.argument("dataset")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--no-rebuild", is_flag=True, help="Leave views and twins to a later rebuild.")
+def supply_command(home: str | None, dataset: str, file: Path, no_rebuild: bool) -> None:
+    """Supply a new raw version of DATASET from FILE (.parquet or .csv) and make it current.
+
+    The file is validated against the dataset's policy (columns, types, nulls,
+    identifier formats); a refusal names row and column and changes nothing.
+    """
+    from .data import supply
+
+    settings = _settings(home)
+    settings.ensure_zones()
+    policy = _policy(settings, dataset)
+    db.upgrade(settings.db_url)
+    try:
+        done = supply.supply(
+            settings.zone("raw"),
+            settings.db_url,
+            policy,
+            file,
+            actor=_operator(),
+            keep=settings.raw_versions_kept,
+        )
+    except supply.SupplyError as err:
+        raise click.ClickException(err.message) from err
+    click.echo(
+        f"{dataset} version {done.version} is current: {done.rows:,} rows, sha256 {done.sha256}"
+        + (f" (was version {done.previous})" if done.previous else "")
+    )
+    if not no_rebuild:
+        _rebuild(settings, dataset, done.version)
+
+
+@main.group("raw")
+def raw_group() -> None:
+    """Raw versions of the datasets: list, withdraw (R23), rebuild status, supply accounts."""
+
+
+@raw_group.command("versions")
+@home_option
+@click.argument("dataset", required=False)
+@click.option("--json", "as_json", is_flag=True)
+def raw_versions(home: str | None, dataset: str | None, as_json: bool) -> None:
+    """Every recorded version, newest first."""
+    from .data import supply
+
+    settings = _settings(home)
+    rows = supply.history(settings.db_url, dataset)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    for row in rows:
+        click.echo(
+            f"{row['dataset']:<20} v{row['version']:<4} {row['status']:<10} {row['rows']:>12,} rows"
+            f"  {row['supplied_at']} by {row['supplied_by']}  {row['sha256'][:16]}"
+        )
+
+
+@raw_group.command("withdraw")
+@home_option
+@click.argument("dataset")
+@click.argument("version", type=int)
+@click.option("--reason", required=True, help="Why (recorded).")
+def raw_withdraw(home: str | None, dataset: str, version: int, reason: str) -> None:
+    """Withdraw a version: its file is deleted and nothing is computed on it again."""
+    from .data import supply
+
+    settings = _settings(home)
+    policy = _policy(settings, dataset)
+    was = supply.linked_version(settings.zone("raw"), policy)
+    try:
+        now = supply.withdraw(
+            settings.zone("raw"),
+            settings.db_url,
+            policy,
+            version,
+            actor=_operator(),
+            reason=reason,
+        )
+    except supply.SupplyError as err:
+        raise click.ClickException(err.message) from err
+    click.echo(f"{dataset} version {version} withdrawn; current: version {now}")
+    if now != was:
+        _rebuild(settings, dataset, now)
+
+
+@raw_group.command("rebuilds")
+@home_option
+@click.argument("dataset", required=False)
+def raw_rebuilds(home: str | None, dataset: str | None) -> None:
+    """Progress of the newest view and twin rebuilds."""
+    from .access import rebuilds
+
+    for row in rebuilds.status(_settings(home), dataset):
+        click.echo(
+            f"{row['id']:>4} {row['dataset']:<20} v{row['version']:<4} {row['status']:<8} "
+            f"{row['done']}/{row['total']}  {row['started_at']} {row['detail']}"
+        )
+
+
 # ------------------------------------------------------------------ synthetic
 @main.command("synthetic")
 @home_option

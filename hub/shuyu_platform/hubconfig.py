@@ -58,12 +58,31 @@ def default_url(handler: Any) -> str:
 
 def operator_token(settings: Shuyu) -> str:
     """The hub API token of the ``shuyu`` command, created on first start (mode 0600)."""
-    path = settings.zone("hub") / "operator-api-token"
+    return _token_file(settings.zone("hub") / "operator-api-token")
+
+
+def _token_file(path: Path) -> str:
+    """A hub API token kept in ``path`` (0600), made on first use."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
     return path.read_text().strip()
+
+
+def supply_tokens(settings: Shuyu, policies: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Each source department's supply account: ``{service name: (department, token)}``.
+
+    The tokens live in ``hub/supply-tokens/<service name>`` (0600); the operator hands
+    each to its department's data-exchange connection.
+    """
+    departments = sorted({p.catalogue.department for p in policies.values()})
+    folder = settings.zone("hub") / "supply-tokens"
+    return {
+        roles.supply_account(d): (d, _token_file(folder / roles.supply_account(d)))
+        for d in departments
+    }
 
 
 #: How long the hub waits for a managed service to answer at start-up. JupyterHub's 30 s
@@ -139,6 +158,16 @@ def configure(c: Config) -> Shuyu:
             "services": [roles.OPERATOR_SERVICE],
         },
     ]
+    suppliers = supply_tokens(settings, policies)
+    if suppliers:
+        hub.load_roles.append(
+            {
+                "name": roles.SUPPLIER_ROLE,
+                "description": "Source departments' data-exchange connections: supply raw data",
+                "scopes": roles.SUPPLIER_SCOPES,
+                "services": sorted(suppliers),
+            }
+        )
 
     # Managed services die with this hub, and a restarted hub's services stop any orphan
     # of the previous one first (see core.lifetime).
@@ -146,6 +175,10 @@ def configure(c: Config) -> Shuyu:
     hub.services = [
         *hub.get("services", []),
         {"name": roles.OPERATOR_SERVICE, "api_token": operator_token(settings)},
+        *(
+            {"name": name, "api_token": token, "info": {"department": department}}
+            for name, (department, token) in sorted(suppliers.items())
+        ),
         {
             "name": roles.SERVICE_NAME,
             "display": True,

@@ -15,7 +15,7 @@ from shuyu_platform.service import openapi
 from shuyu_platform.service.app import make_app
 
 PREFIX = "/services/shuyu/"
-SAMPLES = {"dataset": "health_records"}
+SAMPLES = {"dataset": "health_records", "version": "2"}
 METHODS = ("get", "post", "put", "patch", "delete")
 
 

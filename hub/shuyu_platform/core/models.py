@@ -216,6 +216,8 @@ class DpRelease(Base):
     status: Mapped[str] = mapped_column(String(16), default="debited")
     answer: Mapped[str] = mapped_column(Text, default="")  # canonical JSON, once released
     answer_sha256: Mapped[str] = mapped_column(String(64), default="")
+    raw_version: Mapped[int | None] = mapped_column(Integer, nullable=True, default=None)
+    """The raw version (:class:`RawVersion`) the answer was computed on."""
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[str] = mapped_column(String(32))
     released_at: Mapped[str] = mapped_column(String(32), default="")
@@ -420,4 +422,107 @@ class Job(Base):
         ),
         Index("ix_job_status", "status", "created_at"),
         Index("ix_job_tenant", "tenant", "status"),
+    )
+
+
+class RawVersion(Base):
+    """One version of a dataset's raw data, as a source department supplied it (R21).
+
+    The file ``raw/<dataset>/<version>.parquet`` is written once and never changed; the
+    dataset's current version is the one ``raw/<dataset>.parquet`` links to (see
+    :mod:`shuyu_platform.data.supply`). ``status``: ``stored`` (written, not yet
+    current), ``current``, ``superseded``, ``withdrawn`` (R23: never computed on
+    again) or ``expired`` (removed by the retention setting).
+    """
+
+    __tablename__ = "raw_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(Integer)
+    source_name: Mapped[str] = mapped_column(Text, default="")  # the supplied file's name
+    supplied_by: Mapped[str] = mapped_column(String(255))
+    supplied_at: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    current_since: Mapped[str] = mapped_column(String(32), default="")
+    ended_by: Mapped[str] = mapped_column(String(255), default="")
+    ended_at: Mapped[str] = mapped_column(String(32), default="")
+    end_reason: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        UniqueConstraint("dataset", "version", name="uq_raw_version"),
+        CheckConstraint(
+            "status IN ('stored', 'current', 'superseded', 'withdrawn', 'expired')",
+            name="ck_raw_version_status",
+        ),
+    )
+
+
+class Rebuild(Base):
+    """The background rebuild of a dataset's views and twin after a new raw version.
+
+    ``done`` of ``total`` steps (one per tenant view, one for the twin); operators watch
+    it through the supply API and ``shuyu supply status``.
+    """
+
+    __tablename__ = "rebuilds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # running | done | failed
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    detail: Mapped[str] = mapped_column(Text, default="")  # what failed, or the step now
+    started_at: Mapped[str] = mapped_column(String(32))
+    finished_at: Mapped[str] = mapped_column(String(32), default="")
+
+    __table_args__ = (
+        CheckConstraint("status IN ('running', 'done', 'failed')", name="ck_rebuild_status"),
+        Index("ix_rebuild_dataset", "dataset"),
+    )
+
+
+class Import(Base):
+    """A merchant's own data brought into the domain after review (R21).
+
+    ``submitted`` after the automatic checks; a reviewer ``approved`` or ``rejected`` it
+    by ``deadline``; an approved import is stored under ``imports/<tenant>/<id>/`` and
+    mounted read-only in the tenant's sandboxes until the merchant ``deleted`` it. See
+    :mod:`shuyu_platform.ingress.imports`.
+    """
+
+    __tablename__ = "imports"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))  # /data/imports/<name>.parquet
+    filename: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(255))
+    lawful_source: Mapped[str] = mapped_column(Text)
+    authorisation: Mapped[str] = mapped_column(Text)
+    scenario: Mapped[str] = mapped_column(Text)
+    fields: Mapped[str] = mapped_column(Text)  # JSON {column: {identifier, sensitive}}
+    sha256: Mapped[str] = mapped_column(String(64))  # of the file as submitted
+    rows: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(Integer)
+    checks: Mapped[str] = mapped_column(Text)  # JSON report of the automatic checks
+    status: Mapped[str] = mapped_column(String(16))
+    deadline: Mapped[str] = mapped_column(String(32))
+    decided_by: Mapped[str] = mapped_column(String(255), default="")
+    decided_at: Mapped[str] = mapped_column(String(32), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    stored_sha256: Mapped[str] = mapped_column(String(64), default="")  # pseudonymised file
+    deleted_by: Mapped[str] = mapped_column(String(255), default="")
+    deleted_at: Mapped[str] = mapped_column(String(32), default="")
+    created_at: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('submitted', 'approved', 'rejected', 'deleted')", name="ck_import_status"
+        ),
+        Index("ix_import_tenant_status", "tenant", "status"),
     )

@@ -9,6 +9,7 @@ A tenant (a data merchant organisation) is the JupyterHub group ``tenant-<slug>`
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -30,6 +31,9 @@ SCOPES: dict[str, str] = {
     "custom:shuyu:policies:manage": "Edit dataset policies and grants.",
     "custom:shuyu:audit:read": "Read the audit chain and verify it.",
     "custom:shuyu:dashboards:view": "View published showcase dashboards.",
+    "custom:shuyu:supply:write": "Supply new raw versions of one's own department's datasets.",
+    "custom:shuyu:imports:request": "Request imports of one's own data; see and delete them.",
+    "custom:shuyu:imports:review": "Review import requests; approve or reject them.",
 }
 
 CATALOGUE_READ = "custom:shuyu:catalogue:read"
@@ -43,6 +47,9 @@ APPLICATIONS_REVIEW = "custom:shuyu:applications:review"
 APPLICATIONS_SOURCE_REVIEW = "custom:shuyu:applications:source-review"
 TENANTS_MANAGE = "custom:shuyu:tenants:manage"
 AUDIT_READ = "custom:shuyu:audit:read"
+SUPPLY_WRITE = "custom:shuyu:supply:write"
+IMPORTS_REQUEST = "custom:shuyu:imports:request"
+IMPORTS_REVIEW = "custom:shuyu:imports:review"
 ACCESS_SERVICE = f"access:services!service={SERVICE_NAME}"
 #: The hub-managed Voila service of published showcase dashboards.
 DASHBOARDS_SERVICE = "dashboards"
@@ -63,6 +70,17 @@ BASE_USER_SCOPES = [
 #: The hub service whose token the ``shuyu`` command uses, and what it may do.
 OPERATOR_SERVICE = "shuyu-operator"
 OPERATOR_SCOPES = ["admin:servers", "list:users", "read:users", "list:groups", "read:groups"]
+
+#: The hub role of the source departments' service accounts (one per department), whose
+#: API tokens the government data-exchange connection uses to supply new raw versions.
+SUPPLIER_ROLE = "shuyu-supplier"
+SUPPLIER_SCOPES = [ACCESS_SERVICE, SUPPLY_WRITE]
+
+
+def supply_account(department: str) -> str:
+    """The hub service name of a source department's supply account (stable, ASCII)."""
+    return "supply-" + hashlib.sha256(department.encode("utf-8")).hexdigest()[:10]
+
 
 #: The idle culler (jupyterhub-idle-culler) and what it needs.
 CULLER_SERVICE = "idle-culler"
@@ -94,13 +112,18 @@ ROLES: dict[str, dict[str, Any]] = {
             "custom:shuyu:dp:query",
             "custom:shuyu:egress:request",
             "custom:shuyu:applications:submit",
+            IMPORTS_REQUEST,
         ],
         "landing": "server",
     },
     "reviewer": {
         "description": "Operator compliance staff (运营机构合规核查): review egress requests and "
         "applications; never edit them.",
-        "scopes": ["custom:shuyu:egress:review", "custom:shuyu:applications:review"],
+        "scopes": [
+            "custom:shuyu:egress:review",
+            "custom:shuyu:applications:review",
+            IMPORTS_REVIEW,
+        ],
         "landing": "/services/shuyu/",
     },
     "source-reviewer": {

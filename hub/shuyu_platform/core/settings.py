@@ -28,6 +28,8 @@ ZONES: dict[str, str] = {
     "raw": "source Parquet; read by the DP service and the masking job only",
     "views": "masked Parquet per tenant; read-only in that tenant's sandboxes",
     "synthetic": "synthetic twins of every dataset; every tenant",
+    "imports": "merchants' approved imports, identifiers pseudonymised; read-only in that "
+    "tenant's sandboxes",
     "work": "per-user notebooks and scratch",
     "outbox": "frozen snapshots of egress requests; review service only",
     "released": "approved, watermarked artefacts; review service, requester, dashboards",
@@ -586,6 +588,51 @@ class Shuyu(Configurable):
             raise ValueError(f"{proposal['trait'].name} must be positive")
         return proposal["value"]
 
+    # ------------------------------------------------------------ data in
+    raw_versions_kept = Integer(
+        help="""Raw versions of each dataset kept on disk, the current one included; a
+        supply deletes older superseded versions (audited). Env: SHUYU_RAW_VERSIONS_KEPT.
+        Default 3.""",
+    ).tag(config=True)
+
+    @default("raw_versions_kept")
+    def _default_raw_versions_kept(self) -> int:
+        return int(_env("SHUYU_RAW_VERSIONS_KEPT", "3"))
+
+    supply_max_mb = Integer(
+        help="""Largest raw version (MiB) a source department may send through the supply
+        API; larger ones are supplied with the shuyu supply command on the host.
+        Env: SHUYU_SUPPLY_MAX_MB. Default 1024.""",
+    ).tag(config=True)
+
+    @default("supply_max_mb")
+    def _default_supply_max_mb(self) -> int:
+        return int(_env("SHUYU_SUPPLY_MAX_MB", "1024"))
+
+    import_max_mb = Integer(
+        help="""Largest file (MiB) a merchant may bring in with an import request (sent
+        base64-encoded in JSON, so at most 64). Env: SHUYU_IMPORT_MAX_MB. Default 32.""",
+    ).tag(config=True)
+
+    @default("import_max_mb")
+    def _default_import_max_mb(self) -> int:
+        return int(_env("SHUYU_IMPORT_MAX_MB", "32"))
+
+    import_max_rows = Integer(
+        help="""Most rows an import may hold (checked in the parsing jail).
+        Env: SHUYU_IMPORT_MAX_ROWS. Default 5000000.""",
+    ).tag(config=True)
+
+    @default("import_max_rows")
+    def _default_import_max_rows(self) -> int:
+        return int(_env("SHUYU_IMPORT_MAX_ROWS", "5000000"))
+
+    @validate("raw_versions_kept", "supply_max_mb", "import_max_mb", "import_max_rows")
+    def _positive_data_in_limit(self, proposal: dict) -> int:
+        if proposal["value"] < 1:
+            raise ValueError(f"{proposal['trait'].name} must be at least 1")
+        return int(proposal["value"])
+
     # ------------------------------------------------------------------ zones
     def zone(self, name: str) -> Path:
         """Path of one data zone under :attr:`home` (see :data:`ZONES`)."""
@@ -652,6 +699,10 @@ class Shuyu(Configurable):
             "SHUYU_JOB_CONCURRENCY": str(self.job_concurrency),
             "SHUYU_JOB_TENANT_CONCURRENCY": str(self.job_tenant_concurrency),
             "SHUYU_JOB_CPUS": str(self.job_cpus),
+            "SHUYU_RAW_VERSIONS_KEPT": str(self.raw_versions_kept),
+            "SHUYU_SUPPLY_MAX_MB": str(self.supply_max_mb),
+            "SHUYU_IMPORT_MAX_MB": str(self.import_max_mb),
+            "SHUYU_IMPORT_MAX_ROWS": str(self.import_max_rows),
         }
 
     @classmethod

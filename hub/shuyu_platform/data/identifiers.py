@@ -338,6 +338,59 @@ def _luhn_sum(digits: str) -> int:
     return total
 
 
+# ------------------------------------------------------ vectorised validation
+
+_DAYS_IN_MONTH: Final = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+_PROVINCES: Final = np.array(sorted(int(code) for code in PROVINCE_CODES))
+_ID_CHECK_BYTES: Final = np.frombuffer(ID_CARD_CHECK_MAP.encode("ascii"), dtype=np.uint8)
+
+
+def valid_id_card_rows(
+    matrix: npt.NDArray[np.uint8], today: date | None = None
+) -> npt.NDArray[np.bool_]:
+    """:func:`is_valid_id_card` of many 18-byte values at once (one row of ``matrix`` each).
+
+    The same rules, vectorised for whole columns (a supplied raw version of millions of
+    rows): digits, province, a real birth date from :data:`EARLIEST_BIRTH_DATE` to
+    ``today``, and the check character.
+    """
+    digits = matrix[:, :17] - np.uint8(ord("0"))  # wraps below '0': then > 9
+    ok = (digits <= 9).all(axis=1)
+    last = matrix[:, 17]
+    ok &= ((last >= ord("0")) & (last <= ord("9"))) | (last == ord("X"))
+    wide = digits[:, :14].astype(np.int32)
+    ok &= np.isin(wide[:, 0] * 10 + wide[:, 1], _PROVINCES)
+    year = wide[:, 6] * 1000 + wide[:, 7] * 100 + wide[:, 8] * 10 + wide[:, 9]
+    month = wide[:, 10] * 10 + wide[:, 11]
+    day = wide[:, 12] * 10 + wide[:, 13]
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    longest = _DAYS_IN_MONTH[np.clip(month, 0, 12)] + (leap & (month == 2))
+    ok &= (month >= 1) & (month <= 12) & (day >= 1) & (day <= longest)
+    stamp = year * 10_000 + month * 100 + day
+    until = today or date.today()
+    earliest = EARLIEST_BIRTH_DATE
+    ok &= stamp >= earliest.year * 10_000 + earliest.month * 100 + earliest.day
+    ok &= stamp <= until.year * 10_000 + until.month * 100 + until.day
+    weights = np.asarray(ID_CARD_WEIGHTS, dtype=np.int32)
+    ok &= _ID_CHECK_BYTES[(digits.astype(np.int32) @ weights) % 11] == last
+    return ok  # type: ignore[no-any-return]
+
+
+def valid_uscc_rows(matrix: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    """:func:`is_valid_uscc` (organisation code checked too) of many 18-byte values at once."""
+    values = _USCC_VALUES[matrix]
+    ok = (values >= 0).all(axis=1)
+    region = matrix[:, 2:8]
+    ok &= ((region >= ord("0")) & (region <= ord("9"))).all(axis=1)
+    values = np.clip(values, 0, None)
+    org = _ORG_VALUES[matrix[:, 8:16]].clip(0, None)
+    org_weights = np.asarray(ORG_CODE_WEIGHTS, dtype=np.int64)
+    ok &= _ORG_CHECK_BYTES[11 - (org @ org_weights) % 11] == matrix[:, 16]
+    remainders = (values[:, :17] @ np.asarray(USCC_WEIGHTS, dtype=np.int64)) % 31
+    ok &= _USCC_BYTES[(31 - remainders) % 31] == matrix[:, 17]
+    return ok  # type: ignore[no-any-return]
+
+
 # ------------------------------------------------------------------ shared helpers
 
 

@@ -180,9 +180,11 @@ def debit(
     kind: Kind,
     cost_micro: int,
     request: dict[str, Any],
+    raw_version: int | None = None,
 ) -> str:
     """Spend ``cost_micro`` of the grant's account and of the dataset's global account
-    for this period (``policy.dp``); return the new release's id.
+    for this period (``policy.dp``); return the new release's id. ``raw_version`` is the
+    raw version the answer is computed on (recorded with the release).
 
     Raises :class:`BudgetError` if the grant is no longer active or either account
     cannot cover the cost; then nothing is spent.
@@ -238,6 +240,7 @@ def debit(
                     status="debited",
                     answer="",
                     answer_sha256="",
+                    raw_version=raw_version,
                     error="",
                     created_at=now,
                     released_at="",
@@ -253,6 +256,7 @@ def debit(
                 detail={
                     "release": release_id,
                     "grant": grant.id,
+                    "raw_version": raw_version,
                     "scenario": grant.scenario,
                     "epsilon": epsilon(cost_micro),
                     "spent": epsilon(spent),
@@ -531,6 +535,7 @@ def release_dict(row: DpRelease, *, with_answer: bool = True) -> dict[str, Any]:
         "created_at": row.created_at,
         "released_at": row.released_at,
         "sha256": row.answer_sha256,
+        "raw_version": row.raw_version,
         "request": json.loads(row.request),
     }
     if with_answer and row.answer:

@@ -40,12 +40,45 @@ class EngineError(DpError, RuntimeError):
 
 
 @dataclass(frozen=True)
+class Members:
+    """The people of a merchant's import, as pseudonyms under the import's key.
+
+    A raw row is kept when its identifier ``column``, pseudonymised with ``key`` exactly
+    as the import's own column was, is one of ``tokens``; nobody ever sees the pairs.
+    """
+
+    column: str
+    key: bytes
+    tokens: frozenset[str]
+    prefix: str = "I-"
+
+    def expr(self) -> pl.Expr:
+        """The Polars filter: pseudonymise the raw column, keep the import's tokens."""
+        from ..data.masking import pseudonymize
+
+        def tokens(values: pl.Series) -> pl.Series:
+            array = values.cast(pl.String).to_arrow()
+            return pl.Series(pseudonymize(array, self.key, self.prefix))
+
+        return (
+            pl.col(self.column)
+            .map_batches(tokens, return_dtype=pl.String)
+            .is_in(sorted(self.tokens))
+            .fill_null(False)
+        )
+
+
+@dataclass(frozen=True)
 class Source:
     """The raw rows of one dataset that one grant lets an engine use."""
 
     policy: DatasetPolicy
     path: Path
     row_filter: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    version: int | None = None
+    """The raw version ``path`` holds (pinned for the whole query; ``None``: unversioned)."""
+    members: Members | None = None
+    """A join with a merchant's import: only rows of the import's people (a semi-join)."""
 
     @property
     def contributions(self) -> int:
@@ -58,6 +91,8 @@ class Source:
         frame = pl.scan_parquet(self.path)
         for column, values in self.row_filter.items():
             frame = frame.filter(pl.col(column).is_in(list(values)))
+        if self.members is not None:
+            frame = frame.filter(self.members.expr())
         return frame
 
     def rows(self, filters: Sequence[Filter]) -> pl.LazyFrame:

@@ -66,7 +66,7 @@ DEFAULT_ALPHA: Final[float] = 0.05
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _KEYS: Final[frozenset[str]] = frozenset(
-    {"dataset", "epsilon", "alpha", "filters", "group_by", "statistics", "dry_run"}
+    {"dataset", "epsilon", "alpha", "filters", "group_by", "statistics", "dry_run", "join"}
 )
 
 
@@ -129,6 +129,50 @@ class Bins:
 
 GroupKey = str | Bins
 
+_IMPORT_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass(frozen=True)
+class Join:
+    """Fusion with a merchant's import (R21): keep only the raw rows whose identifier
+    ``column`` equals a value of the import's identifier column ``import_column``.
+
+    A semi-join: it adds no row and repeats none, so each privacy unit still contributes
+    at most the policy's bound and the measurement (and its preview) is unchanged; the
+    import is the tenant's own, public to it. The raw values are pseudonymised with the
+    import's key to be compared (:mod:`shuyu_platform.ingress.imports`); no one sees the
+    joined rows.
+    """
+
+    import_id: str
+    column: str
+    import_column: str
+
+    def as_dict(self) -> dict[str, str]:
+        """JSON form, as the request gave it."""
+        return {"import": self.import_id, "on": self.column, "import_column": self.import_column}
+
+
+def _join(raw: Any, policy: DatasetPolicy) -> Join | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) != {"import", "on", "import_column"}:
+        raise QueryError(
+            'join is {"import": "<id>", "on": "<column>", "import_column": "<column>"}'
+        )
+    import_id, column, other = raw["import"], raw["on"], raw["import_column"]
+    if not isinstance(import_id, str) or not _IMPORT_ID.match(import_id):
+        raise QueryError(f"join.import must be an import's id, not {import_id!r}")
+    field = policy.fields.get(column) if isinstance(column, str) else None
+    if field is None or not field.identifier:
+        identifiers = ", ".join(policy.identifier_fields())
+        raise QueryError(
+            f"join.on must be an identifier of {policy.dataset} ({identifiers}), not {column!r}"
+        )
+    if not isinstance(other, str) or not other:
+        raise QueryError("join.import_column must name the import's identifier column")
+    return Join(import_id, column, other)
+
 
 @dataclass(frozen=True)
 class Statistic:
@@ -160,6 +204,7 @@ class QuerySpec:
     group_by: tuple[GroupKey, ...]
     statistics: tuple[Statistic, ...]
     dry_run: bool = False
+    join: Join | None = None
 
     @property
     def epsilon_micro(self) -> int:
@@ -182,6 +227,7 @@ class QuerySpec:
                 for k in self.group_by
             ],
             "statistics": {s.name: s.as_dict() for s in self.statistics},
+            **({"join": self.join.as_dict()} if self.join is not None else {}),
         }
 
 
@@ -452,4 +498,5 @@ def parse(
         group_by=group_by,
         statistics=_statistics(body.get("statistics"), check, key_names),
         dry_run=dry_run,
+        join=_join(body.get("join"), policy),
     )

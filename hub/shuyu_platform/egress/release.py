@@ -38,6 +38,7 @@ from ..core.db import session_scope, stamp
 from ..core.models import DpRelease, EgressDecision, EgressRequest
 from ..core.settings import Shuyu
 from ..dashboards import publish as dashboards
+from ..data.supply import current_version as supply_version
 from ..dp import budget
 from ..isolation.jail import JailRefusal, Limits
 from . import disclosure, jailed
@@ -121,6 +122,8 @@ def provenance(
             "counts": public.get("counts", {}),
         },
         "datasets": sorted(datasets),
+        # The raw version each dataset's views were built from when the content left.
+        "raw_versions": {name: supply_version(session, name) for name in sorted(datasets)},
         "scenarios": scenarios_of(session, row.tenant),
         "dp_queries": [
             {
@@ -129,6 +132,7 @@ def provenance(
                 "kind": q.kind,
                 "epsilon": q.epsilon_micro / 1_000_000,
                 "answer_sha256": q.answer_sha256,
+                "raw_version": q.raw_version,
                 "released_at": q.released_at,
             }
             for q in sorted(queries.values(), key=lambda q: q.released_at)

@@ -54,6 +54,14 @@ TASKS: Final[dict[str, tuple[str, str]]] = {
         "shuyu_platform.egress.jailed:watermark",
         "watermarking rewrites the released CSV, Parquet, images and notebooks",
     ),
+    "ingress.checks": (
+        "shuyu_platform.ingress.jailed:checks",
+        "an import request's automatic checks read the merchant's CSV or Parquet file",
+    ),
+    "ingress.pseudonymise": (
+        "shuyu_platform.ingress.jailed:pseudonymised",
+        "an approved import is rewritten with its identifier columns pseudonymised",
+    ),
     "dashboards.prepare": (
         "shuyu_platform.egress.jailed:prepare_dashboard",
         "publishing validates and rewrites the dashboard notebook",

@@ -5,7 +5,8 @@ What a sandbox sees (its private mount namespace):
 - the software, read-only: ``/usr`` and the few ``/etc`` files programs need, the
   Python installation, the venv, and the in-sandbox packages (``extensions/``,
   ``kernels/``) but not the hub side;
-- ``/data/views`` (its tenant's masked views) and ``/data/synthetic``, read-only;
+- ``/data/views`` (its tenant's masked views), ``/data/imports`` (its tenant's approved
+  imports) and ``/data/synthetic``, read-only;
 - ``/home/<user>``: the user's own work folder, read-write, inside its tenant's
   filesystem image of ``c.Shuyu.disk_quota`` bytes (:mod:`.disk_quota`);
 - ``/run/shuyu``: a folder of Unix sockets, its only ways in and out, read-only and
@@ -314,6 +315,11 @@ class SandboxSpawner(Spawner):
         os.chmod(views, 0o750)
         synthetic = settings.zone("synthetic")
         os.chmod(synthetic, 0o755)
+        imports = settings.zone("imports") / tenant  # approved imports (ingress.imports)
+        imports.mkdir(parents=True, exist_ok=True)
+        os.chmod(settings.zone("imports"), 0o711)
+        os.chown(imports, 0, uid)
+        os.chmod(imports, 0o750)
 
         run = settings.zone("run") / self._server_id()
         shutil.rmtree(run, ignore_errors=True)
@@ -335,7 +341,13 @@ class SandboxSpawner(Spawner):
         (run / "etc" / "group").write_text(f"root:x:0:\ntenant-{tenant}:x:{uid}:\n")
         (run / "etc" / "hosts").write_text(f"127.0.0.1 localhost shuyu-{tenant}\n")
         self.run_dir = run
-        return {"work": work, "views": views, "synthetic": synthetic, "run": run}
+        return {
+            "work": work,
+            "views": views,
+            "synthetic": synthetic,
+            "imports": imports,
+            "run": run,
+        }
 
     def _mount_disk(self, tenant: str) -> None:
         """Mount the tenant's filesystem image on ``work/<tenant>`` (see :mod:`.disk_quota`)."""
@@ -386,6 +398,11 @@ class SandboxSpawner(Spawner):
         binds = [("--ro-bind", path, path) for path in sorted(software)] + [
             ("--ro-bind", paths["views"], Path("/data/views")),
             ("--ro-bind", paths["synthetic"], Path("/data/synthetic")),
+            *(
+                [("--ro-bind", paths["imports"], Path("/data/imports"))]
+                if "imports" in paths
+                else []
+            ),
             ("--bind", paths["work"], Path(home)),
             ("--ro-bind", paths["run"] / "sock", Path("/run/shuyu")),
             ("--ro-bind", paths["run"] / "jupyter", Path(JUPYTER_CONFIG_DIR)),

@@ -30,10 +30,12 @@ from . import (
     dp_api,
     egress_api,
     grants_api,
+    imports_api,
     jobs_api,
     onboarding_api,
     openapi,
     products,
+    supply_api,
     volumes_api,
 )
 from .base import NotFoundApi, StaticHandler
@@ -68,6 +70,8 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         *onboarding_api.routes(),
         *products.routes(),
         *volumes_api.routes(),
+        *supply_api.routes(),
+        *imports_api.routes(),
         *openapi.routes(),
         (r"api/.*", NotFoundApi),  # last: only what nothing else matched
     ]

@@ -3,7 +3,8 @@
 The catalogue is built from the validated dataset policies: name, providing
 department, summary, fields with their classification grade, update frequency and
 provision modes, the attacker model its views are protected against, and the worst
-re-identification risk over its current views (``view_risk``, naming no tenant). It
+re-identification risk over its current views (``view_risk``, naming no tenant), and
+the current raw version with the time it was supplied (``raw_version``). It
 describes data; it never contains any. Every read is audited.
 """
 
@@ -17,6 +18,7 @@ from ..access import suspension
 from ..access.tenant_views import dataset_risk
 from ..core.db import session_scope
 from ..core.roles import CATALOGUE_READ, ROLES
+from ..data import supply
 from ..data.policy import DatasetPolicy
 from .base import ApiHandler, BaseHandler
 
@@ -32,9 +34,18 @@ def _with_supply(handler: BaseHandler, policies: list[DatasetPolicy]) -> list[di
             if p.dataset in stopped
             else {"status": "active"},
             "view_risk": dataset_risk(handler.shuyu, p.dataset),
+            "raw_version": _version(handler, p.dataset),
         }
         for p in policies
     ]
+
+
+def _version(handler: BaseHandler, dataset: str) -> dict[str, Any] | None:
+    """The current raw version's number and time (``None``: never supplied as a version)."""
+    row = supply.current_row(handler.shuyu.db_url, dataset)
+    if row is None:
+        return None
+    return {"version": row["version"], "supplied_at": row["supplied_at"]}
 
 
 def _entries(handler: BaseHandler) -> list[dict[str, Any]]:

@@ -36,10 +36,12 @@ from ..access import grants, suspension
 from ..core.db import session_scope
 from ..core.models import Grant
 from ..core.roles import DP_QUERY
+from ..data import supply
 from ..data.policy import DatasetPolicy
 from ..dp import budget
 from ..dp import query as dpquery
-from ..dp.engine import Engine, Source, load_engine
+from ..dp.engine import Engine, Members, Source, load_engine
+from ..ingress import imports
 from . import json_body
 from .base import ApiHandler
 from .request_models import DP_MODEL as MODEL_BODY
@@ -85,7 +87,7 @@ class DpHandler(ApiHandler):
             body = json_body.read(self.request.body, declared.adapter, max_bytes=declared.max_bytes)
         except json_body.BodyError as err:
             raise dpquery.QueryError(err.message, err.status) from None
-        return dict(body.model_dump(exclude_unset=True))
+        return dict(body.model_dump(exclude_unset=True, by_alias=True))
 
     def dataset_policy(self, body: dict[str, Any]) -> DatasetPolicy:
         """The policy of the dataset the request names; 404 if there is none."""
@@ -97,9 +99,28 @@ class DpHandler(ApiHandler):
             )
         return policies[name]
 
-    def source(self, policy: DatasetPolicy, grant: Grant) -> Source:
-        """The raw rows the grant lets the engine use."""
-        return Source(policy, self.shuyu.zone("raw") / policy.raw_file, grants.row_filter_of(grant))
+    def source(
+        self, policy: DatasetPolicy, grant: Grant, join: dpquery.Join | None = None
+    ) -> Source:
+        """The raw rows the grant lets the engine use (of the current version, pinned),
+        restricted to the people of the tenant's import when the query joins one."""
+        pinned = supply.current(self.shuyu.zone("raw"), policy)
+        members = None
+        if join is not None:
+            try:
+                key, tokens = imports.join_members(
+                    self.shuyu, grant.tenant, join.import_id, join.import_column
+                )
+            except imports.IngressError as err:
+                raise dpquery.QueryError(err.message, err.status) from None
+            members = Members(join.column, key, tokens)
+        return Source(
+            policy,
+            pinned.path,
+            grants.row_filter_of(grant),
+            version=pinned.version,
+            members=members,
+        )
 
     def refuse(self, kind: str, body: Any, err: dpquery.DpError) -> None:
         """Audit a refused request (cost 0) and answer with its status and message."""
@@ -166,6 +187,7 @@ class DpHandler(ApiHandler):
                 kind=kind,
                 cost_micro=spec.epsilon_micro,
                 request=spec.as_dict(),
+                raw_version=preview.get("raw_version"),
             )
         except dpquery.DpError as err:
             self.refuse(kind, body, err)
@@ -190,6 +212,7 @@ class DpHandler(ApiHandler):
                 "epsilon": spec.epsilon,
                 "remaining_epsilon": _remaining(self.shuyu.db_url, tenant, policy.dataset),
                 "global_remaining_epsilon": _pool_remaining(self.shuyu.db_url, policy),
+                "raw_version": preview.get("raw_version"),
                 **extra,
             }
         )
@@ -232,10 +255,14 @@ class QueryApi(DpHandler):
 
         async def prepare(body: dict[str, Any], policy: DatasetPolicy, grant: Grant) -> Prepared:
             spec = dpquery.parse(body, policy, grants.fields_of(grant))
-            source = self.source(policy, grant)
+            source = await asyncio.to_thread(self.source, policy, grant, spec.join)
             # Plans the measurement (and checks the raw file) before anything is spent.
             estimate = await asyncio.to_thread(engine.estimate, source, spec)
-            preview = {"engine": engine.name, "estimate": estimate.as_dict()}
+            preview = {
+                "engine": engine.name,
+                "estimate": estimate.as_dict(),
+                "raw_version": source.version,
+            }
 
             def compute() -> tuple[Any, dict[str, Any]]:
                 answer = engine.answer(source, spec)
@@ -264,7 +291,8 @@ class ModelsApi(DpHandler):
                 fitted = learn.fit(source, spec)
                 return fitted, {"model": fitted}
 
-            return spec, {"estimate": learn.estimate(spec)}, compute
+            preview = {"estimate": learn.estimate(spec), "raw_version": source.version}
+            return spec, preview, compute
 
         await self.serve("model", MODEL_BODY, prepare)
 

@@ -98,6 +98,16 @@ Epsilon = Annotated[float, Field(gt=0, le=1000)]
 Filters = Annotated[list[FilterBody], Field(max_length=dpquery.MAX_FILTERS)]
 
 
+class JoinBody(Body):
+    """A DP query's fusion with the tenant's import (:class:`..dp.query.Join`)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True)
+
+    import_: RequestId = Field(alias="import")
+    on: Name
+    import_column: Name
+
+
 class DpQueryBody(Body):
     """``POST api/dp/query``: statistics of a granted dataset (:mod:`..dp.query`)."""
 
@@ -110,6 +120,7 @@ class DpQueryBody(Body):
         dict[Name, StatisticBody], Field(min_length=1, max_length=dpquery.MAX_STATISTICS)
     ]
     dry_run: bool = False
+    join: JoinBody | None = None
 
 
 class DpModelBody(Body):
@@ -367,6 +378,44 @@ class RegistrationDecisionBody(Body):
     reason: Comment = ""
 
 
+# ==================================================================== data in
+
+#: Largest body of an import request: a 64 MiB file in base64, and its description.
+IMPORT_BODY: Final[int] = 64 * 1024 * 1024 * 4 // 3 + SMALL_BODY
+
+
+class WithdrawBody(Body):
+    """``POST api/supply/<dataset>/<version>/withdraw``."""
+
+    reason: Text(2000, min_length=1)
+
+
+class ImportField(Body):
+    """What one column of an import is: a personal identifier, sensitive, or neither."""
+
+    identifier: bool = False
+    sensitive: bool = False
+
+
+class ImportRequestBody(Body):
+    """``POST api/imports``: a merchant's own data, with its lawful source (R21)."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
+    filename: Text(200, min_length=1)
+    content_base64: Annotated[str, StringConstraints(min_length=1, max_length=IMPORT_BODY)]
+    lawful_source: Text(4000, min_length=1)
+    authorisation: Text(4000, min_length=1)
+    scenario: Text(1000, min_length=1)
+    fields: Annotated[dict[Name, ImportField], Field(min_length=1, max_length=500)]
+
+
+class ImportDecisionBody(Body):
+    """``POST api/imports/<id>/decision``."""
+
+    action: Literal["approve", "reject"]
+    reason: Comment = ""
+
+
 # ============================================================== query strings
 
 
@@ -427,6 +476,9 @@ APPLICATION: Final = Declared[ApplicationBody]("Application", ApplicationBody)
 APPLICATION_DECISION: Final = Declared[ApplicationDecisionBody](
     "ApplicationDecision", ApplicationDecisionBody
 )
+WITHDRAW_VERSION: Final = Declared[WithdrawBody]("WithdrawVersion", WithdrawBody)
+IMPORT_REQUEST: Final = Declared[ImportRequestBody]("ImportRequest", ImportRequestBody, IMPORT_BODY)
+IMPORT_DECISION: Final = Declared[ImportDecisionBody]("ImportDecision", ImportDecisionBody)
 REGISTRATION: Final = Declared[RegistrationBody]("Registration", RegistrationBody)
 REGISTRATION_DECISION: Final = Declared[RegistrationDecisionBody](
     "RegistrationDecision", RegistrationDecisionBody

@@ -65,8 +65,8 @@ Modules: :mod:`.keys`, :mod:`.schema` (fields and output types), :mod:`.columns`
 (the rules applied to tables and columns), :mod:`.microaggregation`.
 """
 
-from .columns import mask_column, mask_table
-from .keys import MIN_KEY_BYTES, TOKEN_CHARS, tenant_key
+from .columns import mask_column, mask_table, pseudonymize
+from .keys import MIN_KEY_BYTES, TOKEN_CHARS, import_key, tenant_key
 from .microaggregation import MicroGroups, fit_groups, value_counts
 from .schema import masking_label, needs_unit, output_type, view_fields, view_schema
 
@@ -75,11 +75,13 @@ __all__ = [
     "TOKEN_CHARS",
     "MicroGroups",
     "fit_groups",
+    "import_key",
     "mask_column",
     "mask_table",
     "masking_label",
     "needs_unit",
     "output_type",
+    "pseudonymize",
     "tenant_key",
     "value_counts",
     "view_fields",

@@ -352,6 +352,12 @@ def _pseudonymize(array: pa.Array, rule: PseudonymizeMasking, key: bytes) -> pa.
     return _map_distinct(array, tokens)
 
 
+def pseudonymize(array: pa.Array, key: bytes, prefix: str | None = None) -> pa.Array:
+    """Keyed pseudonyms of ``array``'s values (nulls stay null), as the pseudonymize rule
+    makes them; for columns outside any policy (a merchant's import)."""
+    return _pseudonymize(array, PseudonymizeMasking(rule="pseudonymize", prefix=prefix), key)
+
+
 def _token_column(prefix: bytes, head: npt.NDArray[np.uint8]) -> pa.Array:
     """``prefix`` + base32 of each row of ``head`` (n x 10 bytes), as a string column.
 

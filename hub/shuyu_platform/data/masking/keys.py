@@ -43,6 +43,19 @@ def tenant_key(secret: bytes, tenant: str) -> bytes:
     return hmac.digest(bytes(secret), message, "sha256")
 
 
+def import_key(secret: bytes, import_id: str) -> bytes:
+    """The 32-byte key of one merchant import (R21), from the platform's master ``secret``.
+
+    ``HMAC-SHA256(secret, "shuyu.masking.import-key.v1" NUL import_id)``: the pseudonyms
+    of an import's identifier columns are its own, so they match no view's pseudonyms
+    (each view uses its tenant's key) and no other import's.
+    """
+    if not isinstance(secret, bytes | bytearray) or len(secret) < MIN_KEY_BYTES:
+        raise ValueError(f"the master secret must be at least {MIN_KEY_BYTES} bytes")
+    message = b"shuyu.masking.import-key.v1\x00" + import_id.encode("utf-8")
+    return hmac.digest(bytes(secret), message, "sha256")
+
+
 def _fast_sha256() -> Callable[[bytes], Any]:
     """The SHA-256 constructor with the least overhead per object.
 

@@ -22,7 +22,17 @@ from .masking_rules import (
     Masking,
     _types,
 )
-from .vocabulary import _NUMERIC, GRADE_DESCRIPTIONS, FieldType, Grade, Loc, Text, _fail, _Strict
+from .vocabulary import (
+    _NUMERIC,
+    GRADE_DESCRIPTIONS,
+    FieldType,
+    Grade,
+    IdentifierFormat,
+    Loc,
+    Text,
+    _fail,
+    _Strict,
+)
 
 # ================================================================================== DP
 
@@ -104,6 +114,9 @@ class FieldPolicy(_Strict):
     for its values, and it may never be shown in the clear."""
     dp: DpSettings | None = None
     nullable: StrictBool = False
+    format: IdentifierFormat | None = None
+    """The identifier format every non-null value must have; a supplied version
+    (:mod:`shuyu_platform.data.supply`) with one value that does not is refused."""
     hierarchy: tuple[Masking, ...] = ()
     """Coarser masking rules, finest first, that a view build falls back to (all
     hierarchical fields one level at a time) when ``masking`` would suppress more rows
@@ -134,6 +147,8 @@ class FieldPolicy(_Strict):
         if self.hierarchy and self.masking.rule == "drop":
             problems.append((("hierarchy",), "a dropped field has nothing to generalise"))
         problems += self._dp_problems()
+        if self.format is not None and self.type != "string":
+            problems.append((("format",), f"a format applies to string fields, not {self.type}"))
         if problems:
             _fail(problems)
         return self

@@ -74,6 +74,10 @@ GRADE_DESCRIPTIONS: Final[dict[str, dict[str, str]]] = {
 FieldType = Literal["string", "int", "float", "date", "timestamp", "category"]
 """Logical type of a column. ``category`` is a string drawn from a small, public set."""
 
+IdentifierFormat = Literal["id_card", "mobile", "uscc"]
+"""Format a supplied identifier column must have: resident ID card number (GB 11643),
+mainland mobile number, unified social credit code (GB 32100)."""
+
 UpdateFrequency = Literal[
     "realtime", "daily", "weekly", "monthly", "quarterly", "yearly", "irregular"
 ]

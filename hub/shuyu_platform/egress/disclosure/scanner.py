@@ -228,3 +228,12 @@ _KNOWN_NAME_CAVEAT: Final[str] = (
     "may be an ordinary word or another person of the same name; check whether it refers "
     "to an individual in the data."
 )
+
+
+_PLAIN: Final[_Scanner] = _Scanner(Context())
+
+
+def identifier_kinds(text: str) -> list[str]:
+    """Kinds of the direct identifiers in ``text`` (``id_card``, ``uscc``, ``bank_card``,
+    ``mobile``), by the same detectors as the egress checks; pseudonyms are not counted."""
+    return [hit.kind for hit in _PLAIN.identifiers(text) if hit.kind != "pseudonym"]
