@@ -18,9 +18,12 @@ PREFIX = "/services/shuyu/"
 
 
 @contextlib.contextmanager
-def serving(settings: Shuyu) -> Iterator[str]:
-    """The service's base URL (with its prefix) while the block runs."""
+def serving(settings: Shuyu, *, metrics: bool = True) -> Iterator[str]:
+    """The service's base URL (with its prefix) while the block runs; without
+    ``metrics``, requests are logged as tornado does by default and not counted."""
     app = make_app(settings, PREFIX)
+    if not metrics:
+        del app.settings["log_function"]
     port = free_port()
     ready = threading.Event()
     state: dict[str, asyncio.AbstractEventLoop | asyncio.Event] = {}

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from harness import REPO
+from harness import BIN, REPO, Platform, cli_env
 from shuyu_platform.access import grants
 from shuyu_platform.core import audit, db
 from shuyu_platform.core.db import stamp
@@ -156,3 +157,48 @@ def test_an_invalid_pricing_policy_is_refused_saying_where(
     with pytest.raises(fees.PricingError) as refused:
         fees.load_pricing(tmp_path / "pricing.yaml")
     assert says in str(refused.value)
+
+
+@pytest.mark.browser
+def test_the_printable_statement_renders_in_chromium_and_prints_to_pdf(
+    settings: Shuyu, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    scripted_month(settings)
+    out = tmp_path / "statement"
+    env = cli_env(settings)
+    subprocess.run(
+        [str(BIN / "shuyu"), "fees", "statement", "--tenant", "kangning", "--month", MONTH,
+         "--csv", f"{out}.csv", "--html", f"{out}.html", "--pdf", f"{out}.pdf"],
+        env=env, capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    assert Path(f"{out}.pdf").read_bytes().startswith(b"%PDF-")
+    assert Path(f"{out}.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 900})
+            page.goto(Path(f"{out}.html").as_uri())
+            assert page.locator("#total").inner_text() == "108.00"
+            assert page.locator("#departments tbody tr").count() == 2
+            assert page.locator('tr[data-item="dp_epsilon"] td').nth(4).inner_text() == "50.00"
+            page.screenshot(path=str(tmp_path / "statement.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+@pytest.mark.hub
+def test_a_merchant_reads_only_its_own_tenants_statement(platform: Platform) -> None:
+    own = platform.service_get("alice", f"api/fees/statement?month={MONTH}")
+    assert own.status_code == 200 and own.json()["tenant"] == "kangning"
+    other = platform.service_get("alice", f"api/fees/statement?tenant=huaxin&month={MONTH}")
+    assert other.status_code == 403 and "kangning" in other.json()["message"]
+    assert platform.service_get("victor", "api/fees/statement?tenant=huaxin").status_code == 403
+    bad = platform.service_get("ada", "api/fees/statement?tenant=huaxin&month=2026-13")
+    assert bad.status_code == 400 and "month" in bad.json()["message"]
+    csv_answer = platform.service_get("ada", f"api/fees/statement.csv?tenant=huaxin&month={MONTH}")
+    assert csv_answer.status_code == 200 and csv_answer.content.startswith(b"\xef\xbb\xbf")
+    overview = platform.service_get("ada", f"fees?month={MONTH}")
+    assert overview.status_code == 200 and "kangning" in overview.text
+    assert platform.audit_events("fees.statement", actor="ada")

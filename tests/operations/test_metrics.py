@@ -4,8 +4,12 @@ audit chain."""
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 import requests
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import REPO, Platform
@@ -15,7 +19,7 @@ from shuyu_platform.core import audit, db
 from shuyu_platform.core.settings import Shuyu
 from shuyu_platform.data.policy import load_policies
 from shuyu_platform.dp import budget
-from shuyu_platform.operations.metrics import metrics_token
+from shuyu_platform.operations.metrics import PlatformMetrics, metrics_token
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -86,3 +90,27 @@ def test_metrics_scraped_through_the_proxy_report_the_last_verification(
     assert found[("shuyu_audit_verify_ok", ())] == 1
     assert found[("shuyu_audit_verify_timestamp_seconds", ())] > 0
     assert found[("shuyu_audit_records", ())] > 0
+
+
+def test_the_grafana_dashboard_and_scrape_config_use_what_the_service_exports(
+    settings: Shuyu,
+) -> None:
+    board = json.loads((REPO / "images" / "grafana" / "shuyu-dashboard.json").read_text())
+    queried = {
+        name
+        for panel in board["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bshuyu_[a-z0-9_]+", target["expr"])
+    }
+    metrics = PlatformMetrics(settings)
+    metrics.verified(True)
+    audit.append(settings.db_url, actor="a", action="server.start", tenant="kangning")
+    exported = set()
+    for family in text_string_to_metric_families(metrics.exposition().decode()):
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}
+        exported |= {family.name + end for end in suffixes.get(family.type, [""])}
+    assert queried and queried <= exported, queried - exported
+    scrape = yaml.safe_load((REPO / "images" / "prometheus" / "scrape.yaml").read_text())
+    job = next(j for j in scrape["scrape_configs"] if j["job_name"] == "shuyu-service")
+    assert job["metrics_path"] == "/services/shuyu/metrics"
+    assert job["authorization"]["type"] == "Bearer"

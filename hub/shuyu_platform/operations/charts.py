@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 from matplotlib import font_manager
+from matplotlib.ticker import MaxNLocator
 
 from ..core.settings import MATPLOTLIBRC
 
@@ -60,6 +61,7 @@ def bar_chart(
         if len(series) > 1:
             axes.legend(fontsize="small")
         axes.spines[["top", "right"]].set_visible(False)
+        axes.yaxis.set_major_locator(MaxNLocator(integer=True))
         figure.tight_layout()
         out = io.StringIO()
         figure.savefig(out, format="svg")

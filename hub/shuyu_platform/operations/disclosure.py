@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 
 from ..access import suspension
 from ..core import audit, checkpoints
-from ..core.accounts import AccountStore
 from ..core.db import parse_stamp, session_scope, stamp
 from ..core.models import (
     Alert,
@@ -35,6 +34,7 @@ from ..core.models import (
 from ..core.settings import Shuyu
 from ..data.policy import load_policies
 from . import charts
+from .emergency import known_tenants
 from .metering import month_bounds
 
 #: The snapshot the public page shows, in the hub zone.
@@ -138,7 +138,6 @@ def year_figures(settings: Shuyu, year: int, *, until: datetime | None = None) -
     start, _ = month_bounds(f"{year}-01")
     _, end = month_bounds(f"{year}-12")
     policies = load_policies(Path(settings.policies_dir))
-    accounts = AccountStore(settings.accounts_file).load().values()
     with session_scope(settings.db_url) as session:
         stopped = suspension.suspended(session, "dataset")
         chain_length = audit.head(session)[0]
@@ -149,7 +148,7 @@ def year_figures(settings: Shuyu, year: int, *, until: datetime | None = None) -
                 "datasets_offered": len(policies),
                 "datasets_suspended": len(stopped),
                 "departments": len({p.catalogue.department for p in policies.values()}),
-                "tenants": len({a.tenant for a in accounts if a.tenant}),
+                "tenants": len(known_tenants(settings)),
                 "tenants_suspended": len(suspension.suspended(session, "tenant")),
                 "audit_records": chain_length,
             },
