@@ -152,24 +152,24 @@ def start(
             signed = None
             problems.append(f"audit head NOT signed: {err}")
         seq, head_hash = audit.head(session)
-        row = Incident(
-            id=incident_id,
-            kind=kind,
-            scope=scope,
-            subject=subject or "*",
-            reason=reason,
-            started_by=actor,
-            started_at=stamp(),
-            suspended=json.dumps(suspended, ensure_ascii=False),
-            stopped_servers=json.dumps(stopped),
-            audit_seq=signed.seq if signed else seq,
-            audit_hash=signed.hash if signed else head_hash,
-            checkpoint=signed.line().strip() if signed else "",
-            seconds=round(time.monotonic() - began, 3),
-        )
-        session.add(row)
-        session.flush()
-        record = incident_dict(row)
+        record: dict[str, Any] = {
+            "id": incident_id,
+            "kind": kind,
+            "scope": scope,
+            "subject": subject or "*",
+            "reason": reason,
+            "started_by": actor,
+            "started_at": stamp(),
+            "suspended": suspended,
+            "stopped_servers": stopped,
+            "audit_head": {
+                "seq": signed.seq if signed else seq,
+                "hash": signed.hash if signed else head_hash,
+            },
+            "checkpoint": json.loads(signed.line()) if signed else None,
+            "seconds": round(time.monotonic() - began, 3),
+        }
+        session.add(incident_row(record))
     record["problems"] = problems
     return Outcome(record, problems)
 
@@ -190,6 +190,25 @@ def incident_dict(row: Incident) -> dict[str, Any]:
         "checkpoint": json.loads(row.checkpoint) if row.checkpoint else None,
         "seconds": row.seconds,
     }
+
+
+def incident_row(record: dict[str, Any]) -> Incident:
+    """The table row of an incident record (the inverse of :func:`incident_dict`)."""
+    return Incident(
+        id=record["id"],
+        kind=record["kind"],
+        scope=record["scope"],
+        subject=record["subject"],
+        reason=record["reason"],
+        started_by=record["started_by"],
+        started_at=record["started_at"],
+        suspended=json.dumps(record["suspended"], ensure_ascii=False),
+        stopped_servers=json.dumps(record["stopped_servers"]),
+        audit_seq=record["audit_head"]["seq"],
+        audit_hash=record["audit_head"]["hash"],
+        checkpoint=json.dumps(record["checkpoint"]) if record["checkpoint"] else "",
+        seconds=record["seconds"],
+    )
 
 
 def incidents(settings: Shuyu) -> list[dict[str, Any]]:
@@ -269,22 +288,13 @@ def drill(settings: Shuyu, scope: str, subject: str, *, actor: str) -> dict[str,
                 "problems": outcome.problems,
             },
         )
-        fields = {k: v for k, v in outcome.incident.items() if k != "problems"}
         session.add(
-            Incident(
-                id=fields["id"],
-                kind="drill",
-                scope=scope,
-                subject=fields["subject"],
-                reason="emergency drill on a scratch copy",
-                started_by=actor,
-                started_at=fields["started_at"],
-                suspended=json.dumps(fields["suspended"], ensure_ascii=False),
-                stopped_servers="[]",
-                audit_seq=fields["audit_head"]["seq"],
-                audit_hash=fields["audit_head"]["hash"],
-                checkpoint=json.dumps(fields["checkpoint"]) if fields["checkpoint"] else "",
-                seconds=fields["seconds"],
+            incident_row(
+                {
+                    **outcome.incident,
+                    "reason": "emergency drill on a scratch copy",
+                    "stopped_servers": [],
+                }
             )
         )
     return result
