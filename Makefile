@@ -12,9 +12,11 @@ DEMO_ROWS   ?= 100000
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages: bubblewrap (the namespace sandbox); e2fsprogs (mkfs.ext4, resize2fs:
 # the tenants' disk images); chromium for browser tests; postgresql for the tests that
-# run the database-facing code on PostgreSQL too.
-DEMO_DEBS   := bubblewrap e2fsprogs
-TEST_DEBS   := bubblewrap e2fsprogs chromium postgresql
+# run the database-facing code on PostgreSQL too; fonts-noto-cjk so that charts (sandboxes,
+# dashboards, the disclosure page and the annual report) show their Chinese labels;
+# chromium also prints the annual report and the fee statements to PDF.
+DEMO_DEBS   := bubblewrap e2fsprogs fonts-noto-cjk chromium
+TEST_DEBS   := bubblewrap e2fsprogs chromium postgresql fonts-noto-cjk
 # The JupyterLab extension's build output (see "The JupyterLab extension" below).
 LABEXT      := labextension/dist/shuyu-lab/package.json
 LABEXT_SRC  := $(wildcard labextension/src/*.ts labextension/style/* labextension/schema/*) \

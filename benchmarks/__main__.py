@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from . import dp, egress, gateway, jobs, load, spawn, supply, views
+from . import dp, egress, gateway, jobs, load, metering, spawn, supply, views
 
 BENCHMARKS = {
     "spawn": spawn.main,
@@ -19,6 +19,7 @@ BENCHMARKS = {
     "load": load.main,
     "jobs": jobs.main,
     "supply": supply.main,
+    "metering": metering.main,
 }
 
 

@@ -27,7 +27,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     LANG=C.UTF-8
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tini bubblewrap \
+ && apt-get install -y --no-install-recommends tini bubblewrap fonts-noto-cjk chromium \
  && rm -rf /var/lib/apt/lists/*
 
 COPY --from=proxy /usr/local/bin/node /usr/local/bin/node

@@ -18,8 +18,9 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 # tini reaps orphaned kernel processes. `-s` (subreaper) keeps that working when it is
 # not PID 1, e.g. under ShuyuDockerSpawner, which also asks Docker for its own init.
+# fonts-noto-cjk: Chinese labels in matplotlib charts (kernels/matplotlibrc names it first).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tini \
+ && apt-get install -y --no-install-recommends tini fonts-noto-cjk \
  && rm -rf /var/lib/apt/lists/*
 
 # jovyan, uid/gid 1000: ShuyuDockerSpawner.container_user and singleuser.uid/fsGid.
@@ -33,10 +34,12 @@ RUN groupadd --gid 1000 jovyan \
 # Versions pinned by the repository's constraints.txt (the ones the tests ran with).
 COPY constraints.txt /tmp/constraints.txt
 RUN pip install -c /tmp/constraints.txt \
-        jupyterhub jupyterlab ipykernel pandas pyarrow requests \
+        jupyterhub jupyterlab ipykernel pandas pyarrow requests matplotlib \
  && rm /tmp/constraints.txt
 
 COPY kernels/shuyu /usr/local/lib/python3.11/site-packages/shuyu
+COPY kernels/matplotlibrc /etc/matplotlibrc
+ENV MATPLOTLIBRC=/etc/matplotlibrc
 COPY extensions/shuyu_server /usr/local/lib/python3.11/site-packages/shuyu_server
 RUN python -c "import shuyu, shuyu_server.singleuser, jupyterhub.singleuser" \
  && command -v jupyterhub-singleuser

@@ -80,6 +80,18 @@ def platform_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def cli_env(settings: Shuyu) -> dict[str, str]:
+    """Environment that points the ``shuyu`` command at ``settings``' state root."""
+    return {
+        **os.environ,
+        "SHUYU_HOME": settings.home,
+        "SHUYU_DB_URL": settings.db_url,
+        "SHUYU_POLICIES_DIR": settings.policies_dir,
+        "SHUYU_PRICING": settings.pricing_file,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
 def shuyu(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> str:
     """Run the ``shuyu`` command; return its output, failing loudly if it fails."""
     result = subprocess.run(

@@ -854,6 +854,217 @@ def audit_tail(home: str | None, count: int) -> None:
         )
 
 
+# ------------------------------------------------------------------ emergency
+@main.group("emergency")
+def emergency_group() -> None:
+    """The emergency plan (R24): suspend, stop, sign the audit head, record the incident."""
+
+
+@emergency_group.command("start")
+@home_option
+@click.option(
+    "--scope",
+    type=click.Choice(["tenant", "dataset", "all"]),
+    required=True,
+    help="What to stop: one tenant, one dataset, or every tenant and dataset.",
+)
+@click.argument("subject", default="")
+@click.option("--reason", required=True, help="Why (recorded, and shown to those affected).")
+def emergency_start(home: str | None, scope: str, subject: str, reason: str) -> None:
+    """Suspend SUBJECT (a tenant slug or dataset name; none for --scope all), stop its
+    servers, sign the audit head; print the incident record as JSON."""
+    from .operations import emergency
+
+    settings = _settings(home)
+    try:
+        outcome = emergency.start(settings, scope, subject, reason=reason, actor=_operator())
+    except (emergency.EmergencyError, suspension.SuspensionError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(json.dumps(outcome.incident, ensure_ascii=False, indent=2))
+    for problem in outcome.problems:
+        click.echo(f"WARNING: {problem}", err=True)
+
+
+@emergency_group.command("drill")
+@home_option
+@click.option(
+    "--scope",
+    type=click.Choice(["tenant", "dataset", "all"]),
+    default="all",
+    show_default=True,
+    help="What the drill stops on the scratch copy.",
+)
+@click.argument("subject", default="")
+def emergency_drill(home: str | None, scope: str, subject: str) -> None:
+    """Run the emergency start on a scratch copy of the database and record the drill.
+
+    Exit 0 if the copy ended up with everything suspended and its chain intact, else 1.
+    """
+    from .operations import emergency
+
+    settings = _settings(home)
+    try:
+        result = emergency.drill(settings, scope, subject, actor=_operator())
+    except emergency.EmergencyError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+    sys.exit(0 if result["passed"] else 1)
+
+
+@emergency_group.command("list")
+@home_option
+def emergency_list(home: str | None) -> None:
+    """Every incident and drill, newest first."""
+    from .operations import emergency
+
+    for row in emergency.incidents(_settings(home)):
+        click.echo(
+            f"{row['started_at']}  {row['kind']:<8} {row['scope']}:{row['subject']:<20} "
+            f"{len(row['suspended'])} suspended, {row['seconds']} s  {row['reason']}"
+        )
+
+
+# ------------------------------------------------------------------ operations
+@main.group("alerts")
+def alerts_group() -> None:
+    """Alert rules over the audit chain and metrics (R15)."""
+
+
+@alerts_group.command("check")
+@home_option
+@click.option("--file", "path", type=click.Path(dir_okay=False), help="Rules file to check.")
+def alerts_check(home: str | None, path: str | None) -> None:
+    """Validate the alert rules file; exit 1 naming every problem."""
+    from .operations import alerts
+
+    target = Path(path or _settings(home).alert_rules_file)
+    try:
+        rules = alerts.load_rules(target)
+    except alerts.AlertRulesError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"{target}: {len(rules.rules)} rules OK")
+
+
+@alerts_group.command("evaluate")
+@home_option
+def alerts_evaluate(home: str | None) -> None:
+    """Run the audit and review rules once now (the service runs them every minute)."""
+    from .operations import alerts
+
+    settings = _settings(home)
+    try:
+        rules = alerts.load_rules(Path(settings.alert_rules_file))
+    except alerts.AlertRulesError as err:
+        raise click.ClickException(str(err)) from err
+    for alert in alerts.evaluate(settings, rules):
+        click.echo(
+            f"ALERT #{alert['id']} {alert['rule']} ({alert['severity']}): {alert['summary']}"
+        )
+
+
+@main.group("fees")
+def fees_group() -> None:
+    """Metering and fees (R25): monthly statements per tenant."""
+
+
+@fees_group.command("check")
+@home_option
+@click.option("--file", "path", type=click.Path(dir_okay=False), help="Pricing file to check.")
+def fees_check(home: str | None, path: str | None) -> None:
+    """Validate the pricing policy; exit 1 naming every problem."""
+    from .operations import fees
+
+    target = Path(path or _settings(home).pricing_file)
+    try:
+        pricing = fees.load_pricing(target)
+    except fees.PricingError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"{target}: OK, {len(pricing.prices)} priced items in {pricing.currency}")
+
+
+@fees_group.command("statement")
+@home_option
+@click.option("--tenant", required=True, help="Tenant slug.")
+@click.option("--month", required=True, help="Month, YYYY-MM (UTC).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the CSV here.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Write HTML here.")
+@click.option("--pdf", "pdf_path", type=click.Path(dir_okay=False), help="Print a PDF here.")
+def fees_statement(
+    home: str | None,
+    tenant: str,
+    month: str,
+    csv_path: str | None,
+    html_path: str | None,
+    pdf_path: str | None,
+) -> None:
+    """Print one tenant's monthly statement as JSON; optionally write CSV, HTML, PDF."""
+    from .data.policy import load_policies
+    from .operations import fees
+    from .operations.metering import MeteringError
+
+    settings = _settings(home)
+    try:
+        statement = fees.statement_for(
+            settings, tenant, month, load_policies(Path(settings.policies_dir))
+        )
+    except (fees.PricingError, MeteringError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(json.dumps(statement.as_dict(), ensure_ascii=False, indent=2))
+    if csv_path:
+        Path(csv_path).write_bytes(fees.statement_csv(statement))
+    if html_path or pdf_path:
+        from .service.app import page_templates
+        from .service.operations_api import print_pdf, standalone
+
+        html = standalone(
+            page_templates(""), "statement.html", inline_css=True,
+            statement=statement, printable=True,
+        )  # fmt: skip
+        target = Path(html_path or Path(pdf_path or "").with_suffix(".html"))
+        target.write_text(html, "utf-8")
+        if pdf_path:
+            print_pdf(target, Path(pdf_path))
+
+
+@main.group("report")
+def report_group() -> None:
+    """Public disclosure and the annual operation report (R22, R26)."""
+
+
+@report_group.command("figures")
+@home_option
+@click.option("--year", type=int, required=True, help="Calendar year (UTC).")
+def report_figures(home: str | None, year: int) -> None:
+    """Print every figure of the year's report as JSON, computed from the platform
+    database and the audit chain (what the report and the public page show)."""
+    from .operations import disclosure
+
+    click.echo(
+        json.dumps(disclosure.year_figures(_settings(home), year), ensure_ascii=False, indent=2)
+    )
+
+
+@report_group.command("annual")
+@home_option
+@click.option("--year", type=int, required=True, help="Calendar year (UTC).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder.")
+@click.option("--pdf/--no-pdf", default=True, show_default=True, help="Also print a PDF.")
+def report_annual(home: str | None, year: int, out_dir: str, pdf: bool) -> None:
+    """Write the annual operation report as HTML (and PDF, printed by chromium)."""
+    from .service.app import page_templates
+    from .service.operations_api import print_pdf, report_html
+
+    settings = _settings(home)
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    html = folder / f"shuyu-annual-report-{year}.html"
+    html.write_text(report_html(settings, year, page_templates(""), inline_css=True), "utf-8")
+    click.echo(str(html))
+    if pdf:
+        print_pdf(html, html.with_suffix(".pdf"))
+        click.echo(str(html.with_suffix(".pdf")))
+
+
 # ------------------------------------------------------------------------- db
 @main.group("db")
 def db_group() -> None:

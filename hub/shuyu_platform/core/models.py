@@ -380,6 +380,7 @@ class OutputVolume(Base):
 
     __table_args__ = (Index("ix_output_volume_day", "day"),)
 
+
 class Job(Base):
     """A sealed production run: frozen code run on production inputs, results via review.
 
@@ -526,3 +527,58 @@ class Import(Base):
         ),
         Index("ix_import_tenant_status", "tenant", "status"),
     )
+
+
+class Incident(Base):
+    """One start of the emergency plan (R24): a real incident or a drill on a scratch copy.
+
+    ``suspended`` lists (JSON) what the start suspended, ``stopped_servers`` the servers
+    it stopped; ``audit_seq``/``audit_hash`` are the chain head it signed, ``checkpoint``
+    the signed checkpoint line; ``seconds`` how long the start took. See
+    :mod:`shuyu_platform.operations.emergency`.
+    """
+
+    __tablename__ = "incidents"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # incident | drill
+    scope: Mapped[str] = mapped_column(String(16))  # tenant | dataset | all
+    subject: Mapped[str] = mapped_column(String(64))  # tenant slug, dataset name, or "*"
+    reason: Mapped[str] = mapped_column(Text)
+    started_by: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[str] = mapped_column(String(32))
+    suspended: Mapped[str] = mapped_column(Text)  # JSON [{kind, slug}]
+    stopped_servers: Mapped[str] = mapped_column(Text)  # JSON [name]
+    audit_seq: Mapped[int] = mapped_column(Integer)
+    audit_hash: Mapped[str] = mapped_column(String(64))
+    checkpoint: Mapped[str] = mapped_column(Text)  # the signed checkpoint's JSON line
+    seconds: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('incident', 'drill')", name="ck_incident_kind"),
+        CheckConstraint("scope IN ('tenant', 'dataset', 'all')", name="ck_incident_scope"),
+    )
+
+
+class Alert(Base):
+    """One alert raised by a rule over the audit chain and the platform's state (R15).
+
+    ``event_seqs`` (JSON list) are the audit records behind it; ``last_seq`` the newest,
+    so the same records never raise the same rule twice. ``webhook`` says whether the
+    webhook took it (``sent``, ``failed``, ``none``). See
+    :mod:`shuyu_platform.operations.alerts`.
+    """
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(255))
+    summary: Mapped[str] = mapped_column(Text)
+    event_seqs: Mapped[str] = mapped_column(Text)
+    last_seq: Mapped[int] = mapped_column(Integer)
+    raised_at: Mapped[str] = mapped_column(String(32))
+    webhook: Mapped[str] = mapped_column(String(16))
+
+    __table_args__ = (Index("ix_alert_rule_subject", "rule", "subject"),)

@@ -22,6 +22,9 @@ from .workdays import Calendar, parse_dates
 
 #: The repository root (where ``jupyterhub_config.py`` and ``policies/`` live).
 REPO_ROOT = Path(__file__).resolve().parents[3]
+#: The platform's matplotlib defaults (a CJK font first, for Chinese labels): read by
+#: sandboxes and dashboard kernels through ``MATPLOTLIBRC``, and by the platform's charts.
+MATPLOTLIBRC = REPO_ROOT / "kernels" / "matplotlibrc"
 
 #: Data zones under the state root, with who may read each (ARCHITECTURE.md § Data zones).
 ZONES: dict[str, str] = {
@@ -631,6 +634,51 @@ class Shuyu(Configurable):
     def _positive_data_in_limit(self, proposal: dict) -> int:
         if proposal["value"] < 1:
             raise ValueError(f"{proposal['trait'].name} must be at least 1")
+
+    # ------------------------------------------------------------- operations
+    alert_rules_file = Unicode(
+        help="""Alert rules (YAML, validated at service start; see
+        shuyu_platform.operations.alerts). Env: SHUYU_ALERT_RULES. Default:
+        policies/operations/alerts.yaml in the repository.""",
+    ).tag(config=True)
+
+    @default("alert_rules_file")
+    def _default_alert_rules_file(self) -> str:
+        return _env("SHUYU_ALERT_RULES", str(REPO_ROOT / "policies" / "operations" / "alerts.yaml"))
+
+    alert_webhook_url = Unicode(
+        help="""URL each raised alert is POSTed to as JSON (a chat bot, an on-call system);
+        empty: none. A failed delivery is recorded in the audit chain. Env:
+        SHUYU_ALERT_WEBHOOK. Default empty.""",
+    ).tag(config=True)
+
+    @default("alert_webhook_url")
+    def _default_alert_webhook_url(self) -> str:
+        return _env("SHUYU_ALERT_WEBHOOK", "")
+
+    pricing_file = Unicode(
+        help="""The pricing policy (YAML, validated; see shuyu_platform.operations.fees):
+        unit prices and caps of industrial use; public-interest use is free. Env:
+        SHUYU_PRICING. Default: policies/operations/pricing.yaml in the repository.""",
+    ).tag(config=True)
+
+    @default("pricing_file")
+    def _default_pricing_file(self) -> str:
+        return _env("SHUYU_PRICING", str(REPO_ROOT / "policies" / "operations" / "pricing.yaml"))
+
+    disclosure_refresh_seconds = Integer(
+        help="""How often the platform service recomputes the public disclosure page's
+        figures and charts. Env: SHUYU_DISCLOSURE_REFRESH_SECONDS. Default 3600.""",
+    ).tag(config=True)
+
+    @default("disclosure_refresh_seconds")
+    def _default_disclosure_refresh_seconds(self) -> int:
+        return int(_env("SHUYU_DISCLOSURE_REFRESH_SECONDS", "3600"))
+
+    @validate("disclosure_refresh_seconds")
+    def _positive_refresh(self, proposal: dict) -> int:
+        if int(proposal["value"]) < 1:
+            raise ValueError("disclosure_refresh_seconds must be at least 1")
         return int(proposal["value"])
 
     # ------------------------------------------------------------------ zones
@@ -703,6 +751,10 @@ class Shuyu(Configurable):
             "SHUYU_SUPPLY_MAX_MB": str(self.supply_max_mb),
             "SHUYU_IMPORT_MAX_MB": str(self.import_max_mb),
             "SHUYU_IMPORT_MAX_ROWS": str(self.import_max_rows),
+            "SHUYU_ALERT_RULES": self.alert_rules_file,
+            "SHUYU_ALERT_WEBHOOK": self.alert_webhook_url,
+            "SHUYU_PRICING": self.pricing_file,
+            "SHUYU_DISCLOSURE_REFRESH_SECONDS": str(self.disclosure_refresh_seconds),
         }
 
     @classmethod

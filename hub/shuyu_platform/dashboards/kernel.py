@@ -24,6 +24,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from ..core.settings import MATPLOTLIBRC
 from ..isolation.bwrap import mounts, system_dirs
 
 #: Where the dashboard's folder appears inside the sandbox.
@@ -58,6 +59,9 @@ def command(connection_file: Path, folder: Path, ipc: Path) -> list[str]:
         "--setenv", "MPLCONFIGDIR", "/tmp",
     ]  # fmt: skip
     args += system_dirs()
+    # Chinese labels in charts: the platform's matplotlib defaults (CJK font first).
+    args += ["--ro-bind", str(MATPLOTLIBRC), "/etc/matplotlibrc"]
+    args += ["--setenv", "MATPLOTLIBRC", "/etc/matplotlibrc"]
     software = sorted({Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()})
     binds = [("--ro-bind", path, path) for path in software] + [
         ("--ro-bind", folder, Path(INSIDE)),

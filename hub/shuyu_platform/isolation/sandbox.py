@@ -74,7 +74,7 @@ from tornado import web
 from traitlets import Bool, Float, Integer, List, Unicode, default
 
 from ..core import audit
-from ..core.settings import REPO_ROOT, Shuyu, parse_size
+from ..core.settings import MATPLOTLIBRC, REPO_ROOT, Shuyu, parse_size
 from ..egress.metering import Meter
 from . import seccomp
 from .bwrap import mounts, system_dirs
@@ -211,6 +211,29 @@ class Cgroup:
                             return int(value)
         return 0
 
+    def _first(self, *names: str) -> str | None:
+        for group in self.dirs:
+            for name in names:
+                with contextlib.suppress(OSError):
+                    return (group / name).read_text()
+        return None
+
+    def cpu_seconds(self) -> float:
+        """CPU time the cgroup's processes used so far (0 where the kernel does not say)."""
+        stat = self._first("cpu.stat")
+        if stat is not None:  # v2: usage_usec
+            for line in stat.splitlines():
+                key, _, value = line.partition(" ")
+                if key == "usage_usec":
+                    return int(value) / 1e6
+        usage = self._first("cpuacct.usage")  # v1, where cpu and cpuacct share a hierarchy
+        return int(usage) / 1e9 if usage and usage.strip().isdigit() else 0.0
+
+    def memory_bytes(self) -> int:
+        """Memory the cgroup's processes use now (0 where the kernel does not say)."""
+        text = self._first("memory.current", "memory.usage_in_bytes")
+        return int(text) if text and text.strip().isdigit() else 0
+
     def join(self) -> None:
         """Move the calling process into the cgroup (run between fork and exec)."""
         for group in self.dirs:
@@ -277,6 +300,9 @@ class SandboxSpawner(Spawner):
         self.cgroup: Cgroup | None = None
         self.run_dir: Path | None = None
         self.watcher: asyncio.Future[None] | None = None
+        #: Memory use integrated over the server's life, and when it started (metering).
+        self.memory_byte_seconds = 0.0
+        self.started_monotonic = 0.0
         self.disk: TenantDisk | None = None
         self.output: ServerLog | None = None
         self.gateway: Gateway | None = None
@@ -454,6 +480,8 @@ class SandboxSpawner(Spawner):
                 "PATH": f"{Path(sys.prefix) / 'bin'}:/usr/local/bin:/usr/bin:/bin",
                 "LANG": "C.UTF-8",
                 "PYTHONNOUSERSITE": "1",
+                # Chinese labels in charts: the platform's matplotlib defaults (CJK font).
+                "MATPLOTLIBRC": str(MATPLOTLIBRC),
                 # Configuration and data only from root's read-only folders: never
                 # ~/.jupyter or ~/.local/share/jupyter (jupyter_core.paths reads these
                 # variables first; -I keeps the user site's etc/jupyter off the path).
@@ -566,6 +594,8 @@ class SandboxSpawner(Spawner):
         )
         self.pid = self.proc.pid
         if self.cgroup is not None:
+            self.started_monotonic = time.monotonic()
+            self.memory_byte_seconds = 0.0
             self.watcher = asyncio.ensure_future(self._watch_limits(tenant, self.cgroup))
         await self._wait_until_serving(sock / "server.sock")
         return ("127.0.0.1", host_port)
@@ -601,10 +631,15 @@ class SandboxSpawner(Spawner):
             interval = min(0.25, interval * 1.25)
 
     async def _watch_limits(self, tenant: str, cgroup: Cgroup) -> None:
-        """Record every OOM kill in the sandbox (a kernel over its memory limit)."""
+        """Record every OOM kill in the sandbox (a kernel over its memory limit), and
+        integrate its memory use over time for metering (:meth:`_record_usage`)."""
         seen = 0
+        sampled = time.monotonic()
         while True:
             await asyncio.sleep(self.limits_check_interval)
+            now = time.monotonic()
+            self.memory_byte_seconds += cgroup.memory_bytes() * (now - sampled)
+            sampled = now
             kills = cgroup.oom_kills()
             if kills > seen:
                 await asyncio.to_thread(
@@ -621,6 +656,31 @@ class SandboxSpawner(Spawner):
                     "%s: OOM kill in sandbox (limit %s bytes)", self._server_id(), cgroup.memory
                 )
                 seen = kills
+
+    async def _record_usage(self, cgroup: Cgroup) -> None:
+        """Record what the stopped sandbox used, from its cgroup, as ``sandbox.usage``:
+        CPU-seconds and memory-GB-hours (the basis of metering and fees)."""
+        wall = time.monotonic() - self.started_monotonic if self.started_monotonic else 0.0
+        try:
+            await asyncio.to_thread(
+                audit.append,
+                self.settings.db_url,
+                actor=self.user.name,
+                action="sandbox.usage",
+                target=self._server_id(),
+                tenant=tenant_of(self.user),
+                actor_kind="system",
+                detail={
+                    "cpu_seconds": round(cgroup.cpu_seconds(), 3),
+                    "memory_gb_hours": round(self.memory_byte_seconds / 1e9 / 3600, 6),
+                    "wall_seconds": round(wall, 1),
+                    "mem_limit_bytes": cgroup.memory,
+                },
+            )
+        except Exception:  # metering must never keep a sandbox from stopping
+            self.log.exception("%s: usage not recorded", self._server_id())
+        self.memory_byte_seconds = 0.0
+        self.started_monotonic = 0.0
 
     async def poll(self) -> int | None:
         """None while the sandbox runs, else its exit status."""
@@ -642,6 +702,8 @@ class SandboxSpawner(Spawner):
         if self.watcher is not None:
             self.watcher.cancel()
             self.watcher = None
+        if self.cgroup is not None:
+            await self._record_usage(self.cgroup)
         for relay in self.relays:
             relay.close()
         self.relays = []

@@ -23,6 +23,7 @@ from ..data.policy import PolicyError, load_policies
 from ..dp import budget
 from ..egress.release import release_pending
 from ..jobs.worker import Worker
+from ..operations import alerts, disclosure, metrics
 from . import (
     applications_api,
     audit_api,
@@ -34,6 +35,7 @@ from . import (
     jobs_api,
     onboarding_api,
     openapi,
+    operations_api,
     products,
     supply_api,
     volumes_api,
@@ -49,15 +51,21 @@ log = logging.getLogger("shuyu.service")
 COOKIE_SECRET_FILE = "service-cookie-secret"
 
 
-def make_app(settings: Shuyu, prefix: str) -> web.Application:
-    """The service's routes under ``prefix`` (``/services/shuyu/`` behind the hub)."""
-    policies = load_policies(Path(settings.policies_dir))
+def page_templates(prefix: str) -> Environment:
+    """The service's page templates, with links under ``prefix``."""
     templates = Environment(
         loader=FileSystemLoader(HERE / "templates"),
         autoescape=select_autoescape(["html"]),
     )
     templates.globals["prefix"] = prefix
     messages.install(templates)
+    return templates
+
+
+def make_app(settings: Shuyu, prefix: str) -> web.Application:
+    """The service's routes under ``prefix`` (``/services/shuyu/`` behind the hub)."""
+    policies = load_policies(Path(settings.policies_dir))
+    templates = page_templates(prefix)
     routes = [
         (r"oauth_callback", HubOAuthCallbackHandler),
         *catalogue.routes(),
@@ -73,12 +81,18 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         *supply_api.routes(),
         *imports_api.routes(),
         *openapi.routes(),
+        *metrics.routes(),
+        *operations_api.routes(),
         (r"api/.*", NotFoundApi),  # last: only what nothing else matched
     ]
     handlers = [(url_path_join(prefix, path), handler) for path, handler in routes]
+    counted = metrics.PlatformMetrics(settings)
     return web.Application(
         handlers,
         shuyu=settings,
+        metrics=counted,
+        alert_rules=alerts.load_rules(Path(settings.alert_rules_file)),
+        log_function=counted.observe,
         policies=policies,
         tenant_reports=ReportLimiter(settings.tenant_reports_per_minute),
         templates=templates,
@@ -98,19 +112,32 @@ async def _serve(settings: Shuyu) -> None:
     server = HTTPServer(app, xheaders=True)
     server.listen(url.port or 80, url.hostname or "127.0.0.1")
     log.info("Shuyu platform service listening on %s%s", url.geturl(), prefix)
-    checkpointing = asyncio.create_task(_checkpoint_loop(settings))
     policies = app.settings["policies"]
     worker = Worker(
         settings, policies, lambda tenant: egress_api.check_context(settings, policies, tenant)
     )
     running_jobs = asyncio.create_task(worker.serve())  # see jobs.worker: why it runs here
+    checkpointing = asyncio.create_task(_checkpoint_loop(settings, app.settings["metrics"]))
+    disclosing = asyncio.create_task(_disclosure_loop(settings))
     try:
         while True:
             await _sweep(settings)
+            await _evaluate_alerts(app)
             await asyncio.sleep(SWEEP_SECONDS)
     finally:
         checkpointing.cancel()
         running_jobs.cancel()
+        disclosing.cancel()
+
+
+async def _disclosure_loop(settings: Shuyu) -> None:
+    """Recompute the public disclosure page every ``disclosure_refresh_seconds``."""
+    while True:
+        try:
+            await asyncio.to_thread(disclosure.refresh, settings)
+        except Exception:  # retried on the next round
+            log.exception("disclosure refresh failed")
+        await asyncio.sleep(settings.disclosure_refresh_seconds)
 
 
 def write_checkpoint(settings: Shuyu) -> checkpoints.Checkpoint | None:
@@ -123,16 +150,19 @@ def write_checkpoint(settings: Shuyu) -> checkpoints.Checkpoint | None:
         )
 
 
-async def _checkpoint_loop(settings: Shuyu) -> None:
-    """Anchor the audit chain every ``audit_checkpoint_seconds``, starting now."""
+async def _checkpoint_loop(settings: Shuyu, counted: metrics.PlatformMetrics) -> None:
+    """Anchor the audit chain every ``audit_checkpoint_seconds``, starting now; the
+    verification that precedes each checkpoint is what the metrics report."""
     while True:
         try:
             made = await asyncio.to_thread(write_checkpoint, settings)
         except checkpoints.CheckpointError as err:
+            counted.verified(False)
             log.error("audit chain NOT anchored: %s", err)
         except Exception:  # retried on the next round
             log.exception("audit checkpoint failed")
         else:
+            counted.verified(True)
             if made is not None:
                 log.info("audit checkpoint: record %s, hash %s", made.seq, made.hash)
         await asyncio.sleep(settings.audit_checkpoint_seconds)
@@ -170,6 +200,22 @@ async def _sweep(settings: Shuyu) -> None:
             log.info("released approved egress requests: %s", ", ".join(released))
 
 
+async def _evaluate_alerts(app: web.Application) -> None:
+    """Run the alert rules once, off the event loop (a failure is retried next round)."""
+    try:
+        raised = await asyncio.to_thread(
+            alerts.evaluate,
+            app.settings["shuyu"],
+            app.settings["alert_rules"],
+            app.settings["metrics"],
+        )
+    except Exception:
+        log.exception("alert evaluation failed")
+    else:
+        for alert in raised:
+            log.warning("ALERT %s (%s): %s", alert["rule"], alert["severity"], alert["summary"])
+
+
 def main() -> None:
     """Run the service until killed (the hub starts and stops it)."""
     logging.basicConfig(
@@ -186,5 +232,7 @@ def main() -> None:
         asyncio.run(_serve(settings))
     except PolicyError as err:
         sys.exit(f"shuyu service: invalid dataset policy\n{err}")
+    except alerts.AlertRulesError as err:
+        sys.exit(f"shuyu service: invalid alert rules\n{err}")
     except KeyboardInterrupt:
         pass

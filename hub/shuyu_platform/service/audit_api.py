@@ -40,17 +40,20 @@ def _read(handler: BaseHandler) -> list[dict[str, Any]]:
 
 
 def _verify(handler: BaseHandler) -> audit.Verification:
-    """The chain re-derived and held to its signed checkpoints."""
+    """The chain re-derived and held to its signed checkpoints (the result is also what
+    the service's metrics report as the last verification)."""
     settings = handler.shuyu
     with session_scope(settings.db_url) as session:
         try:
-            return checkpoints.verify_installation(
+            result = checkpoints.verify_installation(
                 session,
                 Path(settings.audit_signing_key_file),
                 Path(settings.audit_checkpoints_file),
             )
         except checkpoints.CheckpointError as err:
-            return audit.Verification(False, 0, None, f"checkpoints unusable: {err}")
+            result = audit.Verification(False, 0, None, f"checkpoints unusable: {err}")
+    handler.settings["metrics"].verified(result.ok, result.checked)
+    return result
 
 
 class AuditEventsApi(ApiHandler):

@@ -37,6 +37,7 @@ from .request_models import (
     AuditQuery,
     Body,
     Declared,
+    StatementQuery,
     VolumesQuery,
 )
 
@@ -72,6 +73,7 @@ class Operation:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     created: bool = False
     public: bool = False
+    media: str = "application/json"
 
 
 OPERATIONS: Final[tuple[Operation, ...]] = (
@@ -281,6 +283,22 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         body=REGISTRATION_DECISION,
         params={"registration_id": ID},
     ),
+    Operation("get", "/api/alerts", "Alerts raised, newest first.", "administrator, auditor"),
+    Operation(
+        "get",
+        "/api/fees/statement",
+        "A tenant's monthly statement: usage, priced lines, total, departments.",
+        "merchant (own tenant); administrator with ?tenant=",
+        query=StatementQuery,
+    ),
+    Operation(
+        "get",
+        "/api/fees/statement.csv",
+        "The monthly statement as CSV (UTF-8 with a byte-order mark).",
+        "merchant (own tenant); administrator with ?tenant=",
+        query=StatementQuery,
+        media="text/csv",
+    ),
 )
 
 ERROR_SCHEMA: Final[dict[str, Any]] = {
@@ -314,7 +332,13 @@ def _operation(op: Operation, refs: dict[str, Any]) -> dict[str, Any]:
         "responses": {
             ok: {
                 "description": "Done.",
-                "content": {"application/json": {"schema": {"type": "object"}}},
+                "content": {
+                    op.media: {
+                        "schema": {"type": "object"}
+                        if op.media == "application/json"
+                        else {"type": "string"}
+                    }
+                },
             },
             "4XX": {
                 "description": "Refused: a bad body, no such thing, not allowed, a conflict.",

@@ -439,6 +439,27 @@ class VolumesQuery(Body):
     days: Annotated[int, Field(ge=1, le=90)] = 7
 
 
+class StatementQuery(Body):
+    """``GET fees``, ``fees/statement``, ``api/fees/statement[.csv]``: whose month.
+
+    ``tenant`` defaults to the merchant's own (administrators name one); ``month`` to
+    the current month (UTC).
+    """
+
+    model_config = ConfigDict(strict=False, extra="ignore")
+
+    tenant: Annotated[str, Field(pattern=r"^([a-z][a-z0-9-]{1,38}[a-z0-9])?$")] = ""
+    month: Annotated[str, Field(pattern=r"^(\d{4}-(0[1-9]|1[0-2]))?$")] = ""
+
+
+class ReportQuery(Body):
+    """``GET disclosure/report``: the year of the annual operation report."""
+
+    model_config = ConfigDict(strict=False, extra="ignore")
+
+    year: Annotated[int, Field(ge=2000, le=2100)] | None = None
+
+
 # ================================================================= declarations
 
 
