@@ -99,7 +99,12 @@ class DpHandler(ApiHandler):
 
     def source(self, policy: DatasetPolicy, grant: Grant) -> Source:
         """The raw rows the grant lets the engine use."""
-        return Source(policy, self.shuyu.zone("raw") / policy.raw_file, grants.row_filter_of(grant))
+        return Source(
+            policy,
+            self.shuyu.zone("raw") / policy.raw_file,
+            grants.row_filter_of(grant),
+            self.shuyu.data_memory_bytes,
+        )
 
     def refuse(self, kind: str, body: Any, err: dpquery.DpError) -> None:
         """Audit a refused request (cost 0) and answer with its status and message."""
