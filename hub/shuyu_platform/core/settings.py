@@ -386,6 +386,31 @@ class Shuyu(Configurable):
     def _default_gateway_notebook_cap(self) -> int:
         return int(_env("SHUYU_GATEWAY_NOTEBOOK_CAP", str(16 * 1024 * 1024)))
 
+    data_memory_limit = Unicode(
+        help="""Memory the platform's own work on data may use at once: a DP query, the
+        privacy-unit check of a raw file, a masked-view build, e.g. '2G'. They stream the
+        raw Parquet in batches, so files of any size fit under it; the privacy-unit check
+        reads a large file in several passes when its hashes (8 bytes a row) would take
+        more than half of it. Env: SHUYU_DATA_MEMORY_LIMIT. Default 2G.""",
+    ).tag(config=True)
+
+    @default("data_memory_limit")
+    def _default_data_memory_limit(self) -> str:
+        return _env("SHUYU_DATA_MEMORY_LIMIT", "2G")
+
+    @validate("data_memory_limit")
+    def _valid_data_memory_limit(self, proposal: dict) -> str:
+        try:
+            parse_size(proposal["value"])
+        except ValueError as exc:
+            raise TraitError(f"c.Shuyu.data_memory_limit: {exc}") from None
+        return proposal["value"]
+
+    @property
+    def data_memory_bytes(self) -> int:
+        """:attr:`data_memory_limit` in bytes."""
+        return parse_size(self.data_memory_limit)
+
     dp_refund_failures = Bool(
         help="""Whether a DP query or model fit that was debited but released nothing (the
         engine failed, or the platform service died before storing the answer) gives its ε
@@ -718,6 +743,7 @@ class Shuyu(Configurable):
             "SHUYU_POLICIES_DIR": self.policies_dir,
             "SHUYU_DP_ENGINE": self.dp_engine,
             "SHUYU_DP_REFUND_FAILURES": "1" if self.dp_refund_failures else "0",
+            "SHUYU_DATA_MEMORY_LIMIT": self.data_memory_limit,
             "SHUYU_EGRESS_APPROVALS": str(self.egress_approvals_required),
             "SHUYU_TENANT_REPORTS_PER_MINUTE": str(self.tenant_reports_per_minute),
             "SHUYU_COMPLIANCE_DAYS": str(self.compliance_review_days),

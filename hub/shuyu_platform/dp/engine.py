@@ -8,14 +8,17 @@ the same two methods and is chosen with ``Shuyu.dp_engine``.
 
 A :class:`Source` is what the tenant's grant lets an engine see of a dataset: the raw
 Parquet file, restricted to the grant's row filter, with the tenant's filters applied.
-It also checks, once per file, that the data keeps the policy's promise about the
-privacy unit (no person contributes more rows than ``max_contributions``), because the
-noise is calibrated to that promise.
+It also checks, once per version of the file, that the data keeps the policy's promise
+about the privacy unit (no person contributes more rows than ``max_contributions``),
+because the noise is calibrated to that promise (:mod:`.unit_check`, out of core and
+remembered across restarts).
+
+Out of core: an engine reads the Source lazily (:meth:`Source.scan`) and should stream
+it; ``memory_limit`` (``Shuyu.data_memory_limit``) is the bound its work should keep to.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,20 +26,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from ..data.policy import DatasetPolicy
-from .query import DpError, Filter, QuerySpec
+from .query import Filter, QuerySpec
+from .unit_check import DEFAULT_MEMORY_LIMIT, MAX_ROWS, EngineError, check_file
 
-#: Most rows a dataset may have: the engine states it to OpenDP as the public bound on
-#: group sizes, which keeps integer sums from overflowing.
-MAX_ROWS = 10**9
-
-
-class EngineError(DpError, RuntimeError):
-    """The engine cannot answer (raw data missing, broken, or breaking its policy)."""
-
-    default_status = 503
+__all__ = ["MAX_ROWS", "Answer", "Engine", "EngineError", "Estimate", "Source", "load_engine"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +74,8 @@ class Source:
     """The raw version ``path`` holds (pinned for the whole query; ``None``: unversioned)."""
     members: Members | None = None
     """A join with a merchant's import: only rows of the import's people (a semi-join)."""
+    #: Bytes the engine's work on this source should stay within (``Shuyu.data_memory_limit``).
+    memory_limit: int = DEFAULT_MEMORY_LIMIT
 
     @property
     def contributions(self) -> int:
@@ -104,46 +101,12 @@ class Source:
 
     def check(self) -> None:
         """Refuse data that is missing, unreadable or breaks the privacy-unit promise."""
-        try:
-            stat = self.path.stat()
-        except FileNotFoundError:
+        if not self.path.exists():
             raise EngineError(
                 f"the raw data of {self.policy.dataset} is not available; tell the operator"
-            ) from None
-        _check_file(
-            str(self.path),
-            stat.st_mtime_ns,
-            stat.st_size,
-            self.policy.privacy.privacy_unit,
-            self.contributions,
-        )
-
-
-@functools.lru_cache(maxsize=64)
-def _check_file(path: str, _mtime: int, _size: int, unit: str | None, most: int) -> None:
-    """Once per version of a file: readable Parquet, not too big, unit promise kept."""
-    try:
-        rows = pq.ParquetFile(path).metadata.num_rows
-    except Exception as err:  # pyarrow raises several types for a damaged file
-        raise EngineError(f"the raw file {Path(path).name} cannot be read: {err}") from None
-    if rows > MAX_ROWS:
-        raise EngineError(
-            f"{Path(path).name} has {rows:,} rows, more than this engine's {MAX_ROWS:,}"
-        )
-    if unit is None:
-        return
-    worst = (
-        pl.scan_parquet(path)
-        .group_by(unit)
-        .agg(pl.len().alias("n"))
-        .select(pl.col("n").max())
-        .collect(engine="streaming")  # a third of the time and memory of in-memory on 10M
-        .item()
-    )
-    if worst is not None and worst > most:
-        raise EngineError(
-            f"{Path(path).name} breaks its policy: one {unit} has {worst} rows, the policy "
-            f"promises at most {most}; DP queries on it are refused until it is fixed"
+            )
+        check_file(
+            self.path, self.policy.privacy.privacy_unit, self.contributions, self.memory_limit
         )
 
 

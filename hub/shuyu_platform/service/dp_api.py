@@ -120,6 +120,7 @@ class DpHandler(ApiHandler):
             grants.row_filter_of(grant),
             version=pinned.version,
             members=members,
+            memory_limit=self.shuyu.data_memory_bytes,
         )
 
     def refuse(self, kind: str, body: Any, err: dpquery.DpError) -> None:
