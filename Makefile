@@ -7,16 +7,20 @@ BIN         := $(VENV)/bin
 # ACRO, the reference output checker the disclosure checks are tested against, in a venv
 # of its own: its pinned dependencies clash with the platform's.
 ACRO_VENV   := .venv-acro
+# Tumult Analytics, the Spark DP engine's driver, in a venv of its own for the same
+# reason: it pins older pandas, numpy and PySpark than the platform.
+TUMULT_VENV := .venv-tumult
 SHUYU_HOME  ?= $(CURDIR)/.shuyu
 DEMO_ROWS   ?= 100000
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages: bubblewrap (the namespace sandbox); e2fsprogs (mkfs.ext4, resize2fs:
 # the tenants' disk images); chromium for browser tests; postgresql for the tests that
-# run the database-facing code on PostgreSQL too.
+# run the database-facing code on PostgreSQL too; Debian 12's OpenJDK 17 for Spark (the
+# Spark engine's local-mode test; PySpark 3.5 supports Java 8, 11 and 17).
 DEMO_DEBS   := bubblewrap e2fsprogs
-TEST_DEBS   := bubblewrap e2fsprogs chromium postgresql
+TEST_DEBS   := bubblewrap e2fsprogs chromium postgresql openjdk-17-jre-headless
 
-.PHONY: demo test install install-test system-deps system-deps-test node-deps lint format diagrams bench clean help
+.PHONY: demo test install install-test install-tumult system-deps system-deps-test node-deps lint format diagrams bench clean help
 
 help:
 	@echo "make demo   - install everything, generate demo data, run the platform on 127.0.0.1:8000"
@@ -24,6 +28,7 @@ help:
 	@echo "make lint   - ruff check and format check"
 	@echo "make diagrams - redraw docs/lifecycles/ from the transition tables"
 	@echo "make bench  - run the benchmarks"
+	@echo "make install-tumult - the Spark DP engine's Tumult venv (.venv-tumult)"
 	@echo "make clean  - remove the venv, node_modules and demo state"
 
 demo: install system-deps node-deps
@@ -50,8 +55,14 @@ $(ACRO_VENV)/.installed: constraints-acro.txt
 	$(ACRO_VENV)/bin/pip install --quiet -c constraints-acro.txt acro
 	touch $@
 
+$(TUMULT_VENV)/.installed: constraints-tumult.txt
+	$(PYTHON) -m venv $(TUMULT_VENV)
+	$(TUMULT_VENV)/bin/pip install --quiet -c constraints-tumult.txt tmlt.analytics
+	touch $@
+
 install: $(VENV)/.installed
-install-test: $(VENV)/.installed-test $(ACRO_VENV)/.installed
+install-tumult: $(TUMULT_VENV)/.installed
+install-test: $(VENV)/.installed-test $(ACRO_VENV)/.installed $(TUMULT_VENV)/.installed
 
 # --- Debian packages (installed only when missing) ---------------------------
 system-deps:
@@ -85,4 +96,4 @@ bench: install node-deps
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(ACRO_VENV) node_modules .shuyu
+	rm -rf $(VENV) $(ACRO_VENV) $(TUMULT_VENV) node_modules .shuyu
