@@ -7,6 +7,9 @@ BIN         := $(VENV)/bin
 # ACRO, the reference output checker the disclosure checks are tested against, in a venv
 # of its own: its pinned dependencies clash with the platform's.
 ACRO_VENV   := .venv-acro
+# Tumult Analytics, the Spark DP engine's driver, in a venv of its own for the same
+# reason: it pins older pandas, numpy and PySpark than the platform.
+TUMULT_VENV := .venv-tumult
 SHUYU_HOME  ?= $(CURDIR)/.shuyu
 DEMO_ROWS   ?= 100000
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -14,15 +17,17 @@ SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # the tenants' disk images); chromium for browser tests; postgresql for the tests that
 # run the database-facing code on PostgreSQL too; fonts-noto-cjk so that charts (sandboxes,
 # dashboards, the disclosure page and the annual report) show their Chinese labels;
-# chromium also prints the annual report and the fee statements to PDF.
+# chromium also prints the annual report and the fee statements to PDF; Debian 12's
+# OpenJDK 17 for Spark (the Spark engine's local-mode test; PySpark 3.5 supports Java 8,
+# 11 and 17).
 DEMO_DEBS   := bubblewrap e2fsprogs fonts-noto-cjk chromium
-TEST_DEBS   := bubblewrap e2fsprogs chromium postgresql fonts-noto-cjk
+TEST_DEBS   := bubblewrap e2fsprogs chromium postgresql fonts-noto-cjk openjdk-17-jre-headless
 # The JupyterLab extension's build output (see "The JupyterLab extension" below).
 LABEXT      := labextension/dist/shuyu-lab/package.json
 LABEXT_SRC  := $(wildcard labextension/src/*.ts labextension/style/* labextension/schema/*) \
                labextension/package.json labextension/tsconfig.json
 
-.PHONY: demo test labext install install-test system-deps system-deps-test node-deps lint format diagrams bench clean help
+.PHONY: demo test labext install install-test install-tumult system-deps system-deps-test node-deps lint format diagrams bench clean help
 
 help:
 	@echo "make demo   - install everything, generate demo data, run the platform on 127.0.0.1:8000"
@@ -30,6 +35,7 @@ help:
 	@echo "make lint   - ruff check and format check"
 	@echo "make diagrams - redraw docs/lifecycles/ from the transition tables"
 	@echo "make bench  - run the benchmarks"
+	@echo "make install-tumult - the Spark DP engine's Tumult venv (.venv-tumult)"
 	@echo "make clean  - remove the venv, node_modules and demo state"
 
 demo: install system-deps node-deps
@@ -56,8 +62,14 @@ $(ACRO_VENV)/.installed: constraints-acro.txt
 	$(ACRO_VENV)/bin/pip install --quiet -c constraints-acro.txt acro
 	touch $@
 
+$(TUMULT_VENV)/.installed: constraints-tumult.txt
+	$(PYTHON) -m venv $(TUMULT_VENV)
+	$(TUMULT_VENV)/bin/pip install --quiet -c constraints-tumult.txt tmlt.analytics
+	touch $@
+
 install: $(VENV)/.installed
-install-test: $(VENV)/.installed-test $(ACRO_VENV)/.installed
+install-tumult: $(TUMULT_VENV)/.installed
+install-test: $(VENV)/.installed-test $(ACRO_VENV)/.installed $(TUMULT_VENV)/.installed
 
 # --- Debian packages (installed only when missing) ---------------------------
 system-deps:
@@ -110,4 +122,4 @@ bench: install node-deps
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(ACRO_VENV) node_modules .shuyu labextension/node_modules labextension/lib labextension/dist
+	rm -rf $(VENV) $(ACRO_VENV) $(TUMULT_VENV) node_modules .shuyu labextension/node_modules labextension/lib labextension/dist

@@ -411,6 +411,56 @@ class Shuyu(Configurable):
         """:attr:`data_memory_limit` in bytes."""
         return parse_size(self.data_memory_limit)
 
+    spark_master = Unicode(
+        help="""Where the Spark engine (shuyu_platform.dp.spark_engine:SparkEngine) runs its
+        queries: 'local[N]' (this machine, N cores), or a cluster's URL ('spark://host:7077',
+        'k8s://https://...'). Env: SHUYU_SPARK_MASTER. Default local[*].""",
+    ).tag(config=True)
+
+    @default("spark_master")
+    def _default_spark_master(self) -> str:
+        return _env("SHUYU_SPARK_MASTER", "local[*]")
+
+    spark_python = Unicode(
+        help="""The Python of the Tumult Analytics venv that runs the Spark driver (it pins
+        older pandas and numpy than the platform, so never the platform's own). Env:
+        SHUYU_SPARK_PYTHON. Default: .venv-tumult/bin/python of the source checkout
+        (made by `make install-tumult`).""",
+    ).tag(config=True)
+
+    @default("spark_python")
+    def _default_spark_python(self) -> str:
+        return _env("SHUYU_SPARK_PYTHON", str(REPO_ROOT / ".venv-tumult" / "bin" / "python"))
+
+    spark_conf = List(
+        Unicode(),
+        help="""Extra Spark properties of the driver, as 'key=value' strings (e.g.
+        'spark.executor.memory=8g', 'spark.kubernetes.container.image=...'). Env:
+        SHUYU_SPARK_CONF (separated by spaces). Default none.""",
+    ).tag(config=True)
+
+    @default("spark_conf")
+    def _default_spark_conf(self) -> list[str]:
+        return _env("SHUYU_SPARK_CONF", "").split()
+
+    @validate("spark_conf")
+    def _spark_properties(self, proposal: dict) -> list[str]:
+        bad = [p for p in proposal["value"] if "=" not in p or not p.startswith("spark.")]
+        if bad:
+            raise ValueError(f"c.Shuyu.spark_conf entries must be 'spark.key=value', not {bad}")
+        return list(proposal["value"])
+
+    spark_raw_url = Unicode(
+        help="""Where Spark's executors read the raw zone's Parquet files, e.g.
+        's3a://bucket/raw' or 'hdfs://nn/shuyu/raw' (shared storage a cluster reaches).
+        Env: SHUYU_SPARK_RAW_URL. Default empty: the raw zone's own path, which is right in
+        local mode or where every executor mounts it at the same path.""",
+    ).tag(config=True)
+
+    @default("spark_raw_url")
+    def _default_spark_raw_url(self) -> str:
+        return _env("SHUYU_SPARK_RAW_URL", "")
+
     dp_refund_failures = Bool(
         help="""Whether a DP query or model fit that was debited but released nothing (the
         engine failed, or the platform service died before storing the answer) gives its ε
@@ -742,6 +792,10 @@ class Shuyu(Configurable):
             "SHUYU_DB_URL": self.db_url,
             "SHUYU_POLICIES_DIR": self.policies_dir,
             "SHUYU_DP_ENGINE": self.dp_engine,
+            "SHUYU_SPARK_MASTER": self.spark_master,
+            "SHUYU_SPARK_PYTHON": self.spark_python,
+            "SHUYU_SPARK_CONF": " ".join(self.spark_conf),
+            "SHUYU_SPARK_RAW_URL": self.spark_raw_url,
             "SHUYU_DP_REFUND_FAILURES": "1" if self.dp_refund_failures else "0",
             "SHUYU_DATA_MEMORY_LIMIT": self.data_memory_limit,
             "SHUYU_EGRESS_APPROVALS": str(self.egress_approvals_required),

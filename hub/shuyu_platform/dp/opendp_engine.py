@@ -295,38 +295,11 @@ class OpenDpEngine:
 
     def _estimate(self, plan: _Plan, measurement: dp.Measurement) -> Estimate:
         noise = self._noise(plan, measurement)
-        statistics: dict[str, dict[str, Any]] = {}
-        rng = np.random.default_rng(0)  # previews are deterministic
-        for s in plan.spec.statistics:
-            entry: dict[str, Any] = {"fn": s.fn, "column": s.column}
-            if s.fn == "count":
-                entry["ci_half_width"] = noise[_len_name()]["ci_half_width"]
-            elif s.fn == "sum":
-                entry["ci_half_width"] = noise[_sum_name(s.column or "")]["ci_half_width"]
-            elif s.fn in ("mean", "variance"):
-                c = plan.columns[s.column or ""]
-                mid = (c.lower + c.upper) / 2
-                by_size = {}
-                for size in PREVIEW_GROUP_SIZES:
-                    n = np.full(1, float(size))
-                    total = n * mid
-                    squares = n * (mid * mid + c.spread / 3) if s.fn == "variance" else None
-                    low, high = _interval(s, c, noise, n, total, squares, plan.spec.alpha, rng)
-                    by_size[str(size)] = float((high[0] - low[0]) / 2)
-                entry["ci_half_width_by_group_size"] = by_size
-            else:
-                c = plan.columns[s.column or ""]
-                entry["ci_half_width"] = None
-                entry["note"] = (
-                    f"exponential mechanism over {QUANTILE_CANDIDATES} candidates from "
-                    f"{c.lower:g} to {c.upper:g}; its error depends on how spread the data is"
-                )
-            statistics[s.name] = entry
         return Estimate(
             epsilon=plan.spec.epsilon,
             alpha=plan.spec.alpha,
             noise=list(noise.values()),
-            statistics=statistics,
+            statistics=preview_statistics(plan.spec, plan.columns, noise),
         )
 
     def answer(self, source: Source, spec: QuerySpec) -> Answer:
@@ -371,30 +344,93 @@ class OpenDpEngine:
         n: np.ndarray | None,
         rng: np.random.Generator,
     ) -> tuple[list[Any], list[Any], list[Any]]:
-        if s.fn == "count":
-            assert n is not None
-            half = noise[_len_name()]["ci_half_width"]
-            value = np.maximum(n, 0)
-            return _floats(value), _floats(np.maximum(value - half, 0)), _floats(value + half)
-        if s.fn == "quantile":
-            values = released[_quantile_name(s)].to_list()
-            return values, [None] * len(values), [None] * len(values)
-        c = plan.columns[s.column or ""]
-        total = _values(released, _sum_name(c.name))
-        assert total is not None
-        total = total * c.resolution
-        if s.fn == "sum":
-            half = noise[_sum_name(c.name)]["ci_half_width"]
-            return _floats(total), _floats(total - half), _floats(total + half)
-        assert n is not None
-        squares = None
-        if s.fn == "variance":
+        """One statistic from the released primitives (integer units back to values)."""
+        c = plan.columns.get(s.column or "")
+        total = squares = quantiles = None
+        if c is not None:
+            total = _values(released, _sum_name(c.name))
+            total = None if total is None else total * c.resolution
             squares = _values(released, _square_name(c.name))
-            assert squares is not None
-            squares = squares * c.square_resolution
-        point = _derive(s, c, n, total, squares)
-        low, high = _interval(s, c, noise, n, total, squares, plan.spec.alpha, rng)
-        return _floats(point), _floats(low), _floats(high)
+            squares = None if squares is None else squares * c.square_resolution
+        if s.fn == "quantile":
+            quantiles = released[_quantile_name(s)].to_list()
+        return release_statistic(
+            s, c, noise, plan.spec.alpha, rng, n=n, total=total, squares=squares,
+            quantiles=quantiles,
+        )  # fmt: skip
+
+
+def preview_statistics(
+    spec: QuerySpec, columns: dict[str, _Column], noise: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Per requested statistic, its expected interval from the noise alone (any engine).
+
+    ``noise`` maps primitive names (:func:`_len_name`, :func:`_sum_name`, ...) to their
+    scale and ``ci_half_width`` in column units.
+    """
+    statistics: dict[str, dict[str, Any]] = {}
+    rng = np.random.default_rng(0)  # previews are deterministic
+    for s in spec.statistics:
+        entry: dict[str, Any] = {"fn": s.fn, "column": s.column}
+        if s.fn == "count":
+            entry["ci_half_width"] = noise[_len_name()]["ci_half_width"]
+        elif s.fn == "sum":
+            entry["ci_half_width"] = noise[_sum_name(s.column or "")]["ci_half_width"]
+        elif s.fn in ("mean", "variance"):
+            c = columns[s.column or ""]
+            mid = (c.lower + c.upper) / 2
+            by_size = {}
+            for size in PREVIEW_GROUP_SIZES:
+                n = np.full(1, float(size))
+                total = n * mid
+                squares = n * (mid * mid + c.spread / 3) if s.fn == "variance" else None
+                low, high = _interval(s, c, noise, n, total, squares, spec.alpha, rng)
+                by_size[str(size)] = float((high[0] - low[0]) / 2)
+            entry["ci_half_width_by_group_size"] = by_size
+        else:
+            c = columns[s.column or ""]
+            entry["ci_half_width"] = None
+            entry["note"] = (
+                f"exponential mechanism over {QUANTILE_CANDIDATES} candidates from "
+                f"{c.lower:g} to {c.upper:g}; its error depends on how spread the data is"
+            )
+        statistics[s.name] = entry
+    return statistics
+
+
+def release_statistic(
+    s: Statistic,
+    c: _Column | None,
+    noise: dict[str, dict[str, Any]],
+    alpha: float,
+    rng: np.random.Generator,
+    *,
+    n: np.ndarray | None,
+    total: np.ndarray | None,
+    squares: np.ndarray | None,
+    quantiles: list[Any] | None,
+) -> tuple[list[Any], list[Any], list[Any]]:
+    """Values and interval bounds of one statistic from released primitives (any engine).
+
+    ``n``, ``total`` and ``squares`` are the noisy count, sum and sum of squares per
+    group in column units; ``quantiles`` the released quantiles. Post-processing only.
+    """
+    if s.fn == "count":
+        assert n is not None
+        half = noise[_len_name()]["ci_half_width"]
+        value = np.maximum(n, 0)
+        return _floats(value), _floats(np.maximum(value - half, 0)), _floats(value + half)
+    if s.fn == "quantile":
+        assert quantiles is not None
+        return quantiles, [None] * len(quantiles), [None] * len(quantiles)
+    assert c is not None and total is not None
+    if s.fn == "sum":
+        half = noise[_sum_name(c.name)]["ci_half_width"]
+        return _floats(total), _floats(total - half), _floats(total + half)
+    assert n is not None
+    point = _derive(s, c, n, total, squares)
+    low, high = _interval(s, c, noise, n, total, squares, alpha, rng)
+    return _floats(point), _floats(low), _floats(high)
 
 
 def _values(frame: pl.DataFrame, column: str) -> np.ndarray | None:

@@ -1,0 +1,234 @@
+"""The Spark driver of the Tumult engine: runs in ``.venv-tumult``, never in the platform.
+
+Tumult Analytics pins older pandas and numpy (and PySpark 3.5) than the platform's, so
+it cannot be imported by the platform service. :class:`~.spark_engine.SparkEngine`
+starts this file as a script with the Tumult venv's Python (``Shuyu.spark_python``); it
+imports only the standard library, PySpark and Tumult, never ``shuyu_platform``.
+
+Protocol: one JSON object per line on stdin, one JSON reply per line on stdout, in
+order. A pipe pair rather than a socket or HTTP port because the driver serves exactly
+one platform process: nothing else can reach a pipe, so there is no port to firewall
+and no credential to hand over; the driver's life is tied to its parent (it exits at
+end of input); and requests are serialised by construction. Spark, py4j and the JVM
+log to stdout in places, so the real stdout is kept on a private descriptor and file
+descriptor 1 is pointed at stderr before Spark starts.
+
+Requests (``op``):
+
+``noise``
+    The noise mechanism and scale of each primitive of a plan; reads the file's schema,
+    no row.
+``answer``
+    The noisy primitives of a plan, one row per public group.
+
+A plan (built by :mod:`.spark_engine` from a checked query) names the Parquet file,
+the grant's row filter and the tenant's filters, the privacy unit and its contribution
+bound, the group keys (public key sets or histogram bins) and the primitives: counts,
+clamped sums (of a value or its square) and quantiles, each spending ``epsilon``.
+Rows are prepared row by row with Spark SQL (filters, bins, nulls and NaN as the lower
+bound), then handed to a Tumult ``Session`` whose protected change is "add or remove
+every row of one privacy unit" with ``MaxRowsPerID(max_contributions)`` enforced: a
+unit's rows beyond the bound are dropped by Tumult's truncation, not trusted.
+
+Replies: ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+VALUE = "__v_{}"  # a summed or ranked column, clamped, nulls and NaN as the lower bound
+SQUARE = "__sq_{}"  # its square
+
+
+def _prepared(spark: Any, plan: dict[str, Any]) -> Any:
+    """The rows of the plan: granted, filtered, keys as strings, values clamped."""
+    from pyspark.sql import functions as F
+
+    frame = spark.read.parquet(plan["path"])
+    for column, values in plan.get("row_filter", {}).items():
+        frame = frame.filter(F.col(column).isin(list(values)))
+    for item in plan.get("filters", []):
+        frame = frame.filter(_filter(F, item))
+    columns = []
+    unit = plan.get("unit")
+    if unit:
+        columns.append(F.col(unit))
+    for key in plan["keys"]:
+        if key.get("edges") is None:
+            columns.append(F.col(key["column"]).cast("string").alias(key["name"]))
+            continue
+        value = F.col(key["column"]).cast("double")
+        edges, labels = key["edges"], key["labels"]
+        binned = F.when(value.isNull() | F.isnan(value), F.lit(None))
+        for edge, label in zip(edges, labels, strict=False):
+            binned = binned.when(value < F.lit(float(edge)), F.lit(label))
+        columns.append(binned.otherwise(F.lit(labels[-1])).alias(key["name"]))
+    values = {p["column"]: p for p in plan["primitives"] if p.get("column")}
+    for name, primitive in values.items():
+        raw = F.col(name).cast("double")
+        low, high = primitive["bounds"]
+        value = F.when(raw.isNull() | F.isnan(raw), F.lit(float(low))).otherwise(raw)
+        value = F.least(F.greatest(value, F.lit(float(low))), F.lit(float(high)))
+        columns.append(value.alias(VALUE.format(name)))
+        if any(p.get("square") and p["column"] == name for p in plan["primitives"]):
+            columns.append((value * value).alias(SQUARE.format(name)))
+    if len(columns) == 0:
+        columns.append(F.lit(1).alias("__row"))
+    return frame.select(columns)
+
+
+def _filter(F: Any, item: dict[str, Any]) -> Any:
+    """The Spark predicate of one checked filter (null never matches a comparison)."""
+    column, op, value = F.col(item["column"]), item["op"], item.get("value")
+    match op:
+        case "==":
+            return column == F.lit(value)
+        case "!=":
+            return column != F.lit(value)
+        case "<":
+            return column < F.lit(value)
+        case "<=":
+            return column <= F.lit(value)
+        case ">":
+            return column > F.lit(value)
+        case ">=":
+            return column >= F.lit(value)
+        case "in":
+            return column.isin(list(value))
+        case "not_in":
+            return column.isNotNull() & ~column.isin(list(value))
+        case "is_null":
+            return column.isNull()
+        case "not_null":
+            return column.isNotNull()
+    raise ValueError(f"unknown filter op {op!r}")
+
+
+def _session(plan: dict[str, Any], frame: Any, budget: float) -> Any:
+    """A Tumult session over the prepared rows, protecting one privacy unit."""
+    from tmlt.analytics import AddMaxRows, AddRowsWithID, PureDPBudget, Session
+
+    unit = plan.get("unit")
+    change = AddRowsWithID(id_column=unit) if unit else AddMaxRows(plan["contributions"])
+    return Session.from_dataframe(
+        privacy_budget=PureDPBudget(budget),
+        source_id="rows",
+        dataframe=frame,
+        protected_change=change,
+    )
+
+
+def _query(plan: dict[str, Any], primitive: dict[str, Any]) -> Any:
+    """The Tumult query of one primitive, grouped by the public keys if any."""
+    from tmlt.analytics import KeySet, MaxRowsPerID, QueryBuilder
+
+    builder: Any = QueryBuilder("rows")
+    if plan.get("unit"):
+        builder = builder.enforce(MaxRowsPerID(plan["contributions"]))
+    if plan["keys"]:
+        builder = builder.groupby(KeySet.from_dict(plan["keyset"]))
+    name, fn = primitive["name"], primitive["fn"]
+    if fn == "count":
+        return builder.count(name=name)
+    pattern = SQUARE if primitive.get("square") else VALUE
+    column = pattern.format(primitive["column"])
+    low, high = primitive["low"], primitive["high"]
+    if fn == "sum":
+        return builder.sum(column, low, high, name=name)
+    return builder.quantile(column, primitive["q"], low, high, name=name)
+
+
+def _noise(info: list[dict[str, Any]]) -> dict[str, Any]:
+    """Tumult's noise description of one primitive, as JSON."""
+    entry = info[0] if info else {}
+    mechanism = entry.get("noise_mechanism")
+    return {
+        "mechanism": getattr(mechanism, "name", str(mechanism)).lower(),
+        "scale": float(entry["noise_parameter"]) if "noise_parameter" in entry else None,
+    }
+
+
+def handle(spark: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """Answer one request of the protocol."""
+    from tmlt.analytics import PureDPBudget
+
+    op = request.get("op")
+    if op == "ping":
+        return {"ok": True}
+    if op not in ("noise", "answer"):
+        return {"ok": False, "error": f"unknown op {op!r}"}
+    plan = request["plan"]
+    epsilon = float(plan["epsilon"])
+    primitives = plan["primitives"]
+    frame = _prepared(spark, plan)
+    if op == "answer":
+        frame = frame.persist()  # each primitive is a pass; read the file once
+    try:
+        session = _session(plan, frame, epsilon * len(primitives))
+        noise: dict[str, Any] = {}
+        queries = {}
+        for primitive in primitives:
+            queries[primitive["name"]] = query = _query(plan, primitive)
+            noise[primitive["name"]] = _noise(session._noise_info(query, PureDPBudget(epsilon)))
+        if op == "noise":
+            return {"ok": True, "noise": noise}
+        merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+        names = [key["name"] for key in plan["keys"]]
+        for i, (name, query) in enumerate(queries.items()):
+            # The last one takes what is left, so float rounding never overdraws.
+            budget = session.remaining_privacy_budget if i == len(queries) - 1 else None
+            result = session.evaluate(query, budget or PureDPBudget(epsilon))
+            for row in result.collect():
+                values = row.asDict()
+                group = tuple(values[k] for k in names)
+                merged.setdefault(group, dict(zip(names, group, strict=True)))[name] = values[name]
+        return {"ok": True, "noise": noise, "rows": list(merged.values())}
+    finally:
+        frame.unpersist()
+
+
+def main() -> None:
+    """Start Spark, say ready, then answer requests until stdin closes."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--master", default="local[*]")
+    parser.add_argument("--conf", action="append", default=[], help="key=value Spark property")
+    args = parser.parse_args()
+    replies = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)  # Spark, py4j and the JVM must never write into the protocol
+    sys.stdout = sys.stderr
+    # Python workers must import Tumult too: in local mode they are this venv's Python.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+    from importlib.metadata import version
+
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master(args.master).appName("shuyu-dp-tumult")
+    for pair in args.conf:
+        key, _, value = pair.partition("=")
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    ready = {"ok": True, "spark": spark.version, "tumult": version("tmlt.analytics")}
+    replies.write(json.dumps(ready) + "\n")
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        started = time.monotonic()
+        try:
+            reply = handle(spark, json.loads(line))
+        except Exception as err:  # any failure is one refused request, not a dead driver
+            reply = {"ok": False, "error": f"{type(err).__name__}: {err}"[:2000]}
+        reply["seconds"] = round(time.monotonic() - started, 3)
+        replies.write(json.dumps(reply, default=str) + "\n")
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()

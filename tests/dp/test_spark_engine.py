@@ -1,0 +1,144 @@
+"""The Tumult engine on Spark (local mode), against the OpenDP engine on the same query.
+
+Spark runs for real: a Tumult driver in ``.venv-tumult`` with ``local[2]``, one driver
+for the whole module and one answer, so the test stays bounded. Only a Spark *cluster*
+is out of reach here; ``Shuyu.spark_master`` is the one thing that changes for one.
+
+The data: 9 districts of single-row people, plus one person who breaks the policy's
+promise of one row each (40 rows, each far above the clamping bound). The OpenDP engine
+answers on the data without that person (it refuses a file that breaks the promise);
+the Spark engine answers on the file with them, so Tumult's truncation must keep just
+one of their rows and the clamp must cut it to the policy's upper bound.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from harness import REPO
+from shuyu_platform.core.settings import Shuyu
+from shuyu_platform.data.policy import DatasetPolicy, load_policies
+from shuyu_platform.dp import query
+from shuyu_platform.dp.engine import Source
+from shuyu_platform.dp.opendp_engine import OpenDpEngine
+from shuyu_platform.dp.spark_engine import SparkEngine
+
+pytestmark = pytest.mark.slow
+
+UPPER = 50_000.0  # settlement_amount's clamping bound in the shipped policy
+EPSILON = 40.0  # large, so the engines' noise is small beside the differences tested
+EXTRA_ROWS = 40
+HOME = "涪城区"  # where the over-contributing person lives
+EXCLUDED = "平武县"  # filtered out by the query
+
+
+@pytest.fixture(scope="module")
+def policy() -> DatasetPolicy:
+    """The shipped policy (one row per person), the per-query cap lifted to ε 40."""
+    shipped = load_policies(REPO / "policies")["health_records"]
+    privacy = shipped.privacy.model_copy(update={"max_epsilon_per_query": EPSILON})
+    return shipped.model_copy(update={"privacy": privacy})
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory, policy: DatasetPolicy) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("spark-raw")
+    keys = policy.fields["district"].dp.public_keys  # type: ignore[union-attr]
+    rng = np.random.default_rng(7)
+    rows = 20_000
+    good = pl.DataFrame(
+        {
+            "person_id": [f"P{i:06d}" for i in range(rows)],
+            "district": rng.choice(list(keys), rows),
+            "settlement_amount": rng.gamma(2.0, 2_000.0, rows),
+        }
+    )
+    cheat = pl.DataFrame(
+        {
+            "person_id": ["P-CHEAT"] * EXTRA_ROWS,
+            "district": [HOME] * EXTRA_ROWS,
+            "settlement_amount": [1e9] * EXTRA_ROWS,
+        }
+    )
+    good.write_parquet(folder / "good.parquet")
+    pl.concat([good, cheat]).write_parquet(folder / "bad.parquet")
+    return {"good": folder / "good.parquet", "bad": folder / "bad.parquet"}
+
+
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    engine = SparkEngine(Shuyu(home=str(tmp_path_factory.mktemp("home"))), master="local[2]")
+    yield engine
+    engine.close()
+
+
+def spec_of(policy: DatasetPolicy) -> query.QuerySpec:
+    body = {
+        "dataset": "health_records",
+        "epsilon": EPSILON,
+        # A hostile value: filters are Spark column expressions, never SQL text.
+        "filters": [{"column": "district", "op": "not_in", "value": [EXCLUDED, "x' OR '1'='1"]}],
+        "group_by": ["district"],
+        "statistics": {
+            "n": {"fn": "count"},
+            "total": {"fn": "sum", "column": "settlement_amount"},
+            "avg": {"fn": "mean", "column": "settlement_amount"},
+        },
+    }
+    return query.parse(body, policy, list(policy.fields))
+
+
+def test_spark_agrees_with_opendp_and_enforces_the_policy_bounds(
+    spark: SparkEngine, policy: DatasetPolicy, files: dict[str, Path]
+) -> None:
+    spec = spec_of(policy)
+    estimate = spark.estimate(Source(policy, files["bad"]), spec)
+    assert spark.driver.process is None  # a preview needs no Spark and reads no row
+    scales = {n["primitive"]: n["scale"] for n in estimate.noise}
+    # ε split over two primitives; one row per person; sum bound 50,000.
+    assert scales == {
+        "__n": pytest.approx(2 / EPSILON),
+        "__s_settlement_amount": 2 * UPPER / EPSILON,
+    }
+
+    answer = spark.answer(Source(policy, files["bad"]), spec)  # checks Tumult's scales too
+    reference = OpenDpEngine().answer(Source(policy, files["good"]), spec)
+    opendp_scales = {n["primitive"]: n["scale"] for n in reference.estimate.noise}
+    keys = policy.fields["district"].dp.public_keys  # type: ignore[union-attr]
+    assert [r["district"] for r in answer.rows] == list(keys)  # public key order
+
+    exact = (
+        pl.read_parquet(files["good"])
+        .group_by("district")
+        .agg(pl.len().alias("n"), pl.col("settlement_amount").clip(0, UPPER).sum().alias("total"))
+    )
+    truth = {r["district"]: r for r in exact.iter_rows(named=True)}
+    for mine, theirs in zip(answer.rows, reference.rows, strict=True):
+        district = mine["district"]
+        extra_n, extra_total = (1, UPPER) if district == HOME else (0, 0.0)  # truncated, clamped
+        if district == EXCLUDED:
+            expected_n, expected_total = 0, 0.0
+        else:
+            expected_n, expected_total = truth[district]["n"], truth[district]["total"]
+        for name, extra, expected in (
+            ("n", extra_n, expected_n),
+            ("total", extra_total, expected_total),
+        ):
+            primitive = "__n" if name == "n" else "__s_settlement_amount"
+            # Laplace sd is √2·b; six sd of the difference of two independent draws.
+            tolerance = 6 * math.sqrt(2 * (scales[primitive] ** 2 + opendp_scales[primitive] ** 2))
+            assert abs(mine[name] - extra - theirs[name]) <= tolerance + 1e-6, (district, name)
+            assert abs(mine[name] - extra - expected) <= 6 * math.sqrt(2) * scales[primitive]
+            assert mine[f"{name}_ci_low"] <= mine[name] <= mine[f"{name}_ci_high"]
+        if district not in (HOME, EXCLUDED):
+            assert mine["avg"] == pytest.approx(theirs["avg"], abs=50.0)
+    # Without truncation the cheat would add 40 rows; without the clamp, 4e10.
+    home = next(r for r in answer.rows if r["district"] == HOME)
+    assert home["n"] < truth[HOME]["n"] + 2
+    assert home["total"] < truth[HOME]["total"] + 2 * UPPER
