@@ -1,15 +1,15 @@
 """A registration's status token: the applicant follows the registration by a link.
 
-Revision ID: 0017
-Revises: 0011
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-11-30
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0017"
-down_revision = "0011"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
