@@ -48,5 +48,6 @@ USER 1000:1000
 WORKDIR /home/jovyan/work
 EXPOSE 8888
 ENTRYPOINT ["tini", "-s", "-g", "--"]
-# jupyterhub-singleuser through Shuyu's fast-start wrapper (extensions/shuyu_server).
-CMD ["python", "-m", "shuyu_server.singleuser"]
+# jupyterhub-singleuser through Shuyu's fast-start wrapper (extensions/shuyu_server), in
+# isolated mode: a module in the work folder (the working directory) shadows nothing.
+CMD ["python", "-I", "-m", "shuyu_server.singleuser"]

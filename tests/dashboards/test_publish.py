@@ -155,8 +155,10 @@ def test_the_dashboard_kernel_runs_only_in_a_published_folder(tmp_path: Path) ->
 
 def test_the_dashboard_sandbox_has_no_network_and_binds_no_platform_zone(tmp_path: Path) -> None:
     folder = tmp_path / "published" / "abc"
-    args = command(tmp_path / "kernel.json", folder, tmp_path / "ipc" / "k1")
+    args = command(tmp_path / "kernel.json", folder, tmp_path / "ipc" / "k1", seccomp_fd=9)
     assert "--unshare-net" in args and "--clearenv" in args
+    assert args[args.index("--seccomp") + 1] == "9"
+    assert args[-5:-3] == ["-I", "-m"]  # isolated mode: the folder's files shadow nothing
     binds = [args[i + 1] for i, a in enumerate(args) if a in ("--bind", "--ro-bind")]
     assert str(folder) in binds and str(tmp_path / "ipc" / "k1") in binds
     for zone in ("raw", "views", "work", "released", "outbox", "db", "hub"):
@@ -181,6 +183,11 @@ def test_a_dashboard_kernel_sees_only_its_folder_and_leaves_no_key_behind(
         "seen = {'files': sorted(os.listdir('.')), 'uid': os.getuid(),\n"
         "        'home': os.path.exists(" + repr(settings.home) + "),\n"
         "        'token': 'JUPYTERHUB_API_TOKEN' in os.environ}\n"
+        "import ctypes\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "seen['seccomp'] = [l.split()[1] for l in open('/proc/self/status')\n"
+        "                   if l.startswith('Seccomp:')][0]\n"
+        "seen['unshare'] = libc.unshare(0x10000000), ctypes.get_errno()  # CLONE_NEWUSER\n"
         "try:\n"
         "    socket.create_connection(('1.1.1.1', 53), timeout=2); seen['net'] = 'up'\n"
         "except OSError as err:\n"
@@ -211,5 +218,7 @@ def test_a_dashboard_kernel_sees_only_its_folder_and_leaves_no_key_behind(
     assert seen["files"] == ["table.csv"] and seen["uid"] == 65534
     assert seen["home"] is False and seen["token"] is False
     assert seen["net"] != "up"
+    assert seen["seccomp"] == "2"  # a filter is loaded (mode 2), the sandboxes' own
+    assert seen["unshare"] == [-1, 1]  # EPERM: no user namespace
     assert list(ipc.iterdir()) == []  # sockets and the key copy are gone
     ipc.rmdir()

@@ -227,7 +227,7 @@ def test_start_requests_exactly_the_isolated_container(
     create = engine.create_kwargs[0]
     assert create["image"] == "shuyu/singleuser:0.1.0"
     assert create["user"] == "1000:1000"
-    assert create["command"] == ["python", "-m", "shuyu_server.singleuser"]
+    assert create["command"] == ["python", "-I", "-m", "shuyu_server.singleuser"]
     assert create["networking_config"] is None
     hc = engine.host_config_kwargs[0]
     assert hc["cap_drop"] == ["ALL"] and hc["cap_add"] is None
@@ -238,7 +238,7 @@ def test_start_requests_exactly_the_isolated_container(
     body = engine.created["shuyu-alice"]
     assert body["Image"] == "shuyu/singleuser:0.1.0"
     assert body["User"] == "1000:1000"
-    assert body["Cmd"] == ["python", "-m", "shuyu_server.singleuser"]
+    assert body["Cmd"] == ["python", "-I", "-m", "shuyu_server.singleuser"]  # isolated mode
     assert body["WorkingDir"] == "/home/jovyan/work"
     assert body["Volumes"] == {"/data/synthetic": {}, "/data/views": {}, "/home/jovyan/work": {}}
     assert list(body["ExposedPorts"]) == ["8888/tcp"]  # exposed on the network, not published

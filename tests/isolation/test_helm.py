@@ -110,23 +110,25 @@ def test_user_pods_accept_connections_only_from_the_proxy_and_hub(values: dict) 
 def test_hub_exposes_the_platform_service_to_labelled_pods_only(values: dict) -> None:
     hub = values["hub"]
     assert hub["service"]["extraPorts"] == [
-        {"name": "shuyu-api", "port": 10101, "targetPort": 10101}
+        {"name": "shuyu-api", "port": 10101, "targetPort": 10101},
+        {"name": "shuyu-dashboards", "port": 10102, "targetPort": 10102},
     ]
     assert hub["networkPolicy"]["enabled"] is True
     assert hub["networkPolicy"]["ingress"] == [
         {
-            "ports": [{"port": 10101}, {"port": 10102}],
+            "ports": [{"port": 10101}],
             "from": [
                 {"podSelector": {"matchLabels": {"hub.jupyter.org/network-access-hub": "true"}}}
             ],
-        }
+        },
+        {"ports": [{"port": 10102}]},  # the dashboards' own host, from the Ingress
     ]
     assert not hub["networkPolicy"].get("allowedIngressPorts")
     proxy_egress = values["proxy"]["chp"]["networkPolicy"]["egress"]
     assert proxy_egress == [
         {
             "to": [{"podSelector": {"matchLabels": {"app": "jupyterhub", "component": "hub"}}}],
-            "ports": [{"port": 10101, "protocol": "TCP"}, {"port": 10102, "protocol": "TCP"}],
+            "ports": [{"port": 10101, "protocol": "TCP"}],  # no dashboards via the proxy
         }
     ]
 
@@ -328,7 +330,14 @@ def test_extra_config_keeps_the_chart_and_adds_shuyu(
         roles.OPERATOR_SERVICE,
         roles.DASHBOARDS_SERVICE,
     }
-    assert services[roles.DASHBOARDS_SERVICE]["url"] == f"http://{POD_IP}:10102"
+    # dashboards on an origin of their own: no proxy route, Voila on this pod's IP
+    dashboards = services[roles.DASHBOARDS_SERVICE]
+    assert "url" not in dashboards
+    assert dashboards["environment"]["SHUYU_IP"] == POD_IP
+    assert dashboards["environment"]["SHUYU_DASHBOARDS_URL"] == "https://dashboards.shuyu.example"
+    assert dashboards["oauth_redirect_uri"] == (
+        "https://dashboards.shuyu.example/services/dashboards/oauth_callback"
+    )
     shuyu = services[roles.SERVICE_NAME]
     assert shuyu["url"] == f"http://{POD_IP}:10101"
     assert shuyu["command"] == ["python3", "-m", "shuyu_platform.service"]

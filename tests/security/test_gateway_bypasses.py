@@ -43,7 +43,10 @@ PLANT = textwrap.dedent(
     open(os.path.join(home, ".local/share/jupyter/labextensions/evil/static/data.js"), "w").write(
         "district,n\\n涪城区,12\\n")
     big = "涪城区,12\\n" * 8_000
-    settings_dir = os.path.join(home, ".jupyter/lab/user-settings/@jupyterlab/apputils-extension")
+    # Where the server keeps JupyterLab's user settings (the kernel inherits its environment).
+    user_settings = os.environ.get("JUPYTERLAB_SETTINGS_DIR",
+                                   os.path.join(home, ".jupyter/lab/user-settings"))
+    settings_dir = os.path.join(user_settings, "@jupyterlab/apputils-extension")
     os.makedirs(settings_dir, exist_ok=True)
     open(os.path.join(settings_dir, "themes.jupyterlab-settings"), "w").write(
         "{\\n// " + big.replace("\\n", " ") + "\\n}")
@@ -150,21 +153,21 @@ RECONFIGURE = textwrap.dedent(
     open(os.path.join(home, "shuyu_server/egress.py"), "w").write(
         "from jupyter_server.extension.application import ExtensionApp\\n"
         "class EgressGuard(ExtensionApp):\\n    name = 'shuyu_server'\\n")
-    # 3. A socket of its own where the old design put the server's socket.
-    moved = []
-    for name in os.listdir("/run/shuyu"):
-        if name == "server.sock":
-            os.rename("/run/shuyu/server.sock", "/run/shuyu/moved.sock")
-            moved.append(name)
+    # 3. Move the server's socket away and bind one of its own in the socket folder.
+    moved, bound = [], False
+    try:
+        os.rename("/run/shuyu/server.sock", "/run/shuyu/moved.sock")
+        moved.append("server.sock")
+    except OSError:
+        pass
     mine = socket.socket(socket.AF_UNIX)
     try:
-        mine.bind("/run/shuyu/server.sock")
+        mine.bind("/run/shuyu/mine.sock")
         mine.listen(1)
         bound = True
     except OSError:
-        bound = False
-    print(json.dumps({"moved": moved, "bound": bound,
-                      "gate_visible": os.path.exists("/run/shuyu/gate")}))
+        pass
+    print(json.dumps({"moved": moved, "bound": bound}))
     """
 )
 
@@ -175,7 +178,7 @@ def test_a_kernel_that_reconfigures_and_restarts_its_server_is_still_refused(
     carol = start(platform, "carol")
     done = carol.kernel.run(RECONFIGURE)
     assert done.ok, done.error
-    assert '"gate_visible": false' in done.stdout, done.stdout
+    assert '"moved": [], "bound": false' in done.stdout, done.stdout  # a read-only folder
     assert carol.kernel.run("open('mine.csv', 'w').write('district,n\\n涪城区,12\\n')").ok
     carol.kernel.close()
     platform.stop_server(carol.session, "carol")

@@ -11,7 +11,10 @@ running ipykernel:
   ``/tmp``; the kernel's socket folder and a copy of its connection file; nothing else
   of the host: no ``raw/``, ``views/``, ``work/``, ``released/`` or other dashboards;
 - uid and gid ``nobody``, no capabilities, ``no_new_privs``, a clean environment (not
-  the service's hub token).
+  the service's hub token);
+- the sandboxes' seccomp filter (:mod:`shuyu_platform.isolation.seccomp`: no new
+  namespaces, mounts, keyring, bpf, perf or ptrace), and Python in isolated mode, so
+  nothing in the dashboard's folder is imported in place of a module.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import uuid
 from pathlib import Path
 
 from ..core.settings import MATPLOTLIBRC
+from ..isolation import seccomp
 from ..isolation.bwrap import mounts, system_dirs
 
 #: Where the dashboard's folder appears inside the sandbox.
@@ -40,8 +44,14 @@ def _published_root() -> Path:
     return (Path(home) / "published").resolve()
 
 
-def command(connection_file: Path, folder: Path, ipc: Path) -> list[str]:
-    """The bubblewrap command line that runs ipykernel for one dashboard."""
+def command(
+    connection_file: Path, folder: Path, ipc: Path, seccomp_fd: int | None = None
+) -> list[str]:
+    """The bubblewrap command line that runs ipykernel for one dashboard.
+
+    ``seccomp_fd`` is an open descriptor of :func:`.seccomp.filter_fd`, which bubblewrap
+    loads just before it runs the kernel.
+    """
     bwrap = shutil.which("bwrap")
     setpriv = shutil.which("setpriv")
     if not bwrap or not setpriv:
@@ -69,12 +79,14 @@ def command(connection_file: Path, folder: Path, ipc: Path) -> list[str]:
     ]
     args += mounts(binds, {Path("/"), Path("/usr"), Path("/tmp")})
     args += ["--ro-bind", str(connection_file), "/tmp/kernel.json", "--chdir", INSIDE]
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
     python = str(Path(sys.prefix) / "bin" / "python")
     return [
         *args,
         setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
         "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
-        python, "-m", "ipykernel_launcher", "-f", "/tmp/kernel.json",
+        python, "-I", "-m", "ipykernel_launcher", "-f", "/tmp/kernel.json",
     ]  # fmt: skip
 
 
@@ -97,7 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     copy.write_text(json.dumps(info))
     os.chown(copy, NOBODY, NOBODY)
     os.chmod(copy, 0o400)
-    cmd = command(copy, folder, ipc)
+    # Not close-on-exec: bubblewrap inherits it across execv and reads the filter.
+    cmd = command(copy, folder, ipc, seccomp.filter_fd())
     os.execv(cmd[0], cmd)
 
 

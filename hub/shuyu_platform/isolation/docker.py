@@ -90,8 +90,10 @@ from .spawner import tenant_of
 
 #: The single-user image built from ``images/singleuser.Dockerfile`` (tag = project version).
 IMAGE = "shuyu/singleuser:0.1.0"
-#: The server command: jupyterhub-singleuser through Shuyu's fast-start wrapper.
-SINGLEUSER_CMD = ["python", "-m", "shuyu_server.singleuser"]
+#: The server command: jupyterhub-singleuser through Shuyu's fast-start wrapper, in
+#: Python's isolated mode (``-I``: no ``PYTHON*`` variables, no user site, and the
+#: working directory, the tenant's work folder, off ``sys.path``), as the sandbox runs it.
+SINGLEUSER_CMD = ["python", "-I", "-m", "shuyu_server.singleuser"]
 #: CPU accounting period (microseconds) of the CPU quota.
 CPU_PERIOD = 100_000
 

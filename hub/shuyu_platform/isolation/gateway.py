@@ -7,10 +7,15 @@ on what the server actually answers:
 
     browser -> proxy -> gateway (hub, 127.0.0.1:port) --fd-only socket--> sandbox server
 
-The server's socket is created by the hub in a folder only the hub can write
-(``run/<server>/gate/``, outside the sandbox's mounts) and handed to the sandbox's
+The server's socket is created by the hub in a root-owned folder mounted read-only in
+the sandbox (``run/<server>/sock/``, ``/run/shuyu`` inside) and handed to the sandbox's
 first program as an open file descriptor. Nothing in the sandbox can rename, replace
 or reconfigure it: whatever answers on it, the gateway applies :data:`ROUTES`.
+
+Sign-in stays the server's: requests go on with the browser's own headers (the whole
+``Cookie`` header, ``Host``, ``Origin``, ``Sec-Fetch-*``, the query string), and the
+upstream client keeps no cookie jar, so no request is signed in by a cookie another
+request left behind.
 
 :data:`ROUTES` is an **allow-list**, one row per route JupyterLab needs, with the reason
 it is there and the check its *reply* must pass; any other path is refused (403, the way
@@ -28,7 +33,9 @@ Kinds of route:
   byte is sent; above all a contents-API reply carries content only when it is a
   notebook or a folder listing (``type: file`` or ``format: base64`` is refused
   whatever the request asked).
-- ``websocket``: kernel channels and the event stream, forwarded frame by frame.
+- ``websocket``: kernel channels and the event stream, forwarded frame by frame, with
+  the subprotocol the server chose (``v1.kernel.websocket.jupyter.org``).
+- ``answer``: answered by the gateway itself without asking the server (``lsp/status``).
 
 Every byte sent from a server to the browser (reply bodies, websocket frames by kernel
 message type) is counted by the :class:`~.metering.Meter` against the user's daily cap;
