@@ -64,7 +64,7 @@ def _spent(page) -> float:
     return float(bar.get_attribute("aria-valuenow"))
 
 
-def test_request_export_from_jupyterlab_review_and_release_in_the_panel(
+def test_request_export_from_jupyterlab_review_release_and_the_download_menu(
     page, platform: Platform
 ) -> None:
     _save_notebook(platform)
@@ -127,12 +127,7 @@ def test_request_export_from_jupyterlab_review_and_release_in_the_panel(
         f"/services/shuyu/exports/{request_id}/lab-ext-release.ipynb"
     )
 
-
-def test_the_download_menu_leads_to_request_export(page, platform: Platform) -> None:
-    _save_notebook(platform)
-    _login(page, platform)
-    page.goto(f"{platform.url}/user/alice/lab/tree/{NOTEBOOK}")
-    page.locator(".jp-Notebook .jp-Cell").nth(2).wait_for(timeout=60_000)
+    # File ▸ Download leads to Request export, for the whole notebook.
     page.click(".lm-MenuBar-item:has-text('File')")
     items = page.locator(".lm-Menu-item[data-command='docmanager:download']")
     assert items.count() == 1  # once: JupyterLab's own Download entry is gone with its plugin
@@ -140,7 +135,7 @@ def test_the_download_menu_leads_to_request_export(page, platform: Platform) -> 
     assert page.locator(".lm-Menu-item[data-command='notebook:export-to-format']").count() == 0
     items.click()
     form = page.locator(".jp-ShuyuExportForm")
-    form.locator(".jp-ShuyuExportForm-cell").nth(2).wait_for(timeout=30_000)  # the whole notebook
+    form.locator(".jp-ShuyuExportForm-cell").nth(2).wait_for(timeout=30_000)
     assert "Request export" in page.locator(".jp-Dialog-header").inner_text()
     page.click(".jp-Dialog .jp-mod-reject")
 
