@@ -18,6 +18,7 @@ from ..access.tenant_views import dataset_risk
 from ..core.db import session_scope
 from ..core.roles import CATALOGUE_READ, ROLES
 from ..data.policy import DatasetPolicy
+from ..dp import budget
 from .base import ApiHandler, BaseHandler
 
 
@@ -69,10 +70,18 @@ class CataloguePage(BaseHandler):
     def get(self, dataset: str | None = None) -> None:
         self.require_scope(CATALOGUE_READ, "Reading the catalogue", "any signed-in")
         self.audit("catalogue.read", dataset or "*", detail={"format": "html"})
+        # A merchant sees which datasets their tenant is granted: fields, expiry, ε left.
+        granted = (
+            {b["dataset"]: b for b in budget.balances(self.shuyu.db_url, self.tenant)}
+            if self.tenant
+            else {}
+        )
         if dataset:
-            self.render_page("dataset.html", entry=_entry(self, dataset))
+            self.render_page(
+                "dataset.html", entry=_entry(self, dataset), grant=granted.get(dataset)
+            )
         else:
-            self.render_page("catalogue.html", entries=_entries(self))
+            self.render_page("catalogue.html", entries=_entries(self), granted=granted)
 
 
 class HomePage(BaseHandler):
