@@ -98,6 +98,8 @@ def test_merchant_requests_reviewer_approves_merchant_downloads_watermarked_rele
     row = page.locator(f"tr[data-id='{request_id}']")
     assert row.locator(".status").inner_text() == "已发布 Released"
     assert "汇总数据与图表，可以发布" in row.inner_text()
+    # The chart also comes out as a PNG of its own, named by JupyterLab's [1].
+    assert "browser-export-cell1-output2.png" in row.inner_text()
     with page.expect_download() as info:
         row.locator("a.download").first.click()
     download = info.value
