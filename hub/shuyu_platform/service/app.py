@@ -23,6 +23,7 @@ from ..data.policy import PolicyError, load_policies
 from ..dp import budget
 from ..egress.release import release_pending
 from . import (
+    accounts_page,
     applications_api,
     audit_api,
     catalogue,
@@ -62,6 +63,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         *egress_api.routes(),
         *applications_api.routes(),
         *onboarding_api.routes(),
+        *accounts_page.routes(),
         *products.routes(),
         *openapi.routes(),
         (r"api/.*", NotFoundApi),  # last: only what nothing else matched
