@@ -146,6 +146,8 @@ def configure(c: Config) -> Shuyu:
     _setdefault(hub, "authenticator_class", ShuyuAuthenticator)
     c.ShuyuAuthenticator.accounts_file = str(settings.accounts_file)
     c.ShuyuAuthenticator.db_url = settings.db_url
+    c.ShuyuAuthenticator.lockout_failures = settings.login_lockout_failures
+    c.ShuyuAuthenticator.lockout_minutes = settings.login_lockout_minutes
 
     hub.custom_scopes = {name: {"description": text} for name, text in roles.SCOPES.items()}
     load_roles, _managed = roles.hub_roles({})

@@ -242,13 +242,14 @@ def _cells(notebook: str | Path, cells: Sequence[int]) -> dict[str, Any]:
             raise IndexError(f"{path} has cells 0 to {len(stored) - 1}, not {index}")
         cell = stored[index]
         source = cell.get("source", "")
-        chosen.append(
-            {
-                "index": index,
-                "source": source if isinstance(source, str) else "".join(source),
-                "outputs": cell.get("outputs", []),
-            }
-        )
+        taken = {
+            "index": index,
+            "source": source if isinstance(source, str) else "".join(source),
+            "outputs": cell.get("outputs", []),
+        }
+        if isinstance(cell.get("execution_count"), int):
+            taken["execution_count"] = cell["execution_count"]  # how every page names it
+        chosen.append(taken)
     return {"kind": "cells", "notebook": str(path), "cells": chosen}
 
 

@@ -98,6 +98,8 @@ def test_merchant_requests_reviewer_approves_merchant_downloads_watermarked_rele
     row = page.locator(f"tr[data-id='{request_id}']")
     assert row.locator(".status").inner_text() == "已发布 Released"
     assert "汇总数据与图表，可以发布" in row.inner_text()
+    # The chart also comes out as a PNG of its own, named by JupyterLab's [1].
+    assert "browser-export-cell1-output2.png" in row.inner_text()
     with page.expect_download() as info:
         row.locator("a.download").first.click()
     download = info.value
@@ -116,3 +118,61 @@ def test_merchant_requests_reviewer_approves_merchant_downloads_watermarked_rele
         if e["target"].startswith(f"egress:{request_id}/")
     ]
     assert [e["outcome"] for e in downloads] == ["ok"]
+
+
+def _notebook_with(platform: Platform, text: str) -> None:
+    """alice's kernel saves resubmit.ipynb: one code cell, run as [3], printing ``text``."""
+    cell = {
+        "cell_type": "code", "id": "c", "metadata": {}, "execution_count": 3,
+        "source": "summary", "outputs": [{"output_type": "stream", "name": "stdout",
+                                          "text": text}],
+    }  # fmt: skip
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [cell]}
+    code = f"import json; json.dump({notebook!r}, open('resubmit.ipynb', 'w'))"
+    run = platform.run_code("alice", code)
+    assert run.ok, run.error
+
+
+def test_merchant_resubmits_beside_the_reviewers_comment(page, platform: Platform) -> None:
+    _notebook_with(platform, "区县  人数\n涪城区  3\n")
+    _login(page, platform, "alice")
+    page.goto(f"{platform.url}/user/alice/shuyu/export?notebook=resubmit.ipynb")
+    page.wait_for_selector("#export", timeout=60_000)
+    assert "单元格 [3] cell [3]" in page.inner_text("#export")  # JupyterLab's [3]
+    page.check("input[name=cell][value='0']")
+    page.fill("textarea[name=purpose]", "区县人数汇总")
+    page.click("#submit")
+    page.wait_for_selector("#request-id", timeout=60_000)
+    request_id = page.inner_text("#request-id")
+    sent_back = platform.service_post(
+        "rita",
+        f"api/egress/requests/{request_id}/decision",
+        {
+            "action": "request_changes",
+            "comment": "涪城区计数小于10，请合并区县",
+            "snapshot_sha256": platform.service_get(
+                "rita", f"api/egress/requests/{request_id}"
+            ).json()["snapshot_sha256"],
+        },
+    )
+    assert sent_back.status_code == 200, sent_back.text
+
+    # The Exports page says what next, and links to the resubmit page in the sandbox.
+    page.goto(f"{platform.url}/services/shuyu/exports")
+    row = page.locator(f"tr[data-id='{request_id}']")
+    assert row.locator(".status").inner_text() == "退回修改 Changes requested"
+    assert "涪城区计数小于10" in row.inner_text()
+    _notebook_with(platform, "区县  人数\n合计  128\n")  # alice fixes her analysis
+    row.locator("a.resubmit").click()
+    page.wait_for_selector("#comments", timeout=60_000)
+    assert "涪城区计数小于10，请合并区县" in page.inner_text("#comments")
+    assert "涪城区  3" in page.inner_text("#frozen")  # what the reviewer saw, beside it
+    assert "合计  128" in page.inner_text("#export")  # what is saved now
+    assert page.is_checked("input[name=cell][value='0']")
+    page.click("#submit")
+    page.wait_for_selector("#request-id", timeout=60_000)
+    assert page.inner_text("#request-id") == request_id
+    assert page.inner_text("#status") == "已重新提交 Resubmitted"
+    answer = platform.service_get("rita", f"api/egress/requests/{request_id}").json()
+    assert [d["action"] for d in answer["decisions"]][-1] == "resubmit"
+    assert "合计" in json.dumps(answer["content"], ensure_ascii=False)

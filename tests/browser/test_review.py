@@ -66,3 +66,38 @@ def test_reviewer_reads_and_approves_a_request(page, platform: Platform) -> None
         if e["target"] == f"egress:{request_id}"
     ]  # fmt: skip
     assert approvals and approvals[-1]["detail"]["to"] == "approved"
+
+
+def test_reviewer_previews_a_dashboard_before_approving(page, platform: Platform) -> None:
+    document = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "markdown", "id": "m", "metadata": {}, "source": "# 区县理赔看板预览"},
+        {"cell_type": "code", "id": "c", "metadata": {}, "execution_count": 4,
+         "source": "show_table()", "outputs": [
+             {"output_type": "execute_result", "execution_count": 4, "metadata": {}, "data": {
+                 "text/html": "<table><tr><th>区县</th><th>人数</th></tr>"
+                              "<tr><td>涪城区</td><td>128</td></tr></table>"
+                              "<script>alert('preview')</script>",
+                 "text/plain": "table"}}]}]}  # fmt: skip
+    filed = platform.service_post(
+        "alice",
+        "api/egress/requests",
+        {"kind": "dashboard", "notebook": "preview.ipynb", "document": document,
+         "purpose": "看板预览测试"},
+    )  # fmt: skip
+    assert filed.status_code == 201, filed.text
+    assert filed.json()["title"] == "区县理赔看板预览"  # its heading, not its file name
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(f"{platform.url}/hub/login")
+    page.fill("#username_input", "rita")
+    page.fill("#password_input", "rita-demo-2026")
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(r"/services/shuyu/$"), timeout=30_000)
+    page.goto(f"{platform.url}/services/shuyu/review/{filed.json()['id']}")
+    page.wait_for_selector("#preview", timeout=30_000)
+    preview = page.locator("#preview")
+    assert preview.locator("h1").inner_text() == "区县理赔看板预览"
+    assert preview.locator("td").nth(0).inner_text() == "涪城区"  # a table, rendered
+    assert "show_table" not in preview.inner_text()  # no code, as on the dashboard
+    assert page.query_selector("#decide") is not None  # the decision form is beside it
+    assert dialogs == []

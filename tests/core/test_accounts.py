@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from shuyu_platform.core.accounts import AccountError, AccountStore
+from harness import run_async
+from shuyu_platform.core import audit, db
+from shuyu_platform.core.accounts import (
+    AccountError,
+    AccountStore,
+    ShuyuAuthenticator,
+    password_problems,
+)
 
 
 @pytest.fixture
@@ -74,3 +81,60 @@ def test_corrupt_file_is_reported_not_overwritten(store: AccountStore) -> None:
     with pytest.raises(AccountError, match="not a valid accounts file"):
         store.add("rita", real_name="赵丽", role="reviewer", password="long enough password")
     assert store.path.read_text("utf-8") == "{not json"
+
+
+@pytest.mark.parametrize(
+    ("password", "lacks"),
+    [
+        ("Short-1", "至少 10 个字符"),
+        ("alllowercaseletters", "至少三类"),
+        ("Liu-Strong-2026", "用户名"),
+    ],
+)
+def test_a_chosen_password_follows_the_rules(password: str, lacks: str) -> None:
+    assert any(lacks in p for p in password_problems(password, "liu"))
+    assert password_problems("Qingcheng-Shan-9", "liu") == []
+
+
+def _authenticator(store: AccountStore, tmp_path: Path) -> ShuyuAuthenticator:
+    url = f"sqlite:///{tmp_path / 'shuyu.sqlite'}"
+    db.upgrade(url)
+    return ShuyuAuthenticator(
+        accounts_file=str(store.path), db_url=url, lockout_failures=3, lockout_minutes=10
+    )
+
+
+def test_repeated_wrong_passwords_lock_the_account_audited(
+    store: AccountStore, tmp_path: Path
+) -> None:
+    store.add("liu", real_name="刘洋", role="visitor", password="Qingcheng-Shan-9")
+    auth = _authenticator(store, tmp_path)
+    for _ in range(3):
+        assert run_async(auth.authenticate(None, {"username": "liu", "password": "wrong"})) is None
+    assert store.load()["liu"].locked()
+    right = {"username": "liu", "password": "Qingcheng-Shan-9"}
+    assert run_async(auth.authenticate(None, right)) is None  # locked: even the right one
+    with db.session_scope(auth.db_url) as session:
+        events = audit.query(session, action="auth.", limit=100)
+    assert [e["action"] for e in events].count("auth.lockout") == 1
+    assert events[-1]["detail"]["reason"] == "account locked"
+
+    store.update("liu", locked_until="2000-01-01T00:00:00+00:00")  # the lock ran out
+    assert run_async(auth.authenticate(None, right))["name"] == "liu"
+    assert store.load()["liu"].failed_logins == 0
+
+
+def test_an_initial_password_opens_no_session_until_changed(
+    store: AccountStore, tmp_path: Path
+) -> None:
+    store.add("he", real_name="何佳", role="merchant", tenant="shudao",
+              password="initial-Pass-1", initial=True)  # fmt: skip
+    auth = _authenticator(store, tmp_path)
+    initial = {"username": "he", "password": "initial-Pass-1"}
+    assert run_async(auth.authenticate(None, initial)) is None
+    with pytest.raises(AccountError, match="至少三类"):
+        store.set_password("he", "onlylowercase")
+    store.set_password("he", "Minjiang-River-7")
+    assert not store.load()["he"].must_change_password
+    chosen = {"username": "he", "password": "Minjiang-River-7"}
+    assert run_async(auth.authenticate(None, chosen))["groups"] == ["tenant-shudao"]

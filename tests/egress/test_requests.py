@@ -214,3 +214,17 @@ def test_a_decision_on_a_snapshot_that_changed_since_is_refused(db_url: str, out
             comment="", approvals_required=1, seen_sha256=row.snapshot_sha256,
         )  # fmt: skip
         assert row.status == "approved"
+
+
+def test_an_untitled_request_is_named_by_its_heading_or_file_stem_not_its_file_name() -> None:
+    document = {"cells": [
+        {"cell_type": "code", "source": "x = 1"},
+        {"cell_type": "markdown", "source": ["# 核保风险看板\n", "说明"]},
+    ]}  # fmt: skip
+    dashboard = {"kind": "dashboard", "notebook": "work/underwriting_dashboard.ipynb",
+                 "document": document}  # fmt: skip
+    assert egress.default_title(dashboard) == "核保风险看板"
+    assert egress.default_title({**dashboard, "document": {"cells": []}}) == (
+        "underwriting_dashboard"
+    )
+    assert egress.default_title({"kind": "file", "path": "out/rates.csv"}) == "rates"

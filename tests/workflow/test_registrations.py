@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -171,7 +172,21 @@ def test_an_organisation_registers_and_its_user_logs_in_as_merchant(platform: Pl
     assert approved.status_code == 200, approved.text
     password = approved.json()["initial_passwords"]["min"]
 
-    session = platform.login("min", password)
+    # The initial password only leads to the password-change form.
+    first = requests.Session()
+    form = first.get(f"{platform.url}/hub/login", timeout=30)
+    xsrf_token = re.search(r'name="_xsrf" value="([^"]+)"', form.text).group(1)
+    login = {"username": "min", "password": password, "_xsrf": xsrf_token}
+    shown = first.post(f"{platform.url}/hub/login", data=login, allow_redirects=False)
+    assert shown.status_code == 200 and 'id="forced"' in shown.text
+    changed = first.post(
+        f"{platform.url}/hub/change-password",
+        data={"username": "min", "current_password": password, "new_password": "Chengdu-Park-2026!",
+              "confirm_password": "Chengdu-Park-2026!", "forced": "yes", "_xsrf": xsrf_token},
+        allow_redirects=False,
+    )  # fmt: skip
+    assert changed.status_code == 302, changed.text
+    session = platform.login("min", "Chengdu-Park-2026!")
     me = platform.hub_api(session, "GET", "user").json()
     assert "tenant-minjiang" in me["groups"] and "merchant" in me["roles"]
     assert platform.audit_events("registration.submit")[-1]["actor"] == "anonymous"

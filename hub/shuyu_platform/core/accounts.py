@@ -21,12 +21,14 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from dataclasses import replace as replaced
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import bcrypt
 from jupyterhub.auth import Authenticator
-from traitlets import Unicode, default
+from traitlets import Integer, Unicode, default
 
 from . import audit, roles
 
@@ -50,6 +52,20 @@ class Account:
     disabled: bool = False
     departments: list[str] = field(default_factory=list)
     """Source departments a source-reviewer speaks for (as policies name them)."""
+    must_change_password: bool = False
+    """The password is an initial one (handed over by the operator): it opens no session,
+    only the password-change page, where its holder chooses their own."""
+    failed_logins: int = 0
+    """Wrong passwords since the last successful login."""
+    locked_until: str = ""
+    """UTC ISO moment until which the account refuses every login (after repeated
+    failures); empty if not locked."""
+
+    def locked(self, now: datetime | None = None) -> bool:
+        """Whether the account is locked at ``now``."""
+        if not self.locked_until:
+            return False
+        return datetime.fromisoformat(self.locked_until) > (now or datetime.now(UTC))
 
     def check_password(self, password: str) -> bool:
         """Whether ``password`` matches the stored bcrypt hash."""
@@ -57,6 +73,32 @@ class Account:
             return bcrypt.checkpw(password.encode("utf-8"), self.password_hash.encode("ascii"))
         except ValueError:
             return False
+
+
+def password_problems(password: str, name: str = "") -> list[str]:
+    """What a newly chosen password lacks (empty if it is acceptable), for a person:
+    at least :data:`MIN_PASSWORD_LENGTH` characters and at most 72 bytes, three of the
+    four kinds of character (lower case, upper case, digits, others), and not the user
+    name."""
+    problems = []
+    if len(password) < MIN_PASSWORD_LENGTH:
+        problems.append(
+            f"至少 {MIN_PASSWORD_LENGTH} 个字符 at least {MIN_PASSWORD_LENGTH} characters"
+        )
+    if len(password.encode("utf-8")) > 72:
+        problems.append("最多 72 字节 at most 72 bytes")
+    kinds = sum(
+        any(test(c) for c in password)
+        for test in (str.islower, str.isupper, str.isdigit, lambda c: not c.isalnum())
+    )
+    if kinds < 3:
+        problems.append(
+            "小写字母、大写字母、数字、其他符号中至少三类 "
+            "three of: lower case, upper case, digits, other characters"
+        )
+    if name and name.lower() in password.lower():
+        problems.append("不能包含用户名 must not contain the user name")
+    return problems
 
 
 def hash_password(password: str) -> str:
@@ -116,8 +158,10 @@ class AccountStore:
         tenant: str | None = None,
         departments: Sequence[str] = (),
         replace: bool = False,
+        initial: bool = False,
     ) -> Account:
-        """Create (or, with ``replace``, overwrite) one account after validating it."""
+        """Create (or, with ``replace``, overwrite) one account after validating it; an
+        ``initial`` password must be changed at first login."""
         if not USERNAME.match(name):
             raise AccountError(
                 f"user name {name!r} must be 2-63 lower-case letters, digits, '.', '_' or '-', "
@@ -150,10 +194,34 @@ class AccountStore:
             password_hash=hash_password(password),
             tenant=tenant,
             departments=[d.strip() for d in departments if d.strip()],
+            must_change_password=initial,
         )
         accounts[name] = account
         self.save(accounts)
         return account
+
+    def update(self, name: str, **changes: Any) -> Account:
+        """Change fields of account ``name`` (read, changed and written whole)."""
+        accounts = self.load()
+        if name not in accounts:
+            raise AccountError(f"no account {name!r}")
+        accounts[name] = replaced(accounts[name], **changes)
+        self.save(accounts)
+        return accounts[name]
+
+    def set_password(self, name: str, password: str) -> Account:
+        """Give ``name`` a password they chose (checked against :func:`password_problems`);
+        it is no longer an initial one, and any lock is lifted."""
+        problems = password_problems(password, name)
+        if problems:
+            raise AccountError("；".join(problems))
+        return self.update(
+            name,
+            password_hash=hash_password(password),
+            must_change_password=False,
+            failed_logins=0,
+            locked_until="",
+        )
 
     def members_by_role(self) -> dict[str, list[str]]:
         """User names of every enabled account, grouped by role."""
@@ -183,6 +251,21 @@ class ShuyuAuthenticator(Authenticator):
         config=True
     )
 
+    lockout_failures = Integer(
+        5, help="Wrong passwords in a row after which an account is locked (see Shuyu)."
+    ).tag(config=True)
+
+    lockout_minutes = Integer(
+        15, help="Minutes a locked account refuses every login (see Shuyu)."
+    ).tag(config=True)
+
+    def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
+        """The login page that sends an initial password to the password-change page,
+        and that page (:mod:`.password_pages`)."""
+        from .password_pages import ChangePasswordHandler, ShuyuLoginHandler
+
+        return [("/login", ShuyuLoginHandler), ("/change-password", ChangePasswordHandler)]
+
     @default("manage_groups")
     def _default_manage_groups(self) -> bool:
         return True
@@ -205,27 +288,65 @@ class ShuyuAuthenticator(Authenticator):
         """The accounts file."""
         return AccountStore(Path(self.accounts_file))
 
-    async def authenticate(self, handler: Any, data: dict[str, str]) -> dict[str, Any] | None:
-        """Check the password; hand the hub the account's role and tenant group."""
-        name = self.normalize_username(data.get("username", ""))
-        password = data.get("password", "")
+    async def check(self, handler: Any, name: str, password: str) -> Account | None:
+        """The account if ``password`` is its password and it may log in; else None.
+
+        Every attempt is audited (``auth.login``); wrong passwords are counted, and the
+        :attr:`lockout_failures`-th in a row locks the account for :attr:`lockout_minutes`
+        (``auth.lockout``). A locked account refuses even its right password.
+        """
         account = self.store.load().get(name)
         remote = handler.request.remote_ip if handler is not None else ""
         # bcrypt is slow on purpose: keep it off the hub's event loop, and spend the same
         # time on unknown names so that timing does not reveal which accounts exist.
         checked = account or _TIMING_DECOY
         password_ok = await asyncio.to_thread(checked.check_password, password)
-        if account is None or account.disabled or not password_ok:
-            reason = (
-                "unknown account"
-                if account is None
-                else "account disabled"
-                if account.disabled
-                else "wrong password"
-            )
-            await self._audit(name or "(empty)", "denied", {"reason": reason, "remote_ip": remote})
+        reason = (
+            "unknown account"
+            if account is None
+            else "account disabled"
+            if account.disabled
+            else "account locked"
+            if account.locked()
+            else ""
+            if password_ok
+            else "wrong password"
+        )
+        if account is not None and reason == "wrong password":
+            failures = account.failed_logins + 1
+            locked = ""
+            if failures >= self.lockout_failures:
+                until = datetime.now(UTC) + timedelta(minutes=self.lockout_minutes)
+                locked = until.isoformat(timespec="seconds")
+            self.store.update(name, failed_logins=failures, locked_until=locked)
+            if locked:
+                await self.record(
+                    name, "denied", {"failures": failures, "until": locked}, action="auth.lockout"
+                )
+        if reason:
+            await self.record(name or "(empty)", "denied", {"reason": reason, "remote_ip": remote})
             return None
-        await self._audit(
+        assert account is not None
+        if account.failed_logins or account.locked_until:
+            account = self.store.update(name, failed_logins=0, locked_until="")
+        return account
+
+    async def authenticate(self, handler: Any, data: dict[str, str]) -> dict[str, Any] | None:
+        """Check the password; hand the hub the account's role and tenant group.
+
+        An initial password opens no session: its holder must choose their own first
+        (the login page sends them to the password-change page)."""
+        name = self.normalize_username(data.get("username", ""))
+        account = await self.check(handler, name, data.get("password", ""))
+        if account is None:
+            return None
+        remote = handler.request.remote_ip if handler is not None else ""
+        if account.must_change_password:
+            await self.record(
+                name, "denied", {"reason": "initial password must be changed", "remote_ip": remote}
+            )
+            return None
+        await self.record(
             name, "ok", {"role": account.role, "remote_ip": remote}, tenant=account.tenant
         )
         return {
@@ -240,15 +361,21 @@ class ShuyuAuthenticator(Authenticator):
         _, managed = roles.hub_roles(self.store.members_by_role())
         return managed
 
-    async def _audit(
-        self, name: str, outcome: audit.Outcome, detail: dict[str, Any], tenant: str | None = None
+    async def record(
+        self,
+        name: str,
+        outcome: audit.Outcome,
+        detail: dict[str, Any],
+        tenant: str | None = None,
+        action: str = "auth.login",
     ) -> None:
+        """Append one account event to the audit chain (``auth.login`` unless named)."""
         if self.db_url:
             await asyncio.to_thread(
                 audit.append,
                 self.db_url,
                 actor=name,
-                action="auth.login",
+                action=action,
                 target="hub",
                 outcome=outcome,
                 tenant=tenant,

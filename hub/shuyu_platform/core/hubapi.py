@@ -52,3 +52,12 @@ class HubClient:
                 self._call("DELETE", path if server_name else f"users/{quote(name)}/server")
                 stopped.append(f"{name}/{server_name}" if server_name else name)
         return stopped
+
+    def servers(self) -> dict[str, list[str]]:
+        """Each user's running servers (``""`` is the default one), users without any left out."""
+        users = self._call("GET", "users?state=active").json()
+        return {u["name"]: sorted(u.get("servers", {})) for u in users if u.get("servers")}
+
+    def stop_server(self, name: str) -> None:
+        """Stop ``name``'s default server."""
+        self._call("DELETE", f"users/{quote(name)}/server")

@@ -293,6 +293,16 @@ class Shuyu(Configurable):
     def _default_registration_review_days(self) -> int:
         return int(_env("SHUYU_REGISTRATION_DAYS", "5"))
 
+    login_lockout_failures = Integer(
+        5,
+        help="""Wrong passwords in a row after which an account refuses every login for
+        login_lockout_minutes (audited as auth.lockout).""",
+    ).tag(config=True)
+
+    login_lockout_minutes = Integer(
+        15, help="Minutes an account stays locked after login_lockout_failures wrong passwords."
+    ).tag(config=True)
+
     @validate("compliance_review_days", "source_review_days", "registration_review_days")
     def _positive_days(self, proposal: dict) -> int:
         if int(proposal["value"]) < 1:

@@ -477,7 +477,7 @@ def ledger_problems(db_url: str) -> list[str]:
 
 
 def balances(db_url: str, tenant: str) -> list[dict[str, Any]]:
-    """The tenant's budget per active grant: cap, spent, remaining, expiry."""
+    """The tenant's budget per active grant: fields, cap, spent, remaining, expiry."""
     out = []
     with session_scope(db_url) as session:
         for grant in grants.active(session, tenant=tenant):
@@ -495,6 +495,7 @@ def balances(db_url: str, tenant: str) -> list[dict[str, Any]]:
                     "dataset": grant.dataset,
                     "scenario": grant.scenario,
                     "grant": grant.id,
+                    "fields": grants.fields_of(grant),
                     "budget_epsilon": grant.budget_epsilon,
                     "spent_epsilon": epsilon(used),
                     "remaining_epsilon": epsilon(max(budget_micro - used, 0)),

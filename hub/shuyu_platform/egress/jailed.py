@@ -54,12 +54,16 @@ def checks(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 def watermark(payload: Mapping[str, Any]) -> list[dict[str, str]]:
     """Jailed task: the watermarked files of a request's content (see :mod:`.watermark`)."""
+    from .cell_files import output_files
     from .watermark import mark_file, mark_notebook
 
     content = payload["content"]
     mark = Mark(**payload["mark"])
     if content["kind"] == "cells":
-        files = [mark_notebook(payload["title"], content["notebook"], content["cells"], mark)]
+        files = [
+            mark_notebook(payload["title"], content["notebook"], content["cells"], mark),
+            *output_files(content["notebook"], content["cells"], mark),
+        ]
     elif content["kind"] == "job":  # every output, named by its path in the work folder
         files = [
             mark_file(job_file_name(f["path"]), base64.b64decode(f["data_b64"]), mark)

@@ -27,7 +27,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 from sqlalchemy import select
@@ -237,6 +237,24 @@ def source_of(content: Mapping[str, Any]) -> str:
     """The notebook or file a snapshot comes from (a job's: its entry)."""
     key = {"file": "path", "job": "entry"}.get(content["kind"], "notebook")
     return str(content[key])
+
+
+def default_title(content: Mapping[str, Any]) -> str:
+    """A request's title when its requester gave none: a dashboard's first heading, else
+    the notebook's or file's name without folder and extension (never a bare file name
+    in the product register)."""
+    if content["kind"] == "dashboard":
+        for cell in content["document"].get("cells", []):
+            if cell.get("cell_type") != "markdown":
+                continue
+            source = cell.get("source", "")
+            text = "".join(source) if isinstance(source, list) else str(source)
+            for line in text.splitlines():
+                if line.startswith("#"):
+                    heading = line.lstrip("#").strip()
+                    if heading:
+                        return heading[:200]
+    return PurePosixPath(source_of(content)).stem or source_of(content)
 
 
 def snapshot_path(outbox: Path, request_id: str) -> Path:

@@ -25,6 +25,7 @@ from ..egress.release import release_pending
 from ..jobs.worker import Worker
 from ..operations import alerts, disclosure, metrics
 from . import (
+    accounts_page,
     applications_api,
     audit_api,
     catalogue,
@@ -76,6 +77,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
         *jobs_api.routes(),
         *applications_api.routes(),
         *onboarding_api.routes(),
+        *accounts_page.routes(),
         *products.routes(),
         *volumes_api.routes(),
         *supply_api.routes(),

@@ -70,6 +70,8 @@ def refuse_cross_origin(request: httputil.HTTPServerRequest) -> None:
     if site in FOREIGN_SITES or (origin and urlparse(origin).netloc != request.host):
         raise web.HTTPError(
             403,
+            "%s",
+            "平台只接受来自本平台页面的修改。"
             f"This request came from a page of another origin ({origin or site}); the "
             "platform accepts changes only from its own pages.",
         )
@@ -130,7 +132,10 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
                 detail={"needs": scope, "method": self.request.method},
             )
             raise web.HTTPError(
-                403, f"{what} needs the {role} role (scope {scope}); {self.user['name']} lacks it."
+                403,
+                "%s",
+                f"权限不足：此操作需要“{messages.zh(role)}”角色。"
+                f"{what} needs the {role} role (scope {scope}); {self.user['name']} lacks it.",
             )
 
     def audit(

@@ -20,6 +20,7 @@ from ..core.db import session_scope
 from ..core.roles import CATALOGUE_READ, ROLES
 from ..data import supply
 from ..data.policy import DatasetPolicy
+from ..dp import budget
 from .base import ApiHandler, BaseHandler
 
 
@@ -80,10 +81,18 @@ class CataloguePage(BaseHandler):
     def get(self, dataset: str | None = None) -> None:
         self.require_scope(CATALOGUE_READ, "Reading the catalogue", "any signed-in")
         self.audit("catalogue.read", dataset or "*", detail={"format": "html"})
+        # A merchant sees which datasets their tenant is granted: fields, expiry, ε left.
+        granted = (
+            {b["dataset"]: b for b in budget.balances(self.shuyu.db_url, self.tenant)}
+            if self.tenant
+            else {}
+        )
         if dataset:
-            self.render_page("dataset.html", entry=_entry(self, dataset))
+            self.render_page(
+                "dataset.html", entry=_entry(self, dataset), grant=granted.get(dataset)
+            )
         else:
-            self.render_page("catalogue.html", entries=_entries(self))
+            self.render_page("catalogue.html", entries=_entries(self), granted=granted)
 
 
 class HomePage(BaseHandler):

@@ -44,6 +44,7 @@ from ..core.db import session_scope
 from ..core.models import EgressRequest, Job
 from ..core.roles import EGRESS_REQUEST, EGRESS_REVIEW, TENANTS_MANAGE
 from ..core.settings import Shuyu
+from ..dashboards import preview as dashboard_preview
 from ..data.policy import DatasetPolicy, Disclosure
 from ..dp import budget
 from ..egress import disclosure, jailed, release
@@ -200,9 +201,9 @@ class RequestsApi(EgressHandler):
         try:
             content = egress.parse_content(body)
             purpose = egress.text_field(body, "purpose", limit=4000)
-            title = egress.text_field(body, "title", limit=200, required=False) or egress.source_of(
-                content
-            )
+            title = egress.text_field(
+                body, "title", limit=200, required=False
+            ) or egress.default_title(content)
             report = await self.check(content, self.tenant)
             with session_scope(self.shuyu.db_url) as session:
                 if content["kind"] == "dashboard":
@@ -447,9 +448,13 @@ class ReviewRequestPage(BaseHandler):
             job = session.scalars(select(Job).where(Job.request_id == row.id)).first()
             job_view = jobs_queue.as_dict(job) if job is not None else None
         rendered: list[dict[str, Any]] = []
+        shown_as_published: list[Any] = []
         content_error = ""
         try:
-            rendered = render_content(egress.read_snapshot(outbox, row))
+            content = egress.read_snapshot(outbox, row)
+            rendered = render_content(content)
+            if content.get("kind") == "dashboard":
+                shown_as_published = dashboard_preview.preview(content.get("document", {}))
         except egress.EgressError as err:
             content_error = err.message
         self.audit("egress.read", f"egress:{request_id}", detail={"status": row.status})
@@ -458,6 +463,7 @@ class ReviewRequestPage(BaseHandler):
             r=body,
             job=job_view,
             rendered=rendered,
+            preview=shown_as_published,
             content_error=content_error,
             can_decide=egress.can_decide(row, self.user["name"], self.tenant),
             xsrf_form_html=self.xsrf_form_html(),

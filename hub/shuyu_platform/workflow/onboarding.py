@@ -270,6 +270,7 @@ def decide(
                     role="merchant",
                     password=password,
                     tenant=row.tenant,
+                    initial=True,  # changed by its holder at first login
                 )
             except AccountError as err:
                 raise RegistrationError(str(err), 409) from None

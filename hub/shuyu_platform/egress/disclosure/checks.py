@@ -99,7 +99,8 @@ class _Checker:
                 art,
                 check,
                 severity,
-                f"... and {len(rest)} more {check} finding(s) of this kind on {art.name}.",
+                # The check is named by the finding's own (labelled) column, never here.
+                f"还有 {len(rest)} 处同类发现 ... and {len(rest)} more finding(s) of this kind.",
                 more=len(rest),
             )
             kept.append(replace(summary, reviewer_only=all(f.reviewer_only for f in rest)))
