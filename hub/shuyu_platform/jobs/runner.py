@@ -371,7 +371,7 @@ def execute(
     if stop is not None:
         return Outcome(stop[0], code, stop[1], used)
     if oom or (code == -signal.SIGKILL and not oom and _memory_error(folder)):
-        return Outcome("fail", code, f"the job needed more than {limits.memory_mb} MiB", used)
+        return Outcome("fail", code, f"the job needed more memory than {limits.memory_mb} MiB", used)
     if code == -signal.SIGXCPU or (
         code == -signal.SIGKILL
         and used["cpu_seconds"]
