@@ -49,6 +49,13 @@ def state_root(home: Path, policies: dict[str, DatasetPolicy], **limits: Any) ->
     return settings
 
 
+def limited(settings: Shuyu, **limits: Any) -> Shuyu:
+    """The same state root with other job limits."""
+    return Shuyu(
+        home=settings.home, db_url=settings.db_url, policies_dir=settings.policies_dir, **limits
+    )
+
+
 def submit(
     settings: Shuyu,
     files: dict[str, str | bytes],

@@ -18,7 +18,7 @@ import pytest
 from harness import Platform
 from kernel import Kernel
 
-pytestmark = pytest.mark.hub
+pytestmark = [pytest.mark.hub, pytest.mark.timeout(900)]
 
 SERVICE = "/services/shuyu"
 
@@ -112,7 +112,7 @@ def test_alice_develops_on_the_twin_submits_and_downloads_the_reviewed_result(
     ).json()["provenance"]
     assert record["job"]["code_sha256"] == job["code_sha256"]
     assert record["job"]["parameters"] == {"year": 2025}
-    assert set(record["job"]["inputs"]) == {"health_records"}
+    assert set(record["job"]["inputs"]) == {"health_records", "social_insurance"}  # its grants
     log = alice.run(f"import shuyu\nprint(shuyu.jobs.logs({job['id']!r}))")
     assert log.ok and "year 2025" in log.stdout
     listed = alice.run("import shuyu\nprint(shuyu.jobs.list().to_json())")

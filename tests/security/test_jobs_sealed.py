@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from harness import REPO
-from sealed_jobs import log_of, released, run, state_root, submit
+from sealed_jobs import limited, log_of, released, run, state_root, submit
 from shuyu_platform.core import audit, db
 from shuyu_platform.core.settings import Shuyu
 from shuyu_platform.data.policy import DatasetPolicy, load_policies
@@ -162,35 +162,43 @@ raise SystemExit(3 if wrote else 0)
 
 
 @pytest.mark.parametrize(
-    ("code", "status", "reason"),
+    ("code", "limits", "status", "reason"),
     [
         (
             "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n"
             "        pass",
+            {"job_wall_seconds": 8},
             ("failed", "timed_out"),
             "",
         ),
-        ("x = bytearray(2 * 1024**3)", ("failed",), "memory"),
-        ("blocks = []\nwhile True:\n    blocks.append(bytearray(64 * 1024**2))", ("failed",), ""),
-        ("while True:\n    pass", ("timed_out",), "CPU"),
-        ("import time\ntime.sleep(600)", ("timed_out",), "longer than"),
-        ("with open('big', 'wb') as f:\n    f.write(b'x' * 64 * 1024**2)", ("failed",), ""),
+        ("x = bytearray(2 * 1024**3)", {}, ("failed",), "memory"),
+        ("b = []\nwhile True:\n    b.append(bytearray(64 * 1024**2))", {}, ("failed",), "memory"),
+        (
+            "while True:\n    pass",
+            {"job_cpu_seconds": 2, "job_wall_seconds": 120},
+            ("timed_out",),
+            "CPU",
+        ),
+        ("import time\ntime.sleep(600)", {"job_wall_seconds": 3}, ("timed_out",), "longer than"),
+        ("with open('big', 'wb') as f:\n    f.write(b'x' * 64 * 1024**2)", {}, ("failed",), ""),
     ],
     ids=["fork-bomb", "memory-at-once", "memory-growing", "cpu", "wall-clock", "disk"],
 )
 def test_overruns_end_the_job_cleanly(
-    tmp_path: Path,
+    sealed: Shuyu,
     policies: dict[str, DatasetPolicy],
     code: str,
+    limits: dict[str, int],
     status: tuple[str, ...],
     reason: str,
 ) -> None:
-    settings = state_root(tmp_path / "home", policies, job_wall_seconds=8, job_cpu_seconds=3)
+    base = {"job_wall_seconds": 60, "job_cpu_seconds": 30, "job_memory_mb": 256}
+    settings = limited(sealed, **{**base, "job_disk_mb": 16, "job_pids": 64, **limits})
     started = time.monotonic()
     job = _attack(settings, policies, code)
     assert job["status"] in status, (job["status"], job["reason"], log_of(job)[-2000:])
     assert reason in job["reason"]
-    assert time.monotonic() - started < 60
+    assert time.monotonic() - started < 180
     _audited(settings, job, {"failed": "job.fail", "timed_out": "job.time_out"}[job["status"]])
     # No process of the job is left behind.
     leftovers = [

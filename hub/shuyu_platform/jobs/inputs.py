@@ -16,6 +16,7 @@ one. Its SHA-256 goes into the job's provenance.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -116,10 +117,21 @@ def _write(
     return rows, digest
 
 
+#: One build at a time in a process: two runs of a tenant must not write one input twice.
+_building = threading.Lock()
+
+
 def build(
     settings: Shuyu, tenant: str, policies: dict[str, DatasetPolicy]
 ) -> dict[str, ProductionInput]:
     """The tenant's production inputs, (re)built where stale; keyed by dataset."""
+    with _building:
+        return _build(settings, tenant, policies)
+
+
+def _build(
+    settings: Shuyu, tenant: str, policies: dict[str, DatasetPolicy]
+) -> dict[str, ProductionInput]:
     with session_scope(settings.db_url) as session:
         stopped = suspension.suspended(session, "dataset")
         held = {

@@ -370,8 +370,9 @@ def execute(
     }
     if stop is not None:
         return Outcome(stop[0], code, stop[1], used)
-    if oom or (code == -signal.SIGKILL and not oom and _memory_error(folder)):
-        return Outcome("fail", code, f"the job needed more than {limits.memory_mb} MiB", used)
+    if oom or (code == -signal.SIGKILL and _memory_error(folder)):
+        why = f"the job needed more memory than {limits.memory_mb} MiB"
+        return Outcome("fail", code, why, used)
     if code == -signal.SIGXCPU or (
         code == -signal.SIGKILL
         and used["cpu_seconds"]
@@ -507,6 +508,7 @@ def run(
         log.exception("job %s could not run", job_id)
         outcome = Outcome("fail", None, f"the platform could not run the job: {err}", {})
         built = {}
+        shutil.rmtree(folder, ignore_errors=True)  # nothing of it goes to review
     finally:
         if group is not None:
             group.group.remove()
@@ -530,94 +532,101 @@ def _finish(
     check_context: Callable[[str], Any],
     username: str,
 ) -> str:
-    """Record how the run ended; a run that ended (not cancelled) files its request."""
-    kept, discarded = collect(folder, code["outputs"]) if folder.exists() else ([], [])
-    files = kept + _meta_files(folder, code) if folder.exists() else []
-    with session_scope(settings.db_url) as session:
-        row = session.get(Job, job_id)
-        if row is None:
-            return "missing"
-        input_digests = {name: item.sha256 for name, item in built.items()}
-        row.inputs = audit.canonical_json(input_digests)
-        row.usage = audit.canonical_json(outcome.usage)
-        row.exit_code = outcome.exit_code
-        row.reason = outcome.reason
-        if row.status != "running":  # cancelled meanwhile: nothing is kept
-            shutil.rmtree(folder, ignore_errors=True)
-            return row.status
-        detail = {"exit_code": outcome.exit_code, "reason": outcome.reason, **outcome.usage}
-        detail["discarded"] = discarded
-        queue.transition(session, row, outcome.action, actor="platform", detail=detail)
-        status = row.status
-        provenance = {
-            "job": row.id,
-            "entry": row.entry,
-            "kind": row.kind,
-            "code_sha256": row.code_sha256,
-            "parameters": json.loads(row.parameters),
-            "outputs": json.loads(row.outputs),
-            "inputs": input_digests,
-            "environment": environment(),
-            "status": status,
-            "exit_code": outcome.exit_code,
-            "usage": outcome.usage,
-            "attempt": row.attempts,
-        }
-        purpose = row.purpose
-        tenant = row.tenant
-        entry = row.entry
-    if outcome.action == "cancel":
-        shutil.rmtree(folder, ignore_errors=True)
-        return status
-    content = {
-        "kind": "job",
-        "job": job_id,
-        "entry": entry,
-        "files": files,
-        "discarded": discarded,
-        "provenance": provenance,
-    }
-    _file_request(settings, job_id, tenant, username, purpose, content, check_context)
-    shutil.rmtree(folder, ignore_errors=True)
-    return status
+    """Record how the run ended and file its request, in one transaction.
 
-
-def _file_request(
-    settings: Shuyu,
-    job_id: str,
-    tenant: str,
-    username: str,
-    purpose: str,
-    content: dict[str, Any],
-    check_context: Callable[[str], Any],
-) -> None:
-    """The job's results as an egress request: frozen, checked and submitted for review."""
+    The checks run first, while the job is still ``running``; then its end, its
+    request (frozen, checked, submitted) and the link between them are committed
+    together. A runner killed before that commit leaves the job ``running``, to be
+    requeued, never ended without its request; one cancelled meanwhile keeps nothing.
+    """
     try:
-        report = jailed.check_content(
-            content, check_context(tenant), JailLimits.from_settings(settings)
+        kept, discarded = collect(folder, code["outputs"]) if folder.exists() else ([], [])
+        files = kept + _meta_files(folder, code) if folder.exists() else []
+        input_digests = {name: item.sha256 for name, item in built.items()}
+        with session_scope(settings.db_url) as session:
+            row = session.get(Job, job_id)
+            if row is None or row.status != "running":  # cancelled meanwhile
+                return row.status if row is not None else "missing"
+            provenance = {
+                "job": row.id,
+                "entry": row.entry,
+                "kind": row.kind,
+                "code_sha256": row.code_sha256,
+                "parameters": json.loads(row.parameters),
+                "outputs": json.loads(row.outputs),
+                "inputs": input_digests,
+                "environment": environment(),
+                "status": queue.TRANSITIONS["running"][outcome.action],
+                "exit_code": outcome.exit_code,
+                "usage": outcome.usage,
+                "attempt": row.attempts,
+            }
+            tenant, purpose, entry = row.tenant, row.purpose, row.entry
+        content = {
+            "kind": "job",
+            "job": job_id,
+            "entry": entry,
+            "files": files,
+            "discarded": discarded,
+            "provenance": provenance,
+        }
+        report = _checks(settings, content, check_context(tenant)) if files else None
+        outbox = settings.zone("outbox")
+        frozen: Path | None = None
+        try:
+            with session_scope(settings.db_url) as session:
+                row = session.get(Job, job_id)
+                if row is None or row.status != "running":
+                    return row.status if row is not None else "missing"
+                row.inputs = audit.canonical_json(input_digests)
+                row.usage = audit.canonical_json(outcome.usage)
+                row.exit_code = outcome.exit_code
+                row.reason = outcome.reason
+                detail = {"exit_code": outcome.exit_code, "reason": outcome.reason}
+                queue.transition(
+                    session,
+                    row,
+                    outcome.action,
+                    actor="platform",
+                    detail={**detail, **outcome.usage, "discarded": discarded},
+                )
+                if files:  # a run the platform could not start has nothing to review
+                    request = egress.create(
+                        session,
+                        outbox,
+                        tenant=tenant,
+                        username=username,
+                        title=f"job {job_id[:8]}: {entry}",
+                        purpose=purpose,
+                        content=content,
+                    )
+                    frozen = egress.snapshot_path(outbox, request.id)
+                    _record(session, request, report)
+                    egress.transition(session, request, "submit", actor=username)
+                    row.request_id = request.id
+                return row.status
+        except BaseException:
+            if frozen is not None:  # not committed: no snapshot without its request
+                frozen.unlink(missing_ok=True)
+            raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _checks(settings: Shuyu, content: dict[str, Any], context: Any) -> Any:
+    """The disclosure report of a job's request, or the refusal when it is unreadable."""
+    try:
+        return jailed.check_content(content, context, JailLimits.from_settings(settings))
+    except JailRefusal as refusal:
+        return refusal
+
+
+def _record(session: Any, request: Any, report: Any) -> None:
+    """Store the checks on the request; content the jail could not read fails them."""
+    if isinstance(report, JailRefusal):
+        request.verdict = "fail"
+        request.checks = audit.canonical_json(
+            {"verdict": "fail", "findings": [], "error": report.message, "counts": {}}
         )
-    except JailRefusal as refusal:  # unreadable output: the request says so, and fails
-        report = None
-        why = refusal.message
-    outbox = settings.zone("outbox")
-    with session_scope(settings.db_url) as session:
-        request = egress.create(
-            session,
-            outbox,
-            tenant=tenant,
-            username=username,
-            title=f"job {job_id[:8]}: {content['entry']}",
-            purpose=purpose,
-            content=content,
-        )
-        if report is not None:
-            egress.record_checks(session, request, report)
-        else:
-            request.verdict = "fail"
-            request.checks = audit.canonical_json(
-                {"verdict": "fail", "findings": [], "error": why, "counts": {}}
-            )
-        egress.transition(session, request, "submit", actor=username)
-        row = session.get(Job, job_id)
-        if row is not None:
-            row.request_id = request.id
+    elif report is not None:
+        egress.record_checks(session, request, report)

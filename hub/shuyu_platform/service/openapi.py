@@ -30,6 +30,7 @@ from .request_models import (
     EMPTY,
     IMPORT_DECISION,
     IMPORT_REQUEST,
+    JOB_SUBMISSION,
     NEW_EGRESS_REQUEST,
     REGISTRATION,
     REGISTRATION_DECISION,
@@ -181,6 +182,39 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "The largest daily output volumes from servers to browsers, largest first.",
         "reviewer, auditor",
         query=VolumesQuery,
+    ),
+    Operation(
+        "get", "/api/jobs", "Sealed production runs: the tenant's, or all.", "merchant, reviewer"
+    ),
+    Operation(
+        "post",
+        "/api/jobs",
+        "Submit code to run sealed on the production inputs of the tenant's grants.",
+        "merchant",
+        body=JOB_SUBMISSION,
+        created=True,
+    ),
+    Operation(
+        "get",
+        "/api/jobs/{job_id}",
+        "One job: status, exit code, duration, resource use, its export request.",
+        "merchant, reviewer",
+        params={"job_id": ID},
+    ),
+    Operation(
+        "post",
+        "/api/jobs/{job_id}/cancel",
+        "Cancel a queued or running job.",
+        "merchant, administrator",
+        body=EMPTY,
+        params={"job_id": ID},
+    ),
+    Operation(
+        "get",
+        "/api/jobs/{job_id}/logs",
+        "A job's log, once its export request is released.",
+        "merchant, reviewer",
+        params={"job_id": ID},
     ),
     Operation("get", "/api/applications", "Scenario applications one may see.", "any role"),
     Operation(
