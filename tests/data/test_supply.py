@@ -188,7 +188,7 @@ def test_a_killed_supply_leaves_the_previous_version_current(
     _supply(settings, policy, first)
     before = os.readlink(settings.zone("raw") / "health_records.parquet")
     big = tmp_path / "big.csv"
-    pacsv.write_csv(pa.concat_tables([source_table] * 200), big)  # 600,000 rows
+    pacsv.write_csv(pa.concat_tables([source_table] * 50), big)  # 150,000 rows
     env = {**os.environ, "SHUYU_HOME": settings.home, "SHUYU_POLICIES_DIR": settings.policies_dir}
     proc = subprocess.Popen(
         [sys.executable, "-m", "shuyu_platform.cli", "supply", "health_records", str(big)],
@@ -225,6 +225,13 @@ def test_reconcile_follows_the_link(
     supply.reconcile(settings.zone("raw"), settings.db_url, policy)
     statuses = {r["version"]: r["status"] for r in supply.history(settings.db_url)}
     assert statuses == {2: "superseded", 1: "current"}
+
+
+def test_rebuilds_left_running_are_marked_interrupted(settings: Shuyu) -> None:
+    rebuild_id = rebuilds.start(settings, "health_records", 2)
+    assert rebuilds.interrupted(settings) == [rebuild_id]
+    [row] = rebuilds.status(settings)
+    assert row["status"] == "failed" and "interrupted" in row["detail"]
 
 
 def test_unsupported_and_empty_files(
