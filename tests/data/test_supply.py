@@ -177,6 +177,7 @@ def test_retention_and_withdrawal(
     assert statuses[4] == "withdrawn" and statuses[3] == "current"
 
 
+@pytest.mark.slow
 def test_a_killed_supply_leaves_the_previous_version_current(
     settings: Shuyu, policies: dict[str, DatasetPolicy], source_table: pa.Table, tmp_path: Path
 ) -> None:
