@@ -279,3 +279,30 @@ def demodata_usccs() -> list[bytes]:
     bodies = np.array([f"{n:08d}" for n in range(10_000_000, 10_000_300)], dtype="S8")
     orgs = identifiers.build_org_codes(bodies)
     return list(identifiers.build_usccs(np.full(len(orgs), 510703), orgs))
+
+
+def test_the_shuyu_commands(settings: Shuyu, source_table: pa.Table, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from shuyu_platform.cli import main
+
+    path = tmp_path / "today.parquet"
+    pq.write_table(source_table, path)
+    home = ["--home", settings.home]
+    runner = CliRunner(env={"SHUYU_POLICIES_DIR": settings.policies_dir})
+    done = runner.invoke(main, ["supply", *home, "health_records", str(path), "--no-rebuild"])
+    assert done.exit_code == 0, done.output
+    assert "health_records version 2 is current: 3,000 rows" in done.output
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(source_table.drop_columns(["sex"]), bad)
+    refused = runner.invoke(main, ["supply", *home, "health_records", str(bad)])
+    assert refused.exit_code == 1 and "column 'sex' is missing" in refused.output
+    listed = runner.invoke(main, ["raw", "versions", *home, "--json"])
+    assert [v["status"] for v in json.loads(listed.output)] == ["current", "superseded"]
+    withdrawn = runner.invoke(
+        main, ["raw", "withdraw", *home, "health_records", "2", "--reason", "recalled"]
+    )
+    assert withdrawn.exit_code == 0, withdrawn.output
+    assert "current: version 1" in withdrawn.output
+    rebuilt = runner.invoke(main, ["raw", "rebuilds", *home])
+    assert "health_records" in rebuilt.output and "done" in rebuilt.output
