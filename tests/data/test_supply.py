@@ -177,6 +177,7 @@ def test_retention_and_withdrawal(
     assert statuses[4] == "withdrawn" and statuses[3] == "current"
 
 
+@pytest.mark.slow
 def test_a_killed_supply_leaves_the_previous_version_current(
     settings: Shuyu, policies: dict[str, DatasetPolicy], source_table: pa.Table, tmp_path: Path
 ) -> None:
@@ -188,7 +189,7 @@ def test_a_killed_supply_leaves_the_previous_version_current(
     _supply(settings, policy, first)
     before = os.readlink(settings.zone("raw") / "health_records.parquet")
     big = tmp_path / "big.csv"
-    pacsv.write_csv(pa.concat_tables([source_table] * 200), big)  # 600,000 rows
+    pacsv.write_csv(pa.concat_tables([source_table] * 50), big)  # 150,000 rows
     env = {**os.environ, "SHUYU_HOME": settings.home, "SHUYU_POLICIES_DIR": settings.policies_dir}
     proc = subprocess.Popen(
         [sys.executable, "-m", "shuyu_platform.cli", "supply", "health_records", str(big)],
@@ -225,6 +226,13 @@ def test_reconcile_follows_the_link(
     supply.reconcile(settings.zone("raw"), settings.db_url, policy)
     statuses = {r["version"]: r["status"] for r in supply.history(settings.db_url)}
     assert statuses == {2: "superseded", 1: "current"}
+
+
+def test_rebuilds_left_running_are_marked_interrupted(settings: Shuyu) -> None:
+    rebuild_id = rebuilds.start(settings, "health_records", 2)
+    assert rebuilds.interrupted(settings) == [rebuild_id]
+    [row] = rebuilds.status(settings)
+    assert row["status"] == "failed" and "interrupted" in row["detail"]
 
 
 def test_unsupported_and_empty_files(
@@ -271,3 +279,30 @@ def demodata_usccs() -> list[bytes]:
     bodies = np.array([f"{n:08d}" for n in range(10_000_000, 10_000_300)], dtype="S8")
     orgs = identifiers.build_org_codes(bodies)
     return list(identifiers.build_usccs(np.full(len(orgs), 510703), orgs))
+
+
+def test_the_shuyu_commands(settings: Shuyu, source_table: pa.Table, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from shuyu_platform.cli import main
+
+    path = tmp_path / "today.parquet"
+    pq.write_table(source_table, path)
+    home = ["--home", settings.home]
+    runner = CliRunner(env={"SHUYU_POLICIES_DIR": settings.policies_dir})
+    done = runner.invoke(main, ["supply", *home, "health_records", str(path), "--no-rebuild"])
+    assert done.exit_code == 0, done.output
+    assert "health_records version 2 is current: 3,000 rows" in done.output
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(source_table.drop_columns(["sex"]), bad)
+    refused = runner.invoke(main, ["supply", *home, "health_records", str(bad)])
+    assert refused.exit_code == 1 and "column 'sex' is missing" in refused.output
+    listed = runner.invoke(main, ["raw", "versions", *home, "--json"])
+    assert [v["status"] for v in json.loads(listed.output)] == ["current", "superseded"]
+    withdrawn = runner.invoke(
+        main, ["raw", "withdraw", *home, "health_records", "2", "--reason", "recalled"]
+    )
+    assert withdrawn.exit_code == 0, withdrawn.output
+    assert "current: version 1" in withdrawn.output
+    rebuilt = runner.invoke(main, ["raw", "rebuilds", *home])
+    assert "health_records" in rebuilt.output and "done" in rebuilt.output

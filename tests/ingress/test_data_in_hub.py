@@ -112,8 +112,8 @@ def test_an_import_reaches_alices_sandbox_and_never_bobs(platform: Platform) -> 
     assert created.status_code == 201, created.text
     row = created.json()
     assert row["status"] == "submitted" and row["checks"]["rows"] == 300
-    assert platform.service_post("alice", f"api/imports/{row['id']}/decision", {
-        "action": "approve"}).status_code == 403  # fmt: skip
+    own = platform.service_post("alice", f"api/imports/{row['id']}/decision", {"action": "approve"})
+    assert own.status_code == 403
     decided = platform.service_post(
         "rita", f"api/imports/{row['id']}/decision", {"action": "approve", "reason": "授权齐全"}
     )
@@ -204,3 +204,43 @@ def test_an_import_bomb_is_refused_and_the_service_keeps_serving(
     assert platform.service_get("alice", "api/imports").status_code == 200
     assert not [r for r in platform.service_get("rita", "api/imports").json()["imports"]
                 if r["name"] == "bomb"]  # fmt: skip
+
+
+def test_the_imports_pages_file_and_review_a_request(platform: Platform) -> None:
+    """The form a merchant fills in (a file upload) and the page the reviewer decides on."""
+    session, headers = platform.service_session("carol")
+    pages = f"{platform.url}/services/shuyu/imports"
+    form = session.get(pages, timeout=60)
+    assert form.status_code == 200 and 'id="import-form"' in form.text
+    sent = session.post(
+        pages,
+        data={
+            "_xsrf": headers.get("X-XSRFToken", ""),
+            "name": "branches",
+            "lawful_source": "公开年报",
+            "authorisation": "无需授权（公开信息）",
+            "scenario": "网点分布",
+            "identifiers": "",
+            "sensitive": "revenue",
+        },
+        files={"file": ("branches.csv", b"branch,revenue\nA,10\nB,20\n")},
+        headers=headers,
+        timeout=120,
+    )
+    assert sent.status_code == 200, sent.text
+    assert "branches" in sent.text and "submitted" in sent.text
+    import_id = sent.url.rstrip("/").rsplit("/", 1)[-1]
+    reviewer, review_headers = platform.service_session("rita")
+    page = reviewer.get(f"{pages}/{import_id}", timeout=60)
+    assert 'id="decision-form"' in page.text and "revenue" in page.text
+    rejected = reviewer.post(
+        f"{pages}/{import_id}",
+        data={
+            "_xsrf": review_headers.get("X-XSRFToken", ""),
+            "action": "reject",
+            "reason": "用途不明",
+        },
+        headers=review_headers,
+        timeout=60,
+    )
+    assert rejected.status_code == 200 and "rejected: 用途不明" in rejected.text

@@ -226,13 +226,13 @@ def test_host_processes_are_invisible(alice: Kernel, platform: Platform) -> None
     assert host_seen == "False" and int(count) < 20, attempt
 
 
-def test_masked_views_and_synthetic_data_are_read_only(alice: Kernel) -> None:
+def test_views_imports_and_synthetic_data_are_read_only(alice: Kernel) -> None:
     attempt = run(
         alice,
         """
         import errno, os
         for path in ('/data/views/health_records.parquet', '/data/views/new.parquet',
-                     '/data/synthetic/x.parquet'):
+                     '/data/synthetic/x.parquet', '/data/imports/new.parquet'):
             try:
                 open(path, 'ab')
                 print('WRITABLE', path)
@@ -240,14 +240,14 @@ def test_masked_views_and_synthetic_data_are_read_only(alice: Kernel) -> None:
                 print(errno.errorcode[exc.errno])
         for line in open('/proc/self/mountinfo'):
             fields = line.split()
-            if fields[4] in ('/data/views', '/data/synthetic'):
+            if fields[4] in ('/data/views', '/data/synthetic', '/data/imports'):
                 print(fields[4], fields[5].split(',')[0])
         """,
     )
     lines = attempt.stdout.splitlines()
     # The file itself is root's (EACCES comes first); creating anything hits the ro mount.
-    assert lines[0] in ("EACCES", "EROFS") and lines[1:3] == ["EROFS", "EROFS"], attempt
-    assert sorted(lines[3:]) == ["/data/synthetic ro", "/data/views ro"], attempt
+    assert lines[0] in ("EACCES", "EROFS") and lines[1:4] == ["EROFS"] * 3, attempt
+    assert sorted(lines[4:]) == ["/data/imports ro", "/data/synthetic ro", "/data/views ro"]
 
 
 def test_runs_as_an_unprivileged_tenant_uid(alice: Kernel, platform: Platform) -> None:

@@ -25,7 +25,7 @@ from ..data.synthetic import SyntheticError, build_synthetic, raw_identifiers
 from ..data.views import ViewBuildError
 from . import grants, tenant_views
 
-__all__ = ["rebuild", "rebuild_dict", "start", "status"]
+__all__ = ["interrupted", "rebuild", "rebuild_dict", "start", "status"]
 
 
 def start(settings: Shuyu, dataset: str, version: int | None) -> int:
@@ -127,6 +127,17 @@ def rebuild(
         detail=result,
     )
     return result
+
+
+def interrupted(settings: Shuyu) -> list[int]:
+    """Mark rebuilds left ``running`` by a service that died as ``failed`` (at start-up);
+    the next supply or ``shuyu views build`` builds what they left."""
+    with session_scope(settings.db_url) as session:
+        rows = session.scalars(select(Rebuild).where(Rebuild.status == "running")).all()
+        for row in rows:
+            row.status, row.finished_at = "failed", stamp()
+            row.detail = f"interrupted at step {row.done + 1} of {row.total}: the service stopped"
+        return [row.id for row in rows]
 
 
 def rebuild_dict(row: Rebuild) -> dict[str, Any]:

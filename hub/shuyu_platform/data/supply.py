@@ -54,6 +54,7 @@ from ..core.atomic import fsync_directory, remove_stale_temporaries, replace_ato
 from ..core.db import session_scope, stamp
 from ..core.models import RawVersion
 from .identifiers import valid_id_card_rows, valid_uscc_rows
+from .masking.schema import CANONICAL_TYPES
 from .policy import DatasetPolicy
 
 __all__ = [
@@ -72,15 +73,6 @@ __all__ = [
 #: Rows validated and written at a time (bounds the memory a supply needs).
 BATCH_ROWS = 500_000
 
-#: Arrow type of each policy type when the dataset has no current version to follow.
-DEFAULT_TYPES: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "category": pa.string(),
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("ms"),
-}
 
 _FORMAT_LABELS = {
     "id_card": "a valid resident ID card number (GB 11643: check character, birth date)",
@@ -179,7 +171,7 @@ def target_schema(policy: DatasetPolicy, raw_dir: Path) -> pa.Schema:
                 return schema
     return pa.schema(
         [
-            pa.field(name, DEFAULT_TYPES[field.type], nullable=field.nullable)
+            pa.field(name, CANONICAL_TYPES[field.type], nullable=field.nullable)
             for name, field in policy.fields.items()
         ],
         metadata={"shuyu.dataset": policy.dataset},

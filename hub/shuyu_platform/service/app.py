@@ -16,9 +16,11 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 
 from .. import messages
+from ..access import rebuilds
 from ..access.tenant_views import sweep
 from ..core import checkpoints, db, keyfiles
 from ..core.settings import Shuyu
+from ..data import supply
 from ..data.policy import PolicyError, load_policies
 from ..dp import budget
 from ..egress.release import release_pending
@@ -231,6 +233,11 @@ def main() -> None:
             log.warning("settled DP releases left debited by a crash: %s", ", ".join(settled))
         for problem in budget.ledger_problems(settings.db_url):
             log.error("the DP ledger does not add up: %s", problem)
+        for policy in load_policies(Path(settings.policies_dir)).values():
+            supply.reconcile(settings.zone("raw"), settings.db_url, policy)
+        stopped = rebuilds.interrupted(settings)
+        if stopped:
+            log.warning("rebuilds interrupted by the last stop: %s", stopped)
         asyncio.run(_serve(settings))
     except PolicyError as err:
         sys.exit(f"shuyu service: invalid dataset policy\n{err}")

@@ -35,7 +35,7 @@ _INT64_MIN: Final[int] = -(2**63)
 _INT64_MAX: Final[int] = 2**63 - 1
 
 #: Arrow type of each policy field type, used when no raw schema is at hand.
-_CANONICAL_TYPES: Final[dict[str, pa.DataType]] = {
+CANONICAL_TYPES: Final[dict[str, pa.DataType]] = {
     "string": pa.string(),
     "category": pa.string(),
     "int": pa.int64(),
@@ -127,7 +127,7 @@ def output_type(field: FieldPolicy, raw: pa.DataType | None = None) -> pa.DataTy
 
     Without ``raw``, the canonical type of the field's declared type is assumed.
     """
-    raw = _value_type(raw) if raw is not None else _CANONICAL_TYPES[field.type]
+    raw = _value_type(raw) if raw is not None else CANONICAL_TYPES[field.type]
     rule = field.masking
     if rule.rule == "keep":
         return raw
