@@ -192,6 +192,15 @@ def test_a_dashboard_kernel_sees_only_its_folder_and_leaves_no_key_behind(
         "    socket.create_connection(('1.1.1.1', 53), timeout=2); seen['net'] = 'up'\n"
         "except OSError as err:\n"
         "    seen['net'] = type(err).__name__\n"
+        # Chinese chart labels: a missing glyph is a warning, made an error here
+        "import io, warnings\n"
+        "try:\n"
+        "    warnings.simplefilter('error')\n"
+        "    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt\n"
+        "    figure, axes = plt.subplots(); axes.set_title('各部门数据使用量')\n"
+        "    figure.savefig(io.BytesIO(), format='png'); seen['chart'] = 'ok'\n"
+        "except Exception as err:\n"
+        "    seen['chart'] = repr(err)\n"
         "print(json.dumps(seen))"
     )
 
@@ -206,7 +215,7 @@ def test_a_dashboard_kernel_sees_only_its_folder_and_leaves_no_key_behind(
             client.execute(probe)
             while True:
                 message = await client.get_iopub_msg(timeout=30)
-                if message["msg_type"] == "stream":
+                if message["msg_type"] == "stream" and message["content"]["name"] == "stdout":
                     return json.loads(message["content"]["text"])
         finally:
             client.stop_channels()
@@ -220,5 +229,6 @@ def test_a_dashboard_kernel_sees_only_its_folder_and_leaves_no_key_behind(
     assert seen["net"] != "up"
     assert seen["seccomp"] == "2"  # a filter is loaded (mode 2), the sandboxes' own
     assert seen["unshare"] == [-1, 1]  # EPERM: no user namespace
+    assert seen["chart"] == "ok"  # the platform's matplotlibrc and the CJK font
     assert list(ipc.iterdir()) == []  # sockets and the key copy are gone
     ipc.rmdir()

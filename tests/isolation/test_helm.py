@@ -514,7 +514,12 @@ def test_dockerfile_copies_only_what_the_context_has(name: str) -> None:
 def test_singleuser_image_carries_no_hub_side_and_runs_as_non_root() -> None:
     instructions = _dockerfile("singleuser")
     sources = {source for sources, _, _ in _copies(instructions) for source in sources}
-    assert sources == {"constraints.txt", "kernels/shuyu", "extensions/shuyu_server"}
+    assert sources == {
+        "constraints.txt",
+        "kernels/shuyu",
+        "kernels/matplotlibrc",  # the CJK font for charts' Chinese labels
+        "extensions/shuyu_server",
+    }
     for source in sources:
         assert not source.startswith(("hub", "policies", "jupyterhub_config", "tests", ".shuyu"))
     user = _last(instructions, "USER")

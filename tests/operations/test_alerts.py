@@ -56,6 +56,11 @@ def test_each_audit_rule_fires_on_its_sequence_and_not_on_a_normal_one(
     settings: Shuyu, rule: alerts.AuditCountRule
 ) -> None:
     rules = only(rule)
+    if rule.soon_after:  # e.g. the grant issued shortly before
+        audit.append(
+            settings.db_url, actor="op", action=rule.soon_after.action, tenant="huaxin",
+            target="t1",
+        )  # fmt: skip
     for _ in range(3):
         _event(settings, rule, matching=False)
     for _ in range(rule.threshold - 1):
@@ -73,6 +78,13 @@ def test_each_audit_rule_fires_on_its_sequence_and_not_on_a_normal_one(
     assert recorded["detail"]["events"] == raised["events"]
     assert recorded["target"] == f"alert:{raised['id']}"
     assert alerts.evaluate(settings, rules) == []  # the same records raise it once
+
+
+def test_an_exhausted_budget_long_after_its_grant_raises_nothing(settings: Shuyu) -> None:
+    rule = next(r for r in COUNT_RULES if r.soon_after)
+    for _ in range(rule.threshold):
+        _event(settings, rule, matching=True)  # no grant issued within the last day
+    assert alerts.evaluate(settings, only(rule)) == []
 
 
 def test_events_outside_the_window_do_not_count(settings: Shuyu) -> None:

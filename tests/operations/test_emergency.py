@@ -112,6 +112,9 @@ def test_emergency_start_stops_the_tenants_servers_and_dp_queries_within_seconds
             f"{gone - returned:.1f} s after it returned, {gone - began:.1f} s wall in all"
         )
         assert platform.audit_events("emergency.start")[-1]["detail"]["incident"] == record["id"]
+        # metering: the stopped sandbox's use, read from its cgroup
+        used = platform.audit_events("sandbox.usage", actor="carol")[-1]["detail"]
+        assert used["cpu_seconds"] > 0 and used["memory_gb_hours"] > 0
     finally:
         shuyu("tenant", "resume", "kangning", "--reason", "drill over", env=platform.env)
     answered = alice.post(

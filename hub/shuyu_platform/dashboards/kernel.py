@@ -33,6 +33,8 @@ from ..isolation.bwrap import mounts, system_dirs
 
 #: Where the dashboard's folder appears inside the sandbox.
 INSIDE = "/dashboard"
+#: Where the platform's matplotlibrc appears inside the sandbox.
+RCFILE = "/etc/matplotlibrc"
 #: The uid and gid the kernel runs as.
 NOBODY = 65534
 
@@ -70,12 +72,12 @@ def command(
     ]  # fmt: skip
     args += system_dirs()
     # Chinese labels in charts: the platform's matplotlib defaults (CJK font first).
-    args += ["--ro-bind", str(MATPLOTLIBRC), "/etc/matplotlibrc"]
-    args += ["--setenv", "MATPLOTLIBRC", "/etc/matplotlibrc"]
+    args += ["--setenv", "MATPLOTLIBRC", RCFILE]
     software = sorted({Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()})
     binds = [("--ro-bind", path, path) for path in software] + [
         ("--ro-bind", folder, Path(INSIDE)),
         ("--bind", ipc, ipc),
+        ("--ro-bind", MATPLOTLIBRC, Path(RCFILE)),
     ]
     args += mounts(binds, {Path("/"), Path("/usr"), Path("/tmp")})
     args += ["--ro-bind", str(connection_file), "/tmp/kernel.json", "--chdir", INSIDE]

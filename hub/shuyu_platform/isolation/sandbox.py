@@ -199,6 +199,12 @@ class Cgroup:
             pids.mkdir(parents=True, exist_ok=True)
             self.dirs.append(pids)
             (pids / "pids.max").write_text(str(self.pids))
+        # CPU accounting for metering, where cpuacct is a hierarchy of its own (where it
+        # shares one with cpu, the cpu folder above has cpuacct.usage already).
+        cpuacct = self.ROOT / "cpuacct" / "shuyu" / self.name
+        if cpuacct.parent.parent.is_dir() and not (cpu / "cpuacct.usage").exists():
+            cpuacct.mkdir(parents=True, exist_ok=True)
+            self.dirs.append(cpuacct)
 
     def oom_kills(self) -> int:
         """How many processes the kernel's OOM killer has killed in this cgroup."""
@@ -220,14 +226,14 @@ class Cgroup:
 
     def cpu_seconds(self) -> float:
         """CPU time the cgroup's processes used so far (0 where the kernel does not say)."""
-        stat = self._first("cpu.stat")
-        if stat is not None:  # v2: usage_usec
-            for line in stat.splitlines():
-                key, _, value = line.partition(" ")
-                if key == "usage_usec":
-                    return int(value) / 1e6
-        usage = self._first("cpuacct.usage")  # v1, where cpu and cpuacct share a hierarchy
-        return int(usage) / 1e9 if usage and usage.strip().isdigit() else 0.0
+        usage = self._first("cpuacct.usage")  # v1: nanoseconds
+        if usage and usage.strip().isdigit():
+            return int(usage) / 1e9
+        for line in (self._first("cpu.stat") or "").splitlines():  # v2: usage_usec
+            key, _, value = line.partition(" ")
+            if key == "usage_usec":
+                return int(value) / 1e6
+        return 0.0
 
     def memory_bytes(self) -> int:
         """Memory the cgroup's processes use now (0 where the kernel does not say)."""

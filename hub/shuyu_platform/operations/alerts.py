@@ -57,6 +57,16 @@ class _Rule(BaseModel):
     severity: Literal["info", "warning", "critical"] = "warning"
 
 
+class SoonAfter(BaseModel):
+    """Count a record only if the same group had an ``action`` record at most ``minutes``
+    before it (a budget exhausted soon after its grant was issued)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Annotated[str, Field(pattern=r"^[a-z_]+(\.[a-z_]+)*$", max_length=64)]
+    minutes: Annotated[int, Field(ge=1, le=525_600)]
+
+
 class AuditCountRule(_Rule):
     """At least ``threshold`` matching audit records in ``window_minutes`` per group."""
 
@@ -68,6 +78,7 @@ class AuditCountRule(_Rule):
     group_by: Literal["actor", "tenant", "target", "all"] = "actor"
     threshold: Annotated[int, Field(ge=1, le=100_000)]
     window_minutes: Annotated[int, Field(ge=1, le=525_600)]
+    soon_after: SoonAfter | None = None
 
 
 class ReviewOverdueRule(_Rule):
@@ -163,10 +174,13 @@ def _audit_count(session: Session, rule: AuditCountRule, now: datetime) -> list[
     if rule.outcome:
         stmt = stmt.where(AuditEvent.outcome == rule.outcome)
     done = _last_seqs(session, rule.name)
+    anchors = _anchors(session, rule, now)
     groups: dict[str, list[int]] = {}
     for event in session.scalars(stmt.order_by(AuditEvent.seq)):
         subject = "*" if rule.group_by == "all" else (getattr(event, rule.group_by) or "-")
         if event.seq <= done.get(subject, 0) or not _matches(rule, event):
+            continue
+        if anchors is not None and not _soon_after(anchors.get(subject, []), event, rule):
             continue
         groups.setdefault(subject, []).append(event.seq)
     return [
@@ -181,6 +195,32 @@ def _audit_count(session: Session, rule: AuditCountRule, now: datetime) -> list[
         for subject, seqs in groups.items()
         if len(seqs) >= rule.threshold
     ]
+
+
+def _anchors(
+    session: Session, rule: AuditCountRule, now: datetime
+) -> dict[str, list[datetime]] | None:
+    """When each group had the rule's ``soon_after`` action (None: the rule has none)."""
+    if rule.soon_after is None:
+        return None
+    reach = rule.window_minutes + rule.soon_after.minutes
+    rows = session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.action == rule.soon_after.action, AuditEvent.outcome == "ok")
+        .where(AuditEvent.ts >= stamp(now - timedelta(minutes=reach)))
+    )
+    found: dict[str, list[datetime]] = {}
+    for event in rows:
+        subject = "*" if rule.group_by == "all" else (getattr(event, rule.group_by) or "-")
+        found.setdefault(subject, []).append(datetime.fromisoformat(event.ts))
+    return found
+
+
+def _soon_after(anchors: list[datetime], event: AuditEvent, rule: AuditCountRule) -> bool:
+    assert rule.soon_after is not None
+    at = datetime.fromisoformat(event.ts)
+    limit = timedelta(minutes=rule.soon_after.minutes)
+    return any(timedelta(0) <= at - anchor <= limit for anchor in anchors)
 
 
 def _review_overdue(session: Session, rule: ReviewOverdueRule, now: datetime) -> list[Finding]:

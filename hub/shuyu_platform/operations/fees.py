@@ -99,6 +99,11 @@ class Line:
     amount: Decimal
     capped: bool = False
 
+    @property
+    def shown_quantity(self) -> str:
+        """The quantity as a person reads it: no trailing zeros, no exponent."""
+        return f"{self.quantity.normalize():f}"
+
 
 @dataclass
 class Statement:

@@ -91,6 +91,7 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
     ]
     handlers = [(url_path_join(prefix, path), handler) for path, handler in routes]
     counted = metrics.PlatformMetrics(settings)
+    metrics.metrics_token(settings)  # made at start, for the scrape configuration to read
     return web.Application(
         handlers,
         shuyu=settings,
