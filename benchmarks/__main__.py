@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from . import dp, egress, gateway, jobs, load, metering, spawn, supply, views
+from . import dp, egress, gateway, jobs, load, metering, scale, spawn, supply, views
 
 BENCHMARKS = {
     "spawn": spawn.main,
@@ -20,6 +20,7 @@ BENCHMARKS = {
     "jobs": jobs.main,
     "supply": supply.main,
     "metering": metering.main,
+    "scale": scale.main,
 }
 
 

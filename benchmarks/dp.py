@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from .memory import peak_mib
 from .rawdata import DATASET, raw_file, workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,9 +105,11 @@ def dp_engine(raw: Path, query: Query) -> Callable[[], dict[str, Any]]:
     return answer
 
 
-def plain_polars(raw: Path, query: Query) -> Callable[[], dict[str, Any]]:
-    """The same aggregates with Polars, exact and not private."""
+def plain_polars(raw: Path, query: Query, streaming: bool = False) -> Callable[[], dict[str, Any]]:
+    """The same aggregates with Polars (in memory, or its streaming engine), exact."""
     import polars as pl
+
+    engine = "streaming" if streaming else "auto"
 
     def collect() -> dict[str, Any]:
         column = pl.col(query["column"])
@@ -115,7 +117,7 @@ def plain_polars(raw: Path, query: Query) -> Callable[[], dict[str, Any]]:
             pl.scan_parquet(raw)
             .group_by(query["key"])
             .agg(pl.len().alias("n"), column.sum().alias("total"), column.mean().alias("avg"))
-            .collect()
+            .collect(engine=engine)
         )
         return {"groups": frame.height, "n": int(frame["n"].sum())}
 
@@ -238,9 +240,8 @@ def measure(kind: str, raw: Path, query: Query) -> None:
         started = time.perf_counter()
         details = work()
         seconds.append(time.perf_counter() - started)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     steady = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
-    result = {"first": seconds[0], "seconds": steady, "peak_mib": peak_kib / 1024, **details}
+    result = {"first": seconds[0], "seconds": steady, "peak_mib": peak_mib(), **details}
     print(json.dumps(result))
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import requests
 
+from .memory import load_average, tree_mib
+
 REQUESTS = int(os.environ.get("BENCH_EGRESS_REQUESTS", "300"))
 GOAL_MS = 5.0
 NOTEBOOK_CELLS = 50
@@ -55,7 +57,7 @@ def _notebook(cells: int) -> dict:
     }
 
 
-def _server(root: Path, token: str, guarded: bool, stack: ExitStack) -> str:
+def _server(root: Path, token: str, guarded: bool, stack: ExitStack) -> tuple[str, int]:
     port = _port()
     extensions = {"shuyu_server": guarded, "voila.server_extension": False, "jupyter_lsp": False}
     config = root.parent / f"config-{guarded}.json"
@@ -82,7 +84,7 @@ def _server(root: Path, token: str, guarded: bool, stack: ExitStack) -> str:
     while time.monotonic() < deadline:
         try:
             if requests.get(f"{url}/api/status?token={token}", timeout=2).ok:
-                return url
+                return url, proc.pid
         except requests.RequestException:
             pass
         time.sleep(0.2)
@@ -98,10 +100,11 @@ def main() -> None:
         root.mkdir()
         (root / "analysis.ipynb").write_text(json.dumps(_notebook(NOTEBOOK_CELLS)))
         token = secrets.token_hex(16)
-        servers = {
+        started = {
             "without": _server(root, token, False, stack),
             "with": _server(root, token, True, stack),
         }
+        servers = {name: url for name, (url, _) in started.items()}
         session = requests.Session()
         session.headers["Authorization"] = f"token {token}"
         refused = session.get(f"{servers['with']}/files/analysis.ipynb", timeout=10)
@@ -126,6 +129,13 @@ def main() -> None:
                 f"added {added:+.2f} ms ({verdict} the {GOAL_MS:g} ms goal), "
                 f"ratio {guarded / without:.3f}x"
             )
+        for name, (_, pid) in started.items():
+            memory = tree_mib(pid)
+            print(
+                f"  server {name} the guard: peak RSS {memory['peak']:.0f} MiB, "
+                f"RSS {memory['rss']:.0f} MiB, PSS {memory['pss']:.0f} MiB"
+            )
+        print(f"  ({load_average()})")
 
 
 if __name__ == "__main__":

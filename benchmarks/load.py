@@ -27,6 +27,8 @@ from typing import Any
 
 import requests
 
+from .memory import load_average, tree_mib
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from harness import Platform, running_platform
 from postgres import TemporaryCluster
@@ -152,7 +154,10 @@ def run(database: str, users: int, seconds: float, rows: int) -> dict[str, Any]:
             extra["SHUYU_DB_URL"] = cluster.create_database("shuyu")
         try:
             with running_platform(Path(tmp) / "home", rows=rows, **extra) as platform:
-                return drive(platform, users, seconds)
+                figures = drive(platform, users, seconds)
+                figures["memory_mib"] = tree_mib(platform.proc.pid)
+                figures["load"] = load_average()
+                return figures
         finally:
             if cluster is not None:
                 cluster.stop()
@@ -166,6 +171,12 @@ def report(database: str, figures: dict[str, Any]) -> None:
         f"errors {figures['errors']} ({figures['error_rate']:.2%}), p50 {figures['p50_ms']} ms, "
         f"p95 {figures['p95_ms']} ms, p99 {figures['p99_ms']} ms "
         f"[goal 0 errors, p95 <= {GOAL_P95_MS:.0f} ms: {'met' if met else 'NOT met'}]"
+    )
+    memory = figures["memory_mib"]
+    print(
+        f"  platform processes ({memory['processes']:.0f}): peak RSS {memory['peak']:.0f} MiB "
+        f"(sum of peaks), RSS {memory['rss']:.0f} MiB, PSS {memory['pss']:.0f} MiB at the end; "
+        f"{figures['load']}"
     )
     for failure in figures.get("failures", [])[:5]:
         print(f"  error: {failure}")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from .memory import peak_mib
 from .rawdata import DATASET, raw_file, workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,8 +105,7 @@ def measure(kind: str, raw: Path, out: Path) -> None:
     started = time.perf_counter()
     details = work()
     seconds = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"seconds": seconds, "peak_mib": peak_kib / 1024, **details}))
+    print(json.dumps({"seconds": seconds, "peak_mib": peak_mib(), **details}))
 
 
 def run(kind: str, raw: Path, out: Path) -> dict[str, Any]:

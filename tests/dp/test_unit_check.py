@@ -205,3 +205,20 @@ def test_the_check_of_millions_of_rows_keeps_under_a_low_memory_limit(tmp_path: 
     print(f"RSS growth: check {growth / MIB:.1f} MiB, group-by {unbounded / MIB:.1f} MiB")
     assert growth <= limit, f"RSS grew by {growth / MIB:.0f} MiB, above {limit / MIB:.0f} MiB"
     assert unbounded > limit
+
+
+def test_the_memory_setting_reaches_the_engine_and_refuses_nonsense(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from traitlets import TraitError
+
+    from shuyu_platform.core.settings import Shuyu
+
+    monkeypatch.delenv("SHUYU_DATA_MEMORY_LIMIT", raising=False)
+    assert Shuyu().data_memory_bytes == unit_check.DEFAULT_MEMORY_LIMIT
+    assert Shuyu(data_memory_limit="512M").data_memory_bytes == 512 * MIB
+    assert Shuyu(data_memory_limit="1G").service_environment()["SHUYU_DATA_MEMORY_LIMIT"] == "1G"
+    monkeypatch.setenv("SHUYU_DATA_MEMORY_LIMIT", "3G")
+    assert Shuyu().data_memory_bytes == 3 * 1024**3
+    with pytest.raises(TraitError, match="data_memory_limit"):
+        Shuyu(data_memory_limit="lots")

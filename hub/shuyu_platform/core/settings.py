@@ -397,11 +397,11 @@ class Shuyu(Configurable):
         return int(_env("SHUYU_GATEWAY_NOTEBOOK_CAP", str(16 * 1024 * 1024)))
 
     data_memory_limit = Unicode(
-        help="""Memory the platform's own work on data may use at once: a DP query, the
-        privacy-unit check of a raw file, a masked-view build, e.g. '2G'. They stream the
-        raw Parquet in batches, so files of any size fit under it; the privacy-unit check
-        reads a large file in several passes when its hashes (8 bytes a row) would take
-        more than half of it. Env: SHUYU_DATA_MEMORY_LIMIT. Default 2G.""",
+        help="""Memory the DP engine's work on one raw file may use, e.g. '2G': queries
+        stream the raw Parquet in batches, and the privacy-unit check reads a large file
+        in several passes when its hashes (8 bytes a row) would take more than half of
+        it. (Masked-view builds stream in fixed batches and do not read this yet.)
+        Env: SHUYU_DATA_MEMORY_LIMIT. Default 2G.""",
     ).tag(config=True)
 
     @default("data_memory_limit")

@@ -1,0 +1,83 @@
+"""Peak and resident memory of processes, and the machine's load, for every benchmark.
+
+Linux only (``/proc``). Peaks are ``VmHWM`` (the kernel's high-water mark of resident
+memory) rather than ``getrusage``'s ``ru_maxrss``: after ``exec`` the latter also counts
+the parent's peak, so a measurement started from a large process would report that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+MIB = 1024**2
+
+
+def _status_kib(pid: int | str, field: str) -> int:
+    """A ``kB`` field of ``/proc/<pid>/status`` (0 if the process is gone)."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    return 0
+
+
+def peak_mib(pid: int | str = "self") -> float:
+    """Peak resident memory of one process so far, in MiB."""
+    return _status_kib(pid, "VmHWM") / 1024
+
+
+def reset_peak() -> None:
+    """Make this process's peak its current resident memory (before a measurement)."""
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as reset:
+        reset.write("5")
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = (entry / "stat").read_text()
+            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def pss_mib(pid: int) -> float:
+    """Proportional set size of one process (shared pages split among their users), MiB."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of one process now, MiB."""
+    return _status_kib(pid, "VmRSS") / 1024
+
+
+def tree_mib(pid: int) -> dict[str, float]:
+    """RSS, PSS and the sum of peaks of ``pid`` and its descendants, MiB."""
+    pids = descendants(pid)
+    return {
+        "rss": sum(rss_mib(p) for p in pids),
+        "pss": sum(pss_mib(p) for p in pids),
+        "peak": sum(peak_mib(p) for p in pids),
+        "processes": float(len(pids)),
+    }
+
+
+def load_average() -> str:
+    """The machine's 1, 5 and 15 minute load averages, and its CPUs, for the record."""
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.1f} {five:.1f} {fifteen:.1f} on {os.cpu_count()} CPUs"
