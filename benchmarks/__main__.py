@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from . import dp, egress, load, spawn, views
+from . import dp, egress, load, spark, spawn, views
 
 BENCHMARKS = {
     "spawn": spawn.main,
@@ -16,6 +16,7 @@ BENCHMARKS = {
     "dp": dp.main,
     "egress": egress.main,
     "load": load.main,
+    "spark": spark.main,
 }
 
 

@@ -73,7 +73,11 @@ def files(tmp_path_factory: pytest.TempPathFactory, policy: DatasetPolicy) -> di
 
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    engine = SparkEngine(Shuyu(home=str(tmp_path_factory.mktemp("home"))), master="local[2]")
+    home = str(tmp_path_factory.mktemp("home"))
+    # Two shuffle partitions: the data is small and every task is scheduled on 2 cores.
+    engine = SparkEngine(
+        Shuyu(home=home), master="local[2]", conf=["spark.sql.shuffle.partitions=2"]
+    )
     yield engine
     engine.close()
 
@@ -94,6 +98,8 @@ def spec_of(policy: DatasetPolicy) -> query.QuerySpec:
     return query.parse(body, policy, list(policy.fields))
 
 
+# Spark's start and Tumult's two evaluations take ~20 s idle, minutes on a loaded machine.
+@pytest.mark.timeout(900)
 def test_spark_agrees_with_opendp_and_enforces_the_policy_bounds(
     spark: SparkEngine, policy: DatasetPolicy, files: dict[str, Path]
 ) -> None:
