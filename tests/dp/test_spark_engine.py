@@ -25,7 +25,7 @@ from harness import REPO
 from shuyu_platform.core.settings import Shuyu
 from shuyu_platform.data.policy import DatasetPolicy, load_policies
 from shuyu_platform.dp import query
-from shuyu_platform.dp.engine import EngineError, Source
+from shuyu_platform.dp.engine import EngineError, Source, load_engine
 from shuyu_platform.dp.opendp_engine import OpenDpEngine
 from shuyu_platform.dp.spark_engine import SparkEngine
 
@@ -165,3 +165,17 @@ def test_a_missing_driver_or_raw_file_is_a_clear_503_before_spark(
     assert err.value.status == 503
     with pytest.raises(EngineError, match=r"cannot start the Spark driver.*make install-tumult"):
         engine.answer(Source(policy, files["good"]), spec)
+
+
+def test_the_service_loads_it_by_name_from_its_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHUYU_HOME", str(tmp_path))
+    monkeypatch.setenv("SHUYU_SPARK_MASTER", "spark://spark-master:7077")
+    monkeypatch.setenv("SHUYU_SPARK_CONF", "spark.executor.memory=8g spark.executor.cores=4")
+    engine = load_engine("shuyu_platform.dp.spark_engine:SparkEngine")
+    assert isinstance(engine, SparkEngine) and engine.name == "tumult-spark"
+    command = engine.driver.command
+    assert command[command.index("--master") + 1] == "spark://spark-master:7077"
+    assert "spark.executor.memory=8g" in command and "spark.executor.cores=4" in command
+    assert engine.driver.process is None  # Spark starts on the first answer, not before
