@@ -30,5 +30,9 @@ c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
 
 # --- Differential-privacy queries -----------------------------------------------
 # c.Shuyu.dp_engine = "shuyu_platform.dp.opendp_engine:OpenDpEngine"  # env SHUYU_DP_ENGINE
+# Spark engine (`make install-tumult`): "shuyu_platform.dp.spark_engine:SparkEngine"
+# c.Shuyu.spark_master = "local[*]"                # env SHUYU_SPARK_MASTER; spark://..., k8s://...
+# c.Shuyu.spark_conf = ["spark.executor.memory=8g"]  # env SHUYU_SPARK_CONF (space-separated)
+# c.Shuyu.spark_raw_url = "s3a://bucket/raw"       # env SHUYU_SPARK_RAW_URL; empty: the raw zone
 
 configure(c)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from . import dp, egress, gateway, jobs, load, metering, scale, spawn, supply, views
+from . import dp, egress, gateway, jobs, load, metering, scale, spark, spawn, supply, views
 
 BENCHMARKS = {
     "spawn": spawn.main,
@@ -21,6 +21,7 @@ BENCHMARKS = {
     "supply": supply.main,
     "metering": metering.main,
     "scale": scale.main,
+    "spark": spark.main,
 }
 
 

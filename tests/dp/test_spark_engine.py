@@ -25,11 +25,9 @@ from harness import REPO
 from shuyu_platform.core.settings import Shuyu
 from shuyu_platform.data.policy import DatasetPolicy, load_policies
 from shuyu_platform.dp import query
-from shuyu_platform.dp.engine import Source
+from shuyu_platform.dp.engine import EngineError, Source, load_engine
 from shuyu_platform.dp.opendp_engine import OpenDpEngine
 from shuyu_platform.dp.spark_engine import SparkEngine
-
-pytestmark = pytest.mark.slow
 
 UPPER = 50_000.0  # settlement_amount's clamping bound in the shipped policy
 EPSILON = 40.0  # large, so the engines' noise is small beside the differences tested
@@ -73,7 +71,11 @@ def files(tmp_path_factory: pytest.TempPathFactory, policy: DatasetPolicy) -> di
 
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    engine = SparkEngine(Shuyu(home=str(tmp_path_factory.mktemp("home"))), master="local[2]")
+    home = str(tmp_path_factory.mktemp("home"))
+    # Two shuffle partitions: the data is small and every task is scheduled on 2 cores.
+    engine = SparkEngine(
+        Shuyu(home=home), master="local[2]", conf=["spark.sql.shuffle.partitions=2"]
+    )
     yield engine
     engine.close()
 
@@ -94,6 +96,9 @@ def spec_of(policy: DatasetPolicy) -> query.QuerySpec:
     return query.parse(body, policy, list(policy.fields))
 
 
+# Spark's start and Tumult's two evaluations take ~20 s idle, minutes on a loaded machine.
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_spark_agrees_with_opendp_and_enforces_the_policy_bounds(
     spark: SparkEngine, policy: DatasetPolicy, files: dict[str, Path]
 ) -> None:
@@ -142,3 +147,35 @@ def test_spark_agrees_with_opendp_and_enforces_the_policy_bounds(
     home = next(r for r in answer.rows if r["district"] == HOME)
     assert home["n"] < truth[HOME]["n"] + 2
     assert home["total"] < truth[HOME]["total"] + 2 * UPPER
+
+
+def test_spark_properties_are_checked_when_configured() -> None:
+    with pytest.raises(ValueError, match=r"spark\.key=value"):
+        Shuyu(spark_conf=["spark.executor.memory=8g", "--jars=/tmp/evil.jar"])
+
+
+def test_a_missing_driver_or_raw_file_is_a_clear_503_before_spark(
+    tmp_path: Path, policy: DatasetPolicy, files: dict[str, Path]
+) -> None:
+    spec = spec_of(policy)
+    settings = Shuyu(home=str(tmp_path), spark_python=str(tmp_path / "no-such-python"))
+    engine = SparkEngine(settings)
+    with pytest.raises(EngineError, match="raw data of health_records is not available") as err:
+        engine.estimate(Source(policy, tmp_path / "missing.parquet"), spec)
+    assert err.value.status == 503
+    with pytest.raises(EngineError, match=r"cannot start the Spark driver.*make install-tumult"):
+        engine.answer(Source(policy, files["good"]), spec)
+
+
+def test_the_service_loads_it_by_name_from_its_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHUYU_HOME", str(tmp_path))
+    monkeypatch.setenv("SHUYU_SPARK_MASTER", "spark://spark-master:7077")
+    monkeypatch.setenv("SHUYU_SPARK_CONF", "spark.executor.memory=8g spark.executor.cores=4")
+    engine = load_engine("shuyu_platform.dp.spark_engine:SparkEngine")
+    assert isinstance(engine, SparkEngine) and engine.name == "tumult-spark"
+    command = engine.driver.command
+    assert command[command.index("--master") + 1] == "spark://spark-master:7077"
+    assert "spark.executor.memory=8g" in command and "spark.executor.cores=4" in command
+    assert engine.driver.process is None  # Spark starts on the first answer, not before

@@ -61,8 +61,9 @@ DRIVER = Path(__file__).with_name("tumult_driver.py")
 START_SECONDS = 300.0
 ANSWER_SECONDS = 3600.0
 #: Spark properties of every driver (``Shuyu.spark_conf`` adds to or overrides them):
-#: few shuffle partitions, since a DP answer has at most 10,000 groups; no web UI.
-DEFAULT_CONF = ("spark.sql.shuffle.partitions=8", "spark.ui.enabled=false")
+#: no web UI. Shuffle partitions are left to Spark's adaptive execution, which merges
+#: small ones; a truncation by privacy unit over billions of rows needs many.
+DEFAULT_CONF = ("spark.ui.enabled=false",)
 _DISTRIBUTION = {
     "count": "discrete Laplace (Tumult, geometric)",
     "sum": "Laplace (Tumult, float)",

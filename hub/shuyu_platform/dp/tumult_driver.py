@@ -15,11 +15,11 @@ descriptor 1 is pointed at stderr before Spark starts.
 
 Requests (``op``):
 
-``noise``
-    The noise mechanism and scale of each primitive of a plan; reads the file's schema,
-    no row.
+``ping``
+    Nothing; says the driver is alive.
 ``answer``
-    The noisy primitives of a plan, one row per public group.
+    The noisy primitives of a plan, one row per public group, and the noise mechanism
+    and scale Tumult used for each (the engine compares them with what it promised).
 
 A plan (built by :mod:`.spark_engine` from a checked query) names the Parquet file,
 the grant's row filter and the tenant's filters, the privacy unit and its contribution
@@ -161,30 +161,24 @@ def handle(spark: Any, request: dict[str, Any]) -> dict[str, Any]:
     op = request.get("op")
     if op == "ping":
         return {"ok": True}
-    if op not in ("noise", "answer"):
+    if op != "answer":
         return {"ok": False, "error": f"unknown op {op!r}"}
     plan = request["plan"]
     epsilon = float(plan["epsilon"])
     primitives = plan["primitives"]
-    frame = _prepared(spark, plan)
-    if op == "answer":
-        frame = frame.persist()  # each primitive is a pass; read the file once
+    frame = _prepared(spark, plan).persist()  # each primitive is a pass; read the file once
     try:
         session = _session(plan, frame, epsilon * len(primitives))
-        noise: dict[str, Any] = {}
-        queries = {}
-        for primitive in primitives:
-            queries[primitive["name"]] = query = _query(plan, primitive)
-            noise[primitive["name"]] = _noise(session._noise_info(query, PureDPBudget(epsilon)))
-        if op == "noise":
-            return {"ok": True, "noise": noise}
-        merged: dict[tuple[Any, ...], dict[str, Any]] = {}
         names = [key["name"] for key in plan["keys"]]
-        for i, (name, query) in enumerate(queries.items()):
+        noise: dict[str, Any] = {}
+        merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for i, primitive in enumerate(primitives):
+            name, query = primitive["name"], _query(plan, primitive)
             # The last one takes what is left, so float rounding never overdraws.
-            budget = session.remaining_privacy_budget if i == len(queries) - 1 else None
-            result = session.evaluate(query, budget or PureDPBudget(epsilon))
-            for row in result.collect():
+            last = i == len(primitives) - 1
+            budget = session.remaining_privacy_budget if last else PureDPBudget(epsilon)
+            noise[name] = _noise(session._noise_info(query, budget))  # before evaluating
+            for row in session.evaluate(query, budget).collect():
                 values = row.asDict()
                 group = tuple(values[k] for k in names)
                 merged.setdefault(group, dict(zip(names, group, strict=True)))[name] = values[name]
