@@ -7,8 +7,9 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -21,6 +22,8 @@ from .core.settings import REPO_ROOT, Shuyu
 
 if TYPE_CHECKING:
     from .data.policy import DatasetPolicy
+
+T = TypeVar("T")
 
 
 def _settings(home: str | None) -> Shuyu:
@@ -925,6 +928,15 @@ def emergency_list(home: str | None) -> None:
 
 
 # ------------------------------------------------------------------ operations
+def _validated(load: Callable[[Path], T], path: Path) -> T:
+    """``load(path)`` of a validated operations file, or exit 1 naming every problem
+    (its loaders raise a ``ValueError`` that says what and where)."""
+    try:
+        return load(path)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from err
+
+
 @main.group("alerts")
 def alerts_group() -> None:
     """Alert rules over the audit chain and metrics (R15)."""
@@ -938,10 +950,7 @@ def alerts_check(home: str | None, path: str | None) -> None:
     from .operations import alerts
 
     target = Path(path or _settings(home).alert_rules_file)
-    try:
-        rules = alerts.load_rules(target)
-    except alerts.AlertRulesError as err:
-        raise click.ClickException(str(err)) from err
+    rules = _validated(alerts.load_rules, target)
     click.echo(f"{target}: {len(rules.rules)} rules OK")
 
 
@@ -952,10 +961,7 @@ def alerts_evaluate(home: str | None) -> None:
     from .operations import alerts
 
     settings = _settings(home)
-    try:
-        rules = alerts.load_rules(Path(settings.alert_rules_file))
-    except alerts.AlertRulesError as err:
-        raise click.ClickException(str(err)) from err
+    rules = _validated(alerts.load_rules, Path(settings.alert_rules_file))
     for alert in alerts.evaluate(settings, rules):
         click.echo(
             f"ALERT #{alert['id']} {alert['rule']} ({alert['severity']}): {alert['summary']}"
@@ -975,10 +981,7 @@ def fees_check(home: str | None, path: str | None) -> None:
     from .operations import fees
 
     target = Path(path or _settings(home).pricing_file)
-    try:
-        pricing = fees.load_pricing(target)
-    except fees.PricingError as err:
-        raise click.ClickException(str(err)) from err
+    pricing = _validated(fees.load_pricing, target)
     click.echo(f"{target}: OK, {len(pricing.prices)} priced items in {pricing.currency}")
 
 

@@ -5,6 +5,7 @@ their records and posted to a webhook (a real local HTTP server)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from harness import REPO, Platform, free_port
+from harness import BIN, REPO, Platform, cli_env, free_port
 from shuyu_platform.core import audit, db
 from shuyu_platform.core.db import stamp
 from shuyu_platform.core.models import EgressRequest
@@ -200,3 +201,20 @@ def test_the_alerts_page_is_for_auditors_and_administrators_only(platform: Platf
     assert platform.service_get("ada", "api/alerts").status_code == 200
     refused = platform.service_get("alice", "api/alerts")
     assert refused.status_code == 403 and "administrator or auditor" in refused.json()["message"]
+
+
+def test_the_check_commands_name_the_problem_and_pass_the_shipped_files(
+    settings: Shuyu, tmp_path: Path
+) -> None:
+    bad = tmp_path / "alerts.yaml"
+    bad.write_text("rules: [{name: x1, description: d, kind: sms}]")
+    refused = subprocess.run(
+        [str(BIN / "shuyu"), "alerts", "check", "--file", str(bad)],
+        env=cli_env(settings), capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "rules.0" in refused.stderr
+    passed = subprocess.run(
+        [str(BIN / "shuyu"), "fees", "check"],
+        env=cli_env(settings), capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert passed.returncode == 0 and "OK, 8 priced items in CNY" in passed.stdout

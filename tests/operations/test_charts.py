@@ -10,7 +10,9 @@ import sys
 import warnings
 
 import matplotlib
+import pytest
 
+from harness import Platform
 from shuyu_platform.core.settings import MATPLOTLIBRC
 from shuyu_platform.operations import charts
 
@@ -62,3 +64,9 @@ def test_without_the_cjk_font_the_check_would_fail() -> None:
             figure.add_subplot().set_title("数据")
             figure.savefig(__import__("io").BytesIO(), format="png")
     assert any("missing from font" in str(w.message) for w in caught)
+
+
+@pytest.mark.hub
+def test_a_chart_in_a_real_sandbox_kernel_misses_no_glyph(platform: Platform) -> None:
+    done = platform.run_code("alice", SANDBOX_CHART)
+    assert "NotoSansCJK" in done.stdout, done

@@ -213,20 +213,20 @@ class StateCollector:
 
 def running_sandboxes(session: Session) -> dict[str, int]:
     """Servers per tenant whose newest ``server.start``/``server.stop`` record is a start."""
-    latest: dict[tuple[str, str], tuple[str, str | None]] = {}
-    rows = session.execute(
-        select(AuditEvent.actor, AuditEvent.target, AuditEvent.action, AuditEvent.tenant)
+    latest = (
+        select(func.max(AuditEvent.seq).label("seq"))
         .where(AuditEvent.action.in_(("server.start", "server.stop")))
         .where(AuditEvent.outcome == "ok")
-        .order_by(AuditEvent.seq)
+        .group_by(AuditEvent.actor, AuditEvent.target)
+        .subquery()
     )
-    for actor, target, action, tenant in rows:
-        latest[(actor, target)] = (action, tenant)
-    counts: dict[str, int] = {}
-    for action, tenant in latest.values():
-        if action == "server.start":
-            counts[tenant or ""] = counts.get(tenant or "", 0) + 1
-    return counts
+    rows = session.execute(
+        select(AuditEvent.tenant, func.count())
+        .join(latest, AuditEvent.seq == latest.c.seq)
+        .where(AuditEvent.action == "server.start")
+        .group_by(AuditEvent.tenant)
+    )
+    return {tenant or "": count for tenant, count in rows}
 
 
 class PlatformMetrics:
