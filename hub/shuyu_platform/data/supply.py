@@ -491,9 +491,15 @@ def supply(
     )
 
 
+def _versions(session: Session, dataset: str) -> list[RawVersion]:
+    """Every recorded version of ``dataset``, oldest first."""
+    query = select(RawVersion).where(RawVersion.dataset == dataset).order_by(RawVersion.version)
+    return list(session.scalars(query).all())
+
+
 def _mark_current(session: Session, dataset: str, version: int) -> RawVersion | None:
     """Make ``version`` the current row; return the row that was current before."""
-    rows = session.scalars(select(RawVersion).where(RawVersion.dataset == dataset)).all()
+    rows = _versions(session, dataset)
     previous = None
     for row in rows:
         if row.version == version:
@@ -550,8 +556,7 @@ def reconcile(raw_dir: Path, db_url: str, policy: DatasetPolicy) -> None:
     """Make the database's ``current`` row agree with the link (after a killed supply)."""
     linked = linked_version(Path(raw_dir), policy)
     with session_scope(db_url) as session:
-        rows = session.scalars(select(RawVersion).where(RawVersion.dataset == policy.dataset)).all()
-        for row in rows:
+        for row in _versions(session, policy.dataset):
             if row.version == linked and row.status in ("stored", "superseded"):
                 row.status, row.current_since = "current", row.current_since or stamp()
             elif row.version != linked and row.status == "current":
@@ -580,12 +585,7 @@ def withdraw(
     with _dataset_lock(raw_dir, policy.dataset):
         reconcile(raw_dir, db_url, policy)
         with session_scope(db_url) as session:
-            rows = {
-                r.version: r
-                for r in session.scalars(
-                    select(RawVersion).where(RawVersion.dataset == policy.dataset)
-                ).all()
-            }
+            rows = {r.version: r for r in _versions(session, policy.dataset)}
         row = rows.get(version)
         if row is None:
             raise SupplyError(f"{policy.dataset} has no version {version}", 404)
