@@ -29,7 +29,8 @@ MONTH = datetime.now(UTC).strftime("%Y-%m")
 
 def scripted_month(settings: Shuyu) -> None:
     """kangning's month: two sandbox sessions (2 CPU-hours, 10 GB-hours in all), three DP
-    queries (0.25 + 0.125 ε of health_records, 0.125 ε of social_insurance), one export."""
+    queries (0.25 + 0.125 ε of health_records, 0.125 ε of social_insurance), one export,
+    one sealed job (started twice: run again after a restart) and one approved import."""
     issued = {}
     with db.session_scope(settings.db_url) as session:
         for name in ("health_records", "social_insurance"):
@@ -57,6 +58,16 @@ def scripted_month(settings: Shuyu) -> None:
         settings.db_url, actor="platform", actor_kind="system", action="egress.released",
         target="egress:" + "b" * 32, tenant="kangning", detail={"datasets": ["health_records"]},
     )  # fmt: skip
+    for attempt in (1, 2):
+        audit.append(
+            settings.db_url, actor="platform", actor_kind="system", action="job.start",
+            target="job:" + "c" * 32, tenant="kangning", detail={"attempt": attempt},
+        )  # fmt: skip
+    for tenant in ("kangning", "huaxin"):
+        audit.append(
+            settings.db_url, actor="rita", action="import.approve",
+            target=f"import:{tenant}", tenant=tenant, detail={"name": "customers"},
+        )  # fmt: skip
     # another tenant's use is not kangning's
     audit.append(
         settings.db_url, actor="bob", actor_kind="system", action="sandbox.usage",
@@ -74,7 +85,8 @@ def test_a_scripted_month_gives_the_expected_statement(settings: Shuyu) -> None:
     used = statement.usage
     assert (used.cpu_seconds, used.memory_gb_hours, used.sandbox_sessions) == (7200.0, 10.0, 2)
     assert (used.dp_queries, used.dp_epsilon, used.exports_released) == (3, 0.5, 1)
-    assert used.not_metered == ["sealed_jobs", "imports"]
+    assert used.not_metered == []
+    assert (used.sealed_jobs, used.imports) == (1, 1)
     assert statement.nature == "commercial" and not statement.free  # no application on record
     assert _amounts(statement) == {
         "cpu_hours": Decimal("1.20"),  # 2 h × 0.60
@@ -83,14 +95,14 @@ def test_a_scripted_month_gives_the_expected_statement(settings: Shuyu) -> None:
         "dp_queries": Decimal("6.00"),  # 3 × 2.00
         "dp_epsilon": Decimal("50.00"),  # 0.5 × 100
         "exports_released": Decimal("50.00"),
-        "sealed_jobs": Decimal("0.00"),
-        "imports": Decimal("0.00"),
+        "sealed_jobs": Decimal("20.00"),
+        "imports": Decimal("30.00"),
     }
-    assert statement.total == Decimal("108.00") and not statement.capped
+    assert statement.total == Decimal("158.00") and not statement.capped
     # DP charges go to the queried datasets' departments, the rest in equal halves
     assert statement.by_department == {
-        "市人力资源和社会保障局": Decimal("40.50"),  # 1.00 + 2.00 + 12.50 + 25.00
-        "市卫生健康委员会": Decimal("67.50"),  # 1.00 + 4.00 + 37.50 + 25.00
+        "市人力资源和社会保障局": Decimal("65.50"),  # 1.00 + 2.00 + 12.50 + 50.00 / 2
+        "市卫生健康委员会": Decimal("92.50"),  # 1.00 + 4.00 + 37.50 + 100.00 / 2
     }
     assert sum(statement.by_department.values()) == statement.total
 
@@ -124,7 +136,7 @@ def test_caps_limit_an_item_and_the_month(settings: Shuyu, tmp_path: Path) -> No
     statement = fees.statement_for(settings, "kangning", MONTH, POLICIES)
     line = next(li for li in statement.lines if li.item == "dp_epsilon")
     assert line.capped and line.amount == Decimal("20.00")
-    assert statement.subtotal == Decimal("78.00") and statement.total == Decimal("60.00")
+    assert statement.subtotal == Decimal("128.00") and statement.total == Decimal("60.00")
     assert statement.capped and sum(statement.by_department.values()) == Decimal("60.00")
 
 
@@ -135,7 +147,7 @@ def test_the_csv_has_a_bom_and_every_line(settings: Shuyu) -> None:
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
     assert rows[0] == ["租户 tenant", "kangning", "月份 month", MONTH]
     items = {r[0]: r for r in rows[3:]}
-    assert items["dp_epsilon"][5] == "50.00" and items["total"][5] == "108.00"
+    assert items["dp_epsilon"][5] == "50.00" and items["total"][5] == "158.00"
     assert items["department"][1] in {"市人力资源和社会保障局", "市卫生健康委员会"}
 
 
@@ -180,7 +192,7 @@ def test_the_printable_statement_renders_in_chromium_and_prints_to_pdf(
         try:
             page = browser.new_page(viewport={"width": 1000, "height": 900})
             page.goto(Path(f"{out}.html").as_uri())
-            assert page.locator("#total").inner_text() == "108.00"
+            assert page.locator("#total").inner_text() == "158.00"
             assert page.locator("#departments tbody tr").count() == 2
             assert page.locator('tr[data-item="dp_epsilon"] td').nth(4).inner_text() == "50.00"
             page.screenshot(path=str(tmp_path / "statement.png"), full_page=True)

@@ -85,17 +85,14 @@ class Usage:
 
 
 def sealed_jobs(session: Session, tenant: str, start: str, end: str) -> int | None:
-    """Hook: sealed jobs the tenant ran in [start, end). None until the sealed-job workflow
-    records them; replace with a count of its records."""
-    del session, tenant, start, end
-    return None
+    """Sealed jobs of the tenant that started running in [start, end): distinct jobs of
+    its ``job.start`` records, so a job run again after a platform restart counts once."""
+    return len({event.target for event in _events(session, "job.start", tenant, start, end)})
 
 
 def imports(session: Session, tenant: str, start: str, end: str) -> int | None:
-    """Hook: data imports the tenant made in [start, end). None until the import workflow
-    records them; replace with a count of its records."""
-    del session, tenant, start, end
-    return None
+    """Imports of the tenant approved (and so stored in the domain) in [start, end)."""
+    return len(_events(session, "import.approve", tenant, start, end))
 
 
 def _events(session: Session, action: str, tenant: str, start: str, end: str) -> list[AuditEvent]:

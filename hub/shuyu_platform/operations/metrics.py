@@ -41,6 +41,7 @@ from ..core.models import (
     DpRelease,
     EgressRequest,
     Incident,
+    OutputVolume,
 )
 from ..core.settings import Shuyu
 
@@ -64,14 +65,12 @@ def metrics_token(settings: Shuyu) -> str:
 
 
 def browser_bytes_served(session: Session) -> dict[str, int] | None:
-    """Hook: bytes served to browsers per tenant, once the gateway meters them.
-
-    The gateway's metering table is not part of this schema yet; until it is, this
-    returns None and ``shuyu_browser_bytes_served_total`` is not exported (no figure is
-    better than a made-up one). Replace the body with a query of that table.
-    """
-    del session
-    return None
+    """Bytes the egress gateway has served to browsers, per tenant, over every day it
+    metered (:class:`~shuyu_platform.core.models.OutputVolume`): a counter that only grows."""
+    rows = session.execute(
+        select(OutputVolume.tenant, func.sum(OutputVolume.bytes)).group_by(OutputVolume.tenant)
+    )
+    return {tenant: int(total or 0) for tenant, total in rows}
 
 
 @dataclass
