@@ -38,7 +38,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -203,7 +205,10 @@ def main() -> None:
 
     from pyspark.sql import SparkSession
 
+    # Tumult keeps temporary tables in Spark's warehouse: never in the service's folder.
+    warehouse = tempfile.mkdtemp(prefix="shuyu-spark-warehouse-")
     builder = SparkSession.builder.master(args.master).appName("shuyu-dp-tumult")
+    builder = builder.config("spark.sql.warehouse.dir", warehouse)
     for pair in args.conf:
         key, _, value = pair.partition("=")
         builder = builder.config(key, value)
@@ -221,7 +226,11 @@ def main() -> None:
             reply = {"ok": False, "error": f"{type(err).__name__}: {err}"[:2000]}
         reply["seconds"] = round(time.monotonic() - started, 3)
         replies.write(json.dumps(reply, default=str) + "\n")
+    from tmlt.analytics.utils import cleanup
+
+    cleanup()
     spark.stop()
+    shutil.rmtree(warehouse, ignore_errors=True)
 
 
 if __name__ == "__main__":
