@@ -6,8 +6,8 @@
 - **storage**: the allocated size of the tenant's disk image when the usage is read;
 - **DP queries and ε** per dataset: the DP ledger's releases (refunds excluded);
 - **released exports**: the ``egress.released`` records;
-- **sealed jobs and imports**: hooks (:func:`sealed_jobs`, :func:`imports`) for the
-  workflows that add them; until then they read 0 and say so.
+- **sealed jobs**: distinct jobs of the ``job.start`` records; **imports**: the
+  ``import.approve`` records.
 
 Months are UTC calendar months, written ``2026-11``.
 """
