@@ -8,6 +8,7 @@ from shuyu_platform import messages
 from shuyu_platform.data.policy.masking_rules import MASKING_RULES
 from shuyu_platform.egress.disclosure.rules import CHECKS, SEVERITIES
 from shuyu_platform.egress.requests import TRANSITIONS as EXPORT_TRANSITIONS
+from shuyu_platform.jobs.queue import TRANSITIONS as JOB_TRANSITIONS
 from shuyu_platform.workflow.applications import NATURES
 from shuyu_platform.workflow.applications import TRANSITIONS as APPLICATION_TRANSITIONS
 
@@ -20,6 +21,8 @@ def test_every_status_action_check_and_rule_has_a_chinese_and_an_english_label()
     names = (
         _names(EXPORT_TRANSITIONS)
         | _names(APPLICATION_TRANSITIONS)
+        | _names(JOB_TRANSITIONS)
+        | {"notebook", "script", "warning", "critical", "deleted"}
         | set(CHECKS)
         | set(SEVERITIES)
         | set(MASKING_RULES)
