@@ -74,6 +74,7 @@ def test_a_script_reads_the_production_input_and_only_declared_outputs_go_to_rev
     provenance = job["content"]["provenance"]
     assert provenance["code_sha256"] == job["code_sha256"]
     assert provenance["inputs"]["health_records"] == job["inputs"]["health_records"]
+    assert "health_records" in provenance["raw_versions"]  # the raw version it was built from
     assert len(provenance["environment"]["sha256"]) == 64
     assert "done 2000" in log_of(job)
     # Nothing of the run is left on disk; the frozen code stays for the audit.

@@ -31,6 +31,7 @@ from ..access.tenant_views import masking_secret
 from ..core.atomic import replace_atomically
 from ..core.db import session_scope
 from ..core.settings import Shuyu
+from ..data import supply
 from ..data.masking import tenant_key
 from ..data.masking.columns import mask_column
 from ..data.policy import DatasetPolicy, PseudonymizeMasking
@@ -48,6 +49,8 @@ class ProductionInput:
     sha256: str
     rows: int
     fields: tuple[str, ...]
+    #: The raw version it was built from (``None``: a raw file never supplied as a version).
+    raw_version: int | None = None
 
 
 def folder(settings: Shuyu, tenant: str) -> Path:
@@ -147,7 +150,8 @@ def _build(
         policy = policies.get(dataset)
         if policy is None or not policy.production.allowed:
             continue
-        raw = settings.zone("raw") / policy.raw_file
+        pinned = supply.current(settings.zone("raw"), policy)  # one version, whatever comes next
+        raw = pinned.path
         if not raw.is_file():
             continue
         fields = policy.production_fields(granted)
@@ -158,6 +162,7 @@ def _build(
             "row_filter": row_filter,
             "policy": policy.model_dump(mode="json", include={"version", "fields", "production"}),
             "raw": [stat.st_size, stat.st_mtime_ns],
+            "raw_version": pinned.version,
         }
         target = base / f"{dataset}.parquet"
         meta = base / f".{dataset}.json"
@@ -171,6 +176,6 @@ def _build(
             known = {"recipe": recipe, "sha256": digest, "rows": rows}
             meta.write_text(json.dumps(known))
         out[dataset] = ProductionInput(
-            dataset, target, known["sha256"], int(known["rows"]), tuple(fields)
+            dataset, target, known["sha256"], int(known["rows"]), tuple(fields), pinned.version
         )
     return out

@@ -555,6 +555,7 @@ def _finish(
                 "parameters": json.loads(row.parameters),
                 "outputs": json.loads(row.outputs),
                 "inputs": input_digests,
+                "raw_versions": {name: item.raw_version for name, item in built.items()},
                 "environment": environment(),
                 "status": queue.TRANSITIONS["running"][outcome.action],
                 "exit_code": outcome.exit_code,
