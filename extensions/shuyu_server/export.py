@@ -238,7 +238,7 @@ class ExportHandler(WorkFolderHandler):
         if not REQUEST_ID.fullmatch(request_id):
             raise web.HTTPError(400, "没有这个导出申请。No such export request.")
         try:
-            answer = await platform.call("GET", f"api/egress/requests/{request_id}")
+            answer = await platform.call("GET", f"api/egress/requests/{request_id}?content=1")
         except platform.PlatformError as err:
             raise web.HTTPError(404, err.message) from None
         if answer.get("status") != "changes_requested":

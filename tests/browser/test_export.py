@@ -139,6 +139,13 @@ def test_merchant_resubmits_beside_the_reviewers_comment(page, platform: Platfor
     page.goto(f"{platform.url}/user/alice/shuyu/export?notebook=resubmit.ipynb")
     page.wait_for_selector("#export", timeout=60_000)
     assert "单元格 [3] cell [3]" in page.inner_text("#export")  # JupyterLab's [3]
+    page.fill("textarea[name=purpose]", "区县人数汇总")
+    page.click("#submit")  # nothing chosen: a page saying what to do, not "400 : Bad Request"
+    page.wait_for_selector("#error", timeout=60_000)
+    assert "请至少勾选一个带输出的单元格" in page.inner_text("#error")
+    assert page.query_selector("link[href$='static/shuyu.css']") is not None  # platform style
+    page.go_back()
+    page.wait_for_selector("#export", timeout=60_000)
     page.check("input[name=cell][value='0']")
     page.fill("textarea[name=purpose]", "区县人数汇总")
     page.click("#submit")

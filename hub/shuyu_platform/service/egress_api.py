@@ -239,9 +239,10 @@ class RequestApi(EgressHandler):
             answer = egress.as_dict(
                 row, egress.decisions_of(session, row.id), reviewer=self.has_scope(EGRESS_REVIEW)
             )
-        # Reviewers read the frozen content; so does its requester (it came from their
-        # sandbox), to resubmit it beside the reviewer's comments.
-        if self.has_scope(EGRESS_REVIEW) or row.username == self.user["name"]:
+        # Reviewers read the frozen content; so does its requester when they ask for it
+        # (it came from their sandbox), to resubmit it beside the reviewer's comments.
+        asked = self.get_argument("content", "") == "1" and row.username == self.user["name"]
+        if self.has_scope(EGRESS_REVIEW) or asked:
             try:
                 answer["content"] = egress.read_snapshot(self.outbox, row)
             except egress.EgressError as err:

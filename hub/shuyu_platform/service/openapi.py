@@ -61,6 +61,13 @@ class EgressListQuery(Body):
     status: str = ""
 
 
+class EgressRequestQuery(Body):
+    """``GET api/egress/requests/<id>``: ``content=1`` adds the frozen content for its
+    requester (reviewers always get it)."""
+
+    content: str = ""
+
+
 @dataclass(frozen=True)
 class Operation:
     """One JSON operation of the service."""
@@ -141,9 +148,10 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     Operation(
         "get",
         "/api/egress/requests/{request_id}",
-        "One export request (with its content, for reviewers).",
+        "One export request (with its content, for reviewers; for its requester with content=1).",
         "merchant, reviewer",
         params={"request_id": ID},
+        query=EgressRequestQuery,
     ),
     Operation(
         "post",
