@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fnmatch
+import hashlib
 import json
 import logging
 import os
@@ -122,8 +123,6 @@ def environment() -> dict[str, Any]:
         {f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata}
     )
     lock = "\n".join([f"python=={sys.version.split()[0]}", *packages])
-    import hashlib
-
     return {"python": sys.version.split()[0], "sha256": hashlib.sha256(lock.encode()).hexdigest()}
 
 
@@ -342,11 +341,11 @@ def execute(
         if stop is None:
             if now - started > limits.wall_seconds:
                 stop = ("time_out", f"the job ran longer than {limits.wall_seconds} s")
-            elif cancelled():
-                stop = ("cancel", "cancelled while running")
-            elif now >= next_disk:
+            elif now >= next_disk:  # the database and the disk once a second
                 next_disk = now + 1.0
-                if _folder_bytes(folder / "work") + _folder_bytes(folder / "meta") > disk_limit:
+                if cancelled():
+                    stop = ("cancel", "cancelled while running")
+                elif _folder_bytes(folder / "work") + _folder_bytes(folder / "meta") > disk_limit:
                     stop = ("fail", f"the job wrote more than {limits.disk_mb} MiB")
             if stop is not None:
                 with contextlib.suppress(ProcessLookupError):

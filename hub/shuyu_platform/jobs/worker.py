@@ -75,7 +75,6 @@ def recover(settings: Shuyu) -> list[str]:
         for row in queue.interrupted(session):
             if not _gone(row.runner):
                 continue
-            runner.run_folder(settings, row.id)  # cleaned when the run starts again
             if row.attempts >= queue.MAX_ATTEMPTS:
                 row.reason = "interrupted by platform restarts too often"
                 queue.transition(
