@@ -446,11 +446,12 @@ def _meta_files(folder: Path, code: dict[str, Any]) -> list[dict[str, Any]]:
     """The executed notebook (if any) and the log, as files of the job's request."""
     files = []
     if code["kind"] == "notebook":
-        with contextlib.suppress(OSError):
-            fd = os.open(folder / "meta" / EXECUTED, os.O_RDONLY | os.O_NOFOLLOW)
+        with contextlib.suppress(OSError):  # the job could have put anything there
+            fd = os.open(folder / "meta" / EXECUTED, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             with os.fdopen(fd, "rb") as handle:
-                data = handle.read(egress.MAX_SNAPSHOT_BYTES // 3)
-            files.append({"path": EXECUTED, "data_b64": base64.b64encode(data).decode()})
+                if stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    data = handle.read(egress.MAX_SNAPSHOT_BYTES // 3)
+                    files.append({"path": EXECUTED, "data_b64": base64.b64encode(data).decode()})
     files.append({"path": LOG, "data_b64": base64.b64encode(_log_tail(folder)).decode()})
     return files
 
