@@ -297,6 +297,14 @@ class Accounting:
                 self.cpuacct.rmdir()
 
 
+def remove_cgroups(job_id: str) -> None:
+    """Remove the (empty) cgroups a run left behind when its runner was killed."""
+    name = f"job-{job_id}"
+    for controller in ("", "memory", "cpu", "pids", "cpuacct"):
+        with contextlib.suppress(OSError):
+            (Cgroup.ROOT / controller / "shuyu" / name).rmdir()
+
+
 def _folder_bytes(folder: Path) -> int:
     total = 0
     for root, _, files in os.walk(folder):
