@@ -5,17 +5,20 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from harness import REPO
-from sealed_jobs import files_of, log_of, notebook, released, run, state_root, submit
+from sealed_jobs import files_of, log_of, notebook, released, result, run, state_root, submit
 from shuyu_platform.core import audit, db
+from shuyu_platform.core.models import Job
 from shuyu_platform.core.settings import Shuyu
 from shuyu_platform.data.policy import DatasetPolicy, load_policies
-from shuyu_platform.jobs import inputs, queue
+from shuyu_platform.jobs import inputs, queue, runner
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +152,26 @@ def test_production_inputs_follow_the_policy(
     )
     assert "person_id" not in dropping.production_fields(list(health.fields))
     assert not policies["bus_ridership"].production.allowed
+
+
+def test_a_job_cancelled_while_running_is_stopped_and_keeps_nothing(
+    sealed: Shuyu, policies: dict[str, DatasetPolicy]
+) -> None:
+    job_id = submit(sealed, {"a.py": "import time\nopen('x', 'w').write('x')\ntime.sleep(300)"})
+    with db.session_scope(sealed.db_url) as session:
+        assert queue.claim(session, job_id, "test-runner")
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(
+            runner.run, sealed, policies, job_id, check_context=lambda tenant: None
+        )
+        work = runner.run_folder(sealed, job_id) / "work" / "x"
+        deadline = time.monotonic() + 120
+        while not work.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with db.session_scope(sealed.db_url) as session:
+            queue.transition(session, session.get(Job, job_id), "cancel", actor="alice")
+        started = time.monotonic()
+        assert running.result(timeout=60) == "cancelled"
+    assert time.monotonic() - started < 10
+    job = result(sealed, job_id)
+    assert job["request"] is None and not runner.run_folder(sealed, job_id).exists()

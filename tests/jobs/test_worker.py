@@ -96,6 +96,8 @@ def test_a_killed_runner_loses_no_job_and_runs_none_twice(
             if e["target"] == f"job:{ids[0]}"
         ]
     assert events == ["job.submit", "job.start", "job.requeue", "job.start", "job.succeed"]
+    # The killed run's cgroups were removed when it was requeued.
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/shuyu/job-{ids[0]}"))
 
 
 def test_a_tenant_waits_for_its_own_running_job_and_drain_holds_the_queue(

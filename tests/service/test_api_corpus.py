@@ -37,6 +37,12 @@ CELLS: dict[str, Any] = {
         }
     ],
 }
+JOB: dict[str, Any] = {
+    "entry": "a.py",
+    "files": {"a.py": "cHJpbnQoMSk="},
+    "outputs": ["out/*.csv"],
+    "purpose": "回归测试",
+}
 APPLICATION: dict[str, Any] = {
     "scenario": "回归测试",
     "purpose": "p",
@@ -108,6 +114,8 @@ POSTS: list[tuple[str, str, dict[str, Any]]] = [
     ("rita", f"applications/{ZERO_ID}/decision", {"action": "reject", "comment": "c"}),
     ("ada", "onboarding/registrations", {"org_name": "x"}),
     ("ada", f"onboarding/registrations/{ZERO_ID}/decision", {"action": "reject"}),
+    ("alice", "jobs", JOB),
+    ("alice", f"jobs/{ZERO_ID}/cancel", {}),
 ]
 
 
@@ -137,6 +145,8 @@ def test_deep_nesting_huge_integers_and_bad_unicode_are_refused_everywhere(
         ("alice", "applications", {**APPLICATION, "nature": {"a": 1}}, "nature"),
         ("alice", "egress/blocked", {"route": ["files"]}, "route"),
         ("alice", "egress/requests", {**CELLS, "purpose": {"a": 1}}, "purpose"),
+        ("alice", "jobs", {**JOB, "entry": ["a.py"]}, "entry"),
+        ("alice", "jobs", {**JOB, "outputs": [{"a": 1}]}, "outputs.0"),
         ("rita", f"applications/{ZERO_ID}/decision", {"action": ["reject"]}, "action"),
         ("ada", f"onboarding/registrations/{ZERO_ID}/decision", {"action": {}}, "action"),
     ],

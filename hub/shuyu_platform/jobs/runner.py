@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fnmatch
+import hashlib
 import json
 import logging
 import os
@@ -122,8 +123,6 @@ def environment() -> dict[str, Any]:
         {f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata}
     )
     lock = "\n".join([f"python=={sys.version.split()[0]}", *packages])
-    import hashlib
-
     return {"python": sys.version.split()[0], "sha256": hashlib.sha256(lock.encode()).hexdigest()}
 
 
@@ -298,6 +297,14 @@ class Accounting:
                 self.cpuacct.rmdir()
 
 
+def remove_cgroups(job_id: str) -> None:
+    """Remove the (empty) cgroups a run left behind when its runner was killed."""
+    name = f"job-{job_id}"
+    for controller in ("", "memory", "cpu", "pids", "cpuacct"):
+        with contextlib.suppress(OSError):
+            (Cgroup.ROOT / controller / "shuyu" / name).rmdir()
+
+
 def _folder_bytes(folder: Path) -> int:
     total = 0
     for root, _, files in os.walk(folder):
@@ -342,11 +349,11 @@ def execute(
         if stop is None:
             if now - started > limits.wall_seconds:
                 stop = ("time_out", f"the job ran longer than {limits.wall_seconds} s")
-            elif cancelled():
-                stop = ("cancel", "cancelled while running")
-            elif now >= next_disk:
+            elif now >= next_disk:  # the database and the disk once a second
                 next_disk = now + 1.0
-                if _folder_bytes(folder / "work") + _folder_bytes(folder / "meta") > disk_limit:
+                if cancelled():
+                    stop = ("cancel", "cancelled while running")
+                elif _folder_bytes(folder / "work") + _folder_bytes(folder / "meta") > disk_limit:
                     stop = ("fail", f"the job wrote more than {limits.disk_mb} MiB")
             if stop is not None:
                 with contextlib.suppress(ProcessLookupError):
@@ -447,11 +454,12 @@ def _meta_files(folder: Path, code: dict[str, Any]) -> list[dict[str, Any]]:
     """The executed notebook (if any) and the log, as files of the job's request."""
     files = []
     if code["kind"] == "notebook":
-        with contextlib.suppress(OSError):
-            fd = os.open(folder / "meta" / EXECUTED, os.O_RDONLY | os.O_NOFOLLOW)
+        with contextlib.suppress(OSError):  # the job could have put anything there
+            fd = os.open(folder / "meta" / EXECUTED, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             with os.fdopen(fd, "rb") as handle:
-                data = handle.read(egress.MAX_SNAPSHOT_BYTES // 3)
-            files.append({"path": EXECUTED, "data_b64": base64.b64encode(data).decode()})
+                if stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    data = handle.read(egress.MAX_SNAPSHOT_BYTES // 3)
+                    files.append({"path": EXECUTED, "data_b64": base64.b64encode(data).decode()})
     files.append({"path": LOG, "data_b64": base64.b64encode(_log_tail(folder)).decode()})
     return files
 

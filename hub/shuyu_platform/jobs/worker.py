@@ -75,7 +75,7 @@ def recover(settings: Shuyu) -> list[str]:
         for row in queue.interrupted(session):
             if not _gone(row.runner):
                 continue
-            runner.run_folder(settings, row.id)  # cleaned when the run starts again
+            runner.remove_cgroups(row.id)  # its processes died with the runner
             if row.attempts >= queue.MAX_ATTEMPTS:
                 row.reason = "interrupted by platform restarts too often"
                 queue.transition(
