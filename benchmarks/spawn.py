@@ -57,9 +57,12 @@ def _cgroup_memory_bytes(group: Path) -> int:
 
 def _role(pid: int) -> str:
     try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return "gone"
+    if Path(argv[0].decode()).name in ("bwrap", "setpriv"):  # their argv holds the rest
+        return "other"
+    command = b" ".join(argv).decode()
     if "sandbox_init" in command:
         return "relays"
     if "singleuser" in command:
