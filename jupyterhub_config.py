@@ -5,7 +5,6 @@ or read hub/shuyu_platform/settings.py), and any JupyterHub option as usual.
 `# --- Differential-privacy queries -----------------------------------------------
 # c.Shuyu.dp_engine = "shuyu_platform.dp.opendp_engine:OpenDpEngine"  # env SHUYU_DP_ENGINE
 # c.Shuyu.dp_refund_failures = True                 # env SHUYU_DP_REFUND_FAILURES=0
-# c.Shuyu.data_memory_limit = "2G"                  # env SHUYU_DATA_MEMORY_LIMIT
 
 configure(c)` must come last: it validates the dataset policies (a malformed one
 stops the hub with file, line and field), prepares the state folders and the
@@ -31,5 +30,6 @@ c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
 
 # --- Differential-privacy queries -----------------------------------------------
 # c.Shuyu.dp_engine = "shuyu_platform.dp.opendp_engine:OpenDpEngine"  # env SHUYU_DP_ENGINE
+# c.Shuyu.data_memory_limit = "2G"                  # env SHUYU_DATA_MEMORY_LIMIT
 
 configure(c)
