@@ -34,5 +34,6 @@ c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
 # c.Shuyu.spark_master = "local[*]"                # env SHUYU_SPARK_MASTER; spark://..., k8s://...
 # c.Shuyu.spark_conf = ["spark.executor.memory=8g"]  # env SHUYU_SPARK_CONF (space-separated)
 # c.Shuyu.spark_raw_url = "s3a://bucket/raw"       # env SHUYU_SPARK_RAW_URL; empty: the raw zone
+# c.Shuyu.data_memory_limit = "2G"                  # env SHUYU_DATA_MEMORY_LIMIT
 
 configure(c)
