@@ -139,27 +139,34 @@ def test_request_export_from_jupyterlab_review_release_and_the_download_menu(
     assert "Request export" in page.locator(".jp-Dialog-header").inner_text()
     page.click(".jp-Dialog .jp-mod-reject")
 
+    # Right-clicking a cell offers the selected cells; right-clicking a file, the file.
+    cells.nth(0).locator(".jp-InputPrompt").click(button="right")
+    page.locator(".lm-Menu-item[data-command='shuyu:request-export-cells']").wait_for()
+    page.keyboard.press("Escape")
+    listed = page.locator(".jp-DirListing-item", has_text=NOTEBOOK).first
+    listed.click(button="right")
+    page.locator(".lm-Menu-item[data-command='shuyu:request-export-file']").click()
+    form.locator(".jp-ShuyuExportForm-cell").nth(2).wait_for(timeout=30_000)  # all its cells
+    page.click(".jp-Dialog .jp-mod-reject")
+
 
 def test_the_budget_bar_moves_after_a_dp_query(page, platform: Platform) -> None:
     _login(page, platform)
     page.locator(".jp-ShuyuStatus").click()  # opens the panel
     bar = page.locator(".jp-Shuyu-budget[data-dataset='health_records'] .jp-Shuyu-bar")
     bar.wait_for(timeout=60_000)
+    page.wait_for_selector("#jp-Shuyu-panel[data-loading='false']", timeout=60_000)
     before = _spent(page)
-    cost = page.locator(".jp-Shuyu-budget[data-dataset='health_records'] input")
-    cost.fill("0.1")
-    assert (
-        "0.1"
-        in page.locator(
-            ".jp-Shuyu-budget[data-dataset='health_records'] .jp-Shuyu-barNote"
-        ).inner_text()
-    )
+    # The query-cost field draws what a query of that ε would take from what is left.
+    page.locator(".jp-Shuyu-budget[data-dataset='health_records'] input").fill("0.01")
+    note = page.locator(".jp-Shuyu-budget[data-dataset='health_records'] .jp-Shuyu-barNote")
+    assert "A query of ε 0.01 would leave" in note.inner_text()
 
     query = platform.run_code(
         "alice",
-        'from shuyu import dp\ndp.query("health_records", epsilon=0.1)'
+        'from shuyu import dp\ndp.query("health_records", epsilon=0.01)'
         '.group_by("sex").agg(n=dp.count()).run()',
     )
     assert query.ok, query.error
     _refresh_panel(page)
-    assert _spent(page) == pytest.approx(before + 0.1)
+    assert _spent(page) == pytest.approx(before + 0.01)
