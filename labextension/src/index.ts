@@ -9,8 +9,8 @@
  * - The Shuyu side panel (granted views, DP budget bars, export requests) and a
  *   status-bar item naming the sandbox's tenant.
  *
- * Every label goes through the `shuyu-lab` translation domain (English source strings;
- * Chinese in the Python package's `locale/zh_CN/LC_MESSAGES/shuyu-lab.json`).
+ * Every label goes through the `shuyu_lab` translation domain (English source strings;
+ * Chinese in the Python package's `locale/zh_CN/LC_MESSAGES/shuyu_lab.json`).
  */
 import {
   ILabShell,
@@ -31,8 +31,9 @@ import { requestExport } from './dialog';
 import { cellsTarget, ExportTarget, ISandboxContext } from './model';
 import { ShuyuPanel } from './panel';
 
-/** The extension's translation domain (also the locale file's name). */
-export const DOMAIN = 'shuyu-lab';
+/** The extension's translation domain (also the locale file's and entry point's name); with
+ * an underscore, as JupyterLab turns '-' in a domain into '_' before looking it up. */
+export const DOMAIN = 'shuyu_lab';
 
 /** Command IDs: Shuyu's own, and JupyterLab's download/export ones taken over. */
 export namespace CommandIDs {

@@ -7,6 +7,7 @@ release; File ▸ Download leads to Request export; a DP query moves the budget 
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 
@@ -170,3 +171,34 @@ def test_the_budget_bar_moves_after_a_dp_query(page, platform: Platform) -> None
     assert query.ok, query.error
     _refresh_panel(page)
     assert _spent(page) == pytest.approx(before + 0.01)
+
+
+def test_labels_follow_jupyterlabs_language_setting(page, platform: Platform) -> None:
+    # carol (same tenant), so the language chosen here stays out of alice's pages.
+    page.goto(f"{platform.url}/hub/login")
+    page.fill("#username_input", "carol")
+    page.fill("#password_input", "carol-demo-2026")
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(r"/user/carol/lab"), timeout=90_000)
+    page.locator(".jp-ShuyuStatus").wait_for(timeout=60_000)
+    xsrf = next(
+        c["value"]
+        for c in page.context.cookies()
+        if c["name"] == "_xsrf" and c["path"].startswith("/user/carol")
+    )
+    chosen = page.request.put(
+        f"{platform.url}/user/carol/lab/api/settings/@jupyterlab/translation-extension:plugin",
+        data=json.dumps({"raw": json.dumps({"locale": "zh_CN"})}),
+        headers={"X-XSRFToken": xsrf, "Content-Type": "application/json"},
+    )
+    assert chosen.status == 204, chosen.text()
+    page.reload()
+    page.wait_for_function(
+        "() => (document.querySelector('.jp-ShuyuStatus') || {}).textContent"
+        " === '数域沙箱 · 租户 kangning'",
+        timeout=60_000,
+    )
+    page.locator(".jp-ShuyuStatus").click()
+    page.wait_for_selector("#jp-Shuyu-panel[data-loading='false']", timeout=60_000)
+    assert page.locator("#jp-Shuyu-views h3").inner_text() == "已授权视图"
+    assert page.locator(".jp-ShuyuPanel-refresh").inner_text() == "刷新"
