@@ -41,12 +41,12 @@ def _save_notebook(platform: Platform) -> None:
     assert run.ok, run.error
 
 
-def _login(page, platform: Platform) -> None:
+def _login(page, platform: Platform, name: str = "alice") -> None:
     page.goto(f"{platform.url}/hub/login")
-    page.fill("#username_input", "alice")
-    page.fill("#password_input", "alice-demo-2026")
+    page.fill("#username_input", name)
+    page.fill("#password_input", f"{name}-demo-2026")
     page.click("#login_submit")
-    page.wait_for_url(re.compile(r"/user/alice/lab"), timeout=60_000)
+    page.wait_for_url(re.compile(rf"/user/{name}/lab"), timeout=90_000)
 
 
 def _refresh_panel(page) -> None:
@@ -175,11 +175,7 @@ def test_the_budget_bar_moves_after_a_dp_query(page, platform: Platform) -> None
 
 def test_labels_follow_jupyterlabs_language_setting(page, platform: Platform) -> None:
     # carol (same tenant), so the language chosen here stays out of alice's pages.
-    page.goto(f"{platform.url}/hub/login")
-    page.fill("#username_input", "carol")
-    page.fill("#password_input", "carol-demo-2026")
-    page.click("#login_submit")
-    page.wait_for_url(re.compile(r"/user/carol/lab"), timeout=90_000)
+    _login(page, platform, "carol")
     page.locator(".jp-ShuyuStatus").wait_for(timeout=60_000)
     xsrf = next(
         c["value"]
