@@ -23,6 +23,7 @@ read by the same code as the Request export page (:class:`.export.WorkFolderHand
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -122,11 +123,16 @@ class ExportsApi(LabApiHandler):
     async def get(self) -> None:
         listing = await self.relay("GET", "api/egress/requests")
         user = os.environ.get("JUPYTERHUB_USER", "")
-        requests = []
-        for index, row in enumerate(listing.get("requests", [])):
-            if index < DETAILED_REQUESTS:
-                detail = await self.relay("GET", f"api/egress/requests/{row['id']}")
-                row["decisions"] = detail.get("decisions", [])
+        requests = listing.get("requests", [])
+        details = await asyncio.gather(
+            *(
+                self.relay("GET", f"api/egress/requests/{r['id']}")
+                for r in requests[:DETAILED_REQUESTS]
+            )
+        )
+        for row, detail in zip(requests, details, strict=False):
+            row["decisions"] = detail.get("decisions", [])
+        for row in requests:
             row["downloads"] = (
                 [
                     {"name": f["name"], "url": f"{EXPORTS_URL}/{row['id']}/{f['name']}"}
@@ -135,7 +141,6 @@ class ExportsApi(LabApiHandler):
                 if row.get("username") == user and row.get("status") == "released"
                 else []
             )
-            requests.append(row)
         self.finish({"requests": requests, "exports_url": EXPORTS_URL})
 
     @web.authenticated

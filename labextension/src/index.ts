@@ -9,8 +9,8 @@
  * - The Shuyu side panel (granted views, DP budget bars, export requests) and a
  *   status-bar item naming the sandbox's tenant.
  *
- * Every label goes through the `shuyu-lab` translation domain (English source strings;
- * Chinese in the Python package's `locale/zh_CN/LC_MESSAGES/shuyu-lab.json`).
+ * Every label goes through the `shuyu_lab` translation domain (English source strings;
+ * Chinese in the Python package's `locale/zh_CN/LC_MESSAGES/shuyu_lab.json`).
  */
 import {
   ILabShell,
@@ -31,8 +31,9 @@ import { requestExport } from './dialog';
 import { cellsTarget, ExportTarget, ISandboxContext } from './model';
 import { ShuyuPanel } from './panel';
 
-/** The extension's translation domain (also the locale file's name). */
-export const DOMAIN = 'shuyu-lab';
+/** The extension's translation domain (also the locale file's and entry point's name); with
+ * an underscore, as JupyterLab turns '-' in a domain into '_' before looking it up. */
+export const DOMAIN = 'shuyu_lab';
 
 /** Command IDs: Shuyu's own, and JupyterLab's download/export ones taken over. */
 export namespace CommandIDs {
@@ -98,8 +99,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const file = async (target: ExportTarget): Promise<void> => {
       const filed = await requestExport(target, trans);
       if (filed) {
-        app.shell.activateById(panel.id);
-        await panel.refresh();
+        await commands.execute(CommandIDs.openPanel);
       }
     };
 
@@ -131,10 +131,19 @@ const plugin: JupyterFrontEndPlugin<void> = {
       return null;
     };
 
-    const browserTarget = (): ExportTarget | null => {
+    /** The file browser's selected item: a notebook (all its cells, as saved) or a file. */
+    const browserTarget = async (): Promise<ExportTarget | null> => {
       const first = browser?.selectedItems().next();
       const model = first && !first.done ? first.value : null;
-      return model && model.type !== 'directory' ? { file: model.path } : null;
+      if (!model || model.type === 'directory') {
+        return null;
+      }
+      if (model.type !== 'notebook') {
+        return { file: model.path };
+      }
+      const saved = await app.serviceManager.contents.get(model.path, { content: true });
+      const cells: unknown[] = (saved.content as { cells?: unknown[] })?.cells ?? [];
+      return cellsTarget(model.path, cells.map((_, index) => index));
     };
 
     commands.addCommand(CommandIDs.requestExportCells, {
@@ -169,7 +178,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       caption: trans.__('Ask reviewers to release this file'),
       icon: shuyuIcon,
       execute: async () => {
-        const target = browserTarget();
+        const target = await browserTarget();
         if (target) {
           await file(target);
         }
@@ -214,8 +223,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: trans.__('Open the Shuyu panel'),
       icon: shuyuIcon,
       execute: () => {
-        app.shell.activateById(panel.id);
-        void panel.refresh();
+        if (panel.isVisible) {
+          void panel.refresh();
+        } else {
+          app.shell.activateById(panel.id); // showing it refreshes it
+        }
       }
     });
 

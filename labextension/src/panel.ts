@@ -224,8 +224,16 @@ export class ShuyuPanel extends Widget {
     }
   }
 
-  /** Fill every section again from the server; a failing section says why, the rest go on. */
-  async refresh(): Promise<void> {
+  /**
+   * Fill every section again from the server; a failing section says why, the rest go on.
+   * Refreshes run one after another, so a later one never races an earlier one's drawing.
+   */
+  refresh(): Promise<void> {
+    this.pending = this.pending.then(() => this.refreshNow());
+    return this.pending;
+  }
+
+  private async refreshNow(): Promise<void> {
     this.node.dataset.loading = 'true';
     await Promise.all(
       this.sections.map(async section => {
@@ -247,4 +255,5 @@ export class ShuyuPanel extends Widget {
   }
 
   private bodies = new Map<string, HTMLElement>();
+  private pending: Promise<void> = Promise.resolve();
 }

@@ -7,6 +7,7 @@ release; File ▸ Download leads to Request export; a DP query moves the budget 
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 
@@ -40,12 +41,12 @@ def _save_notebook(platform: Platform) -> None:
     assert run.ok, run.error
 
 
-def _login(page, platform: Platform) -> None:
+def _login(page, platform: Platform, name: str = "alice") -> None:
     page.goto(f"{platform.url}/hub/login")
-    page.fill("#username_input", "alice")
-    page.fill("#password_input", "alice-demo-2026")
+    page.fill("#username_input", name)
+    page.fill("#password_input", f"{name}-demo-2026")
     page.click("#login_submit")
-    page.wait_for_url(re.compile(r"/user/alice/lab"), timeout=60_000)
+    page.wait_for_url(re.compile(rf"/user/{name}/lab"), timeout=90_000)
 
 
 def _refresh_panel(page) -> None:
@@ -139,27 +140,61 @@ def test_request_export_from_jupyterlab_review_release_and_the_download_menu(
     assert "Request export" in page.locator(".jp-Dialog-header").inner_text()
     page.click(".jp-Dialog .jp-mod-reject")
 
+    # Right-clicking a cell offers the selected cells; right-clicking a file, the file.
+    cells.nth(0).locator(".jp-InputPrompt").click(button="right")
+    page.locator(".lm-Menu-item[data-command='shuyu:request-export-cells']").wait_for()
+    page.keyboard.press("Escape")
+    listed = page.locator(".jp-DirListing-item", has_text=NOTEBOOK).first
+    listed.click(button="right")
+    page.locator(".lm-Menu-item[data-command='shuyu:request-export-file']").click()
+    form.locator(".jp-ShuyuExportForm-cell").nth(2).wait_for(timeout=30_000)  # all its cells
+    page.click(".jp-Dialog .jp-mod-reject")
+
 
 def test_the_budget_bar_moves_after_a_dp_query(page, platform: Platform) -> None:
     _login(page, platform)
     page.locator(".jp-ShuyuStatus").click()  # opens the panel
     bar = page.locator(".jp-Shuyu-budget[data-dataset='health_records'] .jp-Shuyu-bar")
     bar.wait_for(timeout=60_000)
+    page.wait_for_selector("#jp-Shuyu-panel[data-loading='false']", timeout=60_000)
     before = _spent(page)
-    cost = page.locator(".jp-Shuyu-budget[data-dataset='health_records'] input")
-    cost.fill("0.1")
-    assert (
-        "0.1"
-        in page.locator(
-            ".jp-Shuyu-budget[data-dataset='health_records'] .jp-Shuyu-barNote"
-        ).inner_text()
-    )
+    # The query-cost field draws what a query of that ε would take from what is left.
+    page.locator(".jp-Shuyu-budget[data-dataset='health_records'] input").fill("0.01")
+    note = page.locator(".jp-Shuyu-budget[data-dataset='health_records'] .jp-Shuyu-barNote")
+    assert "A query of ε 0.01 would leave" in note.inner_text()
 
     query = platform.run_code(
         "alice",
-        'from shuyu import dp\ndp.query("health_records", epsilon=0.1)'
+        'from shuyu import dp\ndp.query("health_records", epsilon=0.01)'
         '.group_by("sex").agg(n=dp.count()).run()',
     )
     assert query.ok, query.error
     _refresh_panel(page)
-    assert _spent(page) == pytest.approx(before + 0.1)
+    assert _spent(page) == pytest.approx(before + 0.01)
+
+
+def test_labels_follow_jupyterlabs_language_setting(page, platform: Platform) -> None:
+    # carol (same tenant), so the language chosen here stays out of alice's pages.
+    _login(page, platform, "carol")
+    page.locator(".jp-ShuyuStatus").wait_for(timeout=60_000)
+    xsrf = next(
+        c["value"]
+        for c in page.context.cookies()
+        if c["name"] == "_xsrf" and c["path"].startswith("/user/carol")
+    )
+    chosen = page.request.put(
+        f"{platform.url}/user/carol/lab/api/settings/@jupyterlab/translation-extension:plugin",
+        data=json.dumps({"raw": json.dumps({"locale": "zh_CN"})}),
+        headers={"X-XSRFToken": xsrf, "Content-Type": "application/json"},
+    )
+    assert chosen.status == 204, chosen.text()
+    page.reload()
+    page.wait_for_function(
+        "() => (document.querySelector('.jp-ShuyuStatus') || {}).textContent"
+        " === '数域沙箱 · 租户 kangning'",
+        timeout=60_000,
+    )
+    page.locator(".jp-ShuyuStatus").click()
+    page.wait_for_selector("#jp-Shuyu-panel[data-loading='false']", timeout=60_000)
+    assert page.locator("#jp-Shuyu-views h3").inner_text() == "已授权视图"
+    assert page.locator(".jp-ShuyuPanel-refresh").inner_text() == "刷新"

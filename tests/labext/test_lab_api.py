@@ -111,8 +111,8 @@ def test_the_extension_loads_from_the_read_only_environment_and_the_tenant_canno
 def test_labels_come_in_chinese_through_jupyterlabs_translations(alice: Merchant) -> None:
     answer = alice.request("GET", "lab/api/translations/zh_CN").json()
     assert answer["message"] == ""
-    assert answer["data"]["shuyu-lab"]["Request export"] == ["申请导出"]
-    assert answer["data"]["shuyu-lab"]["Shuyu sandbox · tenant %1"] == ["数域沙箱 · 租户 %1"]
+    assert answer["data"]["shuyu_lab"]["Request export"] == ["申请导出"]
+    assert answer["data"]["shuyu_lab"]["Shuyu sandbox · tenant %1"] == ["数域沙箱 · 租户 %1"]
     assert answer["data"]["jupyterlab"][""]["language"] == "zh-CN"  # JupyterLab's own pack
 
 

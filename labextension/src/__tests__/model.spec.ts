@@ -131,7 +131,7 @@ describe('Chinese labels', () => {
   const src = path.resolve(__dirname, '..');
   const locale = JSON.parse(
     fs.readFileSync(
-      path.resolve(src, '../../extensions/shuyu_server/locale/zh_CN/LC_MESSAGES/shuyu-lab.json'),
+      path.resolve(src, '../../extensions/shuyu_server/locale/zh_CN/LC_MESSAGES/shuyu_lab.json'),
       'utf-8'
     )
   );
