@@ -25,7 +25,9 @@ from harness import Platform, running_platform
 from shuyu_platform.core.db import session_scope
 from shuyu_platform.core.models import OutputVolume
 
-pytestmark = pytest.mark.hub
+#: The module starts a platform of its own, which on a busy machine takes up to the
+#: harness's STARTUP_TIMEOUT (240 s) and counts against its first test's timeout.
+pytestmark = [pytest.mark.hub, pytest.mark.timeout(600)]
 
 CAP = 8 * 1024 * 1024
 

@@ -664,7 +664,22 @@ class HttpGateway(_GatewayMixin, web.RequestHandler):
             await self.finish()
         except iostream.StreamClosedError:
             return  # the browser left before the reply was sent: nothing reached it
-        self.gw.meter.add(self.gw.username, self.gw.tenant, "http", len(reply.body))
+        if not self._hub_probe(decision):
+            self.gw.meter.add(self.gw.username, self.gw.tenant, "http", len(reply.body))
+
+    def _hub_probe(self, route: Route) -> bool:
+        """Whether this is the hub's own readiness check (``GET api``), not a browser's.
+
+        The hub asks the server's URL directly; everything a browser sends comes through
+        the proxy, which adds ``X-Forwarded-For``. The probe's reply (the server's
+        version) reaches the hub only, so it is not counted as the user's output.
+        """
+        return (
+            route.name == "api"
+            and self.request.method == "GET"
+            and self.gw.relative(self.request.path) == "api"
+            and "X-Forwarded-For" not in self.request.headers
+        )
 
     get = post = put = patch = delete = head = options = _handle  # type: ignore[assignment]
 
