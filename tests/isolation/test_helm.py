@@ -30,6 +30,7 @@ from tornado import web
 from traitlets.config import Config
 
 from shuyu_platform.core import roles
+from shuyu_platform.data.policy import load_policies
 from shuyu_platform.isolation.docker import (
     CONTAINER_LOCAL,
     CONTAINER_SYNTHETIC,
@@ -324,11 +325,13 @@ def test_extra_config_keeps_the_chart_and_adds_shuyu(
     # one entry per service; the chart's culler kept, Shuyu's own culler off
     services = {service["name"]: service for service in hub.services}
     assert len(services) == len(hub.services)
+    departments = {p.catalogue.department for p in load_policies(REPO / "policies").values()}
     assert set(services) == {
         "jupyterhub-idle-culler",
         roles.SERVICE_NAME,
         roles.OPERATOR_SERVICE,
         roles.DASHBOARDS_SERVICE,
+        *(roles.supply_account(d) for d in departments),  # one per source department
     }
     # dashboards on an origin of their own: no proxy route, Voila on this pod's IP
     dashboards = services[roles.DASHBOARDS_SERVICE]

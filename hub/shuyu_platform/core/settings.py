@@ -719,6 +719,7 @@ class Shuyu(Configurable):
     def _positive_data_in_limit(self, proposal: dict) -> int:
         if proposal["value"] < 1:
             raise ValueError(f"{proposal['trait'].name} must be at least 1")
+        return int(proposal["value"])
 
     # ------------------------------------------------------------- operations
     alert_rules_file = Unicode(
