@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import BIN, REPO, Platform, cli_env
+from harness import BIN, REPO, Platform, cli_env, run_in_thread
 from shuyu_platform.access import grants
 from shuyu_platform.core import audit, db
 from shuyu_platform.core.db import stamp
@@ -187,17 +187,21 @@ def test_the_printable_statement_renders_in_chromium_and_prints_to_pdf(
     )  # fmt: skip
     assert Path(f"{out}.pdf").read_bytes().startswith(b"%PDF-")
     assert Path(f"{out}.csv").read_bytes().startswith(b"\xef\xbb\xbf")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1000, "height": 900})
-            page.goto(Path(f"{out}.html").as_uri())
-            assert page.locator("#total").inner_text() == "158.00"
-            assert page.locator("#departments tbody tr").count() == 2
-            assert page.locator('tr[data-item="dp_epsilon"] td').nth(4).inner_text() == "50.00"
-            page.screenshot(path=str(tmp_path / "statement.png"), full_page=True)
-        finally:
-            browser.close()
+
+    def render() -> None:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1000, "height": 900})
+                page.goto(Path(f"{out}.html").as_uri())
+                assert page.locator("#total").inner_text() == "158.00"
+                assert page.locator("#departments tbody tr").count() == 2
+                assert page.locator('tr[data-item="dp_epsilon"] td').nth(4).inner_text() == "50.00"
+                page.screenshot(path=str(tmp_path / "statement.png"), full_page=True)
+            finally:
+                browser.close()
+
+    run_in_thread(render)
 
 
 @pytest.mark.hub

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness import BIN, REPO, cli_env
+from harness import BIN, REPO, cli_env, run_in_thread
 from served import serving
 from shuyu_platform.access import grants
 from shuyu_platform.core import audit, db
@@ -95,35 +95,45 @@ def test_the_public_page_and_the_report_render_in_chromium(settings: Shuyu, tmp_
     from playwright.sync_api import sync_playwright
 
     scripted_year(settings)
-    with serving(settings) as base, sync_playwright() as p:
-        page_answer = requests.get(f"{base}disclosure", timeout=120)
-        assert page_answer.status_code == 200  # public: no sign-in
-        assert "img-src 'self' data:" in page_answer.headers["Content-Security-Policy"]
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            errors: list[str] = []  # the bare service has no favicon; the hub serves it
-            page.on(
-                "response",
-                lambda r: (
-                    errors.append(r.url) if r.status >= 400 and "favicon" not in r.url else None
-                ),
-            )
-            page.goto(f"{base}disclosure")
-            assert page.locator("#datasets-offered").inner_text() == "4"
-            row = page.locator('tr[data-figure="applications_deemed_approved"] td').nth(1)
-            assert row.inner_text() == "1"
-            for name in ("applications", "use", "security"):
-                width = page.eval_on_selector(f"#chart-{name}", "img => img.naturalWidth")
-                assert width > 300, name
-            page.screenshot(path=str(tmp_path / "disclosure.png"), full_page=True)
-            page.goto(f"{base}disclosure/report?year={YEAR}")
-            assert f"数域平台{YEAR}年度运营报告" in page.locator("h1").inner_text()
-            assert page.locator("#emergencies tbody tr").count() == 2  # the incident, the drill
-            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
-            assert not errors, errors
-        finally:
-            browser.close()
+    with serving(settings) as base:
+
+        def render() -> None:
+            with sync_playwright() as p:
+                page_answer = requests.get(f"{base}disclosure", timeout=120)
+                assert page_answer.status_code == 200  # public: no sign-in
+                assert "img-src 'self' data:" in page_answer.headers["Content-Security-Policy"]
+                browser = p.chromium.launch(
+                    executable_path="/usr/bin/chromium", args=["--no-sandbox"]
+                )
+                try:
+                    page = browser.new_page(viewport={"width": 1200, "height": 900})
+                    errors: list[str] = []  # the bare service has no favicon; the hub serves it
+                    page.on(
+                        "response",
+                        lambda r: (
+                            errors.append(r.url)
+                            if r.status >= 400 and "favicon" not in r.url
+                            else None
+                        ),
+                    )
+                    page.goto(f"{base}disclosure")
+                    assert page.locator("#datasets-offered").inner_text() == "4"
+                    row = page.locator('tr[data-figure="applications_deemed_approved"] td').nth(1)
+                    assert row.inner_text() == "1"
+                    for name in ("applications", "use", "security"):
+                        width = page.eval_on_selector(f"#chart-{name}", "img => img.naturalWidth")
+                        assert width > 300, name
+                    page.screenshot(path=str(tmp_path / "disclosure.png"), full_page=True)
+                    page.goto(f"{base}disclosure/report?year={YEAR}")
+                    assert f"数域平台{YEAR}年度运营报告" in page.locator("h1").inner_text()
+                    # the incident and the drill
+                    assert page.locator("#emergencies tbody tr").count() == 2
+                    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+                    assert not errors, errors
+                finally:
+                    browser.close()
+
+        run_in_thread(render)
 
 
 @pytest.mark.browser

@@ -101,6 +101,7 @@ def _exports_row(html: str, request_id: str) -> str:
     row = re.search(rf'<tr [^>]*data-id="{request_id}">(.*?)</tr>', html, re.S)
     assert row, f"request {request_id} not on the Exports page"
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.S)
+    cells = [c.replace(request_id, "<id>") for c in cells]  # element ids name the request
     return "|".join(cells[1:])  # the first cell holds the title, id and time
 
 
