@@ -228,7 +228,7 @@ def test_the_imports_pages_file_and_review_a_request(platform: Platform) -> None
         timeout=120,
     )
     assert sent.status_code == 200, sent.text
-    assert "branches" in sent.text and "submitted" in sent.text
+    assert "branches" in sent.text and "已提交 Submitted" in sent.text  # the status, labelled
     import_id = sent.url.rstrip("/").rsplit("/", 1)[-1]
     reviewer, review_headers = platform.service_session("rita")
     page = reviewer.get(f"{pages}/{import_id}", timeout=60)

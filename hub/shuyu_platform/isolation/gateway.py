@@ -297,12 +297,15 @@ ROUTES: list[Route] = [
     _route("shuyu/export", r"shuyu/export/?", "GET POST", "proxy",
            "the Request export page, the way out through review",
            check=html_up_to(2 * MIB)),
-    _route("shuyu/api", r"shuyu/api/(context|grants|budget|exports)/?", "GET", "proxy",
-           "the Shuyu JupyterLab extension: tenant, granted views, DP budget, requests",
+    _route("shuyu/api", r"shuyu/api/(context|grants|budget)/?", "GET", "proxy",
+           "the Shuyu JupyterLab extension: tenant, granted views, DP budget",
            check=json_up_to(256 * KIB)),
-    _route("shuyu/api", r"shuyu/api/exports(/preview)?/?", "POST", "proxy",
-           "the extension's Request export dialog: file a request, or preview what it "
-           "freezes (cells the notebook holds anyway, within the Request export page's cap)",
+    _route("shuyu/api", r"shuyu/api/exports/?", "GET POST", "proxy",
+           "the extension's export requests: list them, or file one",
+           check=json_up_to(256 * KIB)),
+    _route("shuyu/api", r"shuyu/api/exports/preview/?", "POST", "proxy",
+           "the extension's Request export dialog: what a request would freeze (cells the "
+           "notebook holds anyway, within the Request export page's cap)",
            check=json_up_to(2 * MIB)),
     # -- notebooks and the file browser
     _route("api/contents", r"api/contents(/[^/]+)*/checkpoints(/[^/]+)?", "GET POST DELETE",
