@@ -243,4 +243,4 @@ def test_the_imports_pages_file_and_review_a_request(platform: Platform) -> None
         headers=review_headers,
         timeout=60,
     )
-    assert rejected.status_code == 200 and "rejected: 用途不明" in rejected.text
+    assert rejected.status_code == 200 and "已拒绝 Rejected: 用途不明" in rejected.text
