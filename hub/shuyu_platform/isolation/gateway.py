@@ -878,6 +878,9 @@ class WebSocketGateway(_GatewayMixin, websocket.WebSocketHandler):
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         """Start relaying the server's frames to the browser."""
+        # A kernel answers with bursts of small frames (status, input, output, reply):
+        # without TCP_NODELAY, Nagle's algorithm holds each after the first for an ACK.
+        self.set_nodelay(True)
         task = asyncio.ensure_future(self._relay())
         self.gw._tasks.add(task)
         task.add_done_callback(self.gw._tasks.discard)
