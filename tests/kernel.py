@@ -33,6 +33,32 @@ class Execution:
         return self.error is None
 
 
+def execute_request(msg_id: str, code: str) -> str:
+    """The Jupyter ``execute_request`` message (protocol 5.3) that runs ``code``, as JSON."""
+    return json.dumps(
+        {
+            "header": {
+                "msg_id": msg_id,
+                "msg_type": "execute_request",
+                "username": "test",
+                "session": uuid.uuid4().hex,
+                "version": "5.3",
+            },
+            "parent_header": {},
+            "metadata": {},
+            "channel": "shell",
+            "content": {
+                "code": code,
+                "silent": False,
+                "store_history": False,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": True,
+            },
+        }
+    )
+
+
 class Kernel:
     """A kernel started on ``/user/<name>/`` and driven over its websocket."""
 
@@ -72,30 +98,7 @@ class Kernel:
     def run(self, code: str, timeout: float = 120) -> Execution:
         """Execute ``code`` and collect its output until the kernel is idle again."""
         msg_id = uuid.uuid4().hex
-        self.ws.send(
-            json.dumps(
-                {
-                    "header": {
-                        "msg_id": msg_id,
-                        "msg_type": "execute_request",
-                        "username": "test",
-                        "session": uuid.uuid4().hex,
-                        "version": "5.3",
-                    },
-                    "parent_header": {},
-                    "metadata": {},
-                    "channel": "shell",
-                    "content": {
-                        "code": code,
-                        "silent": False,
-                        "store_history": False,
-                        "user_expressions": {},
-                        "allow_stdin": False,
-                        "stop_on_error": True,
-                    },
-                }
-            )
-        )
+        self.ws.send(execute_request(msg_id, code))
         result = Execution()
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:

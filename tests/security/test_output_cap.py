@@ -22,6 +22,7 @@ import websocket
 from sqlalchemy import select
 
 from harness import Platform, running_platform
+from kernel import execute_request
 from shuyu_platform.core.db import session_scope
 from shuyu_platform.core.models import OutputVolume
 
@@ -76,30 +77,7 @@ class Client:
 def execute(ws: websocket.WebSocket, code: str) -> tuple[int, list[dict[str, Any]], bool]:
     """Run ``code``; return frame bytes received, the messages, and whether it closed."""
     msg_id = uuid.uuid4().hex
-    ws.send(
-        json.dumps(
-            {
-                "header": {
-                    "msg_id": msg_id,
-                    "msg_type": "execute_request",
-                    "username": "t",
-                    "session": uuid.uuid4().hex,
-                    "version": "5.3",
-                },
-                "parent_header": {},
-                "metadata": {},
-                "channel": "shell",
-                "content": {
-                    "code": code,
-                    "silent": False,
-                    "store_history": False,
-                    "user_expressions": {},
-                    "allow_stdin": False,
-                    "stop_on_error": True,
-                },
-            }
-        )
-    )
+    ws.send(execute_request(msg_id, code))
     size, messages = 0, []
     while True:
         try:
