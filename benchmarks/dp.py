@@ -47,10 +47,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from .memory import peak_mib
+from .memory import REPO, measure_in_fresh_process, peak_mib, rotations
 from .rawdata import DATASET, raw_file, workspace
 
-REPO = Path(__file__).resolve().parents[1]
 ROWS = int(os.environ.get("SHUYU_BENCH_ROWS", "10000000"))
 ROUNDS = int(os.environ.get("SHUYU_BENCH_ROUNDS", "5"))
 STEADY_CALLS = 3  # calls after the first, per process, for the steady state
@@ -247,11 +246,7 @@ def measure(kind: str, raw: Path, query: Query) -> None:
 
 def run(kind: str, python: str, raw: Path, query: Query) -> dict[str, Any]:
     """Run one measurement in a fresh process of ``python``, so its peak memory is its own."""
-    command = [python, "-m", "benchmarks.dp", "--measure", kind, str(raw), json.dumps(query)]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"{kind} failed ({python}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return measure_in_fresh_process("dp", kind, str(raw), json.dumps(query), python=python)
 
 
 def probe(kind: str, python: str) -> tuple[bool, str]:
@@ -334,9 +329,7 @@ def main(argv: Sequence[str] = ()) -> None:
     with workspace("dp") as folder:
         raw = raw_file(folder, rows)
         print(f"  raw file {raw.stat().st_size / 2**20:,.0f} MiB")
-        for round_number in range(1, rounds + 1):
-            shift = (round_number - 1) % len(kinds)
-            order = kinds[shift:] + kinds[:shift]
+        for round_number, order in rotations(kinds, rounds):
             for kind in order:
                 results[kind].append(run(kind, pythons[kind], raw, query))
             done = ", ".join(

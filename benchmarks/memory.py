@@ -8,10 +8,18 @@ the parent's peak, so a measurement started from a large process would report th
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 MIB = 1024**2
+#: The repository, where ``python -m benchmarks.<name>`` runs.
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _status_kib(pid: int | str, field: str) -> int:
@@ -81,3 +89,48 @@ def load_average() -> str:
     """The machine's 1, 5 and 15 minute load averages, and its CPUs, for the record."""
     one, five, fifteen = os.getloadavg()
     return f"load {one:.1f} {five:.1f} {fifteen:.1f} on {os.cpu_count()} CPUs"
+
+
+def measure_in_fresh_process(
+    module: str, kind: str, *args: str, python: str = sys.executable
+) -> dict[str, Any]:
+    """Run ``python -m benchmarks.<module> --measure <kind> <args…>`` and read the JSON
+    object its last line prints: one measurement in a process of its own, so the peak
+    memory it reports is that measurement's alone. Exits with the child's error if it fails.
+    """
+    command = [python, "-m", f"benchmarks.{module}", "--measure", kind, *args]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{kind} failed ({python}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def rotations(kinds: Sequence[str], rounds: int) -> Iterator[tuple[int, list[str]]]:
+    """``(round number, order)`` for each round: every method leads one round in turn, so
+    none always runs first on a cold cache or last on a warm one."""
+    for number in range(1, rounds + 1):
+        shift = (number - 1) % len(kinds)
+        yield number, [*kinds[shift:], *kinds[:shift]]
+
+
+class PeakTree:
+    """Samples the summed RSS of this process and its descendants in a thread, for
+    measurements whose memory lives in child processes (a JVM, a Spark driver); ``stop``
+    returns the largest sum seen, MiB."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, sum(rss_mib(p) for p in descendants(os.getpid())))
+            self._stop.wait(interval)
+
+    def stop(self) -> float:
+        """End sampling; the peak in MiB."""
+        self._stop.set()
+        self._thread.join()
+        return self.peak

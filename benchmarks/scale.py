@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -36,10 +35,17 @@ from typing import Any
 
 from . import dp as dp_bench
 from . import views as views_bench
-from .memory import MIB, load_average, peak_mib, reset_peak
+from .memory import (
+    MIB,
+    REPO,
+    load_average,
+    measure_in_fresh_process,
+    peak_mib,
+    reset_peak,
+    rotations,
+)
 from .rawdata import DATASET, raw_file, workspace
 
-REPO = Path(__file__).resolve().parents[1]
 ROWS = int(os.environ.get("SHUYU_BENCH_ROWS", "100000000"))
 ROUNDS = int(os.environ.get("SHUYU_BENCH_ROUNDS", "3"))
 STEADY_CALLS = 2
@@ -121,11 +127,7 @@ def measure(kind: str, raw: Path) -> None:
 
 def run(kind: str, raw: Path) -> dict[str, Any]:
     """One measurement in a fresh process, so its peak memory is its own."""
-    command = [sys.executable, "-m", "benchmarks.scale", "--measure", kind, str(raw)]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"{kind} failed:\n{done.stderr[-3000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = measure_in_fresh_process("scale", kind, str(raw))
     result["load"] = os.getloadavg()[0]
     return result
 
@@ -160,9 +162,8 @@ def main(argv: Sequence[str] = ()) -> None:
             f"(load {check['load']:.1f})",
             flush=True,
         )
-        for number in range(1, options.rounds + 1):
-            shift = (number - 1) % len(kinds)
-            for kind in kinds[shift:] + kinds[:shift]:
+        for number, order in rotations(kinds, options.rounds):
+            for kind in order:
                 results[kind].append(run(kind, raw))
                 last = results[kind][-1]
                 print(

@@ -25,15 +25,14 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from .memory import REPO, PeakTree, measure_in_fresh_process, rotations
+
 ROWS = int(os.environ.get("SHUYU_BENCH_SPARK_ROWS", "1000000"))
 ROUNDS = int(os.environ.get("SHUYU_BENCH_ROUNDS", "3"))
 STEADY_CALLS = 2
@@ -42,55 +41,6 @@ MASTER = os.environ.get("SHUYU_BENCH_SPARK_MASTER", "local[2]")
 LABELS = {"tumult": "Spark engine", "opendp": "OpenDP engine", "sparksql": "plain Spark SQL"}
 
 Query = dict[str, Any]
-
-
-# ======================================================================= memory
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants, from /proc."""
-    found, stack = [], [pid]
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        try:
-            for task in Path(f"/proc/{current}/task").iterdir():
-                stack += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
-def _rss_mib(pid: int) -> float:
-    total = 0
-    for member in _tree(pid):
-        try:
-            for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
-
-
-class PeakTree:
-    """Samples this process tree's summed RSS in a thread; ``peak`` is the largest seen."""
-
-    def __init__(self, interval: float = 0.05) -> None:
-        self.peak = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
-        self._thread.start()
-
-    def _run(self, interval: float) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_mib(os.getpid()))
-            self._stop.wait(interval)
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return self.peak
 
 
 # ================================================================= measurements
@@ -195,11 +145,7 @@ def measure(kind: str, raw: Path, query: Query) -> None:
 
 def run(kind: str, python: str, raw: Path, query: Query) -> dict[str, Any]:
     """Run one measurement in a fresh process of ``python``."""
-    command = [python, "-m", "benchmarks.spark", "--measure", kind, str(raw), json.dumps(query)]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"{kind} failed ({python}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return measure_in_fresh_process("spark", kind, str(raw), json.dumps(query), python=python)
 
 
 # ================================================================================ main
@@ -250,9 +196,7 @@ def main(argv: Sequence[str] = ()) -> None:
     with workspace("spark") as folder:
         raw = raw_file(folder, rows)
         print(f"  raw file {raw.stat().st_size / 2**20:,.0f} MiB")
-        for round_number in range(1, rounds + 1):
-            shift = (round_number - 1) % len(kinds)
-            order = kinds[shift:] + kinds[:shift]
+        for round_number, order in rotations(kinds, rounds):
             for kind in order:
                 results[kind].append(run(kind, pythons[kind], raw, query))
             done = ", ".join(

@@ -23,7 +23,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from .memory import measure_in_fresh_process
 from .rawdata import DATASET, raw_file, workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,14 +128,7 @@ def measure(kind: str, source: Path) -> None:
 
 def run(kind: str, source: Path) -> dict[str, Any]:
     """Run one measurement in a fresh process, so its peak memory is its own."""
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.supply", "--measure", kind, str(source)],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return measure_in_fresh_process("supply", kind, str(source))
 
 
 def main() -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from .memory import peak_mib
+from .memory import measure_in_fresh_process, peak_mib
 from .rawdata import DATASET, raw_file, workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,15 +109,9 @@ def measure(kind: str, raw: Path, out: Path) -> None:
 
 def run(kind: str, raw: Path, out: Path) -> dict[str, Any]:
     """Run one measurement in a fresh process, so its peak memory is its own."""
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.views", "--measure", kind, str(raw), str(out)],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    result = measure_in_fresh_process("views", kind, str(raw), str(out))
     out.unlink(missing_ok=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 # ================================================================================ main
