@@ -47,7 +47,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from .memory import REPO, measure_in_fresh_process, peak_mib, rotations
+from .memory import REPO, interleaved_rounds, measure_in_fresh_process, peak_mib
 from .rawdata import DATASET, raw_file, workspace
 
 ROWS = int(os.environ.get("SHUYU_BENCH_ROWS", "10000000"))
@@ -324,21 +324,12 @@ def main(argv: Sequence[str] = ()) -> None:
         print(f"  {LABELS[kind]}: {note if usable else f'skipped, cannot import it: {note}'}")
         if usable:
             pythons[kind] = python
-    kinds = list(pythons)
-    results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     with workspace("dp") as folder:
         raw = raw_file(folder, rows)
         print(f"  raw file {raw.stat().st_size / 2**20:,.0f} MiB")
-        for round_number, order in rotations(kinds, rounds):
-            for kind in order:
-                results[kind].append(run(kind, pythons[kind], raw, query))
-            done = ", ".join(
-                f"{kind} {results[kind][-1]['seconds']:.3f} s "
-                f"(first {results[kind][-1]['first']:.3f} s, "
-                f"{results[kind][-1]['peak_mib']:.0f} MiB)"
-                for kind in order
-            )
-            print(f"  round {round_number}: {done}", flush=True)
+        results = interleaved_rounds(
+            list(pythons), rounds, lambda kind: run(kind, pythons[kind], raw, query), 3
+        )
     report(results)
 
 

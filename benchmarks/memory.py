@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,25 @@ def rotations(kinds: Sequence[str], rounds: int) -> Iterator[tuple[int, list[str
     for number in range(1, rounds + 1):
         shift = (number - 1) % len(kinds)
         yield number, [*kinds[shift:], *kinds[:shift]]
+
+
+def interleaved_rounds(
+    kinds: Sequence[str], rounds: int, measure: Callable[[str], dict[str, Any]], digits: int = 3
+) -> dict[str, list[dict[str, Any]]]:
+    """Measure every method ``rounds`` times in rotating order (see ``rotations``), printing
+    each round's steady and first-call seconds and peak memory; the results per method."""
+    results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    for number, order in rotations(kinds, rounds):
+        for kind in order:
+            results[kind].append(measure(kind))
+        done = ", ".join(
+            f"{kind} {results[kind][-1]['seconds']:.{digits}f} s "
+            f"(first {results[kind][-1]['first']:.{digits}f} s, "
+            f"{results[kind][-1]['peak_mib']:.0f} MiB)"
+            for kind in order
+        )
+        print(f"  round {number}: {done}", flush=True)
+    return results
 
 
 class PeakTree:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .memory import REPO, PeakTree, measure_in_fresh_process, rotations
+from .memory import REPO, PeakTree, interleaved_rounds, measure_in_fresh_process
 
 ROWS = int(os.environ.get("SHUYU_BENCH_SPARK_ROWS", "1000000"))
 ROUNDS = int(os.environ.get("SHUYU_BENCH_ROUNDS", "3"))
@@ -191,21 +191,12 @@ def main(argv: Sequence[str] = ()) -> None:
         "opendp": sys.executable,
         "sparksql": options.tumult_python,
     }
-    kinds = list(pythons)
-    results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     with workspace("spark") as folder:
         raw = raw_file(folder, rows)
         print(f"  raw file {raw.stat().st_size / 2**20:,.0f} MiB")
-        for round_number, order in rotations(kinds, rounds):
-            for kind in order:
-                results[kind].append(run(kind, pythons[kind], raw, query))
-            done = ", ".join(
-                f"{kind} {results[kind][-1]['seconds']:.2f} s "
-                f"(first {results[kind][-1]['first']:.2f} s, "
-                f"{results[kind][-1]['peak_mib']:.0f} MiB)"
-                for kind in order
-            )
-            print(f"  round {round_number}: {done}", flush=True)
+        results = interleaved_rounds(
+            list(pythons), rounds, lambda kind: run(kind, pythons[kind], raw, query), 2
+        )
     print(f"  machine load (1, 5, 15 min): {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     report(results)
 
