@@ -79,6 +79,7 @@ from shuyu_platform.data.risk import (
 )
 
 from .classes import ClassCounter, Coder, class_keys, kept_rows
+from .rawfile import open_raw
 
 __all__ = [
     "BATCH_ROWS",
@@ -230,7 +231,7 @@ def build_view(
     levels = generalisation_levels(policy, names) if protect and qis else [policy]
 
     with (
-        _open_raw(raw_path) as (source, parquet),
+        open_raw(raw_path, ViewBuildError) as (source, parquet),
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="shuyu-hash") as hasher,
     ):
         filters = _check_columns(policy, raw_path, parquet.schema_arrow, names, row_filter)
@@ -398,32 +399,6 @@ def _reserved_metadata() -> frozenset[str]:
 
 
 # ============================================================================ reading
-
-
-@contextlib.contextmanager
-def _open_raw(raw_path: Path) -> Iterator[tuple[pa.NativeFile, pq.ParquetFile]]:
-    """Open the raw file once; hashing and both passes read through this descriptor.
-
-    Reads are positional (``pread``), so the hash thread and the Parquet reader share it,
-    and a raw file replaced meanwhile does not change what this build reads.
-    """
-    name = raw_path.name
-    try:
-        source = pa.OSFile(str(raw_path))
-    except FileNotFoundError:
-        raise ViewBuildError(f"{name} does not exist in the raw zone") from None
-    except (OSError, pa.ArrowException) as err:
-        raise ViewBuildError(f"{name} cannot be opened: {err}") from None
-    try:
-        try:
-            # No pre-buffering: it keeps every column chunk read until the reader goes,
-            # which would make memory grow with the file.
-            parquet = pq.ParquetFile(source, pre_buffer=False)
-        except (OSError, pa.ArrowException) as err:
-            raise ViewBuildError(f"{name} is not a readable Parquet file: {err}") from None
-        yield source, parquet
-    finally:
-        source.close()
 
 
 def _check_columns(

@@ -6,7 +6,7 @@ import contextlib
 import json
 import operator
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from shuyu_platform.core.atomic import replace_atomically
 from shuyu_platform.data.policy import DatasetPolicy
+from shuyu_platform.data.rawfile import open_raw
 from shuyu_platform.data.synthetic.hashing import _hash_column, _HashFilter
 from shuyu_platform.data.synthetic.limits import DEFAULT_MAX_ROWS, READ_BATCH_ROWS
 from shuyu_platform.data.synthetic.marginals import _columns_to_check, _learner, _Learning
@@ -51,7 +52,7 @@ def build_synthetic(
     if out_path.resolve() == raw_path.resolve():
         raise ValueError(f"the twin would overwrite its raw file {raw_path.name}")
 
-    with _open_raw(raw_path) as parquet:
+    with open_raw(raw_path, SyntheticError, prefix="raw file ") as (_, parquet):
         schema = parquet.schema_arrow
         learners = [_learner(policy, raw_path, schema.field(i)) for i in range(len(schema.names))]
         checked = _columns_to_check(learners)
@@ -194,27 +195,6 @@ def _require_int(value: int, what: str) -> int:
 
 
 # ============================================================================ reading
-
-
-@contextlib.contextmanager
-def _open_raw(raw_path: Path) -> Iterator[pq.ParquetFile]:
-    """Open the raw file, turning every way it can be missing or broken into an error."""
-    try:
-        source = pa.OSFile(str(raw_path))
-    except FileNotFoundError:
-        raise SyntheticError(f"raw file {raw_path.name} does not exist") from None
-    except (OSError, pa.ArrowException) as err:
-        raise SyntheticError(f"raw file {raw_path.name} cannot be opened: {err}") from None
-    try:
-        try:
-            parquet = pq.ParquetFile(source, pre_buffer=False)
-        except (OSError, pa.ArrowException) as err:
-            raise SyntheticError(
-                f"raw file {raw_path.name} is not a readable Parquet file: {err}"
-            ) from None
-        yield parquet
-    finally:
-        source.close()
 
 
 # ============================================================================ writing
