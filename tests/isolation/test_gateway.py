@@ -343,6 +343,42 @@ def test_replies_that_do_not_fit_their_route_are_refused(
     assert b"a,b\n1,2" not in response.content
 
 
+PREVIEWS_REFUSED = [
+    ("a file's bytes", {"kind": "file", "path": "r.csv", "data_b64": "ZGlzdHJpY3Q="}),
+    ("a size and its bytes", {"kind": "file", "path": "r.csv", "bytes": 9, "data": "a,b"}),
+    ("a size that is text", {"kind": "file", "path": "r.csv", "bytes": "district,n"}),
+    ("another kind", {"kind": "rows", "rows": [["district", "n"]]}),
+    ("cells with an extra field", {"kind": "cells", "notebook": "a", "cells": [], "x": 1}),
+    ("a cell with file content", {"kind": "cells", "notebook": "a", "cells": [{"data": 1}]}),
+    ("outputs that are text", {"kind": "cells", "notebook": "a", "cells": [{"outputs": "a"}]}),
+    ("a list", [{"kind": "file", "path": "r.csv", "bytes": 9}]),
+    ("over the cap", {"kind": "cells", "notebook": "a", "cells": [{"source": "x" * 3 * 2**20}]}),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "body"), PREVIEWS_REFUSED, ids=[what for what, _ in PREVIEWS_REFUSED]
+)
+def test_export_previews_carry_cells_or_a_file_size_only(rig: Rig, what: str, body: Any) -> None:
+    """A replaced server answering the extension's preview with a file's bytes is refused."""
+    rig.hostile.json("shuyu/api/exports/preview", body)
+    response = requests.post(f"{rig.url}{BASE}shuyu/api/exports/preview", json={}, timeout=30)
+    assert response.status_code == 403, (what, response.text[:200])
+    assert "district" not in response.text and "x" * 100 not in response.text
+
+
+def test_export_previews_jupyterlab_shows_pass(rig: Rig) -> None:
+    cells = {
+        "kind": "cells",
+        "notebook": "a.ipynb",
+        "cells": [{"index": 0, "source": "1", "outputs": [{"output_type": "stream"}]}],
+    }
+    for body in (cells, {"kind": "file", "path": "r.csv", "bytes": 9}):
+        rig.hostile.json("shuyu/api/exports/preview", body)
+        response = requests.post(f"{rig.url}{BASE}shuyu/api/exports/preview", json={}, timeout=30)
+        assert response.status_code == 200 and response.json() == body
+
+
 def test_assets_come_from_the_image_never_from_the_server(rig: Rig) -> None:
     image = Path(gw._share("lab", "static"))
     asset = next(p for p in sorted(image.iterdir()) if p.is_file())

@@ -213,6 +213,52 @@ def checkpoints_reply(reply: Reply, _limits: Limits) -> str | None:
     return None
 
 
+#: Largest preview of an export request (the Request export page's cap).
+PREVIEW_BODY = 2 * MIB
+#: What one previewed cell may hold: what a notebook cell holds, nothing else.
+_PREVIEW_CELL = frozenset({"index", "source", "outputs", "execution_count"})
+
+
+def preview_reply(reply: Reply, _limits: Limits) -> str | None:
+    """An export preview: chosen cells of a notebook, or a file's name and size only.
+
+    The extension answers ``{"kind": "cells", "notebook", "cells": [...]}`` (cells the
+    notebook holds anyway) or ``{"kind": "file", "path", "bytes"}``: a file's bytes stay
+    in the sandbox until a reviewer releases them, whatever a replaced server answers.
+    """
+    problem = _json(reply, PREVIEW_BODY)
+    if problem:
+        return problem
+    data = reply.json()
+    if not isinstance(data, dict):
+        return "a preview that is not an object"
+    kind = data.get("kind")
+    if kind == "file":
+        if set(data) != {"kind", "path", "bytes"}:
+            return "a file preview carrying more than the file's name and size"
+        if not isinstance(data["path"], str) or len(data["path"]) > 4 * KIB:
+            return "a file preview whose path is not a short text"
+        if not isinstance(data["bytes"], int) or isinstance(data["bytes"], bool):
+            return "a file preview whose size is not a number"
+        return None
+    if kind != "cells":
+        return f"a preview of kind {str(kind)[:40]!r}"
+    cells = data.get("cells")
+    if set(data) != {"kind", "notebook", "cells"} or not isinstance(cells, list):
+        return "a cells preview with more than a notebook name and its cells"
+    if not isinstance(data["notebook"], str) or len(data["notebook"]) > 4 * KIB:
+        return "a cells preview whose notebook name is not a short text"
+    for cell in cells:
+        if not isinstance(cell, dict) or set(cell) - _PREVIEW_CELL:
+            return "a previewed cell with more than a notebook cell holds"
+        if not isinstance(cell.get("source", ""), str):
+            return "a previewed cell whose source is not text"
+        outputs = cell.get("outputs", [])
+        if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+            return "a previewed cell whose outputs are not notebook outputs"
+    return None
+
+
 def settings_reply(reply: Reply, _limits: Limits) -> str | None:
     """JupyterLab settings: schemas from the image, the tenant's own part kept small."""
     problem = _json(reply, 8 * MIB)
@@ -305,8 +351,8 @@ ROUTES: list[Route] = [
            check=json_up_to(256 * KIB)),
     _route("shuyu/api", r"shuyu/api/exports/preview/?", "POST", "proxy",
            "the extension's Request export dialog: what a request would freeze (cells the "
-           "notebook holds anyway, within the Request export page's cap)",
-           check=json_up_to(2 * MIB)),
+           "notebook holds anyway, within the Request export page's cap) or a file's "
+           "name and size, never its bytes", check=preview_reply),
     # -- notebooks and the file browser
     _route("api/contents", r"api/contents(/[^/]+)*/checkpoints(/[^/]+)?", "GET POST DELETE",
            "proxy", "notebook checkpoints (ids and times only)", check=checkpoints_reply),
