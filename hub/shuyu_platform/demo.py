@@ -122,7 +122,7 @@ def banner(settings: Shuyu) -> str:
     lines = [
         "",
         "  数域 Shuyu demo",
-        f"  Log in at {settings.hub_url}/hub/login   (state in {settings.home})",
+        f"  Log in at {settings.public_hub_url}/hub/login   (state in {settings.home})",
         "",
         f"  {'user':<8} {'password':<20} {'role':<16} tenant",
     ]
@@ -131,8 +131,8 @@ def banner(settings: Shuyu) -> str:
         lines.append(f"  {acc.name:<8} {acc.password:<20} {acc.role:<16} {tenant}")
     lines += [
         "",
-        f"  Open to anyone: {settings.hub_url}/services/shuyu/join (merchant registration),",
-        f"                  {settings.hub_url}/services/shuyu/products (product register).",
+        f"  Open to anyone: {settings.public_hub_url}/services/shuyu/join (merchant registration),",
+        f"                  {settings.public_hub_url}/services/shuyu/products (product register).",
         f"  Dashboards:     {settings.dashboards_url}/services/dashboards/ (signed in).",
         "  Example notebooks to upload into a sandbox: notebooks/ (see its README).",
         "",

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -30,6 +31,8 @@ from tornado import web
 from traitlets.config import Config
 
 from shuyu_platform.core import roles
+from shuyu_platform.core.settings import Shuyu
+from shuyu_platform.dashboards.service import voila_config
 from shuyu_platform.data.policy import load_policies
 from shuyu_platform.isolation.docker import (
     CONTAINER_LOCAL,
@@ -44,6 +47,7 @@ from shuyu_platform.isolation.docker import (
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "images"
 VALUES_FILE = IMAGES / "helm" / "values.yaml"
+DASHBOARDS_INGRESS = IMAGES / "helm" / "dashboards-ingress.yaml"
 HUB_IP = "10.96.0.15"
 POD_IP = "10.244.1.9"
 
@@ -337,10 +341,12 @@ def test_extra_config_keeps_the_chart_and_adds_shuyu(
     dashboards = services[roles.DASHBOARDS_SERVICE]
     assert "url" not in dashboards
     assert dashboards["environment"]["SHUYU_IP"] == POD_IP
-    assert dashboards["environment"]["SHUYU_DASHBOARDS_URL"] == "https://dashboards.shuyu.example"
+    assert dashboards["environment"]["SHUYU_DASHBOARDS_URL"] == "https://shuyu-dashboards.example"
     assert dashboards["oauth_redirect_uri"] == (
-        "https://dashboards.shuyu.example/services/dashboards/oauth_callback"
+        "https://shuyu-dashboards.example/services/dashboards/oauth_callback"
     )
+    # sign-in links from published dashboards go to the platform's public host
+    assert dashboards["environment"]["SHUYU_PUBLIC_HUB_URL"] == "https://shuyu.example"
     shuyu = services[roles.SERVICE_NAME]
     assert shuyu["url"] == f"http://{POD_IP}:10101"
     assert shuyu["command"] == ["python3", "-m", "shuyu_platform.service"]
@@ -569,3 +575,49 @@ def test_images_are_tagged_with_the_project_version(values: dict) -> None:
         text = readme.read_text()
         assert set(re.findall(r"shuyu/singleuser:([\w.-]+)", text)) == {version}, readme
         assert set(re.findall(r"shuyu/hub:([\w.-]+)", text)) <= {version, f"{version}-k8s"}
+
+
+# --------------------------------------------------------------------- ingress
+def test_each_origin_has_an_ingress_of_its_own(values: dict) -> None:
+    """The platform's host goes to the proxy (the chart's Ingress); the dashboards' host,
+    a registrable domain of its own, to Voila on the hub Service's port 10102 only."""
+    env = values["hub"]["extraEnv"]
+    platform_host = urlparse(env["SHUYU_PUBLIC_HUB_URL"]).hostname
+    dashboards_host = urlparse(env["SHUYU_DASHBOARDS_URL"]).hostname
+    assert platform_host and dashboards_host
+    # not the same host, and neither under the other (no cookies set for a parent domain)
+    assert dashboards_host != platform_host
+    assert not dashboards_host.endswith("." + platform_host)
+    assert not platform_host.endswith("." + dashboards_host)
+    ingress = values["ingress"]
+    assert ingress["enabled"] is True and ingress["hosts"] == [platform_host]
+    assert dashboards_host not in json.dumps(ingress)
+    assert ingress["tls"] == [{"hosts": [platform_host], "secretName": "shuyu-tls"}]
+
+    (second,) = list(yaml.safe_load_all(DASHBOARDS_INGRESS.read_text()))
+    assert (second["apiVersion"], second["kind"]) == ("networking.k8s.io/v1", "Ingress")
+    (rule,) = second["spec"]["rules"]
+    assert rule["host"] == dashboards_host
+    assert second["spec"]["tls"][0]["hosts"] == [dashboards_host]
+    (path,) = rule["http"]["paths"]
+    assert path["path"] == f"/services/{roles.DASHBOARDS_SERVICE}/"
+    assert path["pathType"] == "Prefix"
+    assert path["backend"] == {"service": {"name": "hub", "port": {"name": "shuyu-dashboards"}}}
+    ports = {p["name"]: p["port"] for p in values["hub"]["service"]["extraPorts"]}
+    assert ports["shuyu-dashboards"] == Shuyu().dashboards_port == 10102
+
+
+def test_dashboards_send_viewers_to_the_public_hub_to_sign_in(
+    values: dict, hub_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Kubernetes the hub's pod address is no use to a browser: Voila's sign-in goes
+    to c.Shuyu.public_hub_url, from the hub pod's environment."""
+    monkeypatch.setenv("SHUYU_IP", POD_IP)  # what the dashboards service is given
+    settings = Shuyu.from_environment()
+    prefix = f"/services/{roles.DASHBOARDS_SERVICE}/"
+    config = voila_config(settings, prefix)
+    assert config.HubOAuth.hub_host == "https://shuyu.example"
+    assert config.HubOAuth.oauth_redirect_uri == (
+        f"https://shuyu-dashboards.example{prefix}oauth_callback"
+    )
+    assert settings.service_environment()["SHUYU_PUBLIC_HUB_URL"] == "https://shuyu.example"

@@ -223,3 +223,78 @@ def test_a_kernel_that_reconfigures_and_restarts_its_server_is_still_refused(
             "os.remove(os.path.expanduser('~/.jupyter/jupyter_server_config.py'))"
         )
         carol.kernel.close()
+
+
+#: What a kernel can make its own server answer on the extension's preview: the server
+#: reads the notebook from disk, so a cell whose saved output is 50 MB (a table's rows as
+#: text, a file as base64) is previewed whole. (A server replaced outright cannot be run
+#: here: the sandbox reads no configuration of the tenant's and ends when its server
+#: exits; the gateway's checks against such a server are in tests/isolation/test_gateway.py.)
+PLANT_BIG_OUTPUT = textwrap.dedent(
+    """
+    import base64, json
+    rows = "district,n\\n涪城区,12\\n" * 2_500_000
+    packed = base64.b64encode(("district,n\\n涪城区,12\\n" * 40_000).encode()).decode()
+    cell = {"cell_type": "code", "execution_count": 1, "metadata": {}, "source": "rows",
+            "outputs": [{"output_type": "display_data", "metadata": {},
+                         "data": {"text/plain": rows}},
+                        {"output_type": "display_data", "metadata": {},
+                         "data": {"application/octet-stream": packed}}]}
+    notebook = {"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    open("leak.ipynb", "w").write(json.dumps(notebook, ensure_ascii=False))
+    open("mine.csv", "w").write("district,n\\n涪城区,12\\n")
+    """
+)
+
+
+def _volume(platform: Platform, username: str) -> int:
+    """Bytes metered for ``username`` today, as stored."""
+    from sqlalchemy import func, select
+
+    from shuyu_platform.core.db import session_scope
+    from shuyu_platform.core.models import OutputVolume
+    from shuyu_platform.egress.metering import today
+
+    with session_scope(platform.db_url) as session:
+        total = session.scalar(
+            select(func.coalesce(func.sum(OutputVolume.bytes), 0)).where(
+                OutputVolume.username == username, OutputVolume.day == today()
+            )
+        )
+    return int(total or 0)
+
+
+def test_a_preview_over_its_cap_is_refused_audited_and_not_metered(platform: Platform) -> None:
+    """A kernel saves a notebook whose one cell holds 50 MB of rows and a file as base64,
+    and asks the extension's preview for that cell through its own browser session: the
+    gateway refuses the reply (over the 2 MiB cap), records it, and counts none of it."""
+    carol = start(platform, "carol")
+    try:
+        planted = carol.kernel.run(PLANT_BIG_OUTPUT)
+        assert planted.ok, planted.error
+        _room_for(platform, 2)
+        time.sleep(3)  # the meter flushes every 2 s
+        before = _volume(platform, "carol")
+        audited = len(platform.audit_events("egress.blocked", actor="carol"))
+        for _ in range(2):
+            response = carol.request(
+                "POST", "shuyu/api/exports/preview", json={"notebook": "leak.ipynb", "cells": [0]}
+            )
+            assert response.status_code == 403, (response.status_code, response.text[:200])
+            assert "涪城区" not in response.text and "district" not in response.text
+        # a file's preview is its size only (the real server), and passes
+        response = carol.request("POST", "shuyu/api/exports/preview", json={"file": "mine.csv"})
+        assert response.status_code == 200 and set(response.json()) == {"kind", "path", "bytes"}
+        deadline = time.monotonic() + 20
+        while True:
+            records = platform.audit_events("egress.blocked", actor="carol")[audited:]
+            mine = [r for r in records if r["detail"].get("path", "").endswith("preview")]
+            if len(mine) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert len(mine) == 2 and all(r["detail"]["by"] == "gateway" for r in mine), mine
+        time.sleep(3)
+        assert _volume(platform, "carol") - before < 64 * 1024
+    finally:
+        carol.kernel.run("import os\nos.remove('leak.ipynb')\nos.remove('mine.csv')")
+        carol.kernel.close()

@@ -170,9 +170,21 @@ class Shuyu(Configurable):
         host = "localhost" if self.ip in ("127.0.0.1", "") else self.ip
         return _env("SHUYU_DASHBOARDS_URL", f"http://{host}:{self.dashboards_port}")
 
-    @validate("dashboards_url")
+    @validate("dashboards_url", "public_hub_url")
     def _origin_only(self, proposal: dict) -> str:
         return str(proposal["value"]).rstrip("/")
+
+    public_hub_url = Unicode(
+        help="""Public origin of the platform (scheme://host[:port]) as browsers reach it,
+        e.g. https://shuyu.example.org behind an Ingress or TLS terminator. Published
+        dashboards, on their own origin, send viewers there to sign in (the hub's OAuth
+        login page), and the demo prints it. Env: SHUYU_PUBLIC_HUB_URL. Default:
+        http://<ip>:<port>, the proxy's own address.""",
+    ).tag(config=True)
+
+    @default("public_hub_url")
+    def _default_public_hub_url(self) -> str:
+        return _env("SHUYU_PUBLIC_HUB_URL", f"http://{self.ip}:{self.port}")
 
     spawner = Unicode(
         help="""How single-user servers are isolated: 'sandbox' (bubblewrap namespaces, the
@@ -786,11 +798,6 @@ class Shuyu(Configurable):
             self.zone(name).mkdir(mode=0o700, exist_ok=True)
 
     @property
-    def hub_url(self) -> str:
-        """Public URL of the platform (the proxy)."""
-        return f"http://{self.ip}:{self.port}"
-
-    @property
     def service_url(self) -> str:
         """Where the platform service listens (behind the proxy at /services/shuyu/)."""
         return f"http://127.0.0.1:{self.service_port}"
@@ -825,6 +832,7 @@ class Shuyu(Configurable):
             "SHUYU_PORT": str(self.port),
             "SHUYU_DASHBOARDS_PORT": str(self.dashboards_port),
             "SHUYU_DASHBOARDS_URL": self.dashboards_url,
+            "SHUYU_PUBLIC_HUB_URL": self.public_hub_url,
             "SHUYU_JAIL_MEMORY_MB": str(self.jail_memory_mb),
             "SHUYU_JAIL_CPU_SECONDS": str(self.jail_cpu_seconds),
             "SHUYU_JAIL_WALL_SECONDS": str(self.jail_wall_seconds),

@@ -142,7 +142,7 @@ def voila_config(settings: Shuyu, prefix: str) -> Config:
             "Referrer-Policy": "no-referrer",
         }
     }
-    c.HubOAuth.hub_host = settings.hub_url
+    c.HubOAuth.hub_host = settings.public_hub_url
     c.HubOAuth.oauth_redirect_uri = f"{settings.dashboards_url}{prefix}oauth_callback"
     c.Voila.open_browser = False
     c.Voila.base_url = prefix
