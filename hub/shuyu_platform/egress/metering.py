@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -60,9 +61,19 @@ WS_KINDS = frozenset(
 )
 
 
+#: Today's UTC day and the epoch second it ends: the meter asks for the day twice per
+#: websocket frame, and formatting a date each time was a measurable part of a frame.
+_today: tuple[str, float] = ("", 0.0)
+
+
 def today() -> str:
     """The current UTC day, ``YYYY-MM-DD`` (the meter's unit of time)."""
-    return datetime.now(UTC).strftime("%Y-%m-%d")
+    global _today
+    now = time.time()
+    if now >= _today[1]:
+        day = datetime.fromtimestamp(now, UTC)
+        _today = (day.strftime("%Y-%m-%d"), (now // 86400 + 1) * 86400)
+    return _today[0]
 
 
 def ws_kind(msg_type: str | None) -> str:

@@ -801,15 +801,26 @@ def msg_type_of(message: str | bytes, protocol: str | None) -> str | None:
             ]
             header = json.loads(message[offsets[1] : offsets[2]])
             return str(header.get("msg_type"))
-        head = (
-            message[:4096]
-            if isinstance(message, str)
-            else message[:4096].decode("utf-8", "replace")
-        )
-        found = re.search(r'"msg_type":\s*"([A-Za-z_]{1,40})"', head)
-        return found.group(1) if found else None
+        if isinstance(message, str):
+            found = _MSG_TYPE.search(message, 0, 4096)
+            return found.group(1) if found else None
+        found_bytes = _MSG_TYPE_BYTES.search(message, 0, 4096)
+        return found_bytes.group(1).decode() if found_bytes else None
     except (ValueError, AttributeError, IndexError):
         return None
+
+
+#: The first ``msg_type`` of a JSON kernel frame (the header's: it is serialised first),
+#: looked for in the frame's first 4 KiB without copying them.
+_MSG_TYPE = re.compile(r'"msg_type":\s*"([A-Za-z_]{1,40})"')
+_MSG_TYPE_BYTES = re.compile(rb'"msg_type":\s*"([A-Za-z_]{1,40})"')
+
+
+def frame_size(message: str | bytes) -> int:
+    """Bytes of one websocket frame's payload as sent (UTF-8 for text frames)."""
+    if isinstance(message, bytes) or message.isascii():  # isascii is O(1) for str
+        return len(message)
+    return len(message.encode())
 
 
 def _parent_header(message: str | bytes, protocol: str | None) -> Any:
@@ -945,7 +956,7 @@ class WebSocketGateway(_GatewayMixin, websocket.WebSocketHandler):
                 )
                 self.close()
                 return
-            size = len(message) if isinstance(message, bytes) else len(message.encode())
+            size = frame_size(message)
             try:
                 meter.allow(user, tenant, size)
             except CapReached as cap:
