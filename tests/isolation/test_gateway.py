@@ -367,6 +367,20 @@ def test_export_previews_carry_cells_or_a_file_size_only(rig: Rig, what: str, bo
     assert "district" not in response.text and "x" * 100 not in response.text
 
 
+@pytest.mark.parametrize("route", ["context", "grants", "budget", "exports"])
+def test_the_extensions_other_reads_are_capped_at_256_kib(rig: Rig, route: str) -> None:
+    """The extension's other JSON routes answer small documents; a replaced server's
+    300 KB one, or one that is not JSON, is refused."""
+    rig.hostile.json(f"shuyu/api/{route}", {"tenant": "kangning", "pad": "district,n\n" * 30_000})
+    response = rig.get(f"shuyu/api/{route}")
+    assert response.status_code == 403 and "district" not in response.text
+    rig.hostile.replies[f"shuyu/api/{route}"] = (200, {"Content-Type": "text/csv"}, b"district")
+    response = rig.get(f"shuyu/api/{route}")
+    assert response.status_code == 403 and "district" not in response.text
+    rig.hostile.json(f"shuyu/api/{route}", {"tenant": "kangning"})
+    assert rig.get(f"shuyu/api/{route}").json() == {"tenant": "kangning"}
+
+
 def test_export_previews_jupyterlab_shows_pass(rig: Rig) -> None:
     cells = {
         "kind": "cells",
