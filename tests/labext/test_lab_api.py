@@ -326,7 +326,10 @@ def test_the_budget_bar_asks_the_platforms_dry_run_and_nothing_is_spent(
 @pytest.mark.parametrize(
     ("body", "says"),
     [
-        ({"dataset": "health_records", "epsilon": 999, "statistics": {"n": {"fn": "count"}}}, "ε"),
+        (
+            {"dataset": "health_records", "epsilon": 999, "statistics": {"n": {"fn": "count"}}},
+            "per-query cap",
+        ),
         ({"dataset": "no_such", "epsilon": 0.1, "statistics": {"n": {"fn": "count"}}}, "no_such"),
         ({"dataset": "health_records", "epsilon": 0.1}, "statistics"),
     ],
