@@ -18,6 +18,23 @@ RUN npm ci --omit=dev \
  && npm cache clean --force
 
 
+# The Shuyu JupyterLab extension (labextension/), built as `make labext` builds it: npm
+# packages from its package-lock.json, TypeScript, then jupyter-builder from the pinned
+# JupyterLab. Node.js comes from the proxy stage (Debian's is too old for the builder).
+FROM python:3.11-slim-bookworm AS labext
+COPY --from=proxy /usr/local/bin/node /usr/local/bin/node
+COPY --from=proxy /usr/local/lib/node_modules /usr/local/lib/node_modules
+RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm
+WORKDIR /opt/labext
+COPY constraints.txt ./
+RUN pip install --no-cache-dir -c constraints.txt jupyterlab
+COPY labextension ./labextension
+RUN cd labextension \
+ && npm ci --no-audit --no-fund --loglevel=error \
+ && node_modules/.bin/tsc \
+ && jupyter-builder build . \
+ && test -f dist/shuyu-lab/package.json
+
 FROM python:3.11-slim-bookworm AS hub
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -42,8 +59,12 @@ COPY hub ./hub
 COPY extensions ./extensions
 COPY kernels ./kernels
 COPY policies ./policies
+# The built extension: `pip install` puts it in <prefix>/share/jupyter/labextensions, from
+# where the gateway serves its assets to every sandbox's browser (pyproject.toml).
+COPY --from=labext /opt/labext/labextension/dist ./labextension/dist
 RUN pip install -c constraints.txt . \
- && python -c "import shuyu_platform.hubconfig, dockerspawner"
+ && python -c "import shuyu_platform.hubconfig, dockerspawner" \
+ && jupyter labextension list 2>&1 | grep -q "shuyu-lab.*enabled"
 
 # Settings (hub/shuyu_platform/settings.py) that would otherwise point into a source
 # checkout. SHUYU_HOME is a volume: mount the host's state root at this same path

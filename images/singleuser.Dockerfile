@@ -5,9 +5,29 @@
 #
 #   docker build -f images/singleuser.Dockerfile -t shuyu/singleuser:0.1.0 .
 #
-# It holds the server, JupyterLab, a Python kernel with the data libraries, and Shuyu's
-# in-sandbox packages only (the in-kernel client `shuyu`, the server-side
-# `shuyu_server`): never the hub side (shuyu_platform), its policies or its secrets.
+# It holds the server, JupyterLab (with its Chinese language pack), a Python kernel with
+# the data libraries, and Shuyu's in-sandbox packages only (the in-kernel client `shuyu`,
+# the server-side `shuyu_server`, the JupyterLab extension `shuyu-lab`): never the hub
+# side (shuyu_platform), its policies or its secrets.
+# The Shuyu JupyterLab extension (labextension/), built as `make labext` builds it: npm
+# packages from its package-lock.json, TypeScript, then jupyter-builder from the pinned
+# JupyterLab. Node.js comes from the official image (Debian's is too old for the builder).
+FROM node:22-bookworm-slim AS node
+
+FROM python:3.11-slim-bookworm AS labext
+COPY --from=node /usr/local/bin/node /usr/local/bin/node
+COPY --from=node /usr/local/lib/node_modules /usr/local/lib/node_modules
+RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm
+WORKDIR /opt/labext
+COPY constraints.txt ./
+RUN pip install --no-cache-dir -c constraints.txt jupyterlab
+COPY labextension ./labextension
+RUN cd labextension \
+ && npm ci --no-audit --no-fund --loglevel=error \
+ && node_modules/.bin/tsc \
+ && jupyter-builder build . \
+ && test -f dist/shuyu-lab/package.json
+
 FROM python:3.11-slim-bookworm
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -34,15 +54,28 @@ RUN groupadd --gid 1000 jovyan \
 # Versions pinned by the repository's constraints.txt (the ones the tests ran with).
 COPY constraints.txt /tmp/constraints.txt
 RUN pip install -c /tmp/constraints.txt \
-        jupyterhub jupyterlab ipykernel pandas pyarrow requests matplotlib \
+        jupyterhub jupyterlab jupyterlab-language-pack-zh-CN ipykernel pandas pyarrow \
+        requests matplotlib \
  && rm /tmp/constraints.txt
 
 COPY kernels/shuyu /usr/local/lib/python3.11/site-packages/shuyu
 COPY kernels/matplotlibrc /etc/matplotlibrc
 ENV MATPLOTLIBRC=/etc/matplotlibrc
 COPY extensions/shuyu_server /usr/local/lib/python3.11/site-packages/shuyu_server
+# The Shuyu JupyterLab extension where JupyterLab loads prebuilt extensions from (the
+# image's read-only prefix, never the tenant's home), and its Chinese labels: the
+# `jupyterlab.locale` entry point pyproject.toml declares, as package metadata.
+COPY --from=labext /opt/labext/labextension/dist/shuyu-lab /usr/local/share/jupyter/labextensions/shuyu-lab
+RUN meta=/usr/local/lib/python3.11/site-packages/shuyu_server-0.1.0.dist-info \
+ && mkdir "$meta" \
+ && printf 'Metadata-Version: 2.1\nName: shuyu-server\nVersion: 0.1.0\n' > "$meta/METADATA" \
+ && printf '[jupyterlab.locale]\nshuyu_lab = shuyu_server\n' > "$meta/entry_points.txt" \
+ && printf 'shuyu_server\n' > "$meta/top_level.txt"
 RUN python -c "import shuyu, shuyu_server.singleuser, jupyterhub.singleuser" \
- && command -v jupyterhub-singleuser
+ && command -v jupyterhub-singleuser \
+ && jupyter labextension list 2>&1 | grep -q "shuyu-lab.*enabled" \
+ && python -c "from importlib.metadata import entry_points as e; \
+assert e(group='jupyterlab.locale', name='shuyu_lab')"
 
 USER 1000:1000
 WORKDIR /home/jovyan/work

@@ -14,6 +14,13 @@ route                                 what it does
                                       comments and, for the requester, download links
 ``POST exports/preview``              what a request would send, read from disk as saved
 ``POST exports``                      file the request (``api/egress/requests``)
+``GET jobs``                          the tenant's sealed jobs (``api/jobs``) with their
+                                      export request's status, comments, downloads
+``GET volume``                        the user's own output today and the daily cap
+                                      (``api/egress/volume``)
+``POST budget/preview``               the platform's dry run of a DP query
+                                      (``api/dp/query`` with ``dry_run``): ε and what
+                                      would remain; nothing is spent
 ====================================  ====================================================
 
 A request body is ``{"notebook": path, "cells": [indices]}`` or ``{"file": path}``, plus
@@ -42,6 +49,30 @@ DETAILED_REQUESTS = 20
 #: Longest purpose statement and title accepted (the platform's limits).
 PURPOSE_CHARS = 4000
 TITLE_CHARS = 200
+#: What the panel shows of a sealed job (never its purpose, parameters or inputs).
+JOB_FIELDS = (
+    "id",
+    "username",
+    "entry",
+    "status",
+    "exit_code",
+    "reason",
+    "created_at",
+    "started_at",
+    "ended_at",
+    "request_id",
+)
+
+
+def downloads(request: dict[str, Any]) -> list[dict[str, str]]:
+    """The released files of ``request`` as Exports page links: for its requester only."""
+    user = os.environ.get("JUPYTERHUB_USER", "")
+    if request.get("username") != user or request.get("status") != "released":
+        return []
+    return [
+        {"name": f["name"], "url": f"{EXPORTS_URL}/{request['id']}/{f['name']}"}
+        for f in (request.get("release") or {}).get("files", [])
+    ]
 
 
 class LabApiHandler(WorkFolderHandler, APIHandler):
@@ -54,6 +85,16 @@ class LabApiHandler(WorkFolderHandler, APIHandler):
         except platform.PlatformError as err:
             status = err.status if 400 <= err.status < 600 else 502
             raise web.HTTPError(status, err.message) from None
+
+    async def reviewed(self, requests: list[dict[str, Any]]) -> None:
+        """Add each request's reviewers' steps (``decisions``), fetched side by side."""
+        details = await asyncio.gather(
+            *(self.relay("GET", f"api/egress/requests/{r['id']}") for r in requests)
+        )
+        for row, detail in zip(requests, details, strict=True):
+            row["decisions"] = detail.get("decisions", [])
+            for key in ("username", "status", "release"):
+                row.setdefault(key, detail.get(key))
 
     def json_body(self) -> dict[str, Any]:
         """The request body as a JSON object, or a 400 saying what is wrong with it."""
@@ -122,25 +163,11 @@ class ExportsApi(LabApiHandler):
     @authorized
     async def get(self) -> None:
         listing = await self.relay("GET", "api/egress/requests")
-        user = os.environ.get("JUPYTERHUB_USER", "")
         requests = listing.get("requests", [])
-        details = await asyncio.gather(
-            *(
-                self.relay("GET", f"api/egress/requests/{r['id']}")
-                for r in requests[:DETAILED_REQUESTS]
-            )
-        )
-        for row, detail in zip(requests, details, strict=False):
-            row["decisions"] = detail.get("decisions", [])
+        await self.reviewed(requests[:DETAILED_REQUESTS])
         for row in requests:
-            row["downloads"] = (
-                [
-                    {"name": f["name"], "url": f"{EXPORTS_URL}/{row['id']}/{f['name']}"}
-                    for f in (row.get("release") or {}).get("files", [])
-                ]
-                if row.get("username") == user and row.get("status") == "released"
-                else []
-            )
+            row.setdefault("decisions", [])
+            row["downloads"] = downloads(row)
         self.finish({"requests": requests, "exports_url": EXPORTS_URL})
 
     @web.authenticated
@@ -177,6 +204,64 @@ class PreviewApi(LabApiHandler):
         self.finish(content)
 
 
+class JobsApi(LabApiHandler):
+    """``GET shuyu/api/jobs``: the tenant's sealed jobs, each with its export request's
+    status, reviewers' comments and (for the submitter, once released) download links."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        jobs = (await self.relay("GET", "api/jobs")).get("jobs", [])[:DETAILED_REQUESTS]
+        requests = [{"id": job["request_id"]} for job in jobs if job.get("request_id")]
+        await self.reviewed(requests)
+        by_id = {r["id"]: r for r in requests}
+        self.finish({"jobs": [job_row(job, by_id.get(job.get("request_id"))) for job in jobs]})
+
+
+def job_row(job: dict[str, Any], request: dict[str, Any] | None) -> dict[str, Any]:
+    """What the panel shows of a job: no purpose, parameters or inputs (they stay short)."""
+    row = {key: job.get(key) for key in JOB_FIELDS}
+    if request is not None:
+        row["request"] = {
+            "id": request["id"],
+            "status": request.get("status"),
+            "decisions": request.get("decisions", []),
+            "downloads": downloads(request),
+        }
+    return row
+
+
+class VolumeApi(LabApiHandler):
+    """``GET shuyu/api/volume``: the user's own output today and the daily cap."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.finish(await self.relay("GET", "api/egress/volume"))
+
+
+class QueryPreviewApi(LabApiHandler):
+    """``POST shuyu/api/budget/preview``: the platform's dry run of a DP query (spends
+    nothing): the ε it would cost and what would remain of the grant's budget."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        body = self.json_body()
+        answer = await self.relay("POST", "api/dp/query", {**body, "dry_run": True})
+        epsilon, remaining = answer.get("epsilon"), answer.get("remaining_epsilon")
+        self.finish(
+            {
+                "dataset": answer.get("dataset"),
+                "epsilon": epsilon,
+                "remaining_epsilon": remaining,
+                "after_epsilon": max(0.0, remaining - epsilon)
+                if isinstance(epsilon, int | float) and isinstance(remaining, int | float)
+                else None,
+            }
+        )
+
+
 def handlers() -> list[tuple[str, type]]:
     """The extension's routes, relative to the server's base URL."""
     return [
@@ -185,4 +270,7 @@ def handlers() -> list[tuple[str, type]]:
         (r"shuyu/api/budget/?", BudgetApi),
         (r"shuyu/api/exports/?", ExportsApi),
         (r"shuyu/api/exports/preview/?", PreviewApi),
+        (r"shuyu/api/jobs/?", JobsApi),
+        (r"shuyu/api/volume/?", VolumeApi),
+        (r"shuyu/api/budget/preview/?", QueryPreviewApi),
     ]

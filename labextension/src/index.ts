@@ -6,8 +6,9 @@
  *   with a purpose and a preview of exactly what will be frozen.
  * - JupyterLab's Download and Export-as: their plugins are disabled (this package's
  *   `jupyterlab.disabledExtensions`) and their command IDs lead to Request export.
- * - The Shuyu side panel (granted views, DP budget bars, export requests) and a
- *   status-bar item naming the sandbox's tenant.
+ * - The Shuyu side panel (granted views, DP budget bars with the platform's cost
+ *   preview, export requests, sealed jobs) and a status-bar item naming the sandbox's
+ *   tenant and the day's output against the daily cap.
  *
  * Every label goes through the `shuyu_lab` translation domain (English source strings;
  * Chinese in the Python package's `locale/zh_CN/LC_MESSAGES/shuyu_lab.json`).
@@ -28,7 +29,14 @@ import { Widget } from '@lumino/widgets';
 
 import { requestAPI } from './api';
 import { requestExport } from './dialog';
-import { cellsTarget, ExportTarget, ISandboxContext } from './model';
+import {
+  cellsTarget,
+  ExportTarget,
+  ISandboxContext,
+  IVolume,
+  volumeShare,
+  volumeText
+} from './model';
 import { ShuyuPanel } from './panel';
 
 /** The extension's translation domain (also the locale file's and entry point's name); with
@@ -49,6 +57,11 @@ export namespace CommandIDs {
     'notebook:export-to-format'
   ];
 }
+
+/** How often the status bar reads the day's output again. */
+const VOLUME_REFRESH_MS = 60_000;
+/** From this share of the daily cap on, the status bar's volume is marked. */
+const VOLUME_WARN_PERCENT = 80;
 
 const shuyuIcon = new LabIcon({
   name: 'shuyu-lab:icon',
@@ -260,26 +273,43 @@ const plugin: JupyterFrontEndPlugin<void> = {
       rank: 9
     });
 
-    // The status bar: whose sandbox this is.
+    // The status bar: whose sandbox this is, and the day's output.
     if (statusBar) {
       const item = new Widget();
       item.addClass('jp-ShuyuStatus');
       item.node.title = trans.__('Open the Shuyu panel');
-      item.node.textContent = trans.__('Shuyu sandbox');
       item.node.addEventListener('click', () => void commands.execute(CommandIDs.openPanel));
       statusBar.registerStatusItem('shuyu-lab:status', {
         item,
         align: 'left',
         rank: -1
       });
+      const tenant = item.node.appendChild(document.createElement('span'));
+      tenant.className = 'jp-ShuyuStatus-tenant';
+      tenant.textContent = trans.__('Shuyu sandbox');
+      const volume = item.node.appendChild(document.createElement('span'));
+      volume.className = 'jp-ShuyuStatus-volume';
       requestAPI<ISandboxContext>('context').then(
         context => {
-          item.node.textContent = context.tenant
+          tenant.textContent = context.tenant
             ? trans.__('Shuyu sandbox · tenant %1', context.tenant)
             : trans.__('Shuyu sandbox');
         },
         () => undefined
       );
+      // The day's output against the daily cap, the gateway's meter (read every minute).
+      const showVolume = () =>
+        requestAPI<IVolume>('volume').then(
+          answer => {
+            volume.textContent = ` · ${volumeText(answer, trans)}`;
+            volume.dataset.bytes = String(answer.bytes);
+            volume.dataset.share = String(volumeShare(answer));
+            volume.classList.toggle('jp-mod-warn', volumeShare(answer) >= VOLUME_WARN_PERCENT);
+          },
+          () => undefined
+        );
+      void showVolume();
+      window.setInterval(() => void showVolume(), VOLUME_REFRESH_MS);
     }
   }
 };

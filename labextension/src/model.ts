@@ -3,6 +3,7 @@
  * on its own: the shapes the server's `shuyu/api/*` routes answer with, and the small
  * computations the panel, the dialog and the status bar show.
  */
+import type { TranslationBundle } from '@jupyterlab/translation';
 
 /** `GET shuyu/api/context`: whose sandbox this is. */
 export interface ISandboxContext {
@@ -165,12 +166,17 @@ export function budgetBar(budget: IBudget, epsilon = 0): IBarParts {
   return { spent, preview, free: Math.max(0, 100 - spent - preview), cost, fits };
 }
 
+/** A time the platform sends (ISO text, UTC when it names no zone) in milliseconds. */
+function parsedTime(iso: string): number {
+  return Date.parse(iso.endsWith('Z') || /[+-]\d\d:?\d\d$/.test(iso) ? iso : `${iso}Z`);
+}
+
 /** Days left before `expires` (ISO text) at `now`; null when it never expires. */
 export function daysLeft(expires: string | null, now: Date = new Date()): number | null {
   if (!expires) {
     return null;
   }
-  const ms = Date.parse(expires.endsWith('Z') || /[+-]\d\d:?\d\d$/.test(expires) ? expires : `${expires}Z`) - now.getTime();
+  const ms = parsedTime(expires) - now.getTime();
   return Math.floor(ms / 86_400_000);
 }
 
@@ -187,6 +193,83 @@ export function humanBytes(bytes: number): string {
 }
 
 /** Reviewers' comments of a request, oldest first (the platform's own steps left out). */
-export function reviewerComments(request: IExportRequest): IDecision[] {
+export function reviewerComments(request: Pick<IExportRequest, 'decisions'>): IDecision[] {
   return (request.decisions ?? []).filter(d => d.actor !== 'platform' && !!d.comment);
+}
+
+/** A sealed job's export request, as the jobs section shows it. */
+export interface IJobRequest {
+  id: string;
+  status: string;
+  decisions: IDecision[];
+  downloads: { name: string; url: string }[];
+}
+
+/** One sealed job (`GET shuyu/api/jobs`, from the platform's `api/jobs`). */
+export interface IJob {
+  id: string;
+  username: string;
+  entry: string;
+  status: string;
+  exit_code: number | null;
+  reason: string | null;
+  created_at: string;
+  started_at: string | null;
+  ended_at: string | null;
+  request_id: string | null;
+  request?: IJobRequest;
+}
+
+/** Seconds a job ran (to `now` while it runs); null before it started. */
+export function jobSeconds(job: IJob, now: Date = new Date()): number | null {
+  if (!job.started_at) {
+    return null;
+  }
+  const end = job.ended_at ? parsedTime(job.ended_at) : now.getTime();
+  return Math.max(0, Math.round((end - parsedTime(job.started_at)) / 1000));
+}
+
+/** A duration in words: 42 s, 3 min 5 s, 2 h 10 min. */
+export function humanSeconds(seconds: number): string {
+  if (seconds < 60) {
+    return `${seconds} s`;
+  }
+  if (seconds < 3600) {
+    const s = seconds % 60;
+    return s ? `${Math.floor(seconds / 60)} min ${s} s` : `${seconds / 60} min`;
+  }
+  return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+}
+
+/** `GET shuyu/api/volume`: the user's own output today and the daily cap (bytes). */
+export interface IVolume {
+  username: string;
+  day: string;
+  bytes: number;
+  cap_bytes: number;
+}
+
+/** Today's output as a share of the cap (0-100; 0 when there is no cap). */
+export function volumeShare(volume: IVolume): number {
+  return volume.cap_bytes > 0 ? Math.min(100, Math.round((volume.bytes / volume.cap_bytes) * 100)) : 0;
+}
+
+/** `POST shuyu/api/budget/preview`: the platform's dry run of a query. */
+export interface IQueryPreview {
+  dataset: string;
+  epsilon: number;
+  remaining_epsilon: number;
+  after_epsilon: number;
+}
+
+/** The dry-run body for a one-count query of `epsilon` on `dataset` (spends nothing). */
+export function previewQuery(dataset: string, epsilon: number): Record<string, unknown> {
+  return { dataset, epsilon, statistics: { n: { fn: 'count' } } };
+}
+
+/** "Output today 1.2 MB / 100.0 MB" in the user's language. */
+export function volumeText(volume: IVolume, trans: TranslationBundle): string {
+  return volume.cap_bytes > 0
+    ? trans.__('Output today %1 / %2', humanBytes(volume.bytes), humanBytes(volume.cap_bytes))
+    : trans.__('Output today %1', humanBytes(volume.bytes));
 }

@@ -1,10 +1,11 @@
 /**
  * The Shuyu side panel: granted views with their fields and expiry, the DP budget per
- * grant as a bar (with what a query of a chosen ε would cost), and export requests with
+ * grant as a bar (with what the platform's dry run says a query of a chosen ε would cost),
+ * export requests and sealed jobs with
  * their status, reviewers' comments and the released downloads.
  *
  * Each section is a {@link IPanelSection}: a title and a way to fill itself from the
- * server. Sealed jobs, once the platform offers them, are one more section.
+ * server. Sealed jobs are the fourth: status, exit code, duration and their review.
  */
 import { TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
@@ -13,9 +14,14 @@ import { requestAPI } from './api';
 import {
   budgetBar,
   daysLeft,
+  humanSeconds,
   IBudget,
   IExportRequest,
   IGrant,
+  IJob,
+  IQueryPreview,
+  jobSeconds,
+  previewQuery,
   reviewerComments
 } from './model';
 
@@ -83,8 +89,8 @@ export const viewsSection: IPanelSection = {
   }
 };
 
-/** The bar of one budget, redrawn when the previewed ε changes. */
-function drawBar(bar: HTMLElement, note: HTMLElement, budget: IBudget, epsilon: number, trans: TranslationBundle): void {
+/** The bar of one budget with the cost the platform's dry run gave for a query. */
+function drawBar(bar: HTMLElement, budget: IBudget, epsilon: number, fits: boolean): void {
   const parts = budgetBar(budget, epsilon);
   bar.textContent = '';
   bar.setAttribute('role', 'meter');
@@ -92,15 +98,47 @@ function drawBar(bar: HTMLElement, note: HTMLElement, budget: IBudget, epsilon: 
   bar.setAttribute('aria-valuemax', String(budget.budget_epsilon));
   bar.setAttribute('aria-valuenow', String(budget.spent_epsilon));
   bar.dataset.spent = String(parts.spent);
+  bar.dataset.preview = String(parts.preview);
   const spent = el('span', 'jp-Shuyu-barSpent');
   spent.style.width = `${parts.spent}%`;
-  const preview = el('span', parts.fits ? 'jp-Shuyu-barPreview' : 'jp-Shuyu-barPreview jp-mod-over');
+  const preview = el('span', fits ? 'jp-Shuyu-barPreview' : 'jp-Shuyu-barPreview jp-mod-over');
   preview.style.width = `${parts.preview}%`;
   bar.append(spent, preview);
-  note.textContent = parts.fits
-    ? trans.__('A query of ε %1 would leave ε %2.', parts.cost, round(budget.remaining_epsilon - parts.cost))
-    : trans.__('A query of ε %1 is more than the ε %2 left.', parts.cost, round(budget.remaining_epsilon));
 }
+
+/**
+ * Ask the platform what a query of `epsilon` would cost (its dry run, which spends
+ * nothing) and draw it: the ε and what would remain, or the platform's refusal.
+ */
+export async function previewCost(
+  bar: HTMLElement,
+  note: HTMLElement,
+  budget: IBudget,
+  epsilon: number,
+  trans: TranslationBundle
+): Promise<void> {
+  note.dataset.state = 'asking';
+  try {
+    const answer = await requestAPI<IQueryPreview>('budget/preview', {
+      method: 'POST',
+      body: previewQuery(budget.dataset, epsilon)
+    });
+    drawBar(bar, budget, answer.epsilon, true);
+    note.textContent = trans.__(
+      'A query of ε %1 would leave ε %2.',
+      round(answer.epsilon),
+      round(answer.after_epsilon)
+    );
+    note.dataset.state = 'ok';
+  } catch (err) {
+    drawBar(bar, budget, epsilon, false);
+    note.textContent = trans.__('The platform refuses this query: %1', (err as Error).message);
+    note.dataset.state = 'refused';
+  }
+}
+
+/** How long the ε field waits for more typing before asking the platform. */
+const PREVIEW_DELAY_MS = 300;
 
 function round(x: number): number {
   return Math.round(x * 1e6) / 1e6;
@@ -140,16 +178,47 @@ export const budgetSection: IPanelSection = {
       input.min = '0';
       input.step = 'any';
       input.value = String(budget.max_epsilon_per_query ?? Math.min(0.1, budget.budget_epsilon));
-      input.addEventListener('input', () =>
-        drawBar(bar, note, budget, Number(input.value) || 0, trans)
-      );
+      let timer = 0;
+      input.addEventListener('input', () => {
+        window.clearTimeout(timer);
+        timer = window.setTimeout(
+          () => void previewCost(bar, note, budget, Number(input.value) || 0, trans),
+          PREVIEW_DELAY_MS
+        );
+      });
       label.append(input);
-      drawBar(bar, note, budget, Number(input.value) || 0, trans);
+      drawBar(bar, budget, 0, true);
+      void previewCost(bar, note, budget, Number(input.value) || 0, trans);
       item.append(summary, bar, label, note);
       node.append(item);
     }
   }
 };
+
+/** A request's reviewers' comments and (released, one's own) download links. */
+function appendReview(
+  item: HTMLElement,
+  request: Pick<IExportRequest, 'decisions' | 'downloads'>,
+  trans: TranslationBundle
+): void {
+  for (const decision of reviewerComments(request)) {
+    item.append(el('div', 'jp-Shuyu-comment', `${decision.actor}: ${decision.comment}`));
+  }
+  for (const download of request.downloads) {
+    const link = el('a', 'jp-Shuyu-download', trans.__('Download %1', download.name));
+    link.href = download.url;
+    link.target = '_blank';
+    link.rel = 'noopener';
+    item.append(link);
+  }
+}
+
+/** A request's or job's status, in the user's language (its class keeps the name). */
+function statusBadge(status: string, trans: TranslationBundle): HTMLElement {
+  const badge = el('span', `jp-Shuyu-status jp-Shuyu-status-${status}`, trans.__(status));
+  badge.dataset.status = status;
+  return badge;
+}
 
 /** Export requests: status, reviewers' comments, released downloads. */
 export const exportsSection: IPanelSection = {
@@ -167,23 +236,14 @@ export const exportsSection: IPanelSection = {
     for (const request of requests) {
       const item = el('div', 'jp-Shuyu-item jp-Shuyu-request');
       item.dataset.id = request.id;
-      const status = el('span', `jp-Shuyu-status jp-Shuyu-status-${request.status}`, request.status);
+      const status = statusBadge(request.status, trans);
       const head = el('div', 'jp-Shuyu-itemTitle', `${request.title} `);
       head.append(status);
       item.append(
         head,
         el('div', 'jp-Shuyu-meta', `${request.username} · ${request.created_at.slice(0, 16).replace('T', ' ')} · ${request.id.slice(0, 8)}`)
       );
-      for (const decision of reviewerComments(request)) {
-        item.append(el('div', 'jp-Shuyu-comment', `${decision.actor}: ${decision.comment}`));
-      }
-      for (const download of request.downloads) {
-        const link = el('a', 'jp-Shuyu-download', trans.__('Download %1', download.name));
-        link.href = download.url;
-        link.target = '_blank';
-        link.rel = 'noopener';
-        item.append(link);
-      }
+      appendReview(item, request, trans);
       node.append(item);
     }
     const all = el('a', 'jp-Shuyu-exportsPage', trans.__('All requests on the Exports page'));
@@ -194,8 +254,46 @@ export const exportsSection: IPanelSection = {
   }
 };
 
-/** The panel's sections, in order (a jobs section goes here once the platform has jobs). */
-export const SECTIONS: IPanelSection[] = [viewsSection, budgetSection, exportsSection];
+/** Sealed jobs: status, exit code, duration, their export request's review and download. */
+export const jobsSection: IPanelSection = {
+  id: 'jobs',
+  title: trans => trans.__('Sealed jobs'),
+  async render(node, trans) {
+    const { jobs } = await requestAPI<{ jobs: IJob[] }>('jobs');
+    node.textContent = '';
+    if (!jobs.length) {
+      node.append(el('p', 'jp-Shuyu-empty', trans.__('No sealed job yet.')));
+      return;
+    }
+    for (const job of jobs) {
+      const item = el('div', 'jp-Shuyu-item jp-Shuyu-job');
+      item.dataset.id = job.id;
+      item.dataset.status = job.status;
+      const head = el('div', 'jp-Shuyu-itemTitle', `${job.entry} `);
+      head.append(statusBadge(job.status, trans));
+      const seconds = jobSeconds(job);
+      const facts = [
+        `${job.username} · ${job.created_at.slice(0, 16).replace('T', ' ')} · ${job.id.slice(0, 8)}`,
+        job.exit_code === null ? '' : trans.__('exit code %1', job.exit_code),
+        seconds === null ? '' : trans.__('ran %1', humanSeconds(seconds))
+      ];
+      item.append(head, el('div', 'jp-Shuyu-meta', facts.filter(Boolean).join(' · ')));
+      if (job.reason) {
+        item.append(el('div', 'jp-Shuyu-reason', job.reason));
+      }
+      if (job.request) {
+        const review = el('div', 'jp-Shuyu-jobRequest', trans.__('Export request: '));
+        review.append(statusBadge(job.request.status, trans));
+        item.append(review);
+        appendReview(item, job.request, trans);
+      }
+      node.append(item);
+    }
+  }
+};
+
+/** The panel's sections, in order. */
+export const SECTIONS: IPanelSection[] = [viewsSection, budgetSection, exportsSection, jobsSection];
 
 /** The side panel: a Refresh button and one block per section. */
 export class ShuyuPanel extends Widget {

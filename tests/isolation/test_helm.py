@@ -522,12 +522,18 @@ def test_dockerfile_copies_only_what_the_context_has(name: str) -> None:
 
 def test_singleuser_image_carries_no_hub_side_and_runs_as_non_root() -> None:
     instructions = _dockerfile("singleuser")
-    sources = {source for sources, _, _ in _copies(instructions) for source in sources}
+    sources = {
+        source
+        for sources, _, flags in _copies(instructions)
+        if "from" not in flags
+        for source in sources
+    }
     assert sources == {
         "constraints.txt",
         "kernels/shuyu",
         "kernels/matplotlibrc",  # the CJK font for charts' Chinese labels
         "extensions/shuyu_server",
+        "labextension",  # sources of the JupyterLab extension, built in its own stage
     }
     for source in sources:
         assert not source.startswith(("hub", "policies", "jupyterhub_config", "tests", ".shuyu"))
@@ -539,6 +545,39 @@ def test_singleuser_image_carries_no_hub_side_and_runs_as_non_root() -> None:
     assert _exec_form(_last(instructions, "CMD")) == SINGLEUSER_CMD
     assert _exec_form(_last(instructions, "ENTRYPOINT"))[0] == "tini"
     assert ShuyuDockerSpawner(config=Config()).cmd == SINGLEUSER_CMD
+
+
+@pytest.mark.parametrize("name", ["singleuser", "hub"])
+def test_images_carry_the_built_jupyterlab_extension_enabled(name: str) -> None:
+    instructions = _dockerfile(name)
+    stages = {args.split()[-1]: i for i, (kind, args) in enumerate(instructions) if kind == "FROM"}
+    assert "labext" in stages, "the extension is built in a stage of its own"
+    stage = instructions[stages["labext"] + 1 :]
+    stage = stage[: next((i for i, (kind, _) in enumerate(stage) if kind == "FROM"), None)]
+    build = " ".join(args for kind, args in stage if kind == "RUN")
+    for step in ("npm ci", "tsc", "jupyter-builder build", "-c constraints.txt jupyterlab"):
+        assert step in build, f"the extension's build misses {step!r}"
+    copied = {
+        destination: sources
+        for sources, destination, flags in _copies(instructions)
+        if flags.get("from") == "labext"
+    }
+    runs = " ".join(args for kind, args in instructions if kind == "RUN")
+    if name == "singleuser":  # the assets in the image's prefix, where JupyterLab looks
+        assert copied == {
+            "/usr/local/share/jupyter/labextensions/shuyu-lab": [
+                "/opt/labext/labextension/dist/shuyu-lab"
+            ]
+        }
+        assert "[jupyterlab.locale]\\nshuyu_lab = shuyu_server" in runs  # Chinese labels
+        assert "jupyterlab-language-pack-zh-CN" in runs
+    else:  # pip install puts dist/ into share/jupyter/labextensions (shared-data)
+        assert copied == {"./labextension/dist": ["/opt/labext/labextension/dist"]}
+        shared = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["hatch"]
+        wheel = shared["build"]["targets"]["wheel"]["shared-data"]
+        assert wheel["labextension/dist/shuyu-lab"] == "share/jupyter/labextensions/shuyu-lab"
+    assert 'jupyter labextension list 2>&1 | grep -q "shuyu-lab.*enabled"' in runs
+    assert not _ignored("labextension/src/index.ts") and _ignored("labextension/node_modules/x")
 
 
 def test_dockerignore_keeps_state_and_secrets_out() -> None:

@@ -4,9 +4,11 @@ browser sends them; the attacker-side cases are the merchant's too)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import textwrap
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -191,7 +193,7 @@ def test_bad_export_requests_are_refused_and_nothing_is_filed(
 def test_a_body_that_is_not_a_json_object_is_refused(
     alice: Merchant, raw: bytes, says: str
 ) -> None:
-    for route in ("shuyu/api/exports", "shuyu/api/exports/preview"):
+    for route in ("shuyu/api/exports", "shuyu/api/exports/preview", "shuyu/api/budget/preview"):
         refused = alice.session.post(
             f"{alice.base}/{route}",
             data=raw,
@@ -215,3 +217,126 @@ def test_writes_need_the_xsrf_token_and_another_merchants_server_is_closed(
     )
     assert other.status_code in {302, 403, 404}
     assert "grants" not in other.text
+
+
+# ------------------------------------------------------------ sealed jobs, volume, cost
+JOB_CODE = (
+    "from pathlib import Path\nPath('out').mkdir()\nPath('out/n.csv').write_text('n\\n3\\n')\n"
+)
+
+
+def test_the_jobs_section_shows_a_job_its_review_and_the_released_download(
+    alice: Merchant, platform: Platform
+) -> None:
+    submitted = platform.service_post(
+        "alice",
+        "api/jobs",
+        {
+            "entry": "lab_job.py",
+            "files": {"lab_job.py": base64.b64encode(JOB_CODE.encode()).decode()},
+            "parameters": {},
+            "outputs": ["out/*.csv"],
+            "purpose": "面板上的作业",
+        },
+    )
+    assert submitted.status_code == 201, submitted.text
+    job_id = submitted.json()["id"]
+    queued = alice.request("GET", "shuyu/api/jobs").json()["jobs"]
+    assert job_id in {j["id"] for j in queued}
+    assert not any("purpose" in j or "parameters" in j for j in queued)  # kept short
+
+    deadline = time.monotonic() + 180
+    job = submitted.json()
+    while time.monotonic() < deadline and job["status"] in ("queued", "running"):
+        time.sleep(0.5)
+        job = platform.service_get("alice", f"api/jobs/{job_id}").json()
+    assert job["status"] == "succeeded" and job["request_id"], job
+    seen = platform.service_get("rita", f"api/egress/requests/{job['request_id']}").json()
+    decided = platform.service_post(
+        "rita",
+        f"api/egress/requests/{job['request_id']}/decision",
+        {"action": "approve", "comment": "可以发布", "snapshot_sha256": seen["snapshot_sha256"]},
+    )
+    assert decided.status_code == 200, decided.text
+
+    (row,) = [j for j in alice.request("GET", "shuyu/api/jobs").json()["jobs"] if j["id"] == job_id]
+    assert (row["status"], row["exit_code"], row["entry"]) == ("succeeded", 0, "lab_job.py")
+    assert row["started_at"] and row["ended_at"]
+    request = row["request"]
+    assert request["id"] == job["request_id"] and request["status"] == "released"
+    assert any(d["comment"] == "可以发布" and d["actor"] == "rita" for d in request["decisions"])
+    (link,) = [d for d in request["downloads"] if d["name"] == "out__n.csv"]
+    assert link["url"].endswith(f"/services/shuyu/exports/{job['request_id']}/out__n.csv")
+
+    # Another tenant's merchant sees none of it through its own server.
+    bob = start(platform, "bob")
+    try:
+        assert job_id not in bob.request("GET", "shuyu/api/jobs").text
+    finally:
+        bob.kernel.close()
+
+
+def _volume(platform: Platform, user: str, query: str = "") -> dict:
+    answer = platform.service_get(user, f"api/egress/volume{query}")
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_the_status_bar_reads_the_users_own_output_today_and_the_cap(
+    alice: Merchant, platform: Platform
+) -> None:
+    deadline = time.monotonic() + 20  # the gateway's meter flushes every 2 s
+    volume = alice.request("GET", "shuyu/api/volume").json()
+    while time.monotonic() < deadline and volume["bytes"] == 0:
+        time.sleep(1)
+        volume = alice.request("GET", "shuyu/api/volume").json()
+    assert volume["username"] == "alice" and volume["bytes"] > 0
+    assert volume["cap_bytes"] == _volume(platform, "alice")["cap_bytes"] > 0
+    assert volume["bytes"] <= _volume(platform, "alice")["bytes"]  # only grows
+
+
+def test_bob_cannot_read_alices_output_volume(alice: Merchant, platform: Platform) -> None:
+    alices = _volume(platform, "alice")["bytes"]
+    for query in ("", "?username=alice", "?user=alice&tenant=kangning"):
+        bobs = _volume(platform, "bob", query)
+        assert bobs["username"] == "bob"
+        assert bobs["bytes"] != alices or alices == 0
+    assert platform.service_get("bob", "api/egress/volumes").status_code == 403
+
+
+def _spent(alice: Merchant) -> float:
+    budgets = alice.request("GET", "shuyu/api/budget").json()["budgets"]
+    return next(b["spent_epsilon"] for b in budgets if b["dataset"] == "health_records")
+
+
+def test_the_budget_bar_asks_the_platforms_dry_run_and_nothing_is_spent(
+    alice: Merchant,
+) -> None:
+    before = _spent(alice)
+    query = {"dataset": "health_records", "epsilon": 0.05, "statistics": {"n": {"fn": "count"}}}
+    for body in (query, {**query, "dry_run": False}):  # the route always dry-runs
+        answer = alice.request("POST", "shuyu/api/budget/preview", json=body)
+        assert answer.status_code == 200, answer.text
+        preview = answer.json()
+        assert preview["dataset"] == "health_records" and preview["epsilon"] == 0.05
+        assert preview["after_epsilon"] == pytest.approx(preview["remaining_epsilon"] - 0.05)
+    assert _spent(alice) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (
+            {"dataset": "health_records", "epsilon": 999, "statistics": {"n": {"fn": "count"}}},
+            "per-query cap",
+        ),
+        ({"dataset": "no_such", "epsilon": 0.1, "statistics": {"n": {"fn": "count"}}}, "no_such"),
+        ({"dataset": "health_records", "epsilon": 0.1}, "statistics"),
+    ],
+)
+def test_a_cost_preview_the_platform_refuses_says_why(
+    alice: Merchant, body: dict, says: str
+) -> None:
+    refused = alice.request("POST", "shuyu/api/budget/preview", json=body)
+    assert 400 <= refused.status_code < 500, refused.text
+    assert says in refused.json()["message"]

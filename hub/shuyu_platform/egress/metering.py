@@ -124,13 +124,7 @@ class Meter:
 
     # ------------------------------------------------------------ counting
     def _load(self, username: str, tenant: str, day: str) -> _Day:
-        with session_scope(self.db_url) as session:
-            stored = session.scalar(
-                select(func.coalesce(func.sum(OutputVolume.bytes), 0)).where(
-                    OutputVolume.username == username, OutputVolume.day == day
-                )
-            )
-        return _Day(tenant=tenant, stored=int(stored or 0))
+        return _Day(tenant=tenant, stored=day_total(self.db_url, username, day))
 
     def _day(self, username: str, tenant: str) -> _Day:
         day = today()
@@ -287,3 +281,14 @@ def largest(db_url: str, *, days: int = 7, limit: int = 50) -> list[VolumeRow]:
     ]
     result.sort(key=lambda r: r.total, reverse=True)
     return result[:limit]
+
+
+def day_total(db_url: str, username: str, day: str | None = None) -> int:
+    """Bytes ``username``'s servers sent to the browser on ``day`` (today), as flushed."""
+    with session_scope(db_url) as session:
+        stored = session.scalar(
+            select(func.coalesce(func.sum(OutputVolume.bytes), 0)).where(
+                OutputVolume.username == username, OutputVolume.day == (day or today())
+            )
+        )
+    return int(stored or 0)

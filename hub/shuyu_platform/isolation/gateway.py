@@ -353,6 +353,14 @@ ROUTES: list[Route] = [
            "the extension's Request export dialog: what a request would freeze (cells the "
            "notebook holds anyway, within the Request export page's cap) or a file's "
            "name and size, never its bytes", check=preview_reply),
+    _route("shuyu/api", r"shuyu/api/(jobs|volume)/?", "GET", "proxy",
+           "the extension's sealed jobs (status, exit code, review) and the user's own "
+           "output today against the daily cap",
+           check=json_up_to(256 * KIB)),
+    _route("shuyu/api", r"shuyu/api/budget/preview/?", "POST", "proxy",
+           "the extension's budget bar: the platform's dry run of a DP query (ε and what "
+           "would remain; nothing is spent or released)",
+           check=json_up_to(16 * KIB)),
     # -- notebooks and the file browser
     _route("api/contents", r"api/contents(/[^/]+)*/checkpoints(/[^/]+)?", "GET POST DELETE",
            "proxy", "notebook checkpoints (ids and times only)", check=checkpoints_reply),

@@ -192,6 +192,12 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         query=VolumesQuery,
     ),
     Operation(
+        "get",
+        "/api/egress/volume",
+        "The signed-in user's own output today (bytes) and the daily cap.",
+        "any signed-in user",
+    ),
+    Operation(
         "get", "/api/jobs", "Sealed production runs: the tenant's, or all.", "merchant, reviewer"
     ),
     Operation(

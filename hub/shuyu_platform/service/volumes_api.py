@@ -42,6 +42,24 @@ class VolumesApi(ApiHandler):
         self.write_json(body)
 
 
+class OwnVolumeApi(ApiHandler):
+    """``GET api/egress/volume``: the signed-in user's own output today and the daily cap.
+
+    Anyone signed in may ask, and only about themself (the user comes from the token, no
+    parameter names another): the lab extension's status bar shows it to the merchant.
+    """
+
+    def get(self) -> None:
+        self.write_json(
+            {
+                "username": self.user["name"],
+                "day": metering.today(),
+                "bytes": metering.day_total(self.shuyu.db_url, self.user["name"]),
+                "cap_bytes": self.shuyu.egress_daily_cap,
+            }
+        )
+
+
 class VolumesPage(BaseHandler):
     """``GET volumes``: the same as a page."""
 
@@ -56,4 +74,5 @@ def routes() -> list[tuple[str, type]]:
     return [
         (r"volumes/?", VolumesPage),
         (r"api/egress/volumes/?", VolumesApi),
+        (r"api/egress/volume/?", OwnVolumeApi),
     ]

@@ -7,11 +7,17 @@ import {
   cellsTarget,
   daysLeft,
   humanBytes,
+  humanSeconds,
   IBudget,
   IExportRequest,
+  IJob,
+  jobSeconds,
+  previewQuery,
   requestBody,
   reviewerComments,
-  shownOutput
+  shownOutput,
+  volumeShare,
+  volumeText
 } from '../model';
 
 const budget = (over: Partial<IBudget> = {}): IBudget => ({
@@ -156,5 +162,60 @@ describe('Chinese labels', () => {
       const wanted = (label.match(/%\d/g) ?? []).sort();
       expect([(locale[label][0].match(/%\d/g) ?? []).sort(), label]).toEqual([wanted, label]);
     }
+  });
+});
+
+describe('sealed jobs', () => {
+  const job = (over: Partial<IJob> = {}): IJob => ({
+    id: 'a'.repeat(32),
+    username: 'alice',
+    entry: 'run.py',
+    status: 'succeeded',
+    exit_code: 0,
+    reason: null,
+    created_at: '2026-11-30T10:00:00',
+    started_at: '2026-11-30T10:00:05',
+    ended_at: '2026-11-30T10:03:10',
+    request_id: null,
+    ...over
+  });
+  it('measures a finished job from start to end (UTC when no zone is named)', () => {
+    expect(jobSeconds(job())).toBe(185);
+  });
+  it('measures a running job to now, and has no duration before it starts', () => {
+    const now = new Date('2026-11-30T10:00:35Z');
+    expect(jobSeconds(job({ status: 'running', ended_at: null }), now)).toBe(30);
+    expect(jobSeconds(job({ status: 'queued', started_at: null, ended_at: null }))).toBeNull();
+  });
+  it('says durations in words', () => {
+    expect(humanSeconds(42)).toBe('42 s');
+    expect(humanSeconds(185)).toBe('3 min 5 s');
+    expect(humanSeconds(120)).toBe('2 min');
+    expect(humanSeconds(7800)).toBe('2 h 10 min');
+  });
+});
+
+describe('output today', () => {
+  const trans = { __: (text: string, ...args: unknown[]) =>
+    args.reduce<string>((out, arg, i) => out.replace(`%${i + 1}`, String(arg)), text) } as any;
+  const volume = { username: 'alice', day: '2026-11-30', bytes: 1_250_000, cap_bytes: 100_000_000 };
+  it('shows the volume against the cap', () => {
+    expect(volumeText(volume, trans)).toBe('Output today 1.3 MB / 100.0 MB');
+    expect(volumeShare(volume)).toBe(1);
+  });
+  it('shows the volume alone when there is no cap, and caps the share at 100', () => {
+    expect(volumeText({ ...volume, cap_bytes: 0 }, trans)).toBe('Output today 1.3 MB');
+    expect(volumeShare({ ...volume, cap_bytes: 0 })).toBe(0);
+    expect(volumeShare({ ...volume, bytes: 5e8 })).toBe(100);
+  });
+});
+
+describe('previewQuery', () => {
+  it('asks the platform for a one-count dry run of the chosen ε', () => {
+    expect(previewQuery('claims', 0.2)).toEqual({
+      dataset: 'claims',
+      epsilon: 0.2,
+      statistics: { n: { fn: 'count' } }
+    });
   });
 });
