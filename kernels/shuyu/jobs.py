@@ -73,9 +73,8 @@ def input(
     name: str, columns: Sequence[str] | None = None, *, source: str = "synthetic"
 ) -> pd.DataFrame:
     """Dataset ``name`` as a DataFrame, from :func:`input_path` (the same code runs in both)."""
-    return pd.read_parquet(
-        input_path(name, source=source), columns=list(columns) if columns else None
-    )
+    wanted = [*columns] if columns else None  # not list(): this module's list() shadows it
+    return pd.read_parquet(input_path(name, source=source), columns=wanted)
 
 
 def parameters() -> dict[str, Any]:

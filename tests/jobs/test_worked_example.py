@@ -12,12 +12,15 @@ import ast
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from harness import Platform
-from kernel import Kernel
+from kernel import Execution, Kernel
+from shuyu import jobs as shuyu_jobs
 
 pytestmark = [pytest.mark.hub, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -27,6 +30,23 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "sealed_run.ipynb
 def _code_cells() -> list[str]:
     cells = json.loads(NOTEBOOK.read_text())["cells"]
     return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+
+
+def _explain(ran: Execution) -> str:
+    """What went wrong in a cell: its output and its error's traceback, as plain text."""
+    trace = "\n".join((ran.error or {}).get("traceback", []))
+    return "\n".join([ran.stdout, ran.stderr, re.sub("\x1b\\[[0-9;]*m", "", trace)])
+
+
+def test_a_job_reads_chosen_columns_of_its_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example's ``shuyu.jobs.input(name, columns=[...])`` (once broken by the
+    module's own ``list``, which shadows the builtin)."""
+    pd.DataFrame({"district": ["a"], "n": [1], "x": [2]}).to_parquet(tmp_path / "t.parquet")
+    monkeypatch.setenv("SHUYU_JOB", "1")
+    monkeypatch.setenv("SHUYU_JOB_INPUTS", str(tmp_path))
+    assert list(shuyu_jobs.input("t", columns=["district", "n"]).columns) == ["district", "n"]
 
 
 def test_the_readme_points_at_the_notebook() -> None:
@@ -41,10 +61,15 @@ def test_the_worked_example_runs_end_to_end_in_a_real_kernel(platform: Platform)
     platform.start_server(session, "alice")
     kernel = Kernel(platform.url, session, "alice")
     try:
-        for cell in (write, trial):
-            ran = kernel.run(cell)
-            assert ran.ok, ran.error
-        assert "rows used:" in ran.stdout  # the same script, on the synthetic twin
+        # The trial cell's %run line alone first, so that a failure names its own error.
+        run_line, _, rest = trial.partition("\n")
+        ran = kernel.run(write)
+        assert ran.ok, _explain(ran)
+        tried = kernel.run(run_line)
+        assert tried.ok, _explain(tried)
+        assert "rows used:" in tried.stdout  # the same script, on the synthetic twin
+        ran = kernel.run(rest)
+        assert ran.ok, _explain(ran)
         assert "district" in (ran.result or "")
         ran = kernel.run(submit)
         assert ran.ok, ran.error
