@@ -1,7 +1,7 @@
 """Sealed production runs: submit-to-running latency, and the runner's overhead.
 
 In one run, on a state root of its own with ``health_records`` of ``SHUYU_BENCH_ROWS``
-rows (10 million by default) granted to one tenant:
+rows (10 million by default, ``--rows``) granted to one tenant:
 
 * **submit to running**: an empty job (``pass``) is submitted through the queue while a
   jobs worker (the one the platform service runs) polls it; the time from the submit's
@@ -18,6 +18,7 @@ The production input is built once before the rounds (its build time is printed 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import json
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .rawdata import raw_file, workspace
@@ -114,8 +116,19 @@ def _peak(log: str) -> float:
     return int(line.split()[1]) / 1024
 
 
-def main(argv: list[str] | None = None) -> None:
+def arguments(argv: Sequence[str]) -> argparse.Namespace:
+    """``--rows``, ``--rounds`` and ``--jobs``, defaulting to the environment's settings."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks jobs")
+    parser.add_argument("--rows", type=int, default=ROWS, help="rows of health_records")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="direct/sealed rounds")
+    parser.add_argument("--jobs", type=int, default=JOBS, help="empty jobs timed")
+    return parser.parse_args(list(argv))
+
+
+def main(argv: Sequence[str] = ()) -> None:
     """Print the medians, the ratio and the peak memory (see the module docstring)."""
+    options = arguments(argv)
+    rows, rounds, jobs = options.rows, options.rounds, options.jobs
     from shuyu_platform.access import grants
     from shuyu_platform.core import db
     from shuyu_platform.core.db import session_scope
@@ -126,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     from shuyu_platform.egress import requests as egress
     from shuyu_platform.jobs import inputs, worker
 
-    print(f"jobs: {ROWS:,} rows of health_records, {ROUNDS} rounds, {JOBS} empty jobs")
+    print(f"jobs: {rows:,} rows of health_records, {rounds} rounds, {jobs} empty jobs")
     with workspace("jobs") as folder:
         settings = Shuyu(
             home=str(folder / "home"),
@@ -141,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         settings.ensure_zones()
         db.upgrade(settings.db_url)
-        raw = raw_file(folder, ROWS)
+        raw = raw_file(folder, rows)
         target = settings.zone("raw") / raw.name
         if not target.exists():
             os.link(raw, target)
@@ -162,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         serving = asyncio.run_coroutine_threadsafe(work.serve(), loop)
 
         to_running, to_end = [], []
-        for _ in range(JOBS):
+        for _ in range(jobs):
             job_id, submitted = _submit(settings, "pass", [])
             running = _wait(settings, job_id, {"running", "succeeded", "failed"}, 0.005)
             ended = _wait(settings, job_id, {"succeeded", "failed"})
@@ -178,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         script = folder / "aggregate.py"
         script.write_text(AGGREGATE)
         direct, sealed, direct_mem, sealed_mem = [], [], [], []
-        for _ in range(ROUNDS):
+        for _ in range(rounds):
             wall, peak = _direct(settings, script, built["health_records"].path.parent)
             direct.append(wall)
             direct_mem.append(peak)
@@ -199,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         loop.call_soon_threadsafe(loop.stop)
         d, s = statistics.median(direct), statistics.median(sealed)
         print(
-            f"  aggregation of {ROWS:,} rows: direct median {d:.2f} s, "
+            f"  aggregation of {rows:,} rows: direct median {d:.2f} s, "
             f"sealed job median {s:.2f} s, ratio {s / d:.2f}x (goal ≤ 1.2x)"
         )
         print(

@@ -5,9 +5,9 @@ Nothing here imports the hub side: this package is what the sandbox carries.
 Unix sockets the spawner hands it; ``sandbox_init`` starts those relays and then the
 single-user server; ``egress`` is the jupyter-server extension that refuses every
 download route (the launcher, ``singleuser``, makes sure it is on), ``export`` the
-Request export page it serves and ``lab_api`` the JSON routes of the JupyterLab extension
-(``labextension/``, whose Chinese labels are in ``locale/``); ``platform`` is how the
-server calls the platform.
+Request export page it serves, ``jobs`` the Submit job page and ``lab_api`` the JSON
+routes of the JupyterLab extension (``labextension/``, whose Chinese labels are in
+``locale/``); ``platform`` is how the server calls the platform.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ from tornado.httputil import HTTPServerRequest
 from tornado.routing import Matcher, Rule
 from traitlets import Bool, Integer
 
-from . import export, lab_api, platform
+from . import export, jobs, lab_api, platform
 from .pages import page
 
 log = logging.getLogger("shuyu.egress")
@@ -247,7 +247,7 @@ class EgressGuard(ExtensionApp):
         web_app = self.serverapp.web_app
         web_app.settings["shuyu_egress"] = self
         web_app.default_router.rules.insert(0, Rule(_GuardMatcher(self), RefusedHandler))
-        self.handlers.extend(export.handlers() + lab_api.handlers())
+        self.handlers.extend(export.handlers() + jobs.handlers() + lab_api.handlers())
         log.info("Shuyu egress guard active (text limit %d bytes)", self.max_text_bytes)
 
     async def record(self, handler: JupyterHandler, refusal: Refusal) -> None:

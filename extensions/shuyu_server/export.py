@@ -105,6 +105,8 @@ class WorkFolderHandler(JupyterHandler):
     """
 
     auth_resource = "contents"
+    #: The route named in the audit record of a refused path.
+    route = "shuyu/export"
 
     async def _model(self, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -121,9 +123,26 @@ class WorkFolderHandler(JupyterHandler):
             from .egress import Refusal  # the guard's record of a refused way out
 
             reason = "export of a path that leads outside the work folder"
-            await self.settings["shuyu_egress"].record(self, Refusal("shuyu/export", reason))
+            await self.settings["shuyu_egress"].record(self, Refusal(self.route, reason))
             raise web.HTTPError(403, f"{path} leads outside the work folder")
         return real
+
+    async def _walk(self) -> tuple[list[str], list[str]]:
+        """The work folder's notebooks and other files (at most :data:`MAX_LISTED`), as
+        the contents manager lists them (hidden files left out)."""
+        notebooks: list[str] = []
+        files: list[str] = []
+        pending = [""]
+        while pending and len(notebooks) + len(files) < MAX_LISTED:
+            folder = await self._model(pending.pop(0), content=True)
+            for entry in sorted(folder["content"], key=lambda e: e["path"]):
+                if entry["type"] == "directory":
+                    pending.append(entry["path"])
+                elif entry["type"] == "notebook":
+                    notebooks.append(entry["path"])
+                else:
+                    files.append(entry["path"])
+        return notebooks, files
 
     async def _cells(self, path: str, chosen: list[str]) -> dict[str, Any]:
         if not chosen:
@@ -160,8 +179,11 @@ class WorkFolderHandler(JupyterHandler):
         return {"kind": "file", "path": path, "data_b64": base64.b64encode(data).decode()}
 
 
-class ExportHandler(WorkFolderHandler):
-    """``/shuyu/export``: choose cells of a notebook or a file, and file an export request."""
+class PageHandler(WorkFolderHandler):
+    """A page of this server in the platform's look, its refusals as pages of their own."""
+
+    #: The page's path, relative to the server's base URL.
+    page_path = "shuyu/export"
 
     def _page(self, title: str, body: str) -> str:
         return page(title, body, server_url=self.base_url)
@@ -183,9 +205,24 @@ class ExportHandler(WorkFolderHandler):
         )
 
     def _url(self, **query: str) -> str:
-        base = url_path_join(self.base_url, "shuyu/export")
+        base = url_path_join(self.base_url, self.page_path)
         args = "&".join(f"{key}={quote(value)}" for key, value in query.items())
         return f"{base}?{args}" if args else base
+
+    def _refused(self, title: str, err: platform.PlatformError) -> None:
+        """The platform's refusal, with its status (a 502 if it could not be reached)."""
+        self.set_status(err.status if 400 <= err.status < 600 else 502)
+        self.finish(
+            self._page(
+                title,
+                f"<p class=error id=error>{escape(err.message)}</p>"
+                f'<p><a href="{escape(self._url())}">← 返回 Back</a></p>',
+            )
+        )
+
+
+class ExportHandler(PageHandler):
+    """``/shuyu/export``: choose cells of a notebook or a file, and file an export request."""
 
     @web.authenticated
     @authorized
@@ -203,18 +240,7 @@ class ExportHandler(WorkFolderHandler):
             self.finish(await self._listing())
 
     async def _listing(self) -> str:
-        notebooks: list[str] = []
-        files: list[str] = []
-        pending = [""]
-        while pending and len(notebooks) + len(files) < MAX_LISTED:
-            folder = await self._model(pending.pop(0), content=True)
-            for entry in sorted(folder["content"], key=lambda e: e["path"]):
-                if entry["type"] == "directory":
-                    pending.append(entry["path"])
-                elif entry["type"] == "notebook":
-                    notebooks.append(entry["path"])
-                else:
-                    files.append(entry["path"])
+        notebooks, files = await self._walk()
         links = "".join(
             f'<li><a href="{escape(self._url(notebook=p))}">{escape(p)}</a></li>' for p in notebooks
         )
@@ -371,14 +397,7 @@ class ExportHandler(WorkFolderHandler):
                     "POST", "api/egress/requests", {**content, "purpose": purpose, "title": title}
                 )
         except platform.PlatformError as err:
-            self.set_status(err.status if 400 <= err.status < 600 else 502)
-            self.finish(
-                self._page(
-                    "导出申请未被接受 Export request refused",
-                    f"<p class=error id=error>{escape(err.message)}</p>"
-                    f'<p><a href="{escape(self._url())}">← 返回 Back</a></p>',
-                )
-            )
+            self._refused("导出申请未被接受 Export request refused", err)
             return
         self.set_status(201)
         labels = answer.get("labels") or {}

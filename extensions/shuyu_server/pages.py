@@ -1,4 +1,4 @@
-"""The look of the pages this server serves itself (Request export, refused downloads).
+"""The look of the pages this server serves itself (Request export, Submit job, refusals).
 
 They wear the platform's own style: the service's stylesheet (same origin, behind the
 hub) and the same top bar, Chinese first and English second, so that a merchant moving
@@ -19,6 +19,8 @@ HUB_BASE: Final[str] = os.environ.get("JUPYTERHUB_BASE_URL", "/").rstrip("/")
 SERVICE_URL: Final[str] = f"{HUB_BASE}/services/shuyu/"
 #: The platform's page of the tenant's requests and releases.
 EXPORTS_URL: Final[str] = f"{SERVICE_URL}exports"
+#: The platform's page of the tenant's sealed production runs.
+JOBS_URL: Final[str] = f"{SERVICE_URL}jobs"
 
 
 def cell_name(index: int, execution_count: int | None = None) -> str:
@@ -34,6 +36,7 @@ def page(title: str, body: str, *, server_url: str = "") -> str:
     sandbox = (
         f'<a href="{escape(server_url)}lab">我的沙箱 JupyterLab</a>'
         f'<a href="{escape(server_url)}shuyu/export">申请导出 Request export</a>'
+        f'<a href="{escape(server_url)}shuyu/jobs">提交作业 Submit job</a>'
         if server_url
         else ""
     )
@@ -43,7 +46,8 @@ def page(title: str, body: str, *, server_url: str = "") -> str:
         f"<title>{escape(title)} · 数域 Shuyu</title>"
         f'<link rel="stylesheet" href="{escape(SERVICE_URL)}static/shuyu.css"></head><body>'
         f'<header class="topbar"><a class="brand" href="{escape(SERVICE_URL)}">数域 Shuyu</a><nav>'
-        f'{sandbox}<a href="{escape(EXPORTS_URL)}">导出 Exports</a></nav></header>'
+        f'{sandbox}<a href="{escape(EXPORTS_URL)}">导出 Exports</a>'
+        f'<a href="{escape(JOBS_URL)}">作业 Jobs</a></nav></header>'
         f"<main><h1>{escape(title)}</h1>{body}</main>"
         "<footer>原始数据不出域，数据可用不可见；此处每项操作都记入审计链。"
         " Raw data never leaves the domain. Every action here is recorded.</footer>"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ __all__ = [
     "logs",
     "parameters",
     "status",
+    "submission",
     "submit",
 ]
 
@@ -72,14 +73,45 @@ def input(
     name: str, columns: Sequence[str] | None = None, *, source: str = "synthetic"
 ) -> pd.DataFrame:
     """Dataset ``name`` as a DataFrame, from :func:`input_path` (the same code runs in both)."""
-    return pd.read_parquet(
-        input_path(name, source=source), columns=list(columns) if columns else None
-    )
+    wanted = [*columns] if columns else None  # not list(): this module's list() shadows it
+    return pd.read_parquet(input_path(name, source=source), columns=wanted)
 
 
 def parameters() -> dict[str, Any]:
     """The parameters a job was submitted with (``{}`` outside a job)."""
     return dict(json.loads(os.environ.get("SHUYU_JOB_PARAMETERS", "{}")))
+
+
+def submission(
+    entry: str | Path,
+    *,
+    purpose: str,
+    parameters: Mapping[str, Any] | None = None,
+    outputs: Sequence[str] = (),
+    files: Sequence[str | Path] = (),
+    read: Callable[[str], bytes] | None = None,
+) -> dict[str, Any]:
+    """The body of ``POST api/jobs``: the entry and the files it needs, as they are now.
+
+    The one place a submission is built, for :func:`submit` here and for the Submit job
+    page of the single-user server (which reads through ``read``: the file's bytes by its
+    path relative to the work folder, refusing what leaves it). Paths are relative to the
+    current folder; at most :data:`MAX_FILE_BYTES` a file.
+    """
+    names = dict.fromkeys(Path(p).as_posix() for p in (entry, *files))
+    sent: dict[str, str] = {}
+    for name in names:
+        data = read(name) if read else Path(name).read_bytes()
+        if len(data) > MAX_FILE_BYTES:
+            raise ValueError(f"{name} has more than {MAX_FILE_BYTES:,} bytes")
+        sent[name] = base64.b64encode(data).decode()
+    return {
+        "entry": Path(entry).as_posix(),
+        "files": sent,
+        "parameters": dict(parameters or {}),
+        "outputs": [*outputs],
+        "purpose": purpose,
+    }
 
 
 def submit(
@@ -97,19 +129,7 @@ def submit(
     notebook first. ``outputs`` are glob patterns, relative to the job's work folder,
     of the files to take out for review; anything else it writes is discarded.
     """
-    names = [Path(entry), *(Path(f) for f in files)]
-    sent: dict[str, str] = {}
-    for path in names:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ValueError(f"{path} has more than {MAX_FILE_BYTES:,} bytes")
-        sent[path.as_posix()] = base64.b64encode(path.read_bytes()).decode()
-    body = {
-        "entry": Path(entry).as_posix(),
-        "files": sent,
-        "parameters": dict(parameters or {}),
-        "outputs": [*outputs],
-        "purpose": purpose,
-    }
+    body = submission(entry, purpose=purpose, parameters=parameters, outputs=outputs, files=files)
     return post("api/jobs", body)
 
 

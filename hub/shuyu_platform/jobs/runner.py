@@ -116,12 +116,27 @@ class Outcome:
     usage: dict[str, Any]
 
 
+def _name_version(distribution: metadata.Distribution) -> str | None:
+    """``Name==Version`` from the head of a distribution's metadata, or None without it.
+
+    Only the header lines are read: parsing every package's whole METADATA (its long
+    description too) with the e-mail parser took seconds for the first job of a process.
+    """
+    text = distribution.read_text("METADATA") or distribution.read_text("PKG-INFO") or ""
+    head: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        if key in ("Name", "Version"):
+            head.setdefault(key, value.strip())
+    return f"{head['Name']}=={head.get('Version')}" if "Name" in head else None
+
+
 @lru_cache(maxsize=1)
 def environment() -> dict[str, Any]:
     """The runner's environment: Python and every installed package, and their SHA-256."""
-    packages = sorted(
-        {f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata}
-    )
+    packages = sorted({n for n in map(_name_version, metadata.distributions()) if n is not None})
     lock = "\n".join([f"python=={sys.version.split()[0]}", *packages])
     return {"python": sys.version.split()[0], "sha256": hashlib.sha256(lock.encode()).hexdigest()}
 

@@ -133,6 +133,8 @@ class Worker:
         requeued = await asyncio.to_thread(recover, self.settings)
         if requeued:
             log.warning("requeued jobs interrupted by a restart: %s", ", ".join(requeued))
+        # What every job's provenance records, worked out once now, not in the first job.
+        await asyncio.to_thread(runner.environment)
         while True:
             try:
                 for job_id in await asyncio.to_thread(self.start_due):
