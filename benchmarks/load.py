@@ -129,12 +129,19 @@ class Model:
         return max(0.0, rng.uniform(self.think - self.jitter, self.think + self.jitter))
 
 
+def sign_in(platform: Platform, users: int) -> list[tuple[requests.Session, dict[str, str]]]:
+    """``users`` merchants signed in to the service, like browsers."""
+    return [platform.service_session(name) for name in add_users(platform, users)]
+
+
 def drive(
-    platform: Platform, users: int, seconds: float, model: Model = Model("closed loop")
+    platform: Platform,
+    signed_in: list[tuple[requests.Session, dict[str, str]]],
+    seconds: float,
+    model: Model = Model("closed loop"),
 ) -> dict[str, Any]:
-    """Sign ``users`` in, then let each loop over :data:`CALLS` for ``seconds``."""
-    names = add_users(platform, users)
-    signed_in = [platform.service_session(name) for name in names]
+    """Let each signed-in user loop over :data:`CALLS` for ``seconds``, paced by ``model``."""
+    users = len(signed_in)
     for call in CALLS.values():  # warm-up, not counted: the first query loads the DP engine
         call(*signed_in[0], platform.url)
     samples: list[tuple[str, float, bool]] = []
@@ -199,8 +206,9 @@ def run(
         try:
             with running_platform(Path(tmp) / "home", rows=rows, **extra) as platform:
                 results = {}
+                signed_in = sign_in(platform, users)
                 for model in models:
-                    figures = drive(platform, users, seconds, model)
+                    figures = drive(platform, signed_in, seconds, model)
                     figures["memory_mib"] = tree_mib(platform.proc.pid)
                     figures["load"] = load_average()
                     results[model.name] = figures
