@@ -6,22 +6,35 @@ tests. Then ``--users`` merchant accounts (30 by default, all in tenant ``kangni
 sign in through the hub's login form and the service's OAuth, like browsers, and each
 loops for ``--seconds`` (60 by default) over four calls in turn: the catalogue, their DP
 budget, their egress requests, and a small DP query (a count at ε 0.0001). Every answer
-that is not 2xx, and every failed connection, counts as an error.
+that is not 2xx, and every failed connection, counts as an error. Before each run one
+user makes each call once, not counted (the first DP query loads the engine).
 
-Reported per database: requests, requests/s, error rate, p50/p95/p99 latency, overall and
-per call. Goal: no errors and p95 ≤ 200 ms. ``--seconds 10 --users 5`` is a smoke run.
+Two user models run one after the other on the same platform:
+
+* **closed loop**: each user sends the next request as soon as the last is answered (no
+  pause). This measures capacity: latency is then mostly queueing, since 30 users
+  always have 30 requests in flight.
+* **paced**: each user waits a think time of ``--think`` seconds ± ``--jitter`` (uniform;
+  1 s ± 0.5 s by default) between an answer and the next request, and starts after a
+  random part of one think time, like people clicking. The p95 goal is read on this one.
+
+Reported per database and model: requests, requests/s, error rate, p50/p95/p99 latency,
+overall and per call. Goal: no errors and p95 ≤ 200 ms (paced). ``--seconds 10 --users
+5`` is a smoke run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +110,40 @@ def add_users(platform: Platform, count: int) -> list[str]:
     return names
 
 
-def drive(platform: Platform, users: int, seconds: float) -> dict[str, Any]:
-    """Sign ``users`` in, then let each loop over :data:`CALLS` for ``seconds``."""
-    names = add_users(platform, users)
-    signed_in = [platform.service_session(name) for name in names]
+@dataclass(frozen=True)
+class Model:
+    """How a user paces requests: ``think`` seconds ± ``jitter`` between them (0: none)."""
+
+    name: str
+    think: float = 0.0
+    jitter: float = 0.0
+
+    def describe(self) -> str:
+        """The model in words, for the report."""
+        if not self.think:
+            return "closed loop, no pause between requests"
+        return f"paced, think time {self.think:g} s ± {self.jitter:g} s (uniform) between requests"
+
+    def pause(self, rng: random.Random) -> float:
+        """One think time."""
+        return max(0.0, rng.uniform(self.think - self.jitter, self.think + self.jitter))
+
+
+def sign_in(platform: Platform, users: int) -> list[tuple[requests.Session, dict[str, str]]]:
+    """``users`` merchants signed in to the service, like browsers."""
+    return [platform.service_session(name) for name in add_users(platform, users)]
+
+
+def drive(
+    platform: Platform,
+    signed_in: list[tuple[requests.Session, dict[str, str]]],
+    seconds: float,
+    model: Model = Model("closed loop"),
+) -> dict[str, Any]:
+    """Let each signed-in user loop over :data:`CALLS` for ``seconds``, paced by ``model``."""
+    users = len(signed_in)
+    for call in CALLS.values():  # warm-up, not counted: the first query loads the DP engine
+        call(*signed_in[0], platform.url)
     samples: list[tuple[str, float, bool]] = []
     failures: list[str] = []
     lock = threading.Lock()
@@ -113,7 +156,10 @@ def drive(platform: Platform, users: int, seconds: float) -> dict[str, Any]:
         turn = index % len(order)  # users start on different calls
         mine: list[tuple[str, float, bool]] = []
         why: list[str] = []
+        rng = random.Random(index)
         start.wait()
+        if model.think:  # arrivals spread over one think time, not all at once
+            time.sleep(rng.uniform(0, model.think))
         while time.monotonic() < stop_at[0]:
             name = order[turn % len(order)]
             turn += 1
@@ -127,6 +173,8 @@ def drive(platform: Platform, users: int, seconds: float) -> dict[str, Any]:
                 ok = False
                 why.append(f"{name}: {err}")
             mine.append((name, (time.perf_counter() - began) * 1000, ok))
+            if model.think:
+                time.sleep(min(model.pause(rng), max(0.0, stop_at[0] - time.monotonic())))
         with lock:
             samples.extend(mine)
             failures.extend(why)
@@ -141,11 +189,14 @@ def drive(platform: Platform, users: int, seconds: float) -> dict[str, Any]:
         thread.join()
     result = summary(samples, time.monotonic() - began)
     result["failures"] = failures[:20]  # the first few, to tell what went wrong
+    result["model"] = model.describe()
     return result
 
 
-def run(database: str, users: int, seconds: float, rows: int) -> dict[str, Any]:
-    """Start a platform on ``database`` (sqlite or postgresql) and drive it."""
+def run(
+    database: str, users: int, seconds: float, rows: int, models: list[Model]
+) -> dict[str, dict[str, Any]]:
+    """Start a platform on ``database`` (sqlite or postgresql) and drive it with each model."""
     with tempfile.TemporaryDirectory(prefix=f"shuyu-load-{database}-") as tmp:
         extra: dict[str, str] = {}
         cluster = None
@@ -154,20 +205,25 @@ def run(database: str, users: int, seconds: float, rows: int) -> dict[str, Any]:
             extra["SHUYU_DB_URL"] = cluster.create_database("shuyu")
         try:
             with running_platform(Path(tmp) / "home", rows=rows, **extra) as platform:
-                figures = drive(platform, users, seconds)
-                figures["memory_mib"] = tree_mib(platform.proc.pid)
-                figures["load"] = load_average()
-                return figures
+                results = {}
+                signed_in = sign_in(platform, users)
+                for model in models:
+                    figures = drive(platform, signed_in, seconds, model)
+                    figures["memory_mib"] = tree_mib(platform.proc.pid)
+                    figures["load"] = load_average()
+                    results[model.name] = figures
+                return results
         finally:
             if cluster is not None:
                 cluster.stop()
 
 
 def report(database: str, figures: dict[str, Any]) -> None:
-    """Print one database's figures as a small table."""
+    """Print one database's figures under one user model as a small table."""
     met = not figures["errors"] and figures["p95_ms"] <= GOAL_P95_MS
     print(
-        f"\n{database}: {figures['requests']} requests, {figures['per_second']}/s, "
+        f"\n{database}, {figures['model']}:\n  {figures['requests']} requests, "
+        f"{figures['per_second']}/s, "
         f"errors {figures['errors']} ({figures['error_rate']:.2%}), p50 {figures['p50_ms']} ms, "
         f"p95 {figures['p95_ms']} ms, p99 {figures['p99_ms']} ms "
         f"[goal 0 errors, p95 <= {GOAL_P95_MS:.0f} ms: {'met' if met else 'NOT met'}]"
@@ -195,14 +251,30 @@ def main(argv: list[str] | tuple[str, ...] = ()) -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rows", type=int, default=2000, help="rows of demo data per dataset")
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument(
+        "--think", type=float, default=1.0, help="paced model: seconds between requests"
+    )
+    parser.add_argument(
+        "--jitter", type=float, default=0.5, help="paced model: ± seconds around --think"
+    )
+    parser.add_argument(
+        "--models", default="closed,paced", help="which user models to run, in this order"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(list(argv))
-    results = {}
+    known = {"closed": Model("closed"), "paced": Model("paced", args.think, args.jitter)}
+    models = [known[name] for name in args.models.split(",")]
+    print(
+        f"{args.users} users, {args.seconds:g} s per model, goal (paced): 0 errors, "
+        f"p95 <= {GOAL_P95_MS:.0f} ms"
+    )
+    results: dict[str, Any] = {}
     for database in args.databases.split(","):
         began = time.monotonic()
-        results[database] = run(database, args.users, args.seconds, args.rows)
+        results[database] = run(database, args.users, args.seconds, args.rows, models)
+        for figures in results[database].values():
+            report(database, figures)
         results[database]["wall_seconds"] = round(time.monotonic() - began, 1)
-        report(database, results[database])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from typing import Any, Literal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from . import merkle
 from .db import session_scope
 from .models import AuditEvent, AuditHead
 
@@ -59,6 +61,30 @@ def _hashed_fields(event: AuditEvent) -> dict[str, Any]:
         "detail": event.detail,
         "prev_hash": event.prev_hash,
     }
+
+
+def leaf_data(fields: dict[str, Any]) -> bytes:
+    """The bytes of one record's Merkle leaf (:mod:`.merkle`): the canonical form of its
+    hashed fields, whose SHA-256 is the record's chain hash."""
+    return canonical_json(fields).encode("utf-8")
+
+
+def merkle_leaves(session: Session, size: int) -> Iterator[bytes]:
+    """The Merkle leaf hashes of records 1..``size`` in chain order, streamed."""
+    rows = session.execute(
+        select(AuditEvent).where(AuditEvent.seq <= size).order_by(AuditEvent.seq)
+    ).scalars()
+    for event in rows.yield_per(2000):
+        yield merkle.leaf_hash(leaf_data(_hashed_fields(event)))
+
+
+def proof_record(session: Session, seq: int) -> dict[str, Any] | None:
+    """Record ``seq`` as stored (``detail`` as its canonical JSON text) with its hash:
+    what an inclusion proof carries, so the verifier re-derives both hashes."""
+    event = session.get(AuditEvent, seq)
+    if event is None:
+        return None
+    return _hashed_fields(event) | {"hash": event.hash}
 
 
 def record(

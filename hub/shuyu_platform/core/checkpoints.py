@@ -10,6 +10,11 @@ and published on the public product register, so copies exist beyond the operato
 reach. :func:`verify` then holds the database to every checkpoint: the record a
 checkpoint names must still exist with the hash it signed.
 
+A checkpoint also signs the RFC 6962 Merkle tree head of records 1..seq
+(``merkle_root``, :mod:`.merkle`), so one record's inclusion can be proven from the
+checkpoint alone (:func:`prove`, :func:`verify_proof`), without the log. Checkpoints
+written before the tree existed carry no root; their signatures stay valid.
+
 A checkpoint is written only after the records appended since the previous one are
 checked, so a tampered chain is never signed.
 """
@@ -25,13 +30,14 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, merkle
 from .models import AuditEvent
 
 #: Prefix of every signed message, so a checkpoint signature means nothing elsewhere.
@@ -51,10 +57,14 @@ class Checkpoint:
     at: str  # UTC, ISO 8601 with 'Z'
     key: str  # the signer's Ed25519 public key, 64 hex digits
     signature: str  # Ed25519 signature of :meth:`message`, 128 hex digits
+    merkle_root: str | None = None  # RFC 6962 tree head of records 1..seq, 64 hex digits
 
     def message(self) -> bytes:
-        """The exact bytes signed: the domain prefix and the canonical JSON of the claim."""
-        claim = {"seq": self.seq, "hash": self.hash, "at": self.at}
+        """The exact bytes signed: the domain prefix and the canonical JSON of the claim
+        (the Merkle root is part of the claim when the checkpoint has one)."""
+        claim: dict[str, Any] = {"seq": self.seq, "hash": self.hash, "at": self.at}
+        if self.merkle_root is not None:
+            claim["merkle_root"] = self.merkle_root
         return DOMAIN + audit.canonical_json(claim).encode("utf-8")
 
     def signed_by(self, public_key: Ed25519PublicKey) -> bool:
@@ -67,7 +77,8 @@ class Checkpoint:
 
     def line(self) -> str:
         """The checkpoint as one line of the checkpoint file."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")) + "\n"
+        fields = {k: v for k, v in asdict(self).items() if v is not None}
+        return json.dumps(fields, sort_keys=True, separators=(",", ":")) + "\n"
 
 
 # ------------------------------------------------------------------------ the key
@@ -138,11 +149,16 @@ def load(path: Path) -> list[Checkpoint]:
                         at=str(fields["at"]),
                         key=str(fields["key"]),
                         signature=str(fields["signature"]),
+                        merkle_root=_optional_str(fields.get("merkle_root")),
                     )
                 )
             except (ValueError, KeyError, TypeError) as err:
                 raise CheckpointError(f"{path}, line {number}: not a checkpoint ({err})") from None
     return found
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 @contextlib.contextmanager
@@ -167,12 +183,24 @@ def _append(path: Path, checkpoint: Checkpoint) -> None:
 
 
 def sign(
-    key: Ed25519PrivateKey, seq: int, head_hash: str, at: datetime | None = None
+    key: Ed25519PrivateKey,
+    seq: int,
+    head_hash: str,
+    at: datetime | None = None,
+    *,
+    merkle_root: str | None = None,
 ) -> Checkpoint:
-    """A checkpoint of (``seq``, ``head_hash``) signed with ``key`` now (or ``at``)."""
+    """A checkpoint of (``seq``, ``head_hash``, ``merkle_root``) signed with ``key`` now
+    (or ``at``)."""
     moment = (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    unsigned = Checkpoint(seq, head_hash, moment, public_key_hex(key.public_key()), "")
-    return Checkpoint(seq, head_hash, moment, unsigned.key, key.sign(unsigned.message()).hex())
+    unsigned = Checkpoint(seq, head_hash, moment, public_key_hex(key.public_key()), "", merkle_root)
+    signature = key.sign(unsigned.message()).hex()
+    return Checkpoint(seq, head_hash, moment, unsigned.key, signature, merkle_root)
+
+
+def tree_root(session: Session, size: int) -> str:
+    """The RFC 6962 tree head of audit records 1..``size``, in hex."""
+    return merkle.root(audit.merkle_leaves(session, size)).hex()
 
 
 def write(session: Session, key_path: Path, path: Path) -> Checkpoint | None:
@@ -196,7 +224,7 @@ def write(session: Session, key_path: Path, path: Path) -> Checkpoint | None:
         seq, head_hash = checked.head or start
         if last is not None and seq == last.seq:
             return None
-        checkpoint = sign(key, seq, head_hash)
+        checkpoint = sign(key, seq, head_hash, merkle_root=tree_root(session, seq))
         _append(path, checkpoint)
         return checkpoint
 
@@ -267,7 +295,45 @@ def verify(
                 anchored=number - 1,
             )
         good = checkpoint
+    problem = _check_roots(session, checkpoints)
+    if problem is not None:
+        number, checkpoint, why = problem
+        return audit.Verification(False, internal.checked, checkpoint.seq, why, anchored=number - 1)
     return audit.Verification(True, internal.checked, anchored=len(checkpoints), head=internal.head)
+
+
+def _check_roots(
+    session: Session, checkpoints: list[Checkpoint]
+) -> tuple[int, Checkpoint, str] | None:
+    """The first checkpoint whose Merkle root the records do not give, in one pass."""
+    rooted = [(n, c) for n, c in enumerate(checkpoints, 1) if c.merkle_root is not None]
+    if not rooted:
+        return None
+    frontier = merkle.Frontier()
+    at = 0  # the next checkpoint of ``rooted`` to compare
+
+    def compare() -> tuple[int, Checkpoint, str] | None:
+        nonlocal at
+        while at < len(rooted) and rooted[at][1].seq == frontier.size:
+            number, checkpoint = rooted[at]
+            computed = frontier.root().hex()
+            if computed != checkpoint.merkle_root:
+                return (
+                    number,
+                    checkpoint,
+                    f"Merkle root of records 1..{checkpoint.seq} is {computed}, but the "
+                    f"checkpoint signed at {checkpoint.at} says {checkpoint.merkle_root}",
+                )
+            at += 1
+        return None
+
+    found = compare()
+    for leaf in audit.merkle_leaves(session, rooted[-1][1].seq):
+        if found is not None:
+            break
+        frontier.add(leaf)
+        found = compare()
+    return found
 
 
 def verify_installation(session: Session, key_path: Path, path: Path) -> audit.Verification:
@@ -279,3 +345,98 @@ def verify_installation(session: Session, key_path: Path, path: Path) -> audit.V
     if not signed:
         return audit.verify(session)
     return verify(session, signed, signing_key(key_path, create=False).public_key())
+
+
+# --------------------------------------------------------- inclusion proofs
+#: Names the format of an inclusion proof document (what ``shuyu audit prove`` prints).
+PROOF_FORMAT = "shuyu-audit-inclusion-proof-v1"
+
+
+def prove(session: Session, signed: list[Checkpoint], seq: int) -> dict[str, Any]:
+    """An inclusion proof of record ``seq`` against the newest checkpoint that covers it.
+
+    The document holds the record as stored, its leaf index, the sibling hashes up to
+    the tree head, and the signed checkpoint; :func:`verify_proof` checks it with nothing
+    else but the signer's public key. Raises :class:`CheckpointError` if no checkpoint
+    with a Merkle root covers the record, or the records no longer give that root.
+    """
+    record = audit.proof_record(session, seq)
+    if record is None:
+        raise CheckpointError(f"no audit record {seq}")
+    covering = [c for c in signed if c.merkle_root is not None and c.seq >= seq]
+    if not covering:
+        raise CheckpointError(
+            f"no signed checkpoint with a Merkle root covers record {seq} yet; "
+            "sign one with 'shuyu audit checkpoint'"
+        )
+    checkpoint = covering[-1]
+    leaves = list(audit.merkle_leaves(session, checkpoint.seq))
+    if merkle.root(leaves).hex() != checkpoint.merkle_root:
+        raise CheckpointError(
+            f"the records 1..{checkpoint.seq} no longer give the Merkle root the checkpoint "
+            f"signed at {checkpoint.at} says: the log was altered; run 'shuyu audit verify'"
+        )
+    return {
+        "format": PROOF_FORMAT,
+        "record": record,
+        "leaf_index": seq - 1,
+        "tree_size": checkpoint.seq,
+        "proof": [h.hex() for h in merkle.inclusion_proof(seq - 1, leaves)],
+        "checkpoint": json.loads(checkpoint.line()),
+    }
+
+
+def verify_proof(document: Any, public_key: Ed25519PublicKey) -> str:
+    """Check an inclusion proof (:func:`prove`) without the log; say what it proves.
+
+    Raises :class:`CheckpointError` naming the first thing that does not hold: a
+    malformed document, a checkpoint not signed by ``public_key``, a record whose
+    content does not give its hash, or a path that does not lead to the signed root.
+    """
+    try:
+        if document["format"] != PROOF_FORMAT:
+            raise ValueError(f"format {document['format']!r}, expected {PROOF_FORMAT!r}")
+        fields = document["checkpoint"]
+        checkpoint = Checkpoint(
+            seq=int(fields["seq"]),
+            hash=str(fields["hash"]),
+            at=str(fields["at"]),
+            key=str(fields["key"]),
+            signature=str(fields["signature"]),
+            merkle_root=_optional_str(fields.get("merkle_root")),
+        )
+        record = dict(document["record"])
+        claimed_hash = str(record.pop("hash"))
+        seq = int(record["seq"])
+        index, size = int(document["leaf_index"]), int(document["tree_size"])
+        path = [bytes.fromhex(str(h)) for h in document["proof"]]
+        leaf = merkle.leaf_hash(audit.leaf_data(record))
+        computed_hash = audit.record_hash(record)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"not an audit inclusion proof: {err!r}") from None
+    if not checkpoint.signed_by(public_key):
+        raise CheckpointError(
+            f"the checkpoint is not signed by key {public_key_hex(public_key)}: it was "
+            "altered, or another key signed it"
+        )
+    if checkpoint.merkle_root is None:
+        raise CheckpointError("the checkpoint carries no Merkle root (signed before proofs)")
+    if computed_hash != claimed_hash:
+        raise CheckpointError(
+            f"record {seq} altered: its content hashes to {computed_hash}, not {claimed_hash}"
+        )
+    if index != seq - 1 or size != checkpoint.seq:
+        raise CheckpointError(
+            f"the proof is for leaf {index} of {size}, but record {seq} is leaf {seq - 1} "
+            f"and the checkpoint covers {checkpoint.seq} records"
+        )
+    if not merkle.verify_inclusion(index, size, leaf, path, bytes.fromhex(checkpoint.merkle_root)):
+        raise CheckpointError(
+            f"the proof does not lead from record {seq} to the Merkle root "
+            f"{checkpoint.merkle_root} signed at {checkpoint.at}"
+        )
+    return (
+        f"OK: record {seq} (hash {claimed_hash}) is in the audit log of {size} records "
+        f"whose Merkle root {checkpoint.merkle_root} key {checkpoint.key} signed at "
+        f"{checkpoint.at}"
+    )

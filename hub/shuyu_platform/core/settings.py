@@ -495,6 +495,17 @@ class Shuyu(Configurable):
     def _default_dp_refund_failures(self) -> bool:
         return _env("SHUYU_DP_REFUND_FAILURES", "1") == "1"
 
+    dp_compute_threads = Integer(
+        help="""Worker threads of the platform service that run DP computations (reading
+        the raw data, planning, measuring). They are apart from the threads that do
+        database reads and writes, so cheap requests (catalogue, budget, egress lists)
+        are never queued behind queries. Env: SHUYU_DP_COMPUTE_THREADS. Default 2.""",
+    ).tag(config=True)
+
+    @default("dp_compute_threads")
+    def _default_dp_compute_threads(self) -> int:
+        return int(_env("SHUYU_DP_COMPUTE_THREADS", "2"))
+
     audit_signing_key_file = Unicode(
         help="""Ed25519 private key (PEM, mode 0600) that signs the audit chain's
         checkpoints; created on first use. Keep it outside the database's reach (another
@@ -815,6 +826,7 @@ class Shuyu(Configurable):
             "SHUYU_SPARK_CONF": " ".join(self.spark_conf),
             "SHUYU_SPARK_RAW_URL": self.spark_raw_url,
             "SHUYU_DP_REFUND_FAILURES": "1" if self.dp_refund_failures else "0",
+            "SHUYU_DP_COMPUTE_THREADS": str(self.dp_compute_threads),
             "SHUYU_DATA_MEMORY_LIMIT": self.data_memory_limit,
             "SHUYU_EGRESS_APPROVALS": str(self.egress_approvals_required),
             "SHUYU_TENANT_REPORTS_PER_MINUTE": str(self.tenant_reports_per_minute),

@@ -94,9 +94,16 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         for name, value in SECURITY_HEADERS.items():
             self.set_header(name, value)
 
-    def prepare(self) -> None:
-        """Refuse writes sent from another origin's page (:func:`refuse_cross_origin`)."""
+    async def prepare(self) -> None:
+        """Refuse writes sent from another origin's page (:func:`refuse_cross_origin`), then
+        ask the hub who sent the request without blocking the event loop.
+
+        The hub's answer (usually from the token cache, otherwise an HTTP call to the hub)
+        is kept on the handler, where ``current_user`` then finds it: called on its own,
+        ``current_user`` would wait for it with the whole service stopped.
+        """
         refuse_cross_origin(self.request)
+        await self.hub_auth.get_user(self, sync=False)
 
     @property
     def shuyu(self) -> Shuyu:
@@ -216,9 +223,9 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 class ApiHandler(BaseHandler):
     """A JSON endpoint: 401 instead of a login redirect, errors as JSON."""
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         """Refuse requests that carry neither a hub token nor a hub OAuth cookie."""
-        super().prepare()
+        await super().prepare()
         if self.current_user is None:
             raise web.HTTPError(
                 401, "Sign in through the hub, or send 'Authorization: token <hub API token>'."

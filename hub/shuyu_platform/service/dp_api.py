@@ -27,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from tornado import web
 
@@ -49,6 +50,8 @@ from .request_models import DP_QUERY as QUERY_BODY
 from .request_models import Declared
 
 log = logging.getLogger("shuyu.service")
+#: What a computation run on the DP compute threads returns.
+R = TypeVar("R")
 
 Compute = Callable[[], tuple[Any, dict[str, Any]]]
 """Runs a debited request: returns what is released (hashed) and the rest of the reply."""
@@ -68,6 +71,17 @@ class DpHandler(ApiHandler):
         if not hasattr(app, "shuyu_dp_engine"):
             app.shuyu_dp_engine = load_engine(self.shuyu.dp_engine)  # type: ignore[attr-defined]
         return app.shuyu_dp_engine  # type: ignore[attr-defined,no-any-return]
+
+    async def computing(self, fn: Callable[[], R]) -> R:
+        """Run a DP computation on the service's own compute threads
+        (``Shuyu.dp_compute_threads``), not the threads that serve database work."""
+        app = self.application
+        if not hasattr(app, "shuyu_dp_threads"):
+            app.shuyu_dp_threads = ThreadPoolExecutor(  # type: ignore[attr-defined]
+                max_workers=max(1, self.shuyu.dp_compute_threads), thread_name_prefix="dp"
+            )
+        pool: ThreadPoolExecutor = app.shuyu_dp_threads  # type: ignore[attr-defined]
+        return await asyncio.get_running_loop().run_in_executor(pool, fn)
 
     def merchant_tenant(self) -> str:
         """The caller's tenant; refuses (audited) non-merchants and suspended tenants."""
@@ -151,7 +165,7 @@ class DpHandler(ApiHandler):
         """
         body: Any = None
         try:
-            tenant = self.merchant_tenant()
+            tenant = await asyncio.to_thread(self.merchant_tenant)
             body = self.request_body(declared)
             policy = self.dataset_policy(body)
             grant = await asyncio.to_thread(
@@ -159,25 +173,26 @@ class DpHandler(ApiHandler):
             )
             spec, preview, compute = await prepare(body, policy, grant)
             if spec.dry_run:
-                self.audit(
-                    "dp.preview",
-                    f"dataset:{policy.dataset}",
-                    detail={
-                        "cost_epsilon": 0,
-                        "would_cost": spec.epsilon,
-                        "request": spec.as_dict(),
-                    },
-                )
-                self.write_json(
-                    {
+
+                def previewed() -> dict[str, Any]:
+                    self.audit(
+                        "dp.preview",
+                        f"dataset:{policy.dataset}",
+                        detail={
+                            "cost_epsilon": 0,
+                            "would_cost": spec.epsilon,
+                            "request": spec.as_dict(),
+                        },
+                    )
+                    return {
                         "dry_run": True,
                         "dataset": policy.dataset,
                         "epsilon": spec.epsilon,
-                        "remaining_epsilon": _remaining(self.shuyu.db_url, tenant, policy.dataset),
-                        "global_remaining_epsilon": _pool_remaining(self.shuyu.db_url, policy),
+                        **_balances(self.shuyu.db_url, tenant, policy),
                         **preview,
                     }
-                )
+
+                self.write_json(await asyncio.to_thread(previewed))
                 return
             release_id = await asyncio.to_thread(
                 budget.debit,
@@ -194,7 +209,7 @@ class DpHandler(ApiHandler):
             self.refuse(kind, body, err)
             return
         try:
-            released, extra = await asyncio.to_thread(compute)
+            released, extra = await self.computing(compute)
         except Exception as err:
             await self.settle_failure(kind, release_id, spec.epsilon, err)
             return
@@ -205,14 +220,14 @@ class DpHandler(ApiHandler):
         except budget.BudgetError as err:  # settled meanwhile: the answer must not leave
             self.write_json({"status": err.status, "message": err.message}, err.status)
             return
+        balances = await asyncio.to_thread(_balances, self.shuyu.db_url, tenant, policy)
         self.write_json(
             {
                 "release": release_id,
                 "sha256": digest,
                 "dataset": policy.dataset,
                 "epsilon": spec.epsilon,
-                "remaining_epsilon": _remaining(self.shuyu.db_url, tenant, policy.dataset),
-                "global_remaining_epsilon": _pool_remaining(self.shuyu.db_url, policy),
+                **balances,
                 "raw_version": preview.get("raw_version"),
                 **extra,
             }
@@ -256,9 +271,9 @@ class QueryApi(DpHandler):
 
         async def prepare(body: dict[str, Any], policy: DatasetPolicy, grant: Grant) -> Prepared:
             spec = dpquery.parse(body, policy, grants.fields_of(grant))
-            source = await asyncio.to_thread(self.source, policy, grant, spec.join)
+            source = await self.computing(lambda: self.source(policy, grant, spec.join))
             # Plans the measurement (and checks the raw file) before anything is spent.
-            estimate = await asyncio.to_thread(engine.estimate, source, spec)
+            estimate = await self.computing(lambda: engine.estimate(source, spec))
             preview = {
                 "engine": engine.name,
                 "estimate": estimate.as_dict(),
@@ -301,7 +316,11 @@ class ModelsApi(DpHandler):
 class BudgetApi(DpHandler):
     """``GET api/dp/budget``: the tenant's budget per active grant."""
 
-    def get(self) -> None:
+    async def get(self) -> None:
+        self.write_json(await asyncio.to_thread(self.read))
+
+    def read(self) -> dict[str, Any]:
+        """The balances, read exactly from the ledger (never cached); the read is audited."""
         try:
             tenant = self.merchant_tenant()
         except dpquery.QueryError as err:
@@ -314,9 +333,11 @@ class BudgetApi(DpHandler):
                 account["max_epsilon_per_query"] = policy.privacy.max_epsilon_per_query
                 account["global"] = budget.pool_balance(self.shuyu.db_url, policy)
         self.audit("dp.budget.read", f"tenant:{tenant}", detail={"accounts": len(accounts)})
-        self.write_json(
-            {"tenant": tenant, "accounting": "pure ε, sequential composition", "budgets": accounts}
-        )
+        return {
+            "tenant": tenant,
+            "accounting": "pure ε, sequential composition",
+            "budgets": accounts,
+        }
 
 
 class ReleasesApi(DpHandler):
@@ -348,6 +369,14 @@ def _remaining(db_url: str, tenant: str, dataset: str) -> float | None:
 def _pool_remaining(db_url: str, policy: DatasetPolicy) -> float:
     """What all tenants together may still spend on the dataset this period."""
     return float(budget.pool_balance(db_url, policy)["remaining_epsilon"])
+
+
+def _balances(db_url: str, tenant: str, policy: DatasetPolicy) -> dict[str, float | None]:
+    """The tenant's and the dataset's remaining ε, as every DP answer reports them."""
+    return {
+        "remaining_epsilon": _remaining(db_url, tenant, policy.dataset),
+        "global_remaining_epsilon": _pool_remaining(db_url, policy),
+    }
 
 
 def routes() -> list[tuple[str, type]]:

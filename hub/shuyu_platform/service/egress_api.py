@@ -178,19 +178,23 @@ class BlockedApi(EgressHandler):
 class RequestsApi(EgressHandler):
     """``GET``/``POST api/egress/requests``: list, or file a new request."""
 
-    def get(self) -> None:
+    async def get(self) -> None:
         reviewer = self.has_scope(EGRESS_REVIEW)
         if not reviewer:
             self.require_scope(EGRESS_REQUEST, "Egress requests", "merchant")
         status = self.get_argument("status", "") or None
+        rows = await asyncio.to_thread(self.listed, reviewer, status)
+        self.write_json({"requests": rows})
+
+    def listed(self, reviewer: bool, status: str | None) -> list[dict[str, Any]]:
+        """The newest 500 requests a reviewer (all) or merchant (their tenant's) may see."""
         with session_scope(self.shuyu.db_url) as session:
             query = select(EgressRequest).order_by(EgressRequest.created_at.desc())
             if not reviewer:
                 query = query.where(EgressRequest.tenant == self.tenant)
             if status:
                 query = query.where(EgressRequest.status == status)
-            rows = [egress.as_dict(r, reviewer=reviewer) for r in session.scalars(query.limit(500))]
-        self.write_json({"requests": rows})
+            return [egress.as_dict(r, reviewer=reviewer) for r in session.scalars(query.limit(500))]
 
     async def post(self) -> None:
         self.require_scope(EGRESS_REQUEST, "Filing an egress request", "merchant")

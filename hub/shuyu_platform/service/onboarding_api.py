@@ -105,10 +105,10 @@ class RegistrationHandler(BaseHandler):
 class RegistrationsApi(RegistrationHandler, ApiHandler):
     """``POST`` (anyone) / ``GET`` (administrators) ``api/onboarding/registrations``."""
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         """Filing is open to anyone; listing needs a signed-in administrator."""
         if self.request.method != "POST":
-            super().prepare()
+            await super().prepare()
         else:
             refuse_cross_origin(self.request)
 

@@ -77,12 +77,12 @@ def anchor(handler: BaseHandler, newest: int | None = NEWEST_CHECKPOINTS) -> dic
     return {
         "public_key": public_key,
         "algorithm": "Ed25519",
-        "signed_message": "'shuyu-audit-checkpoint-v1\\n' + canonical JSON {seq, hash, at}",
+        "signed_message": "'shuyu-audit-checkpoint-v1\\n' + canonical JSON "
+        "{seq, hash, at[, merkle_root]}",
+        "merkle_tree": "RFC 6962 (SHA-256) over audit records 1..seq; leaf data is a "
+        "record's canonical JSON without its hash",
         "count": len(signed),
-        "checkpoints": [
-            {"seq": c.seq, "hash": c.hash, "at": c.at, "key": c.key, "signature": c.signature}
-            for c in shown
-        ],
+        "checkpoints": [json.loads(c.line()) for c in shown],
     }
 
 

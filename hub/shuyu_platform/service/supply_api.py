@@ -75,8 +75,8 @@ class SupplyApi(_DatasetHandler):
     _upload: Path | None = None
     _handle: Any = None
 
-    def prepare(self) -> None:
-        super().prepare()
+    async def prepare(self) -> None:
+        await super().prepare()
         if self.request.method != "PUT":
             return
         dataset = self.path_args[0]
