@@ -83,3 +83,14 @@ def test_findings_shown_to_a_merchant_read_chinese_first_then_english() -> None:
         assert latin is None or chinese.start() < latin.start(), f"English first: {text!r}"
         assert latin, f"{finding.check}: the English is gone from {text!r}"
         assert ids[0] not in text  # masked in both languages
+
+
+def test_refusals_read_chinese_first_and_keep_their_english() -> None:
+    signed_out = "Sign in through the hub, or send 'Authorization: token <hub API token>'."
+    assert messages.refusal(signed_out, 401).startswith("请通过平台登录")
+    assert messages.refusal(signed_out, 401).endswith(signed_out)
+    # A sentence with the request's own names: the status in Chinese, then the sentence.
+    assert messages.refusal("bus_ridership has no field 'x'", 400) == (
+        "请求有误：bus_ridership has no field 'x'"
+    )
+    assert messages.refusal("odd", 299) == "odd"  # no Chinese name: left as it is

@@ -27,6 +27,7 @@ import io
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -101,6 +102,20 @@ def en(message: str, **values: Any) -> str:
 def text(message: str, **values: Any) -> str:
     """``message`` for a person: "中文 English", or one of them where both are the same."""
     return both(message, **values).shown
+
+
+def refusal(message: str, status: int) -> str:
+    """A refusal's sentence for a person (an API answer's ``message``): its catalogue text
+    where it has one, else the Chinese name of the HTTP status first and the sentence,
+    which carries names and values of the request, after it as it is."""
+    if zh(message) != message:
+        return text(message)
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        return message
+    chinese = zh(phrase)
+    return message if chinese == phrase else f"{chinese}：{message}"
 
 
 def label(name: str | None) -> str:

@@ -32,6 +32,7 @@ from typing import Any
 
 from tornado import web
 
+from .. import messages
 from ..access import grants, suspension
 from ..core.db import session_scope
 from ..core.models import Grant
@@ -136,7 +137,10 @@ class DpHandler(ApiHandler):
             outcome="denied" if isinstance(err, dpquery.QueryError) else "error",
             detail=detail,
         )
-        body_out: dict[str, Any] = {"status": err.status, "message": err.message}
+        body_out: dict[str, Any] = {
+            "status": err.status,
+            "message": messages.refusal(err.message, err.status),
+        }
         if remaining is not None:
             body_out["remaining_epsilon"] = remaining
         self.write_json(body_out, err.status)
@@ -203,7 +207,8 @@ class DpHandler(ApiHandler):
                 budget.release, self.shuyu.db_url, release_id, released, username=self.user["name"]
             )
         except budget.BudgetError as err:  # settled meanwhile: the answer must not leave
-            self.write_json({"status": err.status, "message": err.message}, err.status)
+            message = messages.refusal(err.message, err.status)
+            self.write_json({"status": err.status, "message": message}, err.status)
             return
         self.write_json(
             {
