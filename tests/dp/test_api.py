@@ -418,7 +418,11 @@ def test_models_are_fitted_on_raw_rows_and_debited(
     )
     # The declared model names the field and the models there are (never echoing input).
     message = refused.json()["message"]
-    assert refused.status_code == 400 and message.startswith("model:") and "kmeans" in message
+    assert (
+        refused.status_code == 400
+        and message.startswith("请求有误：model:")
+        and "kmeans" in message
+    )
     assert remaining(platform, tokens["alice"], "health_records") == pytest.approx(before - 0.1)
 
 
@@ -428,7 +432,7 @@ def test_a_suspended_tenant_gets_no_answers(platform: Platform, tokens: dict[str
     try:
         refused = call(platform, tokens["bob"], "POST", "query", json=body)
         assert refused.status_code == 403
-        assert refused.json()["message"] == "tenant huaxin is suspended: 数据泄露排查"
+        assert refused.json()["message"] == "无权操作：tenant huaxin is suspended: 数据泄露排查"
     finally:
         shuyu("tenant", "resume", "huaxin", env=platform.env)
     assert call(platform, tokens["bob"], "POST", "query", json=body).status_code == 200

@@ -1,4 +1,4 @@
-"""Released cells also as PNG, HTML and CSV files, named as every page names the cell,
+"""Released cells also as PNG, HTML, CSV and Excel files, named as every page names the cell,
 each with its watermark: a footer band, a footer element, a release column."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import base64
 import csv
 import io
 
+import openpyxl
 import pandas as pd
 from PIL import Image
 
@@ -37,6 +38,7 @@ def test_images_html_and_tables_come_out_as_files_each_watermarked() -> None:
         "rates-cell5-output1.png",  # JupyterLab's [5]
         "rates-position10-output2.csv",  # never ran: its position
         "rates-position10-output2.html",
+        "rates-position10-output2.xlsx",
     ]
     image = Image.open(io.BytesIO(files["rates-cell5-output1.png"].data))
     assert image.height > 120  # the visible footer band
@@ -49,3 +51,10 @@ def test_images_html_and_tables_come_out_as_files_each_watermarked() -> None:
     rows = list(csv.reader(io.StringIO(raw[3:].decode("utf-8"))))
     assert rows[0][-1] == COLUMN and rows[1][:2] == ["涪城区", "128"]
     assert rows[1][-1] == MARK.request_id
+
+    # The same table as an Excel workbook, read back: labels, numbers, release column.
+    book = openpyxl.load_workbook(io.BytesIO(files["rates-position10-output2.xlsx"].data))
+    sheet = list(book.active.iter_rows(values_only=True))
+    assert sheet[0] == ("区县", "人数", COLUMN)
+    assert sheet[1:] == [("涪城区", 128, MARK.request_id), ("游仙区", 96, MARK.request_id)]
+    assert MARK.request_id in book.properties.title

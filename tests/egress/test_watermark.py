@@ -9,6 +9,7 @@ import zipfile
 
 import nbformat
 import numpy as np
+import openpyxl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -60,6 +61,22 @@ def test_parquet_gets_a_column_and_schema_metadata() -> None:
     assert json.loads(table.schema.metadata[METADATA_KEY.encode()])["request_id"] == RID
 
 
+def test_xlsx_gets_a_release_column_on_every_sheet_and_workbook_properties() -> None:
+    source = openpyxl.Workbook()
+    source.active.append(["区县", "人数"])
+    source.active.append(["涪城区", 128])
+    source.create_sheet("empty")
+    raw = io.BytesIO()
+    source.save(raw)
+    marked = mark_file("out/rates.xlsx", raw.getvalue(), MARK)
+    assert marked.name == "rates.xlsx" and marked.watermark.startswith("column")
+    book = openpyxl.load_workbook(io.BytesIO(marked.data))
+    rows = list(book.worksheets[0].iter_rows(values_only=True))
+    assert rows == [("区县", "人数", COLUMN), ("涪城区", 128, RID)]
+    assert list(book["empty"].iter_rows(values_only=True)) == []
+    assert RID in book.properties.title and RID in json.loads(book.properties.description).values()
+
+
 def test_json_records_and_objects_get_a_field() -> None:
     records = json.loads(mark_file("r.json", b'[{"n": 12}, {"n": 30}]', MARK).data)
     assert records == [{"n": 12, COLUMN: RID}, {"n": 30, COLUMN: RID}]
@@ -104,6 +121,7 @@ def test_jpeg_gets_a_footer_band_and_a_comment() -> None:
         ("broken.parquet", b"PAR1 not really", "Parquet file cannot be read"),
         ("fake.png", b"GIF89a....", "not a readable image"),
         ("latin1.csv", "a;b\né;1\n".encode("latin-1"), "not UTF-8"),
+        ("broken.xlsx", b"PK\x03\x04 not a workbook", "Excel workbook cannot be read"),
     ],
 )
 def test_what_cannot_be_marked_inside_is_packed_with_a_release_note(

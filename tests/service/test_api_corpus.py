@@ -13,6 +13,7 @@ document as served, and a decision on a changed request.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -87,6 +88,8 @@ def refused(response: requests.Response, status: int = 400) -> str:
     assert response.headers["Content-Type"].startswith("application/json")
     body = response.json()
     assert body["status"] == status and isinstance(body["message"], str) and body["message"]
+    # A merchant reads every refusal Chinese first (the catalogue's text, or the status).
+    assert re.match(r"[\u4e00-\u9fff]", body["message"]), body["message"]
     return str(body["message"])
 
 

@@ -39,7 +39,7 @@ def test_an_approved_application_puts_its_views_in_the_sandbox(platform: Platfor
         timeout=30,
     )
     assert bad.status_code == 400
-    assert bad.json()["message"] == "bus_ridership has no field 'no_such'"
+    assert bad.json()["message"] == "请求有误：bus_ridership has no field 'no_such'"
     filed = alice.post(
         f"{platform.url}{SERVICE}/api/applications", json=_body(), headers=alice_xsrf, timeout=30
     )

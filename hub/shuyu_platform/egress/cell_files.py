@@ -1,11 +1,12 @@
-"""Released cells as files people open without Jupyter: PNG, HTML and CSV, watermarked.
+"""Released cells as files people open without Jupyter: PNG, HTML, CSV and Excel, watermarked.
 
 Beside the released notebook of a cells request, each chosen cell's outputs come out as
 files of their own where the outputs allow: a PNG or JPEG image (with the visible
 footer band), an HTML output as an ``.html`` page (with the visible footer element),
 and every table in an HTML output (pandas' ``to_html``, read back as the disclosure
 checks read it) as a ``.csv`` (with the release column, UTF-8 with a byte-order mark
-for Excel). Each file is named after the cell the way every page names it: its
+for Excel) and as an ``.xlsx`` workbook (the same column, and the release in the
+workbook's properties). Each file is named after the cell the way every page names it: its
 execution count (``cell5``) where it ran, its position otherwise (``position8``), and
 the output's number from 1: ``rates-cell5-output1.png``.
 
@@ -20,7 +21,7 @@ from pathlib import PurePosixPath
 from typing import Any, Final
 
 from .disclosure import artefacts_from_outputs
-from .watermark import Mark, Marked, WatermarkError, mark_file
+from .watermark import Mark, Marked, WatermarkError, mark_file, table_workbook
 
 #: Most extra files one release gets (the notebook holds everything anyway).
 MAX_FILES: Final[int] = 50
@@ -57,8 +58,9 @@ def _files_of(index: int, output: Mapping[str, Any], base: str, mark: Mark) -> l
             if a.table is not None and a.origin.get("mime") == "text/html"
         ]
         for t, table in enumerate(tables):
-            name = f"{base}.csv" if len(tables) == 1 else f"{base}-table{t + 1}.csv"
-            files.append(mark_file(name, table.to_csv().encode(), mark))
+            name = base if len(tables) == 1 else f"{base}-table{t + 1}"
+            files.append(mark_file(f"{name}.csv", table.to_csv().encode(), mark))
+            files.append(mark_file(f"{name}.xlsx", table_workbook(table), mark))
     return files
 
 

@@ -10,6 +10,8 @@ type                        watermark
 ``.csv``, ``.tsv``          a last column ``shuyu_release`` holding the request ID
                             (written UTF-8 with a byte-order mark, as Excel expects)
 ``.parquet``                the same column, and ``shuyu.release`` in the schema metadata
+``.xlsx``                   the same column on every sheet, and the release in the
+                            workbook's properties (title, keywords, description)
 ``.json``                   a ``shuyu_release`` field (in each record of a list of records)
 ``.txt``, ``.md``           a footer line
 ``.html``, ``.htm``         a visible footer element
@@ -40,6 +42,7 @@ from pathlib import PurePosixPath
 from typing import Any, Final
 
 import nbformat
+import openpyxl
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin, UnidentifiedImageError
@@ -147,6 +150,34 @@ def _mark_parquet(data: bytes, mark: Mark) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     return sink.getvalue().to_pybytes()
+
+
+def _mark_xlsx(data: bytes, mark: Mark) -> bytes:
+    try:
+        workbook = openpyxl.load_workbook(io.BytesIO(data), rich_text=False)
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as err:
+        raise WatermarkError(f"the Excel workbook cannot be read: {err}") from None
+    for sheet in workbook.worksheets:
+        if sheet.max_row == sheet.max_column == 1 and sheet["A1"].value is None:
+            continue  # an empty sheet has no rows to mark
+        column = sheet.max_column + 1
+        sheet.cell(row=1, column=column, value=COLUMN)
+        for row in range(2, sheet.max_row + 1):
+            sheet.cell(row=row, column=column, value=mark.request_id)
+    workbook.properties.title = mark.line
+    workbook.properties.keywords = f"{METADATA_KEY} {mark.request_id}"
+    workbook.properties.description = json.dumps(mark.as_dict())
+    out = io.BytesIO()
+    workbook.save(out)
+    return out.getvalue()
+
+
+def table_workbook(table: Any) -> bytes:
+    """A pandas table as an Excel workbook (one sheet, labels as pandas writes them),
+    not yet watermarked: :func:`mark_file` marks it as any released ``.xlsx``."""
+    out = io.BytesIO()
+    table.to_excel(out, engine="openpyxl", sheet_name="data")
+    return out.getvalue()
 
 
 def _mark_json(data: bytes, mark: Mark) -> bytes:
@@ -318,6 +349,7 @@ _MARKERS: Final[dict[str, tuple[str, Any]]] = {
     ".csv": ("column", _mark_csv),
     ".tsv": ("column", lambda data, mark: _mark_csv(data, mark, "\t")),
     ".parquet": ("column and schema metadata", _mark_parquet),
+    ".xlsx": ("column and workbook properties", _mark_xlsx),
     ".json": ("field", _mark_json),
     ".txt": ("footer", _mark_text),
     ".md": ("footer", _mark_text),

@@ -27,8 +27,9 @@ import io
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
+from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -59,22 +60,62 @@ def identifiers() -> frozenset[str]:
         return frozenset(m.id for m in read_po(handle) if m.id and isinstance(m.id, str))
 
 
+class Both(NamedTuple):
+    """A part of a sentence in both languages, given as a value to :func:`text`: the
+    Chinese sentence gets the Chinese part and the English sentence the English part."""
+
+    zh: str
+    en: str
+
+    @property
+    def shown(self) -> str:
+        """As a person reads it: "中文 English", or one of them where both are the same."""
+        return self.zh if self.zh == self.en else f"{self.zh} {self.en}"
+
+    def __add__(self, other: object) -> Both:  # type: ignore[override]
+        if isinstance(other, Both):
+            return Both(self.zh + other.zh, self.en + other.en)
+        return NotImplemented
+
+
+def both(message: str, **values: Any) -> Both:
+    """``message`` in both languages, to be a value of a longer :func:`text`."""
+    return Both(zh(message, **values), en(message, **values))
+
+
+def _side(values: Mapping[str, Any], index: int) -> dict[str, Any]:
+    return {k: v[index] if isinstance(v, Both) else v for k, v in values.items()}
+
+
 def zh(message: str, **values: Any) -> str:
     """The Chinese of ``message`` (``str.format`` placeholders filled from ``values``)."""
     found = catalogue("zh_CN").gettext(message)
-    return found.format(**values) if values else found
+    return found.format(**_side(values, 0)) if values else found
 
 
 def en(message: str, **values: Any) -> str:
     """The English of ``message``: its label if it is an internal name, else itself."""
     found = catalogue("en").gettext(message)
-    return found.format(**values) if values else found
+    return found.format(**_side(values, 1)) if values else found
 
 
 def text(message: str, **values: Any) -> str:
     """``message`` for a person: "中文 English", or one of them where both are the same."""
-    chinese, english = zh(message, **values), en(message, **values)
-    return chinese if chinese == english else f"{chinese} {english}"
+    return both(message, **values).shown
+
+
+def refusal(message: str, status: int) -> str:
+    """A refusal's sentence for a person (an API answer's ``message``): its catalogue text
+    where it has one, else the Chinese name of the HTTP status first and the sentence,
+    which carries names and values of the request, after it as it is."""
+    if zh(message) != message:
+        return text(message)
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        return message
+    chinese = zh(phrase)
+    return message if chinese == phrase else f"{chinese}：{message}"
 
 
 def label(name: str | None) -> str:

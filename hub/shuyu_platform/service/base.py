@@ -248,12 +248,16 @@ class ApiHandler(BaseHandler):
         self.finish(json.dumps(body, ensure_ascii=False, default=str))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Errors as ``{"status": ..., "message": ...}``."""
+        """Errors as ``{"status": ..., "message": ...}``, the message Chinese first
+        (:func:`~shuyu_platform.messages.refusal`); clients match on ``status``."""
         message = self._reason
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, web.HTTPError) and exc.log_message:
             message = message_of(exc)
-        self.write_json({"status": status_code, "message": message}, status_code)
+        self.write_json(
+            {"status": status_code, "message": messages.refusal(message, status_code)},
+            status_code,
+        )
 
 
 class NotFoundApi(ApiHandler):

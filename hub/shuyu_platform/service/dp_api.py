@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from tornado import web
 
+from .. import messages
 from ..access import grants, suspension
 from ..core.db import session_scope
 from ..core.models import Grant
@@ -150,7 +151,10 @@ class DpHandler(ApiHandler):
             outcome="denied" if isinstance(err, dpquery.QueryError) else "error",
             detail=detail,
         )
-        body_out: dict[str, Any] = {"status": err.status, "message": err.message}
+        body_out: dict[str, Any] = {
+            "status": err.status,
+            "message": messages.refusal(err.message, err.status),
+        }
         if remaining is not None:
             body_out["remaining_epsilon"] = remaining
         self.write_json(body_out, err.status)
@@ -218,7 +222,8 @@ class DpHandler(ApiHandler):
                 budget.release, self.shuyu.db_url, release_id, released, username=self.user["name"]
             )
         except budget.BudgetError as err:  # settled meanwhile: the answer must not leave
-            self.write_json({"status": err.status, "message": err.message}, err.status)
+            message = messages.refusal(err.message, err.status)
+            self.write_json({"status": err.status, "message": message}, err.status)
             return
         balances = await asyncio.to_thread(_balances, self.shuyu.db_url, tenant, policy)
         self.write_json(

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_bool_dtype, is_integer_dtype, is_numeric_dtype
 
+from ...messages import Both, both
+from ...messages import text as say
 from .files import _decode_text
 from .html_tables import _svg_text
 from .png import _read_png
@@ -100,7 +102,7 @@ class _Checker:
                 check,
                 severity,
                 # The check is named by the finding's own (labelled) column, never here.
-                f"还有 {len(rest)} 处同类发现 ... and {len(rest)} more finding(s) of this kind.",
+                say("... and {more} more finding(s) of this kind.", more=len(rest)),
                 more=len(rest),
             )
             kept.append(replace(summary, reviewer_only=all(f.reviewer_only for f in rest)))
@@ -112,21 +114,25 @@ class _Checker:
         findings: list[Finding] = []
         if art.kind == "binary":
             size = len(art.data or b"")
-            reason = art.review_note or "its type is not one the checks can read"
+            reason = art.review_note or both("its type is not one the checks can read")
             findings.append(
                 self._finding(
                     art,
                     "binary",
                     "fail",
-                    f"This file ({size} bytes) cannot be checked automatically or shown to "
-                    f"the reviewer: {reason}. Export results as CSV, Parquet, JSON, text "
-                    "or PNG instead.",
+                    say(
+                        "This file ({size} bytes) cannot be checked automatically or shown "
+                        "to the reviewer: {reason}. Export results as CSV, Parquet, JSON, "
+                        "text or PNG instead.",
+                        size=size,
+                        reason=reason,
+                    ),
                     bytes=size,
                 )
             )
             return findings
         if art.review_note:
-            findings.append(self._finding(art, "manual_review", "warn", art.review_note))
+            findings.append(self._finding(art, "manual_review", "warn", say(art.review_note)))
         if art.kind == "table" and art.table is not None:
             findings += self._check_table(art, art.table)
             if art.text:
@@ -141,8 +147,11 @@ class _Checker:
                     art,
                     "manual_review",
                     "warn",
-                    f"Artefact of kind {art.kind!r} is not understood by the automatic "
-                    "checks; review it by hand.",
+                    say(
+                        "Artefact of kind {kind!r} is not understood by the automatic "
+                        "checks; review it by hand.",
+                        kind=art.kind,
+                    ),
                 )
             )
         return findings
@@ -161,8 +170,14 @@ class _Checker:
                     art,
                     check,
                     "fail",
-                    f"Line {line}, character {char}: a {what} ({_mask(hit.value)}). "
-                    + _why(hit.kind),
+                    say(
+                        "Line {line}, character {char}: a {what} ({masked}). {why}",
+                        line=line,
+                        char=char,
+                        what=both(what),
+                        masked=_mask(hit.value),
+                        why=_why(hit.kind),
+                    ),
                     line=line,
                     char=char,
                     kind=hit.kind,
@@ -176,8 +191,14 @@ class _Checker:
                     art,
                     "names",
                     "warn",
-                    f"Line {line}, character {char}: {_mask(name)!r} looks like a person's "
-                    f"name. {_NAME_CAVEAT}",
+                    say(
+                        "Line {line}, character {char}: {masked!r} looks like a person's "
+                        "name. {caveat}",
+                        line=line,
+                        char=char,
+                        masked=_mask(name),
+                        caveat=both(_NAME_CAVEAT),
+                    ),
                     line=line,
                     char=char,
                     masked=_mask(name),
@@ -191,8 +212,14 @@ class _Checker:
                         art,
                         "known_names",
                         "warn",
-                        f"Line {line}, character {char}: {_mask(name)!r} is the name of a "
-                        f"person in the source data. {_KNOWN_NAME_CAVEAT}",
+                        say(
+                            "Line {line}, character {char}: {masked!r} is the name of a "
+                            "person in the source data. {caveat}",
+                            line=line,
+                            char=char,
+                            masked=_mask(name),
+                            caveat=both(_KNOWN_NAME_CAVEAT),
+                        ),
                         line=line,
                         char=char,
                         masked=_mask(name),
@@ -208,8 +235,12 @@ class _Checker:
                     art,
                     "row_level",
                     "fail",
-                    f"The text shows part of a table of {rows} rows (more than "
-                    f"{self.rules.max_rows}): that looks like row-level data.",
+                    say(
+                        "The text shows part of a table of {rows} rows (more than "
+                        "{limit}): that looks like row-level data.",
+                        rows=rows,
+                        limit=self.rules.max_rows,
+                    ),
                     rows=rows,
                 )
             )
@@ -220,9 +251,12 @@ class _Checker:
                     art,
                     "row_level",
                     "warn",
-                    f"The text has {lines} lines (more than {self.rules.max_text_lines}): "
-                    "long printouts often list individual records; check it is not "
-                    "row-level data.",
+                    say(
+                        "The text has {lines} lines (more than {limit}): long printouts "
+                        "often list individual records; check it is not row-level data.",
+                        lines=lines,
+                        limit=self.rules.max_text_lines,
+                    ),
                     lines=lines,
                 )
             )
@@ -235,14 +269,16 @@ class _Checker:
         mime = (art.mime or "").lower()
         findings: list[Finding] = []
         texts: list[str] = [art.text] if art.text else []
-        size_text = f"{len(data)} bytes"
+        size_text = both("{size} bytes", size=len(data))
         if mime == "image/png":
             png = _read_png(data)
             if png is None:
                 findings.append(self._not_an_image(art, "PNG"))
             else:
                 width, height, chunk_texts, trailing = png
-                size_text = f"{width}×{height} px, {len(data)} bytes"
+                size_text = both(
+                    "{width}×{height} px, {size} bytes", width=width, height=height, size=len(data)
+                )
                 texts += chunk_texts
                 if trailing:
                     findings.append(
@@ -250,8 +286,11 @@ class _Checker:
                             art,
                             "file_type",
                             "fail",
-                            f"{trailing} bytes follow the end of this PNG image: data can "
-                            "be hidden there. Re-export the image.",
+                            say(
+                                "{trailing} bytes follow the end of this PNG image: data "
+                                "can be hidden there. Re-export the image.",
+                                trailing=trailing,
+                            ),
                             trailing_bytes=trailing,
                         )
                     )
@@ -264,8 +303,10 @@ class _Checker:
                         art,
                         "file_type",
                         "warn",
-                        "Bytes follow the end of this JPEG image (or it is cut short): "
-                        "data can be hidden there.",
+                        say(
+                            "Bytes follow the end of this JPEG image (or it is cut short): "
+                            "data can be hidden there."
+                        ),
                     )
                 )
         elif mime == "image/gif":
@@ -285,9 +326,13 @@ class _Checker:
                 art,
                 "image",
                 "warn",
-                f"Image ({art.mime or 'unknown type'}, {size_text}): images cannot be checked "
-                "automatically. Look for small counts, outliers, individual points, "
-                "readable labels or identifiers before approving.",
+                say(
+                    "Image ({mime}, {size}): images cannot be checked automatically. Look "
+                    "for small counts, outliers, individual points, readable labels or "
+                    "identifiers before approving.",
+                    mime=art.mime or both("unknown type"),
+                    size=size_text,
+                ),
                 mime=art.mime,
                 bytes=len(data),
             )
@@ -302,8 +347,11 @@ class _Checker:
             art,
             "file_type",
             "fail",
-            f"The content is not a valid {kind} image although it is labelled as one: it "
-            "may be other data in disguise.",
+            say(
+                "The content is not a valid {kind} image although it is labelled as one: it "
+                "may be other data in disguise.",
+                kind=kind,
+            ),
         )
 
     # -- tables
@@ -321,8 +369,12 @@ class _Checker:
                     art,
                     "row_level",
                     "fail",
-                    f"The table has {n_rows} rows (more than {rules.max_rows}): that looks "
-                    "like row-level data, not an aggregate.",
+                    say(
+                        "The table has {rows} rows (more than {limit}): that looks like "
+                        "row-level data, not an aggregate.",
+                        rows=n_rows,
+                        limit=rules.max_rows,
+                    ),
                     rows=n_rows,
                 )
             )
@@ -332,8 +384,12 @@ class _Checker:
                     art,
                     "row_level",
                     "fail",
-                    f"The table has {n_cols} columns (more than {rules.max_columns}): that "
-                    "looks like row-level data laid out sideways.",
+                    say(
+                        "The table has {columns} columns (more than {limit}): that looks "
+                        "like row-level data laid out sideways.",
+                        columns=n_cols,
+                        limit=rules.max_columns,
+                    ),
                     columns=n_cols,
                 )
             )
@@ -358,9 +414,14 @@ class _Checker:
                     art,
                     "dp_provenance",
                     "safe",
-                    f"All {dp.total} numbers in this table match released differentially "
-                    "private answers: it is DP output, so the minimum-cell-count and "
-                    f"dominance checks do not apply ({len(sdc)} such finding(s) set aside).",
+                    say(
+                        "All {total} numbers in this table match released differentially "
+                        "private answers: it is DP output, so the minimum-cell-count and "
+                        "dominance checks do not apply ({set_aside} such finding(s) set "
+                        "aside).",
+                        total=dp.total,
+                        set_aside=len(sdc),
+                    ),
                     numbers=dp.total,
                     matched=dp.matched,
                     set_aside=len(sdc),
@@ -373,14 +434,21 @@ class _Checker:
                 share = dp.matched / dp.total
                 full = [self._label(table.columns[j]) for j in sorted(dp_columns)]
                 columns_text = (
-                    f" Columns entirely from DP answers, exempt from the count and "
-                    f"dominance checks: {', '.join(repr(c) for c in full)}."
+                    both(
+                        " Columns entirely from DP answers, exempt from the count and "
+                        "dominance checks: {columns}.",
+                        columns=", ".join(repr(c) for c in full),
+                    )
                     if full
                     else ""
                 )
                 short = (
-                    f" {dp.short} number(s) with fewer than {rules.dp_min_digits} "
-                    "significant digits cannot be attributed to DP answers."
+                    both(
+                        " {short} number(s) with fewer than {digits} significant digits "
+                        "cannot be attributed to DP answers.",
+                        short=dp.short,
+                        digits=rules.dp_min_digits,
+                    )
                     if dp.short
                     else ""
                 )
@@ -389,9 +457,16 @@ class _Checker:
                         art,
                         "dp_provenance",
                         "info",
-                        f"{dp.matched} of {dp.total} numbers ({share:.0%}) match released "
-                        f"differentially private answers; the rest may come from the "
-                        f"masked view.{columns_text}{short}",
+                        say(
+                            "{matched} of {total} numbers ({share:.0%}) match released "
+                            "differentially private answers; the rest may come from the "
+                            "masked view.{columns}{short}",
+                            matched=dp.matched,
+                            total=dp.total,
+                            share=share,
+                            columns=columns_text,
+                            short=short,
+                        ),
                         numbers=dp.total,
                         matched=dp.matched,
                         share=round(share, 4),
@@ -423,9 +498,15 @@ class _Checker:
                         art,
                         "row_level",
                         "warn",
-                        f"Column {self._label(col.label)!r}: {distinct} of {len(values)} "
-                        f"values ({share:.0%}) are distinct, as in an identifier; the table "
-                        "may be row-level data.",
+                        say(
+                            "Column {column!r}: {distinct} of {values} values ({share:.0%}) "
+                            "are distinct, as in an identifier; the table may be row-level "
+                            "data.",
+                            column=self._label(col.label),
+                            distinct=distinct,
+                            values=len(values),
+                            share=share,
+                        ),
                         column=self._safe_json(col.text),
                         column_position=col.position,
                         distinct=distinct,
@@ -536,8 +617,8 @@ class _Checker:
         where: dict[str, Any]
         if source == "column":
             row = self._row_label(table, first)
-            place = f"Column {self._label(label)!r}"
-            first_text = f", first in {self._row_text(table, first)}"
+            place = both("Column {column!r}", column=self._label(label))
+            first_text = both(", first in {row}", row=self._row_text(table, first))
             where = {
                 "column": self._safe_json(_label_text(label)),
                 "column_position": j,
@@ -545,33 +626,40 @@ class _Checker:
                 "first_row_position": first,
             }
         elif source == "index":
-            place = "Row labels"
-            first_text = f", first in row position {first}"
+            place = both("Row labels")
+            first_text = both(", first in row position {first}", first=first)
             where = {"column": label, "first_row_position": first}
         else:
-            place = "Column headers"
-            first_text = ""
+            place = both("Column headers")
+            first_text = Both("", "")
             where = {"column": label}
+        values = {"place": place, "cells": cells, "masked": masked, "first": first_text}
         if check == "names":
-            message = (
-                f"{place}: {cells} cell(s) look like names of people "
-                f"(e.g. {masked!r}){first_text}. {_NAME_CAVEAT}"
+            message = both(
+                "{place}: {cells} cell(s) look like names of people (e.g. {masked!r}){first}. "
+                "{caveat}",
+                caveat=both(_NAME_CAVEAT),
+                **values,
             )
         elif check == "known_names":
-            message = (
-                f"{place}: {cells} cell(s) contain names of people in the source data "
-                f"(e.g. {masked!r}){first_text}. {_KNOWN_NAME_CAVEAT}"
+            message = both(
+                "{place}: {cells} cell(s) contain names of people in the source data "
+                "(e.g. {masked!r}){first}. {caveat}",
+                caveat=both(_KNOWN_NAME_CAVEAT),
+                **values,
             )
         else:
-            message = (
-                f"{place}: {cells} cell(s) contain a {_KIND_LABEL[kind]} (e.g. {masked})"
-                f"{first_text}. " + _why(kind)
+            message = both(
+                "{place}: {cells} cell(s) contain a {what} (e.g. {masked}){first}. {why}",
+                what=both(_KIND_LABEL[kind]),
+                why=_why(kind),
+                **values,
             )
         if scanned is not None:
-            message += f" Only the first {scanned} rows were scanned."
+            message += both(" Only the first {scanned} rows were scanned.", scanned=scanned)
             where["scanned_rows"] = scanned
         return self._finding(
-            art, check, severity, message, kind=kind, cells=cells, masked=masked, **where
+            art, check, severity, message.shown, kind=kind, cells=cells, masked=masked, **where
         )
 
     # -- minimum cell count
@@ -594,9 +682,15 @@ class _Checker:
                         art,
                         "min_cell_count",
                         "fail",
-                        f"Cell ({self._cell_ref(table, i, j)}) counts {value:g}, below the "
-                        f"minimum of {threshold}: {self._low_counts()} can single out "
-                        "people. Merge categories or suppress the cell.",
+                        say(
+                            "Cell ({cell}) counts {value:g}, below the minimum of "
+                            "{threshold}: {low} can single out people. Merge categories or "
+                            "suppress the cell.",
+                            cell=self._cell_ref(table, i, j),
+                            value=value,
+                            threshold=threshold,
+                            low=self._low_counts(),
+                        ),
                         row=self._row_label(table, i),
                         row_position=i,
                         column=self._safe_json(_label_text(table.columns[j])),
@@ -607,12 +701,12 @@ class _Checker:
                 )
         return findings
 
-    def _low_counts(self) -> str:
+    def _low_counts(self) -> Both:
         low = 0 if self.rules.zeros_disclosive else 1
-        text = f"counts from {low} to {self.rules.min_cell_count - 1}"
+        counts = both("counts from {low} to {high}", low=low, high=self.rules.min_cell_count - 1)
         if low == 0:
-            text += " (a zero tells that nobody in the group has the attribute)"
-        return text
+            counts += both(" (a zero tells that nobody in the group has the attribute)")
+        return counts
 
     def _uncertain(
         self, art: Artefact, table: pd.DataFrame, profile: _Profile, dp_columns: set[int]
@@ -627,12 +721,15 @@ class _Checker:
                 art,
                 "table_kind",
                 "warn",
-                f"Column(s) {names} hold whole numbers that may be counts (a frequency "
-                "table) or sums of whole numbers (a magnitude table); the table alone cannot "
-                "tell. They were checked as counts. If they are sums, the dominance rules "
-                "and the contributor counts could not be checked: display the table with "
-                "shuyu.egress.table(...), which says how it was computed and attaches the "
-                "statistics.",
+                say(
+                    "Column(s) {names} hold whole numbers that may be counts (a frequency "
+                    "table) or sums of whole numbers (a magnitude table); the table alone "
+                    "cannot tell. They were checked as counts. If they are sums, the "
+                    "dominance rules and the contributor counts could not be checked: "
+                    "display the table with shuyu.egress.table(...), which says how it was "
+                    "computed and attaches the statistics.",
+                    names=names,
+                ),
                 columns=[self._safe_json(_label_text(table.columns[j])) for j in columns],
             )
         ]
@@ -659,8 +756,10 @@ class _Checker:
                         art,
                         "dominance",
                         "warn",
-                        "The contributor statistics supplied with this table are malformed, "
-                        "so dominance could not be checked automatically.",
+                        say(
+                            "The contributor statistics supplied with this table are "
+                            "malformed, so dominance could not be checked automatically."
+                        ),
                     )
                 ]
             for block in blocks:
@@ -692,10 +791,13 @@ class _Checker:
                     art,
                     "dominance",
                     "warn",
-                    f"Column(s) {names} hold sums, means, extremes or amounts, but no "
-                    "contributor statistics came with the table, so the n-k and p% "
-                    "dominance rules could not be checked automatically. Check that no "
-                    "cell is dominated by one or two contributors (e.g. one large firm).",
+                    say(
+                        "Column(s) {names} hold sums, means, extremes or amounts, but no "
+                        "contributor statistics came with the table, so the n-k and p% "
+                        "dominance rules could not be checked automatically. Check that no "
+                        "cell is dominated by one or two contributors (e.g. one large firm).",
+                        names=names,
+                    ),
                     columns=[self._safe_json(_label_text(table.columns[j])) for j in unchecked],
                 )
             )
@@ -724,14 +826,20 @@ class _Checker:
             ref = f"row {row!r}, column {self.scanner.scrub(cell_column)!r}"
             where = {"row": row, "column": self._safe_json(cell_column)}
             if count is not None and 0 <= count < rules.min_cell_count:
-                none = " (all its values are missing)" if count == 0 else ""
+                none = both(" (all its values are missing)") if count == 0 else ""
                 findings.append(
                     self._finding(
                         art,
                         "min_cell_count",
                         "fail",
-                        f"Cell ({ref}) is computed from {count:g} contributor(s){none}, "
-                        f"below the minimum of {rules.min_cell_count}.",
+                        say(
+                            "Cell ({ref}) is computed from {count:g} contributor(s){none}, "
+                            "below the minimum of {threshold}.",
+                            ref=ref,
+                            count=count,
+                            none=none,
+                            threshold=rules.min_cell_count,
+                        ),
                         **where,
                         contributors=count,
                         threshold=rules.min_cell_count,
@@ -746,9 +854,12 @@ class _Checker:
                         art,
                         "dominance",
                         "warn",
-                        f"Cell ({ref}) has negative contributions, for which the n-k and "
-                        "p% rules are not defined; check by hand that no contributor "
-                        "dominates it.",
+                        say(
+                            "Cell ({ref}) has negative contributions, for which the n-k and "
+                            "p% rules are not defined; check by hand that no contributor "
+                            "dominates it.",
+                            ref=ref,
+                        ),
                         **where,
                         negative=True,
                     )
@@ -766,8 +877,11 @@ class _Checker:
                         art,
                         "dominance",
                         "fail",
-                        f"Cell ({ref}): every contribution is zero, so the cell tells each "
-                        "contributor's value; the n-k and p% rules fail it.",
+                        say(
+                            "Cell ({ref}): every contribution is zero, so the cell tells "
+                            "each contributor's value; the n-k and p% rules fail it.",
+                            ref=ref,
+                        ),
                         **where,
                         share=None,
                         n=n,
@@ -783,10 +897,15 @@ class _Checker:
                             art,
                             "dominance",
                             "fail",
-                            f"Cell ({ref}): the {_largest(n)} make up "
-                            f"{share:.1%} of the cell total; the n-k rule fails at "
-                            f"{k * 100:g}% or more, as one or two contributors could "
-                            "learn each other's value.",
+                            say(
+                                "Cell ({ref}): the {largest} make up {share:.1%} of the cell "
+                                "total; the n-k rule fails at {k:g}% or more, as one or two "
+                                "contributors could learn each other's value.",
+                                ref=ref,
+                                largest=_largest(n),
+                                share=share,
+                                k=k * 100,
+                            ),
                             **where,
                             share=round(share, 4),
                             n=n,
@@ -803,10 +922,15 @@ class _Checker:
                             art,
                             "p_percent",
                             "fail",
-                            f"Cell ({ref}): the contributors other than the two largest "
-                            f"add up to {max(ratio, 0):.1%} of the largest; the p% rule "
-                            f"fails below {p * 100:g}%, as the second-largest contributor "
-                            f"could estimate the largest to within {p * 100:g}%.",
+                            say(
+                                "Cell ({ref}): the contributors other than the two largest "
+                                "add up to {ratio:.1%} of the largest; the p% rule fails "
+                                "below {p:g}%, as the second-largest contributor could "
+                                "estimate the largest to within {p:g}%.",
+                                ref=ref,
+                                ratio=max(ratio, 0),
+                                p=p * 100,
+                            ),
                             **where,
                             ratio=round(ratio, 4),
                             p=p,
@@ -818,8 +942,12 @@ class _Checker:
                     art,
                     "dominance",
                     "warn",
-                    f"Column {self.scanner.scrub(column)!r}: statistics of {malformed} "
-                    "cell(s) are incomplete, so their dominance could not be checked.",
+                    say(
+                        "Column {column!r}: statistics of {malformed} cell(s) are "
+                        "incomplete, so their dominance could not be checked.",
+                        column=self.scanner.scrub(column),
+                        malformed=malformed,
+                    ),
                     column=self._safe_json(column),
                     cells=malformed,
                 )
@@ -831,8 +959,10 @@ def _whole(number: float) -> float | int:
     return int(number) if number.is_integer() else number
 
 
-def _largest(n: int) -> str:
-    return "largest contributor" if n == 1 else f"{n} largest contributors"
+def _largest(n: int) -> Both:
+    if n == 1:
+        return both("largest contributor")
+    return both("{n} largest contributors", n=n)
 
 
 def _stat_blocks(stats: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:

@@ -8,6 +8,7 @@ from typing import Final
 
 from shuyu_platform.data.identifiers import is_mobile, is_valid_id_card, is_valid_uscc, luhn_valid
 from shuyu_platform.data.masking import TOKEN_CHARS
+from shuyu_platform.messages import Both, both
 
 from .person_names import looks_like_names
 from .rules import Context
@@ -210,13 +211,13 @@ def _word_ok(text: str, start: int, length: int) -> bool:
     return not (before.isascii() and before.isalnum()) and not (after.isascii() and after.isalnum())
 
 
-def _why(kind: str) -> str:
+def _why(kind: str) -> Both:
     if kind == "pseudonym":
-        return (
+        return both(
             "Pseudonyms of the masked views link records of one person and must not "
             "leave the sandbox."
         )
-    return "Direct identifiers must never leave the sandbox; remove the column or value."
+    return both("Direct identifiers must never leave the sandbox; remove the column or value.")
 
 
 _NAME_CAVEAT: Final[str] = (
