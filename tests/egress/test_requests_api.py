@@ -273,7 +273,7 @@ def test_a_released_dp_table_names_its_dp_query_in_the_provenance(
             """
             import json, shuyu
             from shuyu import dp
-            answer = dp.query("health_records", epsilon=0.05).group_by("sex").agg(
+            answer = dp.query("health_records", epsilon=0.2).group_by("sex").agg(
                 mean_settlement=dp.mean("settlement_amount")).run()
             answer[["sex", "mean_settlement"]].to_csv("by_sex.csv", index=False)
             filed = shuyu.egress.request_file("by_sex.csv", purpose="性别分布，差分隐私结果")
