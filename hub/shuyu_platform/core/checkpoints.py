@@ -59,6 +59,19 @@ class Checkpoint:
     signature: str  # Ed25519 signature of :meth:`message`, 128 hex digits
     merkle_root: str | None = None  # RFC 6962 tree head of records 1..seq, 64 hex digits
 
+    @classmethod
+    def from_fields(cls, fields: Any) -> Checkpoint:
+        """A checkpoint read back from its JSON object (a checkpoint file's line or a
+        proof's ``checkpoint``); ``KeyError``, ``TypeError`` or ``ValueError`` if malformed."""
+        return cls(
+            seq=int(fields["seq"]),
+            hash=str(fields["hash"]),
+            at=str(fields["at"]),
+            key=str(fields["key"]),
+            signature=str(fields["signature"]),
+            merkle_root=_optional_str(fields.get("merkle_root")),
+        )
+
     def message(self) -> bytes:
         """The exact bytes signed: the domain prefix and the canonical JSON of the claim
         (the Merkle root is part of the claim when the checkpoint has one)."""
@@ -141,17 +154,7 @@ def load(path: Path) -> list[Checkpoint]:
             if not text.strip():
                 continue
             try:
-                fields = json.loads(text)
-                found.append(
-                    Checkpoint(
-                        seq=int(fields["seq"]),
-                        hash=str(fields["hash"]),
-                        at=str(fields["at"]),
-                        key=str(fields["key"]),
-                        signature=str(fields["signature"]),
-                        merkle_root=_optional_str(fields.get("merkle_root")),
-                    )
-                )
+                found.append(Checkpoint.from_fields(json.loads(text)))
             except (ValueError, KeyError, TypeError) as err:
                 raise CheckpointError(f"{path}, line {number}: not a checkpoint ({err})") from None
     return found
@@ -396,15 +399,7 @@ def verify_proof(document: Any, public_key: Ed25519PublicKey) -> str:
     try:
         if document["format"] != PROOF_FORMAT:
             raise ValueError(f"format {document['format']!r}, expected {PROOF_FORMAT!r}")
-        fields = document["checkpoint"]
-        checkpoint = Checkpoint(
-            seq=int(fields["seq"]),
-            hash=str(fields["hash"]),
-            at=str(fields["at"]),
-            key=str(fields["key"]),
-            signature=str(fields["signature"]),
-            merkle_root=_optional_str(fields.get("merkle_root")),
-        )
+        checkpoint = Checkpoint.from_fields(document["checkpoint"])
         record = dict(document["record"])
         claimed_hash = str(record.pop("hash"))
         seq = int(record["seq"])
