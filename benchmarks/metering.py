@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import requests
@@ -53,14 +54,14 @@ def _populate(settings, events: int, releases: int) -> None:
         budget.release(settings.db_url, release, {"n": 1}, username="alice")
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: Sequence[str] = ()) -> None:
     """Run the comparison and print the figures."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks metering")
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--releases", type=int, default=500)
     parser.add_argument("--scrapes", type=int, default=30)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(list(argv))
     logging.disable(logging.WARNING)  # the 401s of the cheap route are expected
     with tempfile.TemporaryDirectory(prefix="shuyu-bench-metering-") as tmp:
         settings = local_settings(Path(tmp) / "home")

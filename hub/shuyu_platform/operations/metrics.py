@@ -64,7 +64,7 @@ def metrics_token(settings: Shuyu) -> str:
     return keyfiles.secret_file(settings.zone("hub") / METRICS_TOKEN_FILE).hex()
 
 
-def browser_bytes_served(session: Session) -> dict[str, int] | None:
+def browser_bytes_served(session: Session) -> dict[str, int]:
     """Bytes the egress gateway has served to browsers, per tenant, over every day it
     metered (:class:`~shuyu_platform.core.models.OutputVolume`): a counter that only grows."""
     rows = session.execute(
@@ -99,13 +99,12 @@ class StateCollector:
             yield from self._audit(session)
             yield from self._operations(session)
             served = browser_bytes_served(session)
-        if served is not None:
-            family = CounterMetricFamily(
-                "shuyu_browser_bytes_served", "Bytes served to browsers", labels=["tenant"]
-            )
-            for tenant, count in sorted(served.items()):
-                family.add_metric([tenant], count)
-            yield family
+        family = CounterMetricFamily(
+            "shuyu_browser_bytes_served", "Bytes served to browsers", labels=["tenant"]
+        )
+        for tenant, count in sorted(served.items()):
+            family.add_metric([tenant], count)
+        yield family
 
     def _dp(self, session: Session) -> Iterator[Metric]:
         queries = CounterMetricFamily(
