@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .. import messages
 from ..core.db import session_scope
 from ..core.settings import Shuyu
 from ..data.policy import DatasetPolicy
@@ -158,11 +159,16 @@ def price(used: Usage, pricing: Pricing, policies: dict[str, DatasetPolicy]) -> 
     free = nature in pricing.free_natures
     notes = []
     if not used.nature:
-        notes.append(f"no approved application on record: charged as {nature}")
+        notes.append(
+            messages.text(
+                "No approved application on record: charged as {nature}.",
+                nature=messages.both(nature),
+            )
+        )
     if free:
-        notes.append("public-interest use is free (公益用途免费)")
+        notes.append(messages.text("Public-interest use is free."))
     for name in used.not_metered:
-        notes.append(f"{name}: not metered on this platform yet")
+        notes.append(messages.text("{item}: not metered on this platform yet.", item=name))
     lines = []
     quantities = _quantities(used)
     for item, (label, unit) in ITEMS.items():
