@@ -10,21 +10,15 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, select, update
 
-from harness import BIN
 from shuyu_platform.core import audit, checkpoints, db
 from shuyu_platform.core.models import AuditEvent, AuditHead
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> tuple[Path, Path]:
-    """Where the signing key and the checkpoint file live (outside the database)."""
-    return tmp_path / "keys" / "audit-signing-key.pem", tmp_path / "audit-checkpoints.jsonl"
 
 
 def _fill(url: str, start: int, count: int) -> None:
@@ -158,20 +152,12 @@ def test_checkpoints_signed_by_another_key_are_refused(
     assert not result.ok and "checkpoint 1" in (result.problem or "")
 
 
-def test_cli_checkpoint_and_verify(db_url: str, tmp_path: Path, files: tuple[Path, Path]) -> None:
-    env = {
-        "SHUYU_HOME": str(tmp_path / "home"),
-        "SHUYU_DB_URL": db_url,
-        "SHUYU_AUDIT_SIGNING_KEY": str(files[0]),
-        "SHUYU_AUDIT_CHECKPOINTS": str(files[1]),
-        "PATH": str(BIN),
-    }
-
-    def shuyu(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(BIN / "shuyu"), "audit", *args], env=env, capture_output=True, text=True
-        )
-
+def test_cli_checkpoint_and_verify(
+    db_url: str,
+    files: tuple[Path, Path],
+    audit_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    shuyu = audit_cli
     _fill(db_url, 0, 5)
     made = shuyu("checkpoint")
     assert made.returncode == 0 and "checkpoint: record 5" in made.stdout, made

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +17,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import update
 
-from harness import BIN
 from shuyu_platform.core import audit, checkpoints, db
 from shuyu_platform.core.models import AuditEvent
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> tuple[Path, Path]:
-    """Where the signing key and the checkpoint file live (outside the database)."""
-    return tmp_path / "keys" / "audit-signing-key.pem", tmp_path / "audit-checkpoints.jsonl"
 
 
 def _fill(url: str, start: int, count: int) -> None:
@@ -165,20 +159,13 @@ def test_a_root_the_records_do_not_give_is_found(tmp_path: Path) -> None:
         _prove(url, files, 4)
 
 
-def test_cli_prove_and_verify_proof(db_url: str, tmp_path: Path, files: tuple[Path, Path]) -> None:
-    env = {
-        "SHUYU_HOME": str(tmp_path / "home"),
-        "SHUYU_DB_URL": db_url,
-        "SHUYU_AUDIT_SIGNING_KEY": str(files[0]),
-        "SHUYU_AUDIT_CHECKPOINTS": str(files[1]),
-        "PATH": str(BIN),
-    }
-
-    def shuyu(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(BIN / "shuyu"), "audit", *args], env=env, capture_output=True, text=True
-        )
-
+def test_cli_prove_and_verify_proof(
+    db_url: str,
+    tmp_path: Path,
+    files: tuple[Path, Path],
+    audit_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    shuyu = audit_cli
     _fill(db_url, 0, 9)
     assert shuyu("checkpoint").returncode == 0
     proof = tmp_path / "proof.json"
