@@ -136,6 +136,7 @@ def test_a_submission_is_checked_before_anything_is_frozen(sealed: Shuyu) -> Non
         ({"entry": "x.ipynb", "files": {"x.ipynb": "eA=="}}, "nbformat"),
         ({"entry": "x.py", "files": {"x.py": "eA=="}, "outputs": ["/etc/*"]}, "relative"),
         ({"entry": "x.py", "files": {"x.py": "eA=="}, "parameters": {"a b": 1}}, "identifiers"),
+        ({"entry": "x.py", "files": {"x.py": "eA=="}, "imports": ["../raw"]}, "import names"),
     ):
         with pytest.raises(queue.JobError, match=why):
             queue.parse_submission(body)

@@ -151,7 +151,8 @@ def parse_submission(body: Mapping[str, Any]) -> dict[str, Any]:
         "files": dict(sorted(clean.items())),
         "parameters": parameters,
         "outputs": patterns,
-        "imports": sorted(set(named)),
+        # only when named: the code of a job without imports freezes as it always did
+        **({"imports": sorted(set(named))} if named else {}),
     }
 
 
@@ -197,11 +198,13 @@ def submit(
     The imports it names are resolved to the tenant's approved imports' IDs, frozen with
     the code (:class:`JobError` 404/409/410 for one the tenant has not, or no longer).
     """
-    try:
-        named = ingress.for_job(session, tenant, list(submission.get("imports", [])))
-    except ingress.IngressError as err:
-        raise JobError(err.message, err.status) from None
-    submission = {**submission, "imports": named}
+    named: dict[str, str] = {}
+    if submission.get("imports"):
+        try:
+            named = ingress.for_job(session, tenant, list(submission["imports"]))
+        except ingress.IngressError as err:
+            raise JobError(err.message, err.status) from None
+        submission = {**submission, "imports": named}
     job_id = uuid.uuid4().hex
     digest, size = freeze(jobs_zone, job_id, submission)
     now = stamp()
