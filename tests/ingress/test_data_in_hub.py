@@ -72,6 +72,11 @@ def test_a_departments_account_supplies_a_version(platform: Platform) -> None:
         time.sleep(2)
     assert rebuild["status"] == "done", rebuild
     assert rebuild["done"] == rebuild["total"] >= 2
+    # The catalogue shows the version and when it was supplied, as JSON and on its page.
+    [stored] = [v for v in state["versions"] if v["version"] == supplied["version"]]
+    assert stored["status"] == "current" and stored["sha256"] == supplied["sha256"]
+    assert entry["raw_version"]["supplied_at"] == stored["supplied_at"]
+    assert f"· v{supplied['version']} " in platform.service_get("victor", "catalogue").text
     [current] = platform.audit_events("supply.current", actor=supply_account(DEPARTMENT))
     assert (
         current["detail"]["previous_sha256"] and current["detail"]["sha256"] == supplied["sha256"]
