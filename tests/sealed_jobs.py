@@ -65,8 +65,9 @@ def submit(
     parameters: dict[str, Any] | None = None,
     tenant: str = "kangning",
     username: str = "alice",
+    imports: list[str] | None = None,
 ) -> str:
-    """Queue a job of ``files`` (text or bytes); returns its id."""
+    """Queue a job of ``files`` (text or bytes), reading ``imports``; returns its id."""
     encoded = {
         name: base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
         for name, data in files.items()
@@ -76,6 +77,7 @@ def submit(
         "files": encoded,
         "parameters": parameters or {},
         "outputs": outputs or [],
+        "imports": imports or [],
     }
     with db.session_scope(settings.db_url) as session:
         row = queue.submit(

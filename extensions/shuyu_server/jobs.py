@@ -2,10 +2,11 @@
 
 ``<server>/shuyu/jobs`` lists the notebooks and Python scripts of the work folder;
 choosing one shows a form for its parameters (a JSON object), the outputs to take out
-for review (glob patterns, one a line), the other files it needs and a purpose. The
-server reads the chosen files from disk, as saved, through the contents manager (hidden
-files and paths leaving the work folder refused, as on the Request export page), builds
-the submission with :func:`shuyu.jobs.submission` (the one builder the kernel's
+for review (glob patterns, one a line), the other files it needs, the tenant's approved
+imports it reads (those mounted at ``/data/imports``) and a purpose. The server reads
+the chosen files from disk, as saved, through the contents manager (hidden files and
+paths leaving the work folder refused, as on the Request export page), builds the
+submission with :func:`shuyu.jobs.submission` (the one builder the kernel's
 ``shuyu.jobs.submit`` uses too) and sends it to the platform (``POST api/jobs``), which
 freezes and queues it. The answer page shows the job's ID and status and links to the
 platform's Jobs page, where its progress and, after review, its results appear.
@@ -75,6 +76,13 @@ class JobSubmitHandler(PageHandler):
     async def _form(self, entry: str) -> str:
         await self._entry(entry)
         _, files = await self._candidates()
+        from shuyu.imports import names as imported  # what /data/imports holds here
+
+        imports = "".join(
+            f'<li><label><input type=checkbox name=import value="{escape(n)}"> '
+            f"{escape(n)}</label></li>"
+            for n in imported()
+        )
         others = "".join(
             f'<li><label><input type=checkbox name=file value="{escape(p)}"> '
             f"{escape(p)}</label></li>"
@@ -96,6 +104,10 @@ class JobSubmitHandler(PageHandler):
             "<textarea name=outputs rows=3 cols=70></textarea></label></p>"
             "<h2>所需的其他文件 Other files it needs</h2>"
             f"<ul id=files>{others or '<li>无 none</li>'}</ul>"
+            "<h2>读取的导入数据 Imports it reads</h2>"
+            "<p class=muted>作业在 /data/imports 下只看到这里勾选的已批准导入。"
+            "The job sees only the approved imports ticked here, at /data/imports.</p>"
+            f"<ul id=imports>{imports or '<li>无 none</li>'}</ul>"
             "<p><label>用途（必填）：结果用于什么、交给谁 Purpose (required): what the result "
             "is for and who receives it<br>"
             "<textarea name=purpose rows=3 cols=70 required></textarea></label></p>"
@@ -150,6 +162,7 @@ class JobSubmitHandler(PageHandler):
         parameters = self._parameters()
         outputs = _lines(self.get_body_argument("outputs", ""))
         others = [f for f in self.get_body_arguments("file") if f and f != entry]
+        imports = [n for n in self.get_body_arguments("import") if n]
         await self._entry(entry)
         real = {name: await self._readable(name) for name in (entry, *others)}
 
@@ -165,6 +178,7 @@ class JobSubmitHandler(PageHandler):
                 outputs=outputs,
                 files=others,
                 read=read,
+                imports=imports,
             )
         except ValueError as err:
             raise web.HTTPError(413, str(err)) from None

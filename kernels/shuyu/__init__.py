@@ -8,12 +8,13 @@ platform API chooses to answer.
     shuyu.catalogue()                        # the public dataset catalogue as a DataFrame
     shuyu.views.read("health_records")       # the tenant's masked view (see .data)
     shuyu.synthetic.read("health_records")   # the synthetic twin, for every tenant
+    shuyu.imports.read("customers")          # the tenant's approved import (see .imports)
     shuyu.dp.query("health_records")...      # DP questions about the raw data (see .dp)
     shuyu.egress.request("a.ipynb", [3], purpose="...")  # take a result out (see .egress)
     shuyu.jobs.submit("a.ipynb", outputs=["out/*.csv"], purpose="...")  # sealed run (.jobs)
 """
 
-from . import dp, egress, jobs
+from . import dp, egress, imports, jobs
 from .client import PlatformError, catalogue, dataset
 from .data import DataNotFound, synthetic, views
 
@@ -24,6 +25,7 @@ __all__ = [
     "dataset",
     "dp",
     "egress",
+    "imports",
     "jobs",
     "synthetic",
     "views",

@@ -14,6 +14,9 @@ sandbox with no network, and files what it wrote as an export request for review
     shuyu.jobs.cancel(job["id"])
     shuyu.jobs.logs(job["id"])     # the log, once its request is released
 
+A job may also read the tenant's approved imports it names (``imports=["customers"]``):
+``shuyu.imports.read("customers")`` finds them at ``/data/imports`` in both places.
+
 Until its request is released you see a job's status, exit code, duration and resource
 use, never its log or outputs.
 """
@@ -90,13 +93,15 @@ def submission(
     outputs: Sequence[str] = (),
     files: Sequence[str | Path] = (),
     read: Callable[[str], bytes] | None = None,
+    imports: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The body of ``POST api/jobs``: the entry and the files it needs, as they are now.
 
     The one place a submission is built, for :func:`submit` here and for the Submit job
     page of the single-user server (which reads through ``read``: the file's bytes by its
     path relative to the work folder, refusing what leaves it). Paths are relative to the
-    current folder; at most :data:`MAX_FILE_BYTES` a file.
+    current folder; at most :data:`MAX_FILE_BYTES` a file. ``imports`` names the
+    tenant's approved imports the job reads.
     """
     names = dict.fromkeys(Path(p).as_posix() for p in (entry, *files))
     sent: dict[str, str] = {}
@@ -110,6 +115,7 @@ def submission(
         "files": sent,
         "parameters": dict(parameters or {}),
         "outputs": [*outputs],
+        "imports": [*imports],
         "purpose": purpose,
     }
 
@@ -121,6 +127,7 @@ def submit(
     parameters: Mapping[str, Any] | None = None,
     outputs: Sequence[str] = (),
     files: Sequence[str | Path] = (),
+    imports: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Submit a notebook (run with papermill) or a script of the work folder as a job.
 
@@ -128,8 +135,17 @@ def submit(
     sent as they are on disk now, paths relative to the current folder; save the
     notebook first. ``outputs`` are glob patterns, relative to the job's work folder,
     of the files to take out for review; anything else it writes is discarded.
+    ``imports`` names the tenant's approved imports it reads (:mod:`shuyu.imports`); a
+    deleted one is refused, and a queued job naming one deleted meanwhile fails.
     """
-    body = submission(entry, purpose=purpose, parameters=parameters, outputs=outputs, files=files)
+    body = submission(
+        entry,
+        purpose=purpose,
+        parameters=parameters,
+        outputs=outputs,
+        files=files,
+        imports=imports,
+    )
     return post("api/jobs", body)
 
 

@@ -72,6 +72,11 @@ def test_a_departments_account_supplies_a_version(platform: Platform) -> None:
         time.sleep(2)
     assert rebuild["status"] == "done", rebuild
     assert rebuild["done"] == rebuild["total"] >= 2
+    # The catalogue shows the version and when it was supplied, as JSON and on its page.
+    [stored] = [v for v in state["versions"] if v["version"] == supplied["version"]]
+    assert stored["status"] == "current" and stored["sha256"] == supplied["sha256"]
+    assert entry["raw_version"]["supplied_at"] == stored["supplied_at"]
+    assert f"· v{supplied['version']} " in platform.service_get("victor", "catalogue").text
     [current] = platform.audit_events("supply.current", actor=supply_account(DEPARTMENT))
     assert (
         current["detail"]["previous_sha256"] and current["detail"]["sha256"] == supplied["sha256"]
@@ -124,10 +129,22 @@ def test_an_import_reaches_alices_sandbox_and_never_bobs(platform: Platform) -> 
             platform,
             "alice",
             """
-            import json, os, pandas as pd, shuyu
-            imported = pd.read_parquet('/data/imports/policyholders/policyholders.parquet')
+            import json, os, shuyu
+            # The kernel library reads it (shuyu.imports), as a job naming it would.
+            imported = shuyu.imports.read('policyholders')
+            listed = shuyu.imports.list().set_index('name').loc['policyholders']
+            try:
+                shuyu.imports.table('policyholders', columns=['nope'])
+                column = 'read'
+            except KeyError as err:
+                column = str(err)
             view = shuyu.views.read('health_records')
             print(json.dumps({'ids': imported['person_id'].tolist(),
+                              'fields': imported.attrs['fields'],
+                              'listed': {'id': listed['id'], 'rows': int(listed['rows']),
+                                         'identifiers': listed['identifiers'],
+                                         'columns': listed['columns']},
+                              'column': column,
                               'view': view['person_id'].tolist(),
                               'listing': sorted(os.listdir('/data/imports'))}))
             """,
@@ -135,6 +152,14 @@ def test_an_import_reaches_alices_sandbox_and_never_bobs(platform: Platform) -> 
     )
     assert len(seen["ids"]) == 300 and all(t.startswith("I-") for t in seen["ids"])
     assert "policyholders" in seen["listing"]
+    assert seen["listed"] == {
+        "id": row["id"],
+        "rows": 300,
+        "identifiers": ["person_id"],
+        "columns": ["person_id", "premium"],
+    }
+    assert seen["fields"]["premium"] == {"identifier": False, "sensitive": True}
+    assert "no column 'nope'" in seen["column"]
     # Keyed to the import: no token matches the view's pseudonym of the same person.
     assert not {t[2:] for t in seen["ids"]} & {t[2:] for t in seen["view"]}
     bob = json.loads(
@@ -142,14 +167,20 @@ def test_an_import_reaches_alices_sandbox_and_never_bobs(platform: Platform) -> 
             platform,
             "bob",
             """
-            import json, os
+            import json, os, shuyu
             path = '/data/imports/policyholders/policyholders.parquet'
+            try:
+                shuyu.imports.read('policyholders')
+                refused = ''
+            except shuyu.imports.ImportNotFound as err:
+                refused = str(err)
             print(json.dumps({'listing': sorted(os.listdir('/data/imports')),
-                              'exists': os.path.exists(path)}))
+                              'exists': os.path.exists(path), 'refused': refused}))
             """,
         )
     )
-    assert bob == {"listing": [], "exists": False}
+    assert bob["listing"] == [] and bob["exists"] is False
+    assert "No approved import named 'policyholders'; available: none." in bob["refused"]
 
     # Fusion: a DP count of the raw health records of the import's people; the answer's
     # error is the one its preview stated, and the release names the raw version. The

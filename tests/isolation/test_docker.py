@@ -41,7 +41,8 @@ from shuyu_platform.isolation.spawner import SPAWNERS, SpawnPolicy
 
 NETWORK = "shuyu-sandbox"
 GIB = 1024**3
-#: Zones that no container may ever see (settings.ZONES minus views/synthetic/work).
+#: Zones that no container may ever see (settings.ZONES minus views/imports/synthetic/work;
+#: of imports, only the tenant's own folder).
 FORBIDDEN_ZONES = ("raw", "outbox", "released", "published", "db", "hub", "run", "logs")
 
 
@@ -240,13 +241,19 @@ def test_start_requests_exactly_the_isolated_container(
     assert body["User"] == "1000:1000"
     assert body["Cmd"] == ["python", "-I", "-m", "shuyu_server.singleuser"]  # isolated mode
     assert body["WorkingDir"] == "/home/jovyan/work"
-    assert body["Volumes"] == {"/data/synthetic": {}, "/data/views": {}, "/home/jovyan/work": {}}
+    assert body["Volumes"] == {
+        "/data/imports": {},
+        "/data/synthetic": {},
+        "/data/views": {},
+        "/home/jovyan/work": {},
+    }
     assert list(body["ExposedPorts"]) == ["8888/tcp"]  # exposed on the network, not published
 
     host = body["HostConfig"]
     assert sorted(host["Binds"]) == sorted(
         [
             f"{home}/views/kangning:/data/views:ro",
+            f"{home}/imports/kangning:/data/imports:ro",
             f"{home}/synthetic:/data/synthetic:ro",
             f"{home}/work/kangning/alice:/home/jovyan/work:rw",
         ]
@@ -279,6 +286,7 @@ def test_start_requests_exactly_the_isolated_container(
     assert env["SHUYU_API_URL"] == "http://shuyu-hub:10101/services/shuyu/"
     assert env["SHUYU_TENANT"] == "kangning"
     assert env["SHUYU_VIEWS"] == "/data/views"
+    assert env["SHUYU_IMPORTS"] == "/data/imports"
     assert env["SHUYU_SYNTHETIC"] == "/data/synthetic"
     assert env["JUPYTERHUB_API_URL"] == "http://shuyu-hub:8081/hub/api"
     assert env["JUPYTERHUB_ROOT_DIR"] == "/home/jovyan/work"
@@ -291,9 +299,10 @@ def test_start_requests_exactly_the_isolated_container(
     request = json.dumps([body, engine.create_kwargs, engine.host_config_kwargs], default=str)
     for zone in FORBIDDEN_ZONES:
         assert str(home / zone) not in request, zone
-    # and every host path in it is one of the tenant's three folders
+    # and every host path in it is one of the tenant's four folders
     assert set(re.findall(re.escape(str(home)) + r"[^\"':,]*", request)) == {
         f"{home}/views/kangning",
+        f"{home}/imports/kangning",
         f"{home}/synthetic",
         f"{home}/work/kangning/alice",
     }
@@ -305,12 +314,16 @@ def test_start_prepares_the_tenant_folders(
     run_async(make_spawner().start())
     work = home / "work" / "kangning" / "alice"
     views = home / "views" / "kangning"
+    imports = home / "imports" / "kangning"
     assert stat.S_IMODE(work.stat().st_mode) == 0o700
     assert stat.S_IMODE(views.stat().st_mode) == 0o750
+    assert stat.S_IMODE(imports.stat().st_mode) == 0o750
+    assert stat.S_IMODE((home / "imports").stat().st_mode) == 0o711  # no listing of tenants
     assert stat.S_IMODE((home / "synthetic").stat().st_mode) == 0o755
     if os.geteuid() == 0:
         assert (work.stat().st_uid, work.stat().st_gid) == (1000, 1000)
         assert (views.stat().st_uid, views.stat().st_gid) == (0, 1000)
+        assert (imports.stat().st_uid, imports.stat().st_gid) == (0, 1000)
 
 
 def test_tenants_never_see_each_other(
@@ -321,11 +334,13 @@ def test_tenants_never_see_each_other(
     alice, bob = engine.created["shuyu-alice"], engine.created["shuyu-bob"]
     assert set(_host_paths(alice)) == {
         f"{home}/views/kangning",
+        f"{home}/imports/kangning",
         f"{home}/synthetic",
         f"{home}/work/kangning/alice",
     }
     assert set(_host_paths(bob)) == {
         f"{home}/views/huaxin",
+        f"{home}/imports/huaxin",
         f"{home}/synthetic",
         f"{home}/work/huaxin/bob",
     }
@@ -411,10 +426,20 @@ def _assert_still_isolated(body: dict[str, Any], home: Path) -> None:
     host = body["HostConfig"]
     assert body["User"] == "1000:1000"
     assert body["WorkingDir"] == "/home/jovyan/work"
-    assert sorted(body["Volumes"]) == ["/data/synthetic", "/data/views", "/home/jovyan/work"]
+    assert sorted(body["Volumes"]) == [
+        "/data/imports",
+        "/data/synthetic",
+        "/data/views",
+        "/home/jovyan/work",
+    ]
     assert "NetworkingConfig" not in body
     assert sorted(_host_paths(body)) == sorted(
-        [f"{home}/synthetic", f"{home}/views/kangning", f"{home}/work/kangning/alice"]
+        [
+            f"{home}/imports/kangning",
+            f"{home}/synthetic",
+            f"{home}/views/kangning",
+            f"{home}/work/kangning/alice",
+        ]
     )
     assert host["Mounts"] == [] and "VolumesFrom" not in host
     assert "Privileged" not in host and "CapAdd" not in host
@@ -574,7 +599,7 @@ def test_internal_ssl_certificates_volume_is_named_and_read_only(
     spawner.internal_ssl = True
     binds = spawner.volume_binds
     assert binds["shuyussl-alice"] == {"bind": "/certs", "mode": "ro"}
-    assert len(binds) == 4 and not any("{" in source for source in binds)
+    assert len(binds) == 5 and not any("{" in source for source in binds)
 
 
 # ------------------------------------------------------------ choosing the spawner

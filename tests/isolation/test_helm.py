@@ -35,6 +35,7 @@ from shuyu_platform.core.settings import Shuyu
 from shuyu_platform.dashboards.service import voila_config
 from shuyu_platform.data.policy import load_policies
 from shuyu_platform.isolation.docker import (
+    CONTAINER_IMPORTS,
     CONTAINER_LOCAL,
     CONTAINER_SYNTHETIC,
     CONTAINER_VIEWS,
@@ -178,6 +179,7 @@ def test_user_pod_environment_matches_the_container_layout(values: dict) -> None
     env = values["singleuser"]["extraEnv"]
     assert env["HOME"] == "/home/jovyan"
     assert env["SHUYU_VIEWS"] == CONTAINER_VIEWS
+    assert env["SHUYU_IMPORTS"] == CONTAINER_IMPORTS
     assert env["SHUYU_SYNTHETIC"] == CONTAINER_SYNTHETIC
     for name in ("JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "XDG_CONFIG_HOME"):
         assert env[name].startswith(CONTAINER_LOCAL + "/"), name
@@ -367,10 +369,21 @@ def test_spawn_hook_mounts_the_tenants_storage_only(values: dict, hub_env: Path)
     alice = stand_in_spawner(c, "alice", ["tenant-kangning"], "merchant")
     hook(alice)
     volumes = alice.volumes
-    assert set(volumes) == {"shuyu-synthetic", "tmp", "jupyter-state", "shuyu-views", "shuyu-work"}
+    assert set(volumes) == {
+        "shuyu-synthetic",
+        "tmp",
+        "jupyter-state",
+        "shuyu-views",
+        "shuyu-imports",
+        "shuyu-work",
+    }
     assert volumes["shuyu-views"] == {
         "name": "shuyu-views",
         "persistentVolumeClaim": {"claimName": "shuyu-views-kangning", "readOnly": True},
+    }
+    assert volumes["shuyu-imports"] == {
+        "name": "shuyu-imports",
+        "persistentVolumeClaim": {"claimName": "shuyu-imports-kangning", "readOnly": True},
     }
     assert volumes["shuyu-work"] == {
         "name": "shuyu-work",
@@ -381,18 +394,30 @@ def test_spawn_hook_mounts_the_tenants_storage_only(values: dict, hub_env: Path)
         for volume in volumes.values()
         if "persistentVolumeClaim" in volume
     )
-    assert claims == ["shuyu-synthetic", "shuyu-views-kangning", "shuyu-work-kangning"]
+    assert claims == [
+        "shuyu-imports-kangning",
+        "shuyu-synthetic",
+        "shuyu-views-kangning",
+        "shuyu-work-kangning",
+    ]
     mounts = {mount["mountPath"]: mount for mount in alice.volume_mounts.values()}
     assert set(mounts) == {
         CONTAINER_VIEWS,
+        CONTAINER_IMPORTS,
         CONTAINER_SYNTHETIC,
         CONTAINER_WORK,
         "/tmp",
+        CONTAINER_IMPORTS,
         CONTAINER_LOCAL,
     }
     assert mounts[CONTAINER_VIEWS] == {
         "name": "shuyu-views",
         "mountPath": CONTAINER_VIEWS,
+        "readOnly": True,
+    }
+    assert mounts[CONTAINER_IMPORTS] == {
+        "name": "shuyu-imports",
+        "mountPath": CONTAINER_IMPORTS,
         "readOnly": True,
     }
     assert mounts[CONTAINER_SYNTHETIC]["readOnly"] is True
@@ -411,6 +436,7 @@ def test_spawn_hook_mounts_the_tenants_storage_only(values: dict, hub_env: Path)
     hook(bob)
     bob_spec = json.dumps([bob.volumes, bob.volume_mounts])
     assert "shuyu-views-huaxin" in bob_spec and "shuyu-work-huaxin" in bob_spec
+    assert "shuyu-imports-huaxin" in bob_spec
     assert "kangning" not in bob_spec and '"subPath": "bob"' in bob_spec
 
 

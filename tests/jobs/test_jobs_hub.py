@@ -128,3 +128,21 @@ def test_alice_develops_on_the_twin_submits_and_downloads_the_reviewed_result(
         e["action"] for e in platform.audit_events("job.") if e["target"] == f"job:{job['id']}"
     ]
     assert actions[:3] == ["job.submit", "job.start", "job.succeed"]
+
+
+def test_a_job_naming_an_import_the_tenant_lacks_is_refused_over_http(
+    platform: Platform,
+) -> None:
+    body = {
+        "entry": "a.py",
+        "files": {"a.py": "cHJpbnQoMSk="},
+        "purpose": "导入数据测试",
+        "imports": ["no_such_import"],
+    }
+    before = len(platform.service_get("alice", "api/jobs").json()["jobs"])
+    unknown = platform.service_post("alice", "api/jobs", body)
+    assert unknown.status_code == 404, unknown.text
+    assert "kangning has no import named 'no_such_import'" in unknown.json()["message"]
+    malformed = platform.service_post("alice", "api/jobs", {**body, "imports": ["../raw"]})
+    assert malformed.status_code == 400 and "imports" in malformed.json()["message"]
+    assert len(platform.service_get("alice", "api/jobs").json()["jobs"]) == before  # none queued

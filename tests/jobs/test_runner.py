@@ -18,6 +18,7 @@ from shuyu_platform.core import audit, db
 from shuyu_platform.core.models import Job
 from shuyu_platform.core.settings import Shuyu
 from shuyu_platform.data.policy import DatasetPolicy, load_policies
+from shuyu_platform.ingress import imports
 from shuyu_platform.jobs import inputs, queue, runner
 
 
@@ -135,6 +136,7 @@ def test_a_submission_is_checked_before_anything_is_frozen(sealed: Shuyu) -> Non
         ({"entry": "x.ipynb", "files": {"x.ipynb": "eA=="}}, "nbformat"),
         ({"entry": "x.py", "files": {"x.py": "eA=="}, "outputs": ["/etc/*"]}, "relative"),
         ({"entry": "x.py", "files": {"x.py": "eA=="}, "parameters": {"a b": 1}}, "identifiers"),
+        ({"entry": "x.py", "files": {"x.py": "eA=="}, "imports": ["../raw"]}, "import names"),
     ):
         with pytest.raises(queue.JobError, match=why):
             queue.parse_submission(body)
@@ -175,3 +177,90 @@ def test_a_job_cancelled_while_running_is_stopped_and_keeps_nothing(
     assert time.monotonic() - started < 10
     job = result(sealed, job_id)
     assert job["request"] is None and not runner.run_folder(sealed, job_id).exists()
+
+
+IMPORT_FIELDS = {
+    "customer_id": {"identifier": True, "sensitive": False},
+    "premium": {"identifier": False, "sensitive": True},
+}
+
+READS_IMPORT = """
+import json, os
+from pathlib import Path
+import shuyu
+listed = shuyu.imports.list()
+df = shuyu.imports.read("customers")
+try:
+    shuyu.imports.read("notes")
+    other = "read"
+except shuyu.imports.ImportNotFound as err:
+    other = str(err)
+Path("out").mkdir()
+Path("out/seen.json").write_text(json.dumps({
+    "names": sorted(os.listdir("/data/imports")),
+    "listed": listed[["name", "rows", "identifiers"]].to_dict("records"),
+    "rows": len(df), "premium": float(df["premium"].sum()),
+    "tokens": bool(df["customer_id"].str.startswith("I-").all()),
+    "fields": df.attrs["fields"], "other": other,
+    "writable": os.access("/data/imports/customers/customers.parquet", os.W_OK),
+}))
+"""
+
+
+def _approved_import(settings: Shuyu, name: str, tenant: str = "kangning") -> str:
+    """An approved import of ``tenant`` (checked and pseudonymised in the real jail)."""
+    import io
+
+    import pyarrow as pa
+
+    sink = io.BytesIO()
+    table = pa.table({"customer_id": [f"C{n:05d}" for n in range(50)], "premium": [2.0] * 50})
+    pq.write_table(table, sink)
+    row = imports.submit(
+        settings,
+        tenant=tenant,
+        username="alice",
+        name=name,
+        filename=f"{name}.parquet",
+        content_base64=base64.b64encode(sink.getvalue()).decode(),
+        lawful_source="本公司业务系统",
+        authorisation="客户授权书",
+        scenario="测试",
+        fields=IMPORT_FIELDS,
+    )
+    imports.decide(settings, row["id"], reviewer="rita", action="approve", reason="")
+    return str(row["id"])
+
+
+def test_a_job_reads_only_the_imports_it_names_and_a_deleted_one_stops_it(
+    sealed: Shuyu, policies: dict[str, DatasetPolicy]
+) -> None:
+    customers = _approved_import(sealed, "customers")
+    _approved_import(sealed, "notes")  # approved too, but the job does not name it
+    job_id = submit(sealed, {"seen.py": READS_IMPORT}, outputs=["out/*"], imports=["customers"])
+    queued = submit(sealed, {"again.py": "print('never runs')"}, imports=["customers"])
+    job = run(sealed, policies, job_id)
+    assert job["status"] == "succeeded", log_of(job)
+    seen = json.loads(files_of(job)["out/seen.json"])
+    # Bound read-only where the sandbox has it; only the named import, pseudonymised.
+    assert seen["names"] == ["customers"] and seen["writable"] is False
+    assert seen["listed"] == [{"name": "customers", "rows": 50, "identifiers": ["customer_id"]}]
+    assert seen["rows"] == 50 and seen["premium"] == 100.0 and seen["tokens"]
+    assert seen["fields"]["premium"] == {"identifier": False, "sensitive": True}
+    assert "No approved import named 'notes'" in seen["other"] and "named" in seen["other"]
+    stored = imports.get(sealed, customers)["stored_sha256"]
+    provenance = job["content"]["provenance"]
+    assert provenance["imports"] == {"customers": {"id": customers, "sha256": stored}}
+
+    # Another tenant cannot name it (and is not told it exists).
+    with pytest.raises(queue.JobError) as foreign:
+        submit(sealed, {"x.py": "pass"}, tenant="other-co", imports=["customers"])
+    assert foreign.value.status == 404 and "other-co has no import named" in foreign.value.message
+
+    imports.delete(sealed, customers, username="alice", tenant="kangning")
+    with pytest.raises(queue.JobError) as deleted:
+        submit(sealed, {"x.py": "pass"}, imports=["customers"])
+    assert deleted.value.status == 410 and "was deleted" in deleted.value.message
+    stopped = run(sealed, policies, queued)
+    assert stopped["status"] == "failed" and stopped["request"] is None
+    assert f"'customers' ({customers}) was deleted" in stopped["reason"]

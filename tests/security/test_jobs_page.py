@@ -7,9 +7,13 @@ only as a JSON object; every refusal is a specific 4xx page and no job is queued
 
 from __future__ import annotations
 
+import base64
+import io
 import textwrap
 from collections.abc import Iterator
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from harness import Platform
@@ -58,6 +62,9 @@ GOOD = {"entry": "page_ok.py", "parameters": "{}", "outputs": "", "purpose": "�
         ({"file": "escape.py"}, 403, "leads outside the work folder"),
         ({"outputs": "../../escape/*.csv"}, 400, "plain relative path"),
         ({"outputs": "/etc/*"}, 400, "plain relative path"),
+        ({"import": "no_such_import"}, 404, "has no import named"),
+        ({"import": "../raw"}, 400, "imports"),
+        ({"import": '"><script>alert(1)</script>'}, 400, "imports"),
     ],
 )
 def test_the_submit_job_page_refuses_bad_input_and_queues_nothing(
@@ -68,6 +75,7 @@ def test_the_submit_job_page_refuses_bad_input_and_queues_nothing(
     refused = alice.request("POST", "shuyu/jobs", data={**GOOD, **form})
     assert refused.status_code == status, refused.text[:400]
     assert says in refused.text
+    assert "<script>" not in refused.text  # what the form sent is echoed escaped, if at all
     assert 'id="error"' in refused.text or "id=error" in refused.text  # a page, not a status
     assert len(platform.audit_events("job.submit")) == before  # nothing was queued
     if status == 403:
@@ -90,3 +98,55 @@ def test_the_listing_offers_notebooks_and_scripts_only(alice: Merchant) -> None:
     assert "page_ok.py" in page.text and "notes.csv" not in page.text
     form = alice.request("GET", "shuyu/jobs?entry=notes.csv")
     assert form.status_code == 400 and "starts from a notebook" in form.text
+
+
+def _approved_import(platform: Platform, name: str) -> str:
+    """File an import for alice's tenant and have rita approve it; its ID."""
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"n": [1, 2, 3]}), sink)
+    body = {
+        "name": name,
+        "filename": f"{name}.parquet",
+        "content_base64": base64.b64encode(sink.getvalue()).decode(),
+        "lawful_source": "本公司台账",
+        "authorisation": "内部授权",
+        "scenario": "作业页面测试",
+        "fields": {"n": {}},
+    }
+    created = platform.service_post("alice", "api/imports", body)
+    assert created.status_code == 201, created.text
+    import_id = created.json()["id"]
+    decided = platform.service_post(
+        "rita", f"api/imports/{import_id}/decision", {"action": "approve", "reason": "齐全"}
+    )
+    assert decided.status_code == 200, decided.text
+    return str(import_id)
+
+
+def test_the_form_offers_the_approved_imports_and_the_job_names_them(
+    alice: Merchant, platform: Platform
+) -> None:
+    box = '<input type=checkbox name=import value="page_ledger">'
+    assert box not in alice.request("GET", "shuyu/jobs?entry=page_ok.py").text
+    import_id = _approved_import(platform, "page_ledger")
+    try:
+        form = alice.request("GET", "shuyu/jobs?entry=page_ok.py")
+        assert form.status_code == 200 and box in form.text
+        sent = alice.request("POST", "shuyu/jobs", data={**GOOD, "import": "page_ledger"})
+        assert sent.status_code == 201, sent.text[:400]
+        [submitted] = [
+            e
+            for e in platform.audit_events("job.submit", actor="alice")
+            if e["detail"].get("imports")
+        ][-1:]
+        assert submitted["detail"]["imports"] == {"page_ledger": import_id}
+    finally:
+        session, headers = platform.service_session("alice")
+        gone = session.delete(
+            f"{platform.url}/services/shuyu/api/imports/{import_id}", headers=headers, timeout=60
+        )
+        assert gone.status_code == 200, gone.text
+    # Deleted: no longer offered, and the server refuses it even if the form still sends it.
+    assert box not in alice.request("GET", "shuyu/jobs?entry=page_ok.py").text
+    stale = alice.request("POST", "shuyu/jobs", data={**GOOD, "import": "page_ledger"})
+    assert stale.status_code == 410 and "was deleted" in stale.text

@@ -26,6 +26,12 @@ identifier, sensitive, or neither). Then:
 ``deleted``
     by the merchant, at any point: every file of it is removed; irreversible.
 
+A sealed job may name the tenant's approved imports as inputs (:func:`for_job` at
+submission, :func:`job_input` again when it runs): the runner binds each one's folder
+read-only at ``/data/imports/<name>`` in the job, as in the sandbox, and the job's
+provenance records its ID and SHA-256. A deleted import cannot be named, and a queued
+job naming one that was deleted meanwhile fails with that reason.
+
 Every step is one audit record (``import.submit``, ``import.approve``,
 ``import.reject``, ``import.delete``, and ``import.refused`` for a refused file).
 """
@@ -45,16 +51,35 @@ from sqlalchemy import select
 
 from ..access.tenant_views import masking_secret
 from ..core import audit, roles
-from ..core.atomic import create_folder_atomically, remove_tree, replace_atomically
+from ..core.atomic import (
+    create_folder_atomically,
+    remove_tree,
+    replace_atomically,
+    sync_and_hash,
+)
 from ..core.db import parse_stamp, session_scope, stamp
 from ..core.models import Import
 from ..core.settings import Shuyu
 from ..data.masking import import_key
 from ..isolation import jail
 
-__all__ = ["IngressError", "decide", "delete", "get", "listing", "mounted_folder", "submit"]
+__all__ = [
+    "IngressError",
+    "decide",
+    "delete",
+    "for_job",
+    "get",
+    "job_input",
+    "listing",
+    "mounted_folder",
+    "submit",
+]
 
 STATUSES: Final = ("submitted", "approved", "rejected", "deleted")
+#: What an import's name looks like: its file and its folder under ``/data/imports``.
+NAME_PATTERN: Final = r"^[a-z][a-z0-9_]{1,39}$"
+#: Most imports one sealed job may name.
+MAX_JOB_IMPORTS: Final = 20
 
 
 class IngressError(ValueError):
@@ -325,6 +350,74 @@ def join_members(
     path = mounted_folder(settings, tenant) / import_id / f"{name}.parquet"
     tokens = pq.read_table(path, columns=[column]).column(column).drop_null().to_pylist()
     return import_key(masking_secret(settings), import_id), frozenset(tokens)
+
+
+def for_job(session: Any, tenant: str, names: list[str]) -> dict[str, str]:
+    """Name -> ID of the tenant's approved imports a sealed job names, at submission.
+
+    :class:`IngressError` for a name the tenant has no approved import of: 410 if it was
+    deleted, 409 if it still awaits review (or was rejected), 404 otherwise (another
+    tenant's imports are not named here, and not told apart from nothing).
+    """
+    resolved: dict[str, str] = {}
+    for name in names:
+        newest = session.scalars(
+            select(Import)
+            .where(Import.tenant == tenant, Import.name == name)
+            .order_by(Import.created_at.desc())
+        ).first()
+        if newest is not None and newest.status == "approved":
+            resolved[name] = newest.id
+        elif newest is not None and newest.status == "deleted":
+            raise IngressError(
+                f"the import {name!r} ({newest.id}) was deleted at {newest.deleted_at}; "
+                "a job cannot use it",
+                410,
+            )
+        elif newest is not None:
+            raise IngressError(
+                f"the import {name!r} ({newest.id}) is {newest.status}, not approved; "
+                "a job can use only approved imports",
+                409,
+            )
+        else:
+            approved = session.scalars(
+                select(Import.name).where(Import.tenant == tenant, Import.status == "approved")
+            ).all()
+            have = ", ".join(sorted(approved)) or "none"
+            raise IngressError(
+                f"{tenant} has no import named {name!r}; approved imports: {have}", 404
+            )
+    return resolved
+
+
+def job_input(
+    settings: Shuyu, session: Any, tenant: str, name: str, import_id: str
+) -> tuple[Path, str]:
+    """The stored folder and SHA-256 of an import a job named, checked when it runs.
+
+    :class:`IngressError` if the import is not the tenant's (403), was deleted since the
+    job was submitted (410), or its stored file is missing or changed (409).
+    """
+    row = session.get(Import, import_id)
+    if row is None or row.tenant != tenant or row.name != name:
+        raise IngressError(f"the import {name!r} ({import_id}) is not one of {tenant}'s", 403)
+    if row.status != "approved":
+        raise IngressError(
+            f"the import {name!r} ({import_id}) was {row.status} at "
+            f"{row.deleted_at or row.decided_at} after the job was submitted; "
+            "the job does not run",
+            410,
+        )
+    folder = mounted_folder(settings, tenant) / import_id
+    path = folder / f"{name}.parquet"
+    if not path.is_file() or sync_and_hash(path) != row.stored_sha256:
+        raise IngressError(
+            f"the stored file of import {name!r} ({import_id}) is missing or changed "
+            "since approval (SHA-256 mismatch); the job does not run",
+            409,
+        )
+    return folder, row.stored_sha256
 
 
 def as_dict(row: Import) -> dict[str, Any]:

@@ -11,13 +11,14 @@ What a container gets:
   version), running ``python -m shuyu_server.singleuser`` as the non-root
   ``container_user`` with every capability dropped, ``no-new-privileges``, a read-only
   root filesystem, private IPC and cgroup namespaces, an init process, and no devices;
-- exactly three host folders, all computed from the user's tenant (``tenant-<slug>``
-  group): ``<home>/views/<tenant>`` at ``/data/views`` read-only, ``<home>/synthetic``
-  at ``/data/synthetic`` read-only, and ``<home>/work/<tenant>/<user>`` at
-  ``/home/jovyan/work`` read-write. Never ``raw/``, ``outbox/``, ``db/``, ``hub/`` or
-  another tenant's folder; ``volumes``, ``read_only_volumes`` and ``mounts`` are
-  refused. (With the hub's ``internal_ssl``, DockerSpawner's certificate volume is
-  added at ``/certs``, read-only.);
+- exactly four host folders, all computed from the user's tenant (``tenant-<slug>``
+  group): ``<home>/views/<tenant>`` at ``/data/views`` read-only,
+  ``<home>/imports/<tenant>`` (its approved imports) at ``/data/imports`` read-only,
+  ``<home>/synthetic`` at ``/data/synthetic`` read-only, and
+  ``<home>/work/<tenant>/<user>`` at ``/home/jovyan/work`` read-write. Never ``raw/``,
+  ``outbox/``, ``db/``, ``hub/`` or another tenant's folder; ``volumes``,
+  ``read_only_volumes`` and ``mounts`` are refused. (With the hub's ``internal_ssl``,
+  DockerSpawner's certificate volume is added at ``/certs``, read-only.);
 - two small tmpfs mounts for what Jupyter writes outside the work folder: ``/tmp`` and
   ``/home/jovyan/.local`` (the Jupyter runtime and data dirs, IPython's profile and
   history, JupyterLab's settings and workspaces are pointed there), both ``noexec``;
@@ -101,6 +102,7 @@ CPU_PERIOD = 100_000
 CONTAINER_HOME = "/home/jovyan"
 CONTAINER_WORK = f"{CONTAINER_HOME}/work"
 CONTAINER_VIEWS = "/data/views"
+CONTAINER_IMPORTS = "/data/imports"
 CONTAINER_SYNTHETIC = "/data/synthetic"
 #: The writable (tmpfs) part of $HOME; the Jupyter and IPython state dirs live under it.
 CONTAINER_LOCAL = f"{CONTAINER_HOME}/.local"
@@ -283,13 +285,14 @@ class ShuyuDockerSpawner(DockerSpawner):
         return tenant
 
     def host_paths(self, tenant: str) -> dict[str, Path]:
-        """The three host folders a tenant's container mounts, and nothing else."""
+        """The four host folders a tenant's container mounts, and nothing else."""
         name = self.user.name
         if not _SAFE_NAME.match(name):
             raise web.HTTPError(403, f"No sandbox: user name {name!r} cannot name a folder.")
         home = Path(self.shuyu_home)
         return {
             "views": home / "views" / tenant,
+            "imports": home / "imports" / tenant,
             "synthetic": home / "synthetic",
             "work": home / "work" / tenant / name,
         }
@@ -299,6 +302,7 @@ class ShuyuDockerSpawner(DockerSpawner):
         paths = self.host_paths(tenant)
         return {
             str(paths["views"]): {"bind": CONTAINER_VIEWS, "mode": "ro"},
+            str(paths["imports"]): {"bind": CONTAINER_IMPORTS, "mode": "ro"},
             str(paths["synthetic"]): {"bind": CONTAINER_SYNTHETIC, "mode": "ro"},
             str(paths["work"]): {"bind": CONTAINER_WORK, "mode": "rw"},
         }
@@ -406,8 +410,9 @@ class ShuyuDockerSpawner(DockerSpawner):
         """Create the tenant's folders on the host, owned so that the container can use them.
 
         Docker would create a missing bind source itself, owned by root; the work
-        folder must instead belong to ``container_user``, and the view be readable by
-        its group. Ownership can only be given when the hub runs as root.
+        folder must instead belong to ``container_user``, and the views and imports be
+        readable by its group (the imports zone itself only passable, 0711, so no tenant
+        lists the others). Ownership can only be given when the hub runs as root.
         """
         uid, gid = (int(part) for part in self.container_user.split(":"))
         paths = self.host_paths(tenant)
@@ -416,6 +421,7 @@ class ShuyuDockerSpawner(DockerSpawner):
         if os.geteuid() == 0:
             os.chown(paths["work"], uid, gid)
             os.chown(paths["views"], 0, gid)
+            os.chown(paths["imports"], 0, gid)
         elif os.geteuid() != uid:
             self.log.warning(
                 "The hub is not root: %s must be writable and %s readable by %s",
@@ -425,6 +431,8 @@ class ShuyuDockerSpawner(DockerSpawner):
             )
         os.chmod(paths["work"], 0o700)
         os.chmod(paths["views"], 0o750)
+        os.chmod(paths["imports"], 0o750)
+        os.chmod(paths["imports"].parent, 0o711)
         os.chmod(paths["synthetic"], 0o755)
         return paths
 
@@ -437,6 +445,7 @@ class ShuyuDockerSpawner(DockerSpawner):
                 "SHUYU_TENANT": self.tenant,
                 "SHUYU_API_URL": self.platform_api_url,
                 "SHUYU_VIEWS": CONTAINER_VIEWS,
+                "SHUYU_IMPORTS": CONTAINER_IMPORTS,
                 "SHUYU_SYNTHETIC": CONTAINER_SYNTHETIC,
                 "JUPYTERHUB_ROOT_DIR": CONTAINER_WORK,
                 "HOME": CONTAINER_HOME,

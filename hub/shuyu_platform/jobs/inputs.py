@@ -11,6 +11,10 @@ interactive server mounts; only the sealed runner binds them, read-only, into a 
 input is rebuilt when its grant, policy or raw file changed (a small JSON beside it
 records what it was built from) and is written atomically, so a job never reads half of
 one. Its SHA-256 goes into the job's provenance.
+
+A job may also name the tenant's approved imports (:mod:`..ingress.imports`): each is
+already stored read-only and pseudonymised; :func:`imported` checks again, when the job
+runs, that it is still approved and unchanged, and the runner binds its folder.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from ..data import supply
 from ..data.masking import tenant_key
 from ..data.masking.columns import mask_column
 from ..data.policy import DatasetPolicy, PseudonymizeMasking
+from ..ingress import imports as ingress
 
 #: Rows read from the raw file at a time.
 BATCH_ROWS = 256 * 1024
@@ -51,6 +56,30 @@ class ProductionInput:
     fields: tuple[str, ...]
     #: The raw version it was built from (``None``: a raw file never supplied as a version).
     raw_version: int | None = None
+
+
+@dataclass(frozen=True)
+class ImportedInput:
+    """One approved import a job reads: its ID, stored folder and file's SHA-256."""
+
+    id: str
+    folder: Path
+    sha256: str
+
+
+def imported(
+    settings: Shuyu, session: Any, tenant: str, named: dict[str, str]
+) -> dict[str, ImportedInput]:
+    """The imports a job named (name -> ID, frozen at submission), checked as it starts.
+
+    :class:`~shuyu_platform.ingress.imports.IngressError` if one is no longer the
+    tenant's approved, unchanged import (deleted meanwhile, or its file altered).
+    """
+    out = {}
+    for name, import_id in sorted(named.items()):
+        path, digest = ingress.job_input(settings, session, tenant, name, import_id)
+        out[name] = ImportedInput(import_id, path, digest)
+    return out
 
 
 def folder(settings: Shuyu, tenant: str) -> Path:

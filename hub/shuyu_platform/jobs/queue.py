@@ -35,6 +35,7 @@ from ..core import audit
 from ..core.atomic import replace_atomically, sync_and_hash
 from ..core.db import stamp
 from ..core.models import Job
+from ..ingress import imports as ingress
 from ..workflow import transitions as workflow
 from ..workflow.transitions import WorkflowError
 
@@ -75,6 +76,7 @@ MAX_ATTEMPTS: Final[int] = 2
 _PATH = re.compile(r"^[A-Za-z0-9_\-.\u4e00-\u9fff][A-Za-z0-9_\-./\u4e00-\u9fff]*$")
 _PATTERN = re.compile(r"^[A-Za-z0-9_\-.*?\[\]\u4e00-\u9fff][A-Za-z0-9_\-./*?\[\]\u4e00-\u9fff]*$")
 _PARAMETER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_IMPORT = re.compile(ingress.NAME_PATTERN)
 
 
 class JobError(WorkflowError):
@@ -100,8 +102,10 @@ def parse_submission(body: Mapping[str, Any]) -> dict[str, Any]:
     """The frozen part of a submission, checked: entry, kind, files, parameters, outputs.
 
     ``{"entry": "analysis.ipynb", "files": {"analysis.ipynb": "<base64>", ...},
-    "parameters": {"year": 2025}, "outputs": ["out/*.csv"]}``. The entry must be one of
-    the files; a ``.ipynb`` entry runs with papermill, a ``.py`` one with Python.
+    "parameters": {"year": 2025}, "outputs": ["out/*.csv"], "imports": ["customers"]}``.
+    The entry must be one of the files; a ``.ipynb`` entry runs with papermill, a ``.py``
+    one with Python. ``imports`` names the tenant's approved imports the job reads;
+    :func:`submit` resolves them to their IDs.
     """
     entry = relative_path(str(body.get("entry", "")), "entry")
     kind = {".ipynb": "notebook", ".py": "script"}.get(PurePosixPath(entry).suffix)
@@ -134,12 +138,21 @@ def parse_submission(body: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(outputs, list) or len(outputs) > MAX_OUTPUTS:
         raise JobError(f"outputs must list at most {MAX_OUTPUTS} relative glob patterns")
     patterns = [relative_path(str(p), "output pattern", glob=True) for p in outputs]
+    named = body.get("imports", [])
+    if (
+        not isinstance(named, list)
+        or len(named) > ingress.MAX_JOB_IMPORTS
+        or not all(isinstance(n, str) and _IMPORT.match(n) for n in named)
+    ):
+        raise JobError(f"imports must list at most {ingress.MAX_JOB_IMPORTS} import names")
     return {
         "entry": entry,
         "kind": kind,
         "files": dict(sorted(clean.items())),
         "parameters": parameters,
         "outputs": patterns,
+        # only when named: the code of a job without imports freezes as it always did
+        **({"imports": sorted(set(named))} if named else {}),
     }
 
 
@@ -180,7 +193,18 @@ def submit(
     purpose: str,
     submission: Mapping[str, Any],
 ) -> Job:
-    """Freeze the code and queue the job (audited)."""
+    """Freeze the code and queue the job (audited).
+
+    The imports it names are resolved to the tenant's approved imports' IDs, frozen with
+    the code (:class:`JobError` 404/409/410 for one the tenant has not, or no longer).
+    """
+    named: dict[str, str] = {}
+    if submission.get("imports"):
+        try:
+            named = ingress.for_job(session, tenant, list(submission["imports"]))
+        except ingress.IngressError as err:
+            raise JobError(err.message, err.status) from None
+        submission = {**submission, "imports": named}
     job_id = uuid.uuid4().hex
     digest, size = freeze(jobs_zone, job_id, submission)
     now = stamp()
@@ -222,6 +246,7 @@ def submit(
             "bytes": size,
             "files": sorted(submission["files"]),
             "outputs": submission["outputs"],
+            "imports": named,
         },
     )
     return row

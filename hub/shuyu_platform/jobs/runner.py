@@ -9,7 +9,8 @@
    one (in which uid ``nobody`` would be unmapped): its own, empty network namespace
    (no relays, no platform API, no hub: nothing at all), its own PID, IPC, UTS and
    cgroup namespaces; the software and the code read-only, each
-   production input of the tenant bound read-only at ``/job/inputs/<dataset>.parquet``
+   production input of the tenant bound read-only at ``/job/inputs/<dataset>.parquet``,
+   each approved import the job named at ``/data/imports/<name>/`` (as in the sandbox),
    and nothing else of the state root; an empty, writable work folder (``/job/work``,
    the current directory) and a small private ``/tmp``; as uid ``nobody`` with no
    capabilities, ``no_new_privs`` and the sandbox's seccomp filter. Notebooks run with
@@ -58,6 +59,7 @@ from ..core.settings import REPO_ROOT, Shuyu
 from ..data.policy import DatasetPolicy
 from ..egress import jailed
 from ..egress import requests as egress
+from ..ingress import imports as ingress
 from ..isolation import seccomp
 from ..isolation.bwrap import mounts, system_dirs
 from ..isolation.jail import NOBODY, JailRefusal
@@ -73,6 +75,8 @@ INSIDE_CODE: Final[str] = "/job/code"
 INSIDE_INPUTS: Final[str] = "/job/inputs"
 INSIDE_WORK: Final[str] = "/job/work"
 INSIDE_META: Final[str] = "/job/meta"
+#: Where the imports a job named are, as in the interactive sandbox.
+INSIDE_IMPORTS: Final[str] = "/data/imports"
 #: The executed notebook and the log, as named in the job's egress request.
 EXECUTED: Final[str] = "executed.ipynb"
 LOG: Final[str] = "job.log"
@@ -177,6 +181,7 @@ def command(
     seccomp_fd: int | None,
     *,
     cgroup: bool,
+    imported: dict[str, production.ImportedInput] | None = None,
 ) -> list[str]:
     """The command line of one sealed run: prlimit, bubblewrap, setpriv, the code."""
     tools = {name: shutil.which(name) for name in ("prlimit", "bwrap", "setpriv")}
@@ -221,6 +226,7 @@ def command(
         "OMP_NUM_THREADS": "1",
         "SHUYU_JOB": "1",
         "SHUYU_JOB_INPUTS": INSIDE_INPUTS,
+        "SHUYU_IMPORTS": INSIDE_IMPORTS,
         "SHUYU_JOB_PARAMETERS": json.dumps(code["parameters"]),
     }
     for key, value in env.items():
@@ -237,12 +243,18 @@ def command(
         for name, item in sorted(inputs.items())
     ]
     binds += [
+        ("--ro-bind", item.folder, Path(INSIDE_IMPORTS) / name)
+        for name, item in sorted((imported or {}).items())
+    ]
+    binds += [
         ("--bind", folder / "work", Path(INSIDE_WORK)),
         ("--bind", folder / "meta", Path(INSIDE_META)),
     ]
     args += mounts(binds, {Path("/"), Path("/usr"), Path("/tmp")})
     if not inputs:  # the folder exists even when the tenant has no production input
         args += ["--perms", "0555", "--dir", INSIDE_INPUTS]
+    if not imported:
+        args += ["--perms", "0555", "--dir", INSIDE_IMPORTS]
     entry = f"{INSIDE_CODE}/{code['entry']}"
     python = str(python_bin / "python")
     if code["kind"] == "notebook":
@@ -498,7 +510,8 @@ def run(
         tenant, username = row.tenant, row.username
         try:
             code = queue.read_code(zone, row)
-        except queue.JobError as err:
+            imported = production.imported(settings, session, tenant, code.get("imports", {}))
+        except (queue.JobError, ingress.IngressError) as err:
             row.reason = err.message
             queue.transition(session, row, "fail", actor="platform", detail={"reason": err.message})
             return row.status
@@ -521,7 +534,15 @@ def run(
             log.warning("job %s runs without a cgroup: %s", job_id, err)
         filter_fd = seccomp.filter_fd()
         try:
-            argv = command(folder, code, built, limits, filter_fd, cgroup=group is not None)
+            argv = command(
+                folder,
+                code,
+                built,
+                limits,
+                filter_fd,
+                cgroup=group is not None,
+                imported=imported,
+            )
             outcome = execute(
                 argv, folder, limits, group, lambda: _cancelled(settings, job_id), (filter_fd,)
             )
@@ -536,7 +557,9 @@ def run(
         if group is not None:
             group.group.remove()
             group.remove()
-    return _finish(settings, job_id, code, folder, outcome, built, check_context, username)
+    return _finish(
+        settings, job_id, code, folder, outcome, built, imported, check_context, username
+    )
 
 
 def _cancelled(settings: Shuyu, job_id: str) -> bool:
@@ -552,6 +575,7 @@ def _finish(
     folder: Path,
     outcome: Outcome,
     built: dict[str, production.ProductionInput],
+    imported: dict[str, production.ImportedInput],
     check_context: Callable[[str], Any],
     username: str,
 ) -> str:
@@ -579,6 +603,9 @@ def _finish(
                 "outputs": json.loads(row.outputs),
                 "inputs": input_digests,
                 "raw_versions": {name: item.raw_version for name, item in built.items()},
+                "imports": {
+                    name: {"id": item.id, "sha256": item.sha256} for name, item in imported.items()
+                },
                 "environment": environment(),
                 "status": queue.TRANSITIONS["running"][outcome.action],
                 "exit_code": outcome.exit_code,

@@ -27,6 +27,7 @@ from pydantic import (
 
 from ..dp import query as dpquery
 from ..egress import requests as egress
+from ..ingress import imports as ingress
 from ..jobs import queue as jobs
 from ..workflow import applications
 
@@ -286,12 +287,17 @@ class BlockedReport(Body):
     query: Text(512) = ""
 
 
+#: The name of a merchant's import (its folder and file under ``/data/imports``).
+ImportName = Annotated[str, StringConstraints(pattern=ingress.NAME_PATTERN)]
+
+
 class JobSubmission(Body):
     """``POST api/jobs``: code of the work folder to run sealed on production inputs.
 
     ``files`` maps relative paths to base64 content and must hold ``entry`` (a ``.ipynb``
     run with papermill, or a ``.py`` run with Python); ``outputs`` are glob patterns,
-    relative to the job's work folder, of the files to take out for review.
+    relative to the job's work folder, of the files to take out for review;
+    ``imports`` names the tenant's approved imports the job reads (``/data/imports``).
     """
 
     entry: Text(256, min_length=1)
@@ -309,6 +315,7 @@ class JobSubmission(Body):
     ]
     parameters: Annotated[dict[Text(64, min_length=1), JsonValue], Field(max_length=100)] = {}
     outputs: Annotated[list[Text(256, min_length=1)], Field(max_length=jobs.MAX_OUTPUTS)] = []
+    imports: Annotated[list[ImportName], Field(max_length=ingress.MAX_JOB_IMPORTS)] = []
     purpose: Text(4000, min_length=1)
 
 
@@ -400,7 +407,7 @@ class ImportField(Body):
 class ImportRequestBody(Body):
     """``POST api/imports``: a merchant's own data, with its lawful source (R21)."""
 
-    name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
+    name: ImportName
     filename: Text(200, min_length=1)
     content_base64: Annotated[str, StringConstraints(min_length=1, max_length=IMPORT_BODY)]
     lawful_source: Text(4000, min_length=1)
