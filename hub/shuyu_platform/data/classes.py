@@ -173,7 +173,7 @@ def count_codes(
     for column, radix in zip(codes, radices, strict=True):
         packed *= radix
         packed += column + 1
-    order = np.argsort(packed, kind="stable")
+    order = np.argsort(packed)  # equal keys are counted together in any order
     ordered = packed[order]
     starts = np.flatnonzero(np.concatenate(([len(ordered) > 0], ordered[1:] != ordered[:-1])))
     keys = ordered[starts]

@@ -238,7 +238,9 @@ def build_view(
         abandon = threading.Event()
         raw_digest = hasher.submit(_sha256_fd, source.fileno(), abandon)
         try:
-            build = _Build(policy, raw_path, parquet, key, reference_date, filters, progress)
+            build = _Build(
+                policy, raw_path, source, parquet, key, reference_date, filters, progress
+            )
             level, stats, counted, suppressed = 0, None, None, None
             if qis:
                 level, stats, counted, suppressed = build.choose_level(
@@ -510,6 +512,7 @@ class _Build:
         self,
         policy: DatasetPolicy,
         raw_path: Path,
+        source: pa.NativeFile,
         parquet: pq.ParquetFile,
         key: bytes,
         reference_date: date,
@@ -518,6 +521,7 @@ class _Build:
     ) -> None:
         self.policy = policy
         self.raw_path = raw_path
+        self.source = source
         self.parquet = parquet
         self.key = key
         self.reference_date = reference_date
@@ -535,11 +539,24 @@ class _Build:
         return [name for name in self.parquet.schema_arrow.names if name in set(wanted)]
 
     def _batches(
-        self, names: Sequence[str], label: str, row_groups: Sequence[int] | None = None
+        self,
+        names: Sequence[str],
+        label: str,
+        row_groups: Sequence[int] | None = None,
+        dictionary: Sequence[str] = (),
     ) -> Iterator[tuple[int, pa.Table]]:
         """``(rows read, filtered raw batch)`` pairs, read ahead in a helper thread, from
-        the row groups ``row_groups`` in that order (default: all, in file order)."""
-        reader = self.parquet.iter_batches(
+        the row groups ``row_groups`` in that order (default: all, in file order). Text
+        columns named in ``dictionary`` come dictionary-encoded as Parquet stores them."""
+        parquet = self.parquet
+        if dictionary:
+            parquet = pq.ParquetFile(
+                self.source,
+                metadata=self.parquet.metadata,
+                read_dictionary=list(dictionary),
+                pre_buffer=False,
+            )
+        reader = parquet.iter_batches(
             batch_size=BATCH_ROWS,
             columns=self._columns(names),
             row_groups=row_groups,
@@ -677,7 +694,17 @@ class _Build:
         coder = Coder()
         counter = ClassCounter(len(columns), len(sensitive))
         rows_in = rows_kept = 0
-        with contextlib.closing(self._batches([*qis, *sensitive], "counting classes")) as batches:
+        # Text columns come as Parquet's own dictionaries: their distinct values without
+        # decoding every row's text or hashing it again.
+        schema = self.parquet.schema_arrow
+        text = [
+            name
+            for name in (*qis, *sensitive)
+            if pa.types.is_string(schema.field(name).type)
+            or pa.types.is_large_string(schema.field(name).type)
+        ]
+        counting = self._batches([*qis, *sensitive], "counting classes", dictionary=text)
+        with contextlib.closing(counting) as batches:
             for read, table in batches:
                 rows_in += read
                 rows_kept += table.num_rows
