@@ -3,6 +3,7 @@ sensitive value), class keys, and which rows a suppression keeps."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import date
 from typing import Final
@@ -66,11 +67,12 @@ class ClassCounter:
     def add(self, codes: list[pa.Array]) -> None:
         """Count one batch, given as the codes of each key column, then of each sensitive
         attribute."""
-        table = pa.Table.from_arrays(codes, names=[*self.keys, *self.sensitive])
-        self.partial.append(table.group_by(self.keys).aggregate([([], _COUNT)]))
+        arrays = [_int64(code) for code in codes]
+        keys = arrays[: len(self.keys)]
+        self.partial.append(count_codes(keys, self.keys))
         self.pending += self.partial[-1].num_rows
-        for name in self.sensitive:
-            grouped = table.group_by([*self.keys, name]).aggregate([([], _COUNT)])
+        for name, values in zip(self.sensitive, arrays[len(self.keys) :], strict=True):
+            grouped = count_codes([*keys, values], [*self.keys, name])
             self.partial_pairs[name].append(grouped)
             self.pending += grouped.num_rows
         if self.pending >= _MERGE_ROWS:
@@ -139,8 +141,59 @@ def merge_counts(tables: list[pa.Table]) -> pa.Table | None:
         return None
     combined = pa.concat_tables(tables)
     keys = [name for name in combined.column_names if name != _COUNT]
-    merged = combined.group_by(keys).aggregate([(_COUNT, "sum")])
-    return merged.rename_columns([*keys, _COUNT])
+    return count_codes(
+        [_int64(combined.column(name)) for name in keys],
+        keys,
+        weights=_int64(combined.column(_COUNT)),
+    )
+
+
+def count_codes(
+    codes: Sequence[np.ndarray], names: Sequence[str], weights: np.ndarray | None = None
+) -> pa.Table:
+    """Rows (or the sum of ``weights``) per distinct combination of one or more code
+    columns ``codes`` (integers from -1 up), as int32 columns ``names`` and :data:`COUNT`.
+
+    The codes of a row are packed into one int64 (mixed radix, each column's radix its
+    largest code + 2), so rows are counted by sorting one column rather than by hashing
+    many; when the radices' product does not fit, Arrow groups the columns.
+    """
+    radices = [int(column.max()) + 2 if len(column) else 1 for column in codes]
+    if math.prod(radices) >= 1 << 62:
+        table = pa.table(dict(zip(names, codes, strict=True)))
+        if weights is None:
+            grouped = table.group_by(list(names)).aggregate([([], _COUNT)])
+        else:
+            table = table.append_column(_COUNT, pa.array(weights))
+            grouped = table.group_by(list(names)).aggregate([(_COUNT, "sum")])
+        keys = [grouped.column(name).cast(pa.int32()) for name in names]
+        counts = grouped.column(grouped.num_columns - 1).cast(pa.int64())
+        return pa.Table.from_arrays([*keys, counts], names=[*names, _COUNT])
+    packed = np.zeros(len(codes[0]), dtype=np.int64)
+    for column, radix in zip(codes, radices, strict=True):
+        packed *= radix
+        packed += column + 1
+    order = np.argsort(packed)  # equal keys are counted together in any order
+    ordered = packed[order]
+    starts = np.flatnonzero(np.concatenate(([len(ordered) > 0], ordered[1:] != ordered[:-1])))
+    keys = ordered[starts]
+    if weights is None:
+        counts = np.diff(np.append(starts, len(ordered)))
+    elif len(starts):
+        counts = np.add.reduceat(np.asarray(weights, dtype=np.int64)[order], starts)
+    else:
+        counts = np.zeros(0, dtype=np.int64)
+    digits = []
+    for radix in reversed(radices):
+        keys, digit = np.divmod(keys, radix)
+        digits.append(pa.array((digit - 1).astype(np.int32)))
+    arrays = [*digits[::-1], pa.array(counts.astype(np.int64))]
+    return pa.Table.from_arrays(arrays, names=[*names, _COUNT])
+
+
+def _int64(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An integer column without nulls as an int64 numpy array."""
+    return np.asarray(column.to_numpy(), dtype=np.int64)
 
 
 def kept_rows(view: pa.Table, qis: Sequence[str], suppressed: pa.Table) -> np.ndarray:

@@ -238,7 +238,9 @@ def build_view(
         abandon = threading.Event()
         raw_digest = hasher.submit(_sha256_fd, source.fileno(), abandon)
         try:
-            build = _Build(policy, raw_path, parquet, key, reference_date, filters, progress)
+            build = _Build(
+                policy, raw_path, source, parquet, key, reference_date, filters, progress
+            )
             level, stats, counted, suppressed = 0, None, None, None
             if qis:
                 level, stats, counted, suppressed = build.choose_level(
@@ -510,6 +512,7 @@ class _Build:
         self,
         policy: DatasetPolicy,
         raw_path: Path,
+        source: pa.NativeFile,
         parquet: pq.ParquetFile,
         key: bytes,
         reference_date: date,
@@ -518,6 +521,7 @@ class _Build:
     ) -> None:
         self.policy = policy
         self.raw_path = raw_path
+        self.source = source
         self.parquet = parquet
         self.key = key
         self.reference_date = reference_date
@@ -535,11 +539,24 @@ class _Build:
         return [name for name in self.parquet.schema_arrow.names if name in set(wanted)]
 
     def _batches(
-        self, names: Sequence[str], label: str, row_groups: Sequence[int] | None = None
+        self,
+        names: Sequence[str],
+        label: str,
+        row_groups: Sequence[int] | None = None,
+        dictionary: Sequence[str] = (),
     ) -> Iterator[tuple[int, pa.Table]]:
         """``(rows read, filtered raw batch)`` pairs, read ahead in a helper thread, from
-        the row groups ``row_groups`` in that order (default: all, in file order)."""
-        reader = self.parquet.iter_batches(
+        the row groups ``row_groups`` in that order (default: all, in file order). Text
+        columns named in ``dictionary`` come dictionary-encoded as Parquet stores them."""
+        parquet = self.parquet
+        if dictionary:
+            parquet = pq.ParquetFile(
+                self.source,
+                metadata=self.parquet.metadata,
+                read_dictionary=list(dictionary),
+                pre_buffer=False,
+            )
+        reader = parquet.iter_batches(
             batch_size=BATCH_ROWS,
             columns=self._columns(names),
             row_groups=row_groups,
@@ -612,6 +629,39 @@ class _Build:
 
     # ------------------------------------------------------------------- pass 1
 
+    def _codes(
+        self,
+        table: pa.Table,
+        name: str,
+        policy: DatasetPolicy,
+        coder: Coder,
+        label: str,
+        distinct: dict[str, tuple[pa.Array, pa.Array]],
+    ) -> pa.Array:
+        """The :class:`Coder` codes (under ``label``) of column ``name`` of ``table`` masked
+        as ``policy`` says.
+
+        A rule that maps each value on its own is applied to the batch's distinct raw
+        values only (``distinct`` keeps them, and each row's index into them, for the
+        other levels of the same batch), and so is the coding: a birth date column of
+        131,072 rows holds some 30,000 days, masked at every level. Rules keyed per
+        privacy unit mask every row.
+        """
+        if masking.needs_unit(policy.fields[name]):
+            return coder.encode(label, self._mask(table, [name], policy).column(name))
+        if name not in distinct:
+            distinct[name] = _distinct_values(table.column(name))
+        values, indices = distinct[name]
+        masked = masking.mask_table(
+            pa.table({name: values}),
+            policy,
+            [name],
+            key=self.key,
+            reference_date=self.reference_date,
+            groups=self._groups(policy, [name]),
+        )
+        return coder.encode(label, masked.column(name)).take(indices)
+
     def choose_level(
         self,
         levels: Sequence[DatasetPolicy],
@@ -644,19 +694,29 @@ class _Build:
         coder = Coder()
         counter = ClassCounter(len(columns), len(sensitive))
         rows_in = rows_kept = 0
-        with contextlib.closing(self._batches([*qis, *sensitive], "counting classes")) as batches:
+        # Text columns come as Parquet's own dictionaries: their distinct values without
+        # decoding every row's text or hashing it again.
+        schema = self.parquet.schema_arrow
+        text = [
+            name
+            for name in (*qis, *sensitive)
+            if pa.types.is_string(schema.field(name).type)
+            or pa.types.is_large_string(schema.field(name).type)
+        ]
+        counting = self._batches([*qis, *sensitive], "counting classes", dictionary=text)
+        with contextlib.closing(counting) as batches:
             for read, table in batches:
                 rows_in += read
                 rows_kept += table.num_rows
-                base = self._mask(table, [*qis, *sensitive], levels[0])
-                arrays = [base.column(q) for q in qis]
+                distinct: dict[str, tuple[pa.Array, pa.Array]] = {}
+                codes = [self._codes(table, q, levels[0], coder, f"L0:{q}", distinct) for q in qis]
                 for i in range(1, len(levels)):
-                    if varying[i]:
-                        coarser = self._mask(table, varying[i], levels[i])
-                        arrays += [coarser.column(q) for q in varying[i]]
-                arrays += [base.column(name) for name in sensitive]
-                names = [*columns, *sensitive]
-                counter.add([coder.encode(n, a) for n, a in zip(names, arrays, strict=True)])
+                    codes += [
+                        self._codes(table, q, levels[i], coder, f"L{i}:{q}", distinct)
+                        for q in varying[i]
+                    ]
+                codes += [self._codes(table, a, levels[0], coder, a, distinct) for a in sensitive]
+                counter.add(codes)
         classes, pairs = counter.classes(), counter.pairs()
         level_classes = []
         for i in range(len(levels)):
@@ -793,6 +853,16 @@ class _Build:
                 pending.result()
         counts.mean_errors = means.errors()
         return counts
+
+
+def _distinct_values(column: pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
+    """``column``'s distinct values, null last, and each row's index into them."""
+    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
+    dictionary = encoded.dictionary
+    values = pa.concat_arrays([dictionary, pa.nulls(1, dictionary.type)])
+    indices = encoded.indices.cast(pa.int32()).fill_null(len(dictionary))
+    return values, indices
 
 
 def _write_slices(writer: pq.ParquetWriter, table: pa.Table) -> None:
