@@ -191,6 +191,21 @@ class Platform:
             timeout=timeout,
         )
 
+    def file_dashboard(self, username: str, document: dict[str, Any], purpose: str) -> dict:
+        """File ``document`` for review as a dashboard of ``username``'s; the request."""
+        filed = self.service_post(
+            username,
+            "api/egress/requests",
+            {
+                "kind": "dashboard",
+                "notebook": "dash.ipynb",
+                "document": document,
+                "purpose": purpose,
+            },
+        )
+        assert filed.status_code == 201, filed.text
+        return filed.json()
+
     def service_get(self, username: str, path: str, timeout: float = 60) -> requests.Response:
         """GET the platform service's ``path`` as ``username``."""
         session, _ = self.service_session(username)

@@ -28,23 +28,32 @@ def message_of(err: web.HTTPError) -> str:
     return err.log_message % err.args if err.args else err.log_message
 
 
+#: The Content-Security-Policy of the platform service, directive by directive. No
+#: script runs on platform pages at all (they need none), nothing merchant-supplied is
+#: rendered as anything but text or a data: image, and no other origin may frame them.
+POLICY: dict[str, str] = {
+    "default-src": "'none'",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "img-src": "'self' data:",
+    "font-src": "'self'",
+    "connect-src": "'self'",
+    "form-action": "'self'",
+    "base-uri": "'none'",
+    "frame-ancestors": "'none'",
+}
+
+
+def content_security_policy(policy: dict[str, str], **changes: str) -> str:
+    """``policy`` as a header value, with the directives in ``changes`` (``frame_src``
+    for ``frame-src``) added or replaced; a bare directive (``sandbox``) has value ''."""
+    merged = {**policy, **{k.replace("_", "-"): v for k, v in changes.items()}}
+    return "; ".join(f"{name} {value}".strip() for name, value in merged.items())
+
+
 #: Security headers of every page, API answer and static file of the platform service.
-#: No script runs on platform pages at all (they need none), nothing merchant-supplied
-#: is rendered as anything but text or a data: image, and no other origin may frame them.
 SECURITY_HEADERS: dict[str, str] = {
-    "Content-Security-Policy": "; ".join(
-        [
-            "default-src 'none'",
-            "script-src 'self'",
-            "style-src 'self'",
-            "img-src 'self' data:",
-            "font-src 'self'",
-            "connect-src 'self'",
-            "form-action 'self'",
-            "base-uri 'none'",
-            "frame-ancestors 'none'",
-        ]
-    ),
+    "Content-Security-Policy": content_security_policy(POLICY),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
