@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -214,17 +213,14 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, web.HTTPError) and exc.log_message:
             message = message_of(exc)
-        try:
-            title = HTTPStatus(status_code).phrase
-        except ValueError:
-            title = "Error"
+        title = messages.status_text(status_code)
         page = self.settings["templates"].get_template("error.html")
         self.finish(
             page.render(
                 user=None,
                 status=status_code,
-                title=messages.text(title),
-                message=messages.text(message or title),
+                title=title,
+                message=messages.text(message) if message else title,
             )
         )
 
