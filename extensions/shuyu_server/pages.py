@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from html import escape
-from typing import Final
+from typing import Any, Final
 
 #: The hub's base URL (``/`` unless the hub is mounted under a prefix).
 HUB_BASE: Final[str] = os.environ.get("JUPYTERHUB_BASE_URL", "/").rstrip("/")
@@ -21,6 +21,49 @@ SERVICE_URL: Final[str] = f"{HUB_BASE}/services/shuyu/"
 EXPORTS_URL: Final[str] = f"{SERVICE_URL}exports"
 #: The platform's page of the tenant's sealed production runs.
 JOBS_URL: Final[str] = f"{SERVICE_URL}jobs"
+
+
+#: Why a download is refused, and the way out (the egress guard's answer).
+DOWNLOADS_OFF: Final[str] = (
+    "Downloads are switched off in Shuyu: data leaves the sandbox only through an export "
+    "request that reviewers approve (the Request export page, shuyu/export on this "
+    "server, or shuyu.egress.request(...) in a notebook). This attempt was recorded."
+)
+#: The refusals this server writes itself, English → Chinese. The sandbox does not carry
+#: the platform's message catalogue, so they are kept here; a test holds each Chinese to
+#: the catalogue's (``zh_CN.po`` has every one of these ids).
+REFUSALS: Final[dict[str, str]] = {
+    DOWNLOADS_OFF: (
+        "数域沙箱内不能下载：数据只能通过审核员批准的导出申请带出（本服务器的“申请导出”页面 "
+        "shuyu/export，或在笔记本中调用 shuyu.egress.request(...)）。此次尝试已记录。"
+    ),
+    "Sign in first.": "请先登录。",
+    "{path}: {reason}": "无法读取 {path}。",
+    "{path} leads outside the work folder": "{path} 指向工作目录之外，不能导出。",
+    "{path} has no cell {cell}": "{path} 中没有编号为 {cell} 的单元格。",
+    "{path} is a {kind}, not a file": "{path} 不是文件。",
+    "{path} has {size:,} bytes; at most {limit:,}": (
+        "{path} 有 {size:,} 字节，上限为 {limit:,} 字节。"
+    ),
+    "The body is not JSON.": "请求内容不是 JSON。",
+    "The body must be a JSON object.": "请求内容须为 JSON 对象。",
+    "Name a notebook or a file, not both.": "请指定笔记本或文件，不能同时指定。",
+    "cells must be a list of cell indices (0, 1, ...).": (
+        "cells 须为单元格序号的列表（0, 1, ...）。"
+    ),
+    "Choose cells of a notebook or a file.": "请选择笔记本中的单元格或一个文件。",
+    "An export request needs a purpose statement.": "请填写用途。",
+    "The purpose has more than {limit} characters.": "用途超过 {limit} 个字符。",
+    "The title must be text of at most {limit} characters.": (
+        "标题须为不超过 {limit} 个字符的文本。"
+    ),
+}
+
+
+def refusal(message: str, **values: Any) -> str:
+    """A refusal of this server for a person, "中文 English" (:data:`REFUSALS`), its
+    values (a path, a count) filled into both."""
+    return f"{REFUSALS[message].format(**values)} {message.format(**values)}"
 
 
 def cell_name(index: int, execution_count: int | None = None) -> str:
