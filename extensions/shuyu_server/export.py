@@ -29,7 +29,7 @@ from jupyter_server.utils import ensure_async, url_path_join
 from tornado import web
 
 from . import platform
-from .pages import EXPORTS_URL, cell_name, page, refusal
+from .pages import EXPORTS_URL, cell_name, page, place, refusal
 
 #: Largest file sent with a request (the platform refuses larger snapshots anyway).
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -60,6 +60,14 @@ def _output_html(output: dict[str, Any]) -> str:
     return f"<pre>{escape(text[:SHOWN_TEXT])}</pre>"
 
 
+def _where(finding: dict[str, Any]) -> str:
+    """Where a finding is, as the platform's pages say it; the artefact's name if the
+    finding carries no place."""
+    where = finding.get("where")
+    said = place(where) if isinstance(where, dict) else "—"
+    return said if said != "—" else str(finding.get("artefact", ""))
+
+
 def findings_html(answer: dict[str, Any]) -> str:
     """The automatic checks' findings the platform shows the merchant, as a table, with
     the platform's labels of check and severity names (its answer's ``labels``)."""
@@ -71,7 +79,8 @@ def findings_html(answer: dict[str, Any]) -> str:
     rows = "".join(
         f"<tr><td>{escape(labels.get(f.get('check'), str(f.get('check'))))}</td>"
         f"<td>{escape(labels.get(f.get('severity'), str(f.get('severity'))))}</td>"
-        f"<td>{escape(str(f.get('artefact', '')))}</td><td>{escape(str(f.get('message', '')))}</td>"
+        f"<td>{escape(_where(f))}</td>"
+        f"<td>{escape(str(f.get('message', '')))}</td>"
         "</tr>"
         for f in findings
     )

@@ -74,6 +74,26 @@ def cell_name(index: int, execution_count: int | None = None) -> str:
     return f"第 {index + 1} 个单元格 cell at position {index + 1}"
 
 
+def place(where: dict[str, Any] | None) -> str:
+    """Where a finding is, as every page says it (the platform's ``messages.place``, which
+    a test holds this to): the cell, its output (1-based), the file, a row, column or line."""
+    if not where:
+        return "—"
+    parts = []
+    if isinstance(where.get("cell"), int):
+        parts.append(cell_name(where["cell"], where.get("execution_count")))
+    if isinstance(where.get("output"), int):
+        number = where["output"] + 1
+        parts.append(f"输出 {number} output {number}")
+    if where.get("file"):
+        parts.append(f"文件 file {where['file']}")
+    names = {"row": "行", "column": "列", "line": "行号"}
+    parts += [
+        f"{names[key]} {key} {where[key]}" for key in names if where.get(key) not in (None, "")
+    ]
+    return " · ".join(parts) or "—"
+
+
 def page(title: str, body: str, *, server_url: str = "") -> str:
     """A whole HTML page: the platform's top bar, ``title`` as heading, then ``body`` (HTML)."""
     sandbox = (
