@@ -113,7 +113,7 @@ def _publish(platform: Platform, target: str, snapshot: str) -> str:
         },
     )
     assert filed.status_code == 201, filed.text
-    dashboard = filed["id"]
+    dashboard = filed.json()["id"]
     decided = platform.service_post(
         "rita",
         f"api/egress/requests/{dashboard}/decision",
