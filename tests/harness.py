@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -107,6 +108,46 @@ def shuyu(*args: str, env: dict[str, str] | None = None, input: str | None = Non
     return result.stdout
 
 
+class VisibleText(HTMLParser):
+    """The text a person reads on a page, node by node, and the page's links.
+
+    Not code samples (shown as code), scripts and styles, nor what the page hides until
+    something happens (``hidden``, ``visually-hidden``, a modal dialog, ``display:
+    none``, ``<noscript>``) or marks as a person's own words (``note-col``)."""
+
+    SKIPPED = frozenset({"script", "style", "code", "pre", "textarea", "noscript", "title"})
+    HIDING = ("hidden", "modal", "note-col")
+    VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link",
+                      "meta", "source", "track", "wbr"})  # fmt: skip
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text: list[str] = []
+        self.links: list[str] = []
+        self._open: list[bool] = []  # per open element: does it hide its content?
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "a" and found.get("href"):
+            self.links.append(str(found["href"]))
+        if tag in self.VOID:
+            return
+        classes = str(found.get("class") or "")
+        self._open.append(
+            tag in self.SKIPPED
+            or any(word in classes for word in self.HIDING)
+            or "display: none" in str(found.get("style") or "")
+        )
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag not in self.VOID and self._open:
+            self._open.pop()
+
+    def handle_data(self, data: str) -> None:
+        if not any(self._open) and data.strip():
+            self.text.append(data.strip())
+
+
 @dataclass
 class Platform:
     """A running platform and helpers to act on it as a person would."""
@@ -190,6 +231,21 @@ class Platform:
             headers=headers,
             timeout=timeout,
         )
+
+    def file_dashboard(self, username: str, document: dict[str, Any], purpose: str) -> dict:
+        """File ``document`` for review as a dashboard of ``username``'s; the request."""
+        filed = self.service_post(
+            username,
+            "api/egress/requests",
+            {
+                "kind": "dashboard",
+                "notebook": "dash.ipynb",
+                "document": document,
+                "purpose": purpose,
+            },
+        )
+        assert filed.status_code == 201, filed.text
+        return filed.json()
 
     def service_get(self, username: str, path: str, timeout: float = 60) -> requests.Response:
         """GET the platform service's ``path`` as ``username``."""

@@ -72,7 +72,7 @@ from tornado.routing import Matcher, Rule
 from traitlets import Bool, Integer
 
 from . import export, jobs, lab_api, platform
-from .pages import page
+from .pages import DOWNLOADS_OFF, REFUSALS, page, refusal
 
 log = logging.getLogger("shuyu.egress")
 
@@ -89,17 +89,9 @@ TERMINAL_PREFIXES = ("terminals", "api/terminals")
 #: Contents API routes whose GET returns file content.
 CONTENTS_PREFIXES = ("api/contents", "api/notebooks")
 
-MESSAGE = (
-    "Downloads are switched off in Shuyu: data leaves the sandbox only through an export "
-    "request that reviewers approve (the Request export page, shuyu/export on this "
-    "server, or shuyu.egress.request(...) in a notebook). This attempt was recorded."
-)
-
+MESSAGE = DOWNLOADS_OFF
 #: :data:`MESSAGE` in Chinese, shown first.
-MESSAGE_ZH = (
-    "数域沙箱内不能下载：数据只能通过审核员批准的导出申请带出（本服务器的“申请导出”页面 "
-    "shuyu/export，或在笔记本中调用 shuyu.egress.request(...)）。此次尝试已记录。"
-)
+MESSAGE_ZH = REFUSALS[MESSAGE]
 
 
 @dataclass(frozen=True)
@@ -197,14 +189,16 @@ class RefusedHandler(JupyterHandler):
     auth_resource = "contents"
 
     async def _refuse(self) -> None:
-        refusal: Refusal = self.request.shuyu_refusal  # type: ignore[attr-defined]
+        why: Refusal = self.request.shuyu_refusal  # type: ignore[attr-defined]
         if self.current_user is None:
-            raise web.HTTPError(403, "Sign in first.")
-        await self.settings["shuyu_egress"].record(self, refusal)
+            raise web.HTTPError(403, refusal("Sign in first."))
+        await self.settings["shuyu_egress"].record(self, why)
         self.set_status(403)
         if self.request.path.startswith(self.base_url + "api/"):
             self.set_header("Content-Type", "application/json; charset=utf-8")
-            self.finish(json.dumps({"status": 403, "message": MESSAGE, "reason": refusal.reason}))
+            self.finish(
+                json.dumps({"status": 403, "message": refusal(MESSAGE), "reason": why.reason})
+            )
         else:
             self.set_header("Content-Type", "text/html; charset=utf-8")
             self.finish(

@@ -29,7 +29,7 @@ from jupyter_server.utils import ensure_async, url_path_join
 from tornado import web
 
 from . import platform
-from .pages import EXPORTS_URL, cell_name, page
+from .pages import EXPORTS_URL, cell_name, page, place, refusal
 
 #: Largest file sent with a request (the platform refuses larger snapshots anyway).
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -60,6 +60,14 @@ def _output_html(output: dict[str, Any]) -> str:
     return f"<pre>{escape(text[:SHOWN_TEXT])}</pre>"
 
 
+def _where(finding: dict[str, Any]) -> str:
+    """Where a finding is, as the platform's pages say it; the artefact's name if the
+    finding carries no place."""
+    where = finding.get("where")
+    said = place(where) if isinstance(where, dict) else "—"
+    return said if said != "—" else str(finding.get("artefact", ""))
+
+
 def findings_html(answer: dict[str, Any]) -> str:
     """The automatic checks' findings the platform shows the merchant, as a table, with
     the platform's labels of check and severity names (its answer's ``labels``)."""
@@ -71,7 +79,8 @@ def findings_html(answer: dict[str, Any]) -> str:
     rows = "".join(
         f"<tr><td>{escape(labels.get(f.get('check'), str(f.get('check'))))}</td>"
         f"<td>{escape(labels.get(f.get('severity'), str(f.get('severity'))))}</td>"
-        f"<td>{escape(str(f.get('artefact', '')))}</td><td>{escape(str(f.get('message', '')))}</td>"
+        f"<td>{escape(_where(f))}</td>"
+        f"<td>{escape(str(f.get('message', '')))}</td>"
         "</tr>"
         for f in findings
     )
@@ -113,7 +122,9 @@ class WorkFolderHandler(JupyterHandler):
             return await ensure_async(self.contents_manager.get(path, **kwargs))
         except web.HTTPError as err:
             reason = err.log_message or err.reason
-            raise web.HTTPError(err.status_code, f"{path}: {reason}") from None
+            raise web.HTTPError(
+                err.status_code, refusal("{path}: {reason}", path=path, reason=reason)
+            ) from None
 
     async def _inside(self, path: str) -> str:
         """The real path of ``path`` if it stays in the work folder, else a 403 (audited)."""
@@ -124,7 +135,7 @@ class WorkFolderHandler(JupyterHandler):
 
             reason = "export of a path that leads outside the work folder"
             await self.settings["shuyu_egress"].record(self, Refusal(self.route, reason))
-            raise web.HTTPError(403, f"{path} leads outside the work folder")
+            raise web.HTTPError(403, refusal("{path} leads outside the work folder", path=path))
         return real
 
     async def _walk(self) -> tuple[list[str], list[str]]:
@@ -154,7 +165,9 @@ class WorkFolderHandler(JupyterHandler):
         cells = []
         for value in chosen:
             if not value.isdigit() or int(value) >= len(stored):
-                raise web.HTTPError(400, f"{path} has no cell {value}")
+                raise web.HTTPError(
+                    400, refusal("{path} has no cell {cell}", path=path, cell=value)
+                )
             cell = stored[int(value)]
             taken = {
                 "index": int(value),
@@ -166,14 +179,28 @@ class WorkFolderHandler(JupyterHandler):
             cells.append(taken)
         return {"kind": "cells", "notebook": path, "cells": cells}
 
-    async def _file(self, path: str) -> dict[str, Any]:
+    async def _readable(self, path: str, kinds: tuple[str, ...] = ("file",)) -> str:
+        """The real path of ``path``, a file of the work folder of one of ``kinds`` and at
+        most :data:`MAX_FILE_BYTES`; else a 4xx saying why."""
         real = await self._inside(path)
         model = await self._model(path, content=False)
-        if model["type"] != "file":
-            raise web.HTTPError(400, f"{path} is a {model['type']}, not a file")
+        if model["type"] not in kinds:
+            raise web.HTTPError(
+                400, refusal("{path} is a {kind}, not a file", path=path, kind=model["type"])
+            )
         size = os.stat(real).st_size
         if size > MAX_FILE_BYTES:
-            raise web.HTTPError(413, f"{path} has {size:,} bytes; at most {MAX_FILE_BYTES:,}")
+            said = refusal(
+                "{path} has {size:,} bytes; at most {limit:,}",
+                path=path,
+                size=size,
+                limit=MAX_FILE_BYTES,
+            )
+            raise web.HTTPError(413, said)
+        return real
+
+    async def _file(self, path: str) -> dict[str, Any]:
+        real = await self._readable(path)
         with open(real, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
         return {"kind": "file", "path": path, "data_b64": base64.b64encode(data).decode()}
@@ -358,7 +385,9 @@ class ExportHandler(PageHandler):
         await self._inside(path)
         model = await self._model(path, content=False)
         if model["type"] != "file":
-            raise web.HTTPError(400, f"{path} is a {model['type']}, not a file")
+            raise web.HTTPError(
+                400, refusal("{path} is a {kind}, not a file", path=path, kind=model["type"])
+            )
         return self._page(
             f"申请导出 Request export: {path}",
             f'<p><a href="{escape(self._url())}">← 工作目录 Work folder</a></p>{lead}'

@@ -15,7 +15,6 @@ platform's Jobs page, where its progress and, after review, its results appear.
 from __future__ import annotations
 
 import json
-import os
 from html import escape
 from typing import Any
 
@@ -123,16 +122,9 @@ class JobSubmitHandler(PageHandler):
             )
         await self._readable(entry)
 
-    async def _readable(self, path: str) -> str:
+    async def _readable(self, path: str, kinds: tuple[str, ...] = ("file", "notebook")) -> str:
         """The real path of a file of the work folder the job may take (else a 4xx)."""
-        real = await self._inside(path)
-        model = await self._model(path, content=False)
-        if model["type"] not in ("file", "notebook"):
-            raise web.HTTPError(400, f"{path} is a {model['type']}, not a file")
-        size = os.stat(real).st_size
-        if size > MAX_READ_BYTES:
-            raise web.HTTPError(413, f"{path} has {size:,} bytes; at most {MAX_READ_BYTES:,}")
-        return real
+        return await super()._readable(path, kinds)
 
     def _parameters(self) -> dict[str, Any]:
         text = self.get_body_argument("parameters", "").strip() or "{}"

@@ -42,7 +42,7 @@ from tornado import web
 
 from . import platform
 from .export import WorkFolderHandler
-from .pages import EXPORTS_URL
+from .pages import EXPORTS_URL, refusal
 
 #: Most export requests whose reviewers' comments the panel fetches (newest first).
 DETAILED_REQUESTS = 20
@@ -101,26 +101,28 @@ class LabApiHandler(WorkFolderHandler, APIHandler):
         try:
             body = json.loads(self.request.body or b"")
         except ValueError:
-            raise web.HTTPError(400, "The body is not JSON.") from None
+            raise web.HTTPError(400, refusal("The body is not JSON.")) from None
         if not isinstance(body, dict):
-            raise web.HTTPError(400, "The body must be a JSON object.")
+            raise web.HTTPError(400, refusal("The body must be a JSON object."))
         return body
 
     async def content(self, body: dict[str, Any]) -> dict[str, Any]:
         """The cells or the file ``body`` names, as the platform would receive them."""
         notebook, file = body.get("notebook"), body.get("file")
         if notebook is not None and file is not None:
-            raise web.HTTPError(400, "Name a notebook or a file, not both.")
+            raise web.HTTPError(400, refusal("Name a notebook or a file, not both."))
         if isinstance(notebook, str) and notebook:
             cells = body.get("cells")
             if not isinstance(cells, list) or not all(
                 isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cells
             ):
-                raise web.HTTPError(400, "cells must be a list of cell indices (0, 1, ...).")
+                raise web.HTTPError(
+                    400, refusal("cells must be a list of cell indices (0, 1, ...).")
+                )
             return await self._cells(notebook, [str(c) for c in dict.fromkeys(cells)])
         if isinstance(file, str) and file:
             return await self._file(file)
-        raise web.HTTPError(400, "Choose cells of a notebook or a file.")
+        raise web.HTTPError(400, refusal("Choose cells of a notebook or a file."))
 
 
 class ContextApi(LabApiHandler):
@@ -176,11 +178,16 @@ class ExportsApi(LabApiHandler):
         body = self.json_body()
         purpose, title = body.get("purpose"), body.get("title", "")
         if not isinstance(purpose, str) or not purpose.strip():
-            raise web.HTTPError(400, "An export request needs a purpose statement.")
+            raise web.HTTPError(400, refusal("An export request needs a purpose statement."))
         if len(purpose) > PURPOSE_CHARS:
-            raise web.HTTPError(400, f"The purpose has more than {PURPOSE_CHARS} characters.")
+            raise web.HTTPError(
+                400, refusal("The purpose has more than {limit} characters.", limit=PURPOSE_CHARS)
+            )
         if not isinstance(title, str) or len(title) > TITLE_CHARS:
-            raise web.HTTPError(400, f"The title must be text of at most {TITLE_CHARS} characters.")
+            raise web.HTTPError(
+                400,
+                refusal("The title must be text of at most {limit} characters.", limit=TITLE_CHARS),
+            )
         content = await self.content(body)
         answer = await self.relay(
             "POST",

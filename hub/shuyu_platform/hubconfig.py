@@ -17,7 +17,7 @@ from typing import Any
 from jupyterhub.services.service import Service
 from traitlets.config import Config
 
-from .core import audit, db, lifetime, roles
+from .core import audit, db, hub_pages, lifetime, roles
 from .core.accounts import ShuyuAuthenticator
 from .core.settings import Shuyu
 from .data.policy import PolicyError, load_policies, policy_digest
@@ -130,7 +130,7 @@ def configure(c: Config) -> Shuyu:
     _setdefault(hub, "cookie_secret_file", str(hub_state / "jupyterhub_cookie_secret"))
     _setdefault(hub, "default_url", default_url)
     _setdefault(hub, "template_paths", [str(TEMPLATES)])
-    hub.template_vars = {"shuyu_name": "数域 Shuyu", **dict(hub.get("template_vars", {}))}
+    hub.template_vars = {**hub_pages.template_vars(), **dict(hub.get("template_vars", {}))}
     # JupyterHub's own page templates carry inline script (page data, RequireJS set-up),
     # so the hub's policy cannot forbid inline script; it forbids framing, plugins, base
     # rewriting and forms posting elsewhere. The platform service's pages are strict.

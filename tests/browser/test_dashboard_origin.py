@@ -12,6 +12,7 @@ sent from another origin's page anyway. The request stays submitted.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -200,3 +201,114 @@ def test_the_platform_refuses_writes_from_another_origins_page(platform: Platfor
         timeout=30,
     )
     assert same.status_code == 200 and same.json()["status"] == "changes_requested", same.text
+
+
+#: A dashboard's output that would act as the reviewer previewing it, were it let run.
+PREVIEW_ATTACK = """
+<table><tr><th>区县</th><th>人数</th></tr><tr><td>涪城区</td><td>128</td></tr></table>
+<script>top.document.title = "pwned"; fetch("/services/shuyu/api/egress/requests");</script>
+<img src="x" onerror="top.location = '/pwned'">
+<form action="/services/shuyu/review/TARGET" method="post"><input name="action" value="approve">
+<button id="go">批准</button></form>
+<iframe src="/services/shuyu/review"></iframe><meta http-equiv="refresh" content="0;url=/pwned">
+"""
+
+#: What a script in the preview could do with the reviewer's session, tried from inside
+#: the preview frame (the browser evaluates it there, as if the merchant's script had run).
+INSIDE = """async ([target, snapshot]) => {
+  const tried = {origin: self.origin};
+  const attempt = async (name, act) => {
+    try { tried[name] = String(await act()); } catch (e) { tried[name] = "failed:" + e.name; }
+  };
+  await attempt("cookie", () => document.cookie);
+  await attempt("parent", () => parent.document.getElementById("decide").innerHTML);
+  await attempt("list", async () => (await fetch("/services/shuyu/api/egress/requests",
+    {credentials: "include"})).status);
+  await attempt("decide", async () => (await fetch(
+    "/services/shuyu/api/egress/requests/" + target + "/decision",
+    {method: "POST", credentials: "include", headers: {"Content-Type": "application/json"},
+     body: JSON.stringify({action: "approve", comment: "x", snapshot_sha256: snapshot})})).status);
+  await attempt("blind", async () => (await fetch(
+    "/services/shuyu/api/egress/requests/" + target + "/decision",
+    {method: "POST", mode: "no-cors", credentials: "include",
+     body: JSON.stringify({action: "approve", comment: "x", snapshot_sha256: snapshot})})).type);
+  return tried;
+}"""
+
+
+def _chart() -> str:
+    """A real bar chart as a notebook's PNG output (base64)."""
+    import base64
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(4, 3))
+    axes.bar(["Fucheng", "Youxian"], [128, 96])
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    pyplot.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_the_reviewers_preview_cannot_act_as_the_reviewer(page, platform: Platform) -> None:
+    """rita previews a dashboard before approving: she sees its table and chart, in a
+    sandboxed frame whose content runs nothing and could not use her session if it did."""
+    target, snapshot = _target(platform)
+    attack = PREVIEW_ATTACK.replace("TARGET", target)
+    document = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "markdown", "id": "m", "metadata": {}, "source": "# 沙箱预览看板"},
+        {"cell_type": "code", "id": "c", "metadata": {}, "execution_count": 2,
+         "source": "show()", "outputs": [
+             {"output_type": "display_data", "metadata": {},
+              "data": {"image/png": _chart(), "text/plain": "<Figure>"}},
+             {"output_type": "execute_result", "execution_count": 2, "metadata": {}, "data": {
+                 "text/html": attack, "text/plain": "t"}}]}]}  # fmt: skip
+    filed = platform.file_dashboard("alice", document, "预览沙箱测试")
+    dashboard = filed["id"]
+
+    seen: dict[str, dict[str, str]] = {}
+    sent: list[str] = []
+    page.on("response", lambda r: seen.setdefault(r.url.split("?")[0], r.headers))
+    page.on("request", lambda r: sent.append(f"{r.method} {r.url}"))
+    page.goto(f"{platform.url}/hub/login")
+    page.fill("#username_input", "rita")
+    page.fill("#password_input", "rita-demo-2026")
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(r"/services/shuyu/$"), timeout=30_000)
+    sent.clear()
+    page.goto(f"{platform.url}{SERVICE}/review/{dashboard}")
+    assert page.get_attribute("#preview", "sandbox") == ""  # no script, no same origin
+    shown = page.frame_locator("#preview")
+    shown.locator("td").first.wait_for(timeout=30_000)
+    assert shown.locator("h1").inner_text() == "沙箱预览看板"
+    assert shown.locator("td").nth(0).inner_text() == "涪城区"  # the table, rendered
+    chart = shown.locator("img[src^='data:image/png']")
+    assert chart.evaluate("img => img.complete && img.naturalWidth") >= 300  # the chart
+    assert "show()" not in shown.locator("body").inner_text()  # no code
+
+    url = f"{platform.url}{SERVICE}/review/{dashboard}/preview"
+    policy = seen[url]["content-security-policy"]
+    assert policy.startswith("sandbox;") and "frame-ancestors 'self'" in policy
+    assert "script-src" not in policy and "default-src 'none'" in policy
+    assert "frame-src 'self'" in seen[page.url]["content-security-policy"]
+    frame = page.frame(url=url)
+    assert frame is not None
+    tried = frame.evaluate(INSIDE, [target, snapshot])
+    assert tried["origin"] == "null", tried  # an opaque origin, not the platform's
+    assert tried["cookie"].startswith("failed:SecurityError"), tried
+    assert tried["parent"].startswith("failed:SecurityError"), tried
+    assert tried["list"] == "failed:TypeError" and tried["decide"] == "failed:TypeError", tried
+    time.sleep(1)
+    assert page.title() != "pwned" and "/pwned" not in page.url
+    assert not [s for s in sent if "pwned" in s or s.startswith("GET " + url + "/")]
+    assert not [s for s in sent if s.endswith(f"{SERVICE}/review")]  # nothing framed in it
+
+    after = _status(platform, target)
+    assert after["status"] == "submitted", after  # the blind write was refused too
+    approvals = platform.audit_events("egress.approve", actor="rita")
+    assert f"egress:{target}" not in {e["target"] for e in approvals}
+    assert page.query_selector("#decide") is not None  # rita can still decide herself

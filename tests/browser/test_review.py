@@ -78,14 +78,8 @@ def test_reviewer_previews_a_dashboard_before_approving(page, platform: Platform
                               "<tr><td>涪城区</td><td>128</td></tr></table>"
                               "<script>alert('preview')</script>",
                  "text/plain": "table"}}]}]}  # fmt: skip
-    filed = platform.service_post(
-        "alice",
-        "api/egress/requests",
-        {"kind": "dashboard", "notebook": "preview.ipynb", "document": document,
-         "purpose": "看板预览测试"},
-    )  # fmt: skip
-    assert filed.status_code == 201, filed.text
-    assert filed.json()["title"] == "区县理赔看板预览"  # its heading, not its file name
+    filed = platform.file_dashboard("alice", document, "看板预览测试")
+    assert filed["title"] == "区县理赔看板预览"  # its heading, not its file name
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     page.goto(f"{platform.url}/hub/login")
@@ -93,9 +87,10 @@ def test_reviewer_previews_a_dashboard_before_approving(page, platform: Platform
     page.fill("#password_input", "rita-demo-2026")
     page.click("#login_submit")
     page.wait_for_url(re.compile(r"/services/shuyu/$"), timeout=30_000)
-    page.goto(f"{platform.url}/services/shuyu/review/{filed.json()['id']}")
-    page.wait_for_selector("#preview", timeout=30_000)
-    preview = page.locator("#preview")
+    page.goto(f"{platform.url}/services/shuyu/review/{filed['id']}")
+    assert page.get_attribute("#preview", "sandbox") == ""  # see test_dashboard_origin
+    preview = page.frame_locator("#preview").locator("body")
+    preview.locator("td").first.wait_for(timeout=30_000)
     assert preview.locator("h1").inner_text() == "区县理赔看板预览"
     assert preview.locator("td").nth(0).inner_text() == "涪城区"  # a table, rendered
     assert "show_table" not in preview.inner_text()  # no code, as on the dashboard

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import gzip
 import json
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -421,6 +422,27 @@ def test_refusals_are_audited_as_the_gateways(rig: Rig) -> None:
     assert event["detail"]["route"] == "files" and event["detail"]["by"] == "gateway"
 
 
+def test_refusals_say_it_chinese_first_as_a_page_and_as_json(rig: Rig) -> None:
+    page = rig.get("files/result.csv")
+    assert page.status_code == 403 and page.headers["Content-Type"].startswith("text/html")
+    assert "<h1>已拒绝 Refused</h1>" in page.text
+    said = re.search(r"</h1><p>([^<]*)</p>", page.text)
+    assert said and said.group(1).startswith("数域沙箱内不能下载"), page.text[:300]
+    assert "export request" in said.group(1)  # the English follows the Chinese
+    assert "申请导出 Request export</a>" in page.text
+    api = rig.get("api/terminals")
+    assert api.status_code == 403 and set(api.json()) == {"status", "message", "reason"}
+    assert api.json()["message"].startswith("数域沙箱内不能下载"), api.json()
+    assert "Downloads are switched off" in api.json()["message"]
+
+
+def test_a_server_that_does_not_answer_is_said_chinese_first(rig: Rig, tmp_path: Path) -> None:
+    rig.gateway.socket_path = str(tmp_path / "nobody.sock")  # nothing listens there
+    answer = rig.get("api/contents")
+    assert answer.status_code == 502, answer.text[:300]
+    assert answer.json()["message"].startswith("您的服务器没有响应"), answer.json()
+
+
 # ------------------------------------------------------------------ metering and the cap
 def _metered(rig: Rig) -> dict[str, int]:
     rig.flush()
@@ -486,6 +508,9 @@ def test_the_cap_stops_a_display_data_flood_with_a_message(rig: Rig) -> None:
     rig.hostile.json("api/contents", _model("directory", "json", []))
     refused = rig.get("api/contents")
     assert refused.status_code == 429 and "daily limit" in refused.json()["message"]
+    assert refused.json()["message"].startswith(
+        "今日从您的服务器发往浏览器的输出已达每日上限 4 MiB"
+    )
     hits = rig.events("egress.cap_reached")
     assert len(hits) == 1 and hits[0]["actor"] == "mallory"
     assert hits[0]["detail"]["cap_bytes"] == 4 * 1024 * 1024

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import io
+import json
 import re
 from pathlib import Path
 
@@ -94,3 +95,36 @@ def test_refusals_read_chinese_first_and_keep_their_english() -> None:
         "请求有误：bus_ridership has no field 'x'"
     )
     assert messages.refusal("odd", 299) == "odd"  # no Chinese name: left as it is
+
+
+def test_places_and_review_notes_are_said_in_each_language() -> None:
+    counts = pd.DataFrame({"区县": ["涪城区", "游仙区"], "n": [3, 40]})
+    outputs = [
+        {"output_type": "display_data", "data": {"application/x-custom": "abc"}, "metadata": {}},
+        {"output_type": "weird"},
+    ]
+    cell = {"cell_type": "code", "source": "", "metadata": {}, "outputs": outputs}
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [cell]}
+    artefacts = [
+        *artefacts_from_file("counts.csv", counts.to_csv(index=False).encode()),
+        *artefacts_from_file("broken.parquet", b"not parquet"),
+        *artefacts_from_file("broken.ipynb", b"not a notebook"),
+        *artefacts_from_file("outputs.ipynb", json.dumps(notebook).encode()),
+    ]
+    said = [f.message for f in run_checks(artefacts, Context()).public().findings]
+    expected = [  # (the Chinese, the English after it), each in one finding
+        ("单元格（行 0，列 'n'）计数为 3", "Cell (row 0, column 'n') counts 3"),
+        ("无法按 parquet 格式读取（", "it could not be read as parquet ("),
+        ("它不是可读取的笔记本", "it is not a readable notebook"),
+        (
+            "审核工具无法显示输出类型 application/x-custom",
+            "Output type application/x-custom cannot",
+        ),
+        ("无法识别输出类型 'weird'", "Output type 'weird' is not understood"),
+    ]
+    for chinese, english in expected:
+        found = [m for m in said if chinese in m and english in m]
+        assert found, (chinese, said)
+        assert found[0].index(chinese) < found[0].index(english), found[0]
+        head = found[0][: found[0].index(english)]  # the Chinese half names no English place
+        assert not re.search(r"\b(row|column|it|Output)\b", head), head

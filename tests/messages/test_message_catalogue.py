@@ -67,3 +67,35 @@ def test_a_findings_place_names_cell_output_and_row_as_pages_count_them() -> Non
         "单元格 [5] cell [5] · 输出 1 output 1 · 行 row 涪城区 · 列 column 人数"
     )
     assert messages.place({"file": "out/r.csv", "line": 3}) == "文件 file out/r.csv · 行号 line 3"
+
+
+def test_the_sandbox_places_findings_as_the_platform_does() -> None:
+    from shuyu_server.export import findings_html
+    from shuyu_server.pages import place as in_sandbox
+
+    places = [
+        {"cell": 6, "execution_count": 5, "output": 0, "row": "涪城区", "column": "人数"},
+        {"file": "out/r.csv", "line": 3},
+        {"cell": 2, "output": 1, "row": 0, "column": "n", "mime": "text/html"},
+        {"mime": "image/png"},
+        {},
+    ]
+    for where in places:
+        assert in_sandbox(where) == messages.place(where), where
+    answer = {
+        "checks": {
+            "findings": [
+                {"check": "min_cell_count", "severity": "fail", "artefact": "cell 2 output 2",
+                 "message": "…", "where": places[2]},
+                {"check": "binary", "severity": "fail", "artefact": "file model.bin",
+                 "message": "…", "where": {"mime": "application/octet-stream"}},
+            ]
+        }
+    }  # fmt: skip
+    shown = findings_html(answer)
+    assert (
+        "<td>第 3 个单元格 cell at position 3 · 输出 2 output 2 · 行 row 0 · 列 column n</td>"
+        in (shown)
+    )
+    assert "cell 2 output 2" not in shown
+    assert "<td>file model.bin</td>" in shown  # no place: the artefact's own name

@@ -5,12 +5,11 @@ each role reaches by following links, from the home page, with real content on t
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
 from urllib.parse import urljoin, urlparse
 
 import pytest
 
-from harness import Platform
+from harness import Platform, VisibleText
 from shuyu_platform import messages
 
 pytestmark = [pytest.mark.hub]
@@ -22,32 +21,6 @@ PEOPLE = ("alice", "rita", "sam", "ada", "audrey", "victor")
 MAX_PAGES = 40
 #: A UTC ISO 8601 moment as stored ("2026-12-07T15:59:59Z" or "+00:00").
 ISO_MOMENT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
-
-
-class _Text(HTMLParser):
-    """The text a person reads on a page (not code samples, which are shown as code),
-    and the page's links."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.text: list[str] = []
-        self.links: list[str] = []
-        self._hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style", "code", "pre", "textarea"):
-            self._hidden += 1
-        href = dict(attrs).get("href")
-        if tag == "a" and href:
-            self.links.append(href)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "code", "pre", "textarea") and self._hidden:
-            self._hidden -= 1
-
-    def handle_data(self, data: str) -> None:
-        if not self._hidden:
-            self.text.append(data)
 
 
 def _seed(platform: Platform) -> None:
@@ -93,7 +66,7 @@ def _walk(platform: Platform, name: str) -> dict[str, str]:
         answer = session.get(url, timeout=60)
         if "text/html" not in answer.headers.get("Content-Type", ""):
             continue
-        parser = _Text()
+        parser = VisibleText()
         parser.feed(answer.text)
         seen[path] = " ".join(parser.text)
         for href in parser.links:

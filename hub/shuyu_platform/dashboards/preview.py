@@ -5,7 +5,10 @@ preview does the same on the review page, from the frozen content (the outputs a
 merchant last ran them), before anything is published: Markdown becomes HTML with raw
 HTML escaped and unsafe links dropped (mistune), HTML outputs keep only table and text
 markup (bleach), images are shown as ``data:`` PNG/JPEG, and everything else as text.
-No script of the notebook reaches the page (and the page's CSP runs none anyway).
+No script of the notebook reaches the page. The review page shows the preview in a
+frame with an empty ``sandbox`` attribute, from a document whose own policy sandboxes it
+too (service ``ReviewPreviewPage``): an opaque origin that runs no script and sends no
+form, so even markup that got past the cleaning could not act as the reviewer.
 """
 
 from __future__ import annotations

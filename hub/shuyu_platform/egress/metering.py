@@ -25,6 +25,7 @@ from typing import ClassVar
 
 from sqlalchemy import func, select
 
+from .. import messages
 from ..core import audit
 from ..core.db import session_scope
 from ..core.models import OutputVolume
@@ -79,6 +80,14 @@ def today() -> str:
 def ws_kind(msg_type: str | None) -> str:
     """The meter's kind for a websocket frame of kernel message type ``msg_type``."""
     return f"ws:{msg_type}" if msg_type in WS_KINDS else "ws:other"
+
+
+#: What a person reads when the cap stops output (a catalogue id; ``limit`` in MiB).
+CAP_REACHED = (
+    "Today's output from your server to the browser has reached the daily limit of "
+    "{limit} MiB, so the platform stops further output until tomorrow (UTC). This was "
+    "recorded. Results leave the sandbox through an export request."
+)
 
 
 class CapReached(Exception):
@@ -167,11 +176,7 @@ class Meter:
                 },
             )
             log.warning("%s reached the daily output cap (%d bytes)", username, self.cap)
-        raise CapReached(
-            f"Today's output from your server to the browser has reached the daily limit of "
-            f"{self.cap / 2**20:.0f} MiB, so the platform stops further output until tomorrow "
-            "(UTC). This was recorded. Results leave the sandbox through an export request."
-        )
+        raise CapReached(messages.text(CAP_REACHED, limit=f"{self.cap / 2**20:.0f}"))
 
     def add(self, username: str, tenant: str, kind: str, size: int) -> None:
         """Count ``size`` bytes of ``kind`` sent to ``username``'s browser."""

@@ -70,6 +70,7 @@ from tornado import httpclient, httputil, iostream, web, websocket
 from tornado.httpserver import HTTPServer
 from tornado.netutil import Resolver, bind_sockets
 
+from .. import messages
 from ..core import audit
 from ..egress.metering import CapReached, Meter, ws_kind
 
@@ -624,24 +625,26 @@ class Gateway:
         task.add_done_callback(self._tasks.discard)
 
 
-def _refusal_body(
-    handler: web.RequestHandler, refusal: Refusal, message: str, base_url: str
-) -> None:
+def _refusal_body(handler: web.RequestHandler, refusal: Refusal, said: str, base_url: str) -> None:
+    """Answer ``refusal``: JSON on an API path, else a page; ``said`` is the sentence for
+    a person, Chinese first (see :meth:`_GatewayMixin.refuse`)."""
     handler.clear()
     handler.set_status(refusal.status)
     path = handler.request.path
     if "/api/" in path or path.endswith("/api"):
         handler.set_header("Content-Type", "application/json; charset=utf-8")
         handler.finish(
-            json.dumps({"status": refusal.status, "message": message, "reason": refusal.reason})
+            json.dumps({"status": refusal.status, "message": said, "reason": refusal.reason})
         )
     else:
+        title = html.escape(messages.text("Refused"))
         handler.set_header("Content-Type", "text/html; charset=utf-8")
         handler.finish(
-            "<!doctype html><meta charset=utf-8><title>Refused</title>"
-            f"<h1>Refused</h1><p>{html.escape(message)}</p>"
-            f"<p>({html.escape(refusal.reason)})</p>"
-            f'<p><a href="{html.escape(base_url)}shuyu/export">Request export</a></p>'
+            f'<!doctype html><html lang="zh-CN"><meta charset=utf-8><title>{title}</title>'
+            f"<h1>{title}</h1><p>{html.escape(said)}</p>"
+            f"<p>{html.escape(messages.text('Detail'))}: {html.escape(refusal.reason)}</p>"
+            f'<p><a href="{html.escape(base_url)}shuyu/export">'
+            f"{html.escape(messages.text('Request export'))}</a></p></html>"
         )
 
 
@@ -652,12 +655,16 @@ class _GatewayMixin:
     request: httputil.HTTPServerRequest
 
     def refuse(self, refusal: Refusal, message: str = MESSAGE) -> None:
+        """Refuse, saying ``message`` (a catalogue id) Chinese first; a 403 is audited."""
         if refusal.status == 403:
             self.gw.record_refusal(self.request, refusal)
-        _refusal_body(self, refusal, message, self.gw.base_url)  # type: ignore[arg-type]
+        said = messages.refusal(message, refusal.status)
+        _refusal_body(self, refusal, said, self.gw.base_url)  # type: ignore[arg-type]
 
     def refuse_cap(self, cap: CapReached) -> None:
-        self.refuse(Refusal("cap", "daily output cap reached", 429), str(cap))
+        """Refuse with 429: the cap's own message says it in both languages."""
+        refusal = Refusal("cap", "daily output cap reached", 429)
+        _refusal_body(self, refusal, str(cap), self.gw.base_url)  # type: ignore[arg-type]
 
 
 class ImageHandler(_GatewayMixin, web.StaticFileHandler):

@@ -179,10 +179,24 @@ def _template_text(message: str, **values: Any) -> Markup:
     return Markup(text(message, **{key: escape(v) for key, v in values.items()}))
 
 
+def status_text(status: int) -> str:
+    """An HTTP status in words, Chinese first (``未找到 Not Found``)."""
+    try:
+        return text(HTTPStatus(status).phrase)
+    except ValueError:
+        return text("Error")
+
+
+def template_globals() -> dict[str, Any]:
+    """``_(...)``, ``china_time(...)`` and ``status_text(...)`` for a template (the hub's
+    pages take these only)."""
+    return {"_": _template_text, "china_time": china_time, "status_text": status_text}
+
+
 def install(environment: Any) -> None:
-    """Give a Jinja2 environment ``_(...)``, ``cell_name(...)``, and the filters
-    ``|label``, ``|china_time``, ``|place`` and ``|zh``."""
-    environment.globals["_"] = _template_text
+    """Give a Jinja2 environment ``_(...)``, ``china_time(...)``, ``cell_name(...)``, and
+    the filters ``|label``, ``|china_time``, ``|place`` and ``|zh``."""
+    environment.globals.update(template_globals())
     environment.filters["label"] = label
     environment.filters["china_time"] = china_time
     environment.filters["zh"] = zh

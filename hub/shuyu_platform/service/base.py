@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -28,23 +27,32 @@ def message_of(err: web.HTTPError) -> str:
     return err.log_message % err.args if err.args else err.log_message
 
 
+#: The Content-Security-Policy of the platform service, directive by directive. No
+#: script runs on platform pages at all (they need none), nothing merchant-supplied is
+#: rendered as anything but text or a data: image, and no other origin may frame them.
+POLICY: dict[str, str] = {
+    "default-src": "'none'",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "img-src": "'self' data:",
+    "font-src": "'self'",
+    "connect-src": "'self'",
+    "form-action": "'self'",
+    "base-uri": "'none'",
+    "frame-ancestors": "'none'",
+}
+
+
+def content_security_policy(policy: dict[str, str], **changes: str) -> str:
+    """``policy`` as a header value, with the directives in ``changes`` (``frame_src``
+    for ``frame-src``) added or replaced; a bare directive (``sandbox``) has value ''."""
+    merged = {**policy, **{k.replace("_", "-"): v for k, v in changes.items()}}
+    return "; ".join(f"{name} {value}".strip() for name, value in merged.items())
+
+
 #: Security headers of every page, API answer and static file of the platform service.
-#: No script runs on platform pages at all (they need none), nothing merchant-supplied
-#: is rendered as anything but text or a data: image, and no other origin may frame them.
 SECURITY_HEADERS: dict[str, str] = {
-    "Content-Security-Policy": "; ".join(
-        [
-            "default-src 'none'",
-            "script-src 'self'",
-            "style-src 'self'",
-            "img-src 'self' data:",
-            "font-src 'self'",
-            "connect-src 'self'",
-            "form-action 'self'",
-            "base-uri 'none'",
-            "frame-ancestors 'none'",
-        ]
-    ),
+    "Content-Security-Policy": content_security_policy(POLICY),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
@@ -205,17 +213,14 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, web.HTTPError) and exc.log_message:
             message = message_of(exc)
-        try:
-            title = HTTPStatus(status_code).phrase
-        except ValueError:
-            title = "Error"
+        title = messages.status_text(status_code)
         page = self.settings["templates"].get_template("error.html")
         self.finish(
             page.render(
                 user=None,
                 status=status_code,
-                title=messages.text(title),
-                message=messages.text(message or title),
+                title=title,
+                message=messages.text(message) if message else title,
             )
         )
 

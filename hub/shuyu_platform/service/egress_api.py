@@ -51,7 +51,7 @@ from ..egress import disclosure, jailed, release
 from ..egress import requests as egress
 from ..isolation.jail import JailRefusal, Limits
 from ..jobs import queue as jobs_queue
-from .base import ApiHandler, BaseHandler
+from .base import POLICY, ApiHandler, BaseHandler, content_security_policy
 from .request_models import (
     BLOCKED,
     EGRESS_CONTENT,
@@ -438,13 +438,30 @@ class ReviewQueuePage(BaseHandler):
         self.render_page("review_queue.html", requests=rows)
 
 
+def _frozen(shuyu: Shuyu, row: EgressRequest) -> tuple[dict[str, Any], str]:
+    """A request's frozen content and '', or {} and why it cannot be read."""
+    try:
+        return egress.read_snapshot(shuyu.zone("outbox"), row), ""
+    except egress.EgressError as err:
+        return {}, err.message
+
+
 class ReviewRequestPage(BaseHandler):
-    """``/review/<id>``: one request's content, checks and decisions, and the decision form."""
+    """``/review/<id>``: one request's content, checks and decisions, and the decision form.
+
+    A dashboard's preview is framed from :class:`ReviewPreviewPage`, the only frame the
+    page's policy allows."""
+
+    def set_default_headers(self) -> None:
+        """The platform's headers; frames only from the platform itself (the preview)."""
+        super().set_default_headers()
+        self.set_header(
+            "Content-Security-Policy", content_security_policy(POLICY, frame_src="'self'")
+        )
 
     @web.authenticated
     def get(self, request_id: str) -> None:
         self.require_scope(EGRESS_REVIEW, "Reviewing export requests", "reviewer")
-        outbox = self.shuyu.zone("outbox")
         with session_scope(self.shuyu.db_url) as session:
             row = session.get(EgressRequest, request_id)
             if row is None:
@@ -452,23 +469,13 @@ class ReviewRequestPage(BaseHandler):
             body = egress.as_dict(row, egress.decisions_of(session, row.id), reviewer=True)
             job = session.scalars(select(Job).where(Job.request_id == row.id)).first()
             job_view = jobs_queue.as_dict(job) if job is not None else None
-        rendered: list[dict[str, Any]] = []
-        shown_as_published: list[Any] = []
-        content_error = ""
-        try:
-            content = egress.read_snapshot(outbox, row)
-            rendered = render_content(content)
-            if content.get("kind") == "dashboard":
-                shown_as_published = dashboard_preview.preview(content.get("document", {}))
-        except egress.EgressError as err:
-            content_error = err.message
+        content, content_error = _frozen(self.shuyu, row)
         self.audit("egress.read", f"egress:{request_id}", detail={"status": row.status})
         self.render_page(
             "review_request.html",
             r=body,
             job=job_view,
-            rendered=rendered,
-            preview=shown_as_published,
+            rendered=render_content(content) if content else [],
             content_error=content_error,
             can_decide=egress.can_decide(row, self.user["name"], self.tenant),
             xsrf_form_html=self.xsrf_form_html(),
@@ -484,6 +491,54 @@ class ReviewRequestPage(BaseHandler):
         }
         await decide(self, request_id, self.declared(EGRESS_DECISION, decision))
         self.redirect(f"{self.settings['templates'].globals['prefix']}review/{request_id}")
+
+
+#: The policy of a dashboard preview: a sandbox of its own even when opened outside its
+#: frame (an opaque origin, no script, no form, no plugin, no navigation of another
+#: page), nothing loaded but the service's stylesheet and data: images, and framed only
+#: by the platform's own review page.
+PREVIEW_POLICY: str = content_security_policy(
+    {"sandbox": "", "default-src": "'none'"},
+    style_src="'self'",
+    img_src="data:",
+    base_uri="'none'",
+    form_action="'none'",
+    frame_ancestors="'self'",
+)
+
+
+class ReviewPreviewPage(BaseHandler):
+    """``/review/<id>/preview``: a dashboard request's frozen content laid out as visitors
+    will see it (:mod:`..dashboards.preview`), for the review page's sandboxed frame.
+
+    Whatever the merchant's outputs carry, the document cannot act as the reviewer: the
+    frame's ``sandbox`` and the document's own ``sandbox`` policy give it an opaque
+    origin (no cookie, no access to the review page, and the platform refuses its
+    writes as another origin's), and neither lets a script run or a form be sent.
+    """
+
+    def set_default_headers(self) -> None:
+        """The platform's headers, with :data:`PREVIEW_POLICY` and framing by itself."""
+        super().set_default_headers()
+        self.set_header("Content-Security-Policy", PREVIEW_POLICY)
+        self.set_header("X-Frame-Options", "SAMEORIGIN")
+
+    @web.authenticated
+    def get(self, request_id: str) -> None:
+        self.require_scope(EGRESS_REVIEW, "Reviewing export requests", "reviewer")
+        with session_scope(self.shuyu.db_url) as session:
+            row = session.get(EgressRequest, request_id)
+            if row is None or row.kind != "dashboard":
+                raise web.HTTPError(404, f"no dashboard request {request_id}")
+            title = row.title
+        content, error = _frozen(self.shuyu, row)
+        if error:
+            raise web.HTTPError(409, "%s", error)
+        self.render_page(
+            "dashboard_preview.html",
+            title=title,
+            blocks=dashboard_preview.preview(content.get("document", {})),
+        )
 
 
 class ReleaseApi(EgressHandler):
@@ -599,6 +654,7 @@ def routes() -> list[tuple[str, type]]:
         (r"api/egress/requests/([0-9a-f]{32})/resubmit/?", ResubmitApi),
         (r"review/?", ReviewQueuePage),
         (r"review/([0-9a-f]{32})/?", ReviewRequestPage),
+        (r"review/([0-9a-f]{32})/preview", ReviewPreviewPage),
         (r"api/egress/requests/([0-9a-f]{32})/release/?", ReleaseApi),
         (r"api/egress/requests/([0-9a-f]{32})/unpublish/?", UnpublishApi),
         (r"exports/?", ExportsPage),

@@ -74,15 +74,18 @@ class _Checker:
         value = _json_value(value)
         return self.scanner.scrub(value) if isinstance(value, str) else value
 
-    def _row_text(self, table: pd.DataFrame, i: int) -> str:
-        """``row 3`` for a positional label, ``row '涪城区'`` (or ``'a/b'``) otherwise."""
+    def _row_text(self, table: pd.DataFrame, i: int) -> Both:
+        """``行 3 row 3`` for a positional label, ``行 '涪城区' row '涪城区'`` (or
+        ``'a/b'``) otherwise, in both languages."""
         row = self._row_label(table, i)
         if isinstance(row, list):
-            return "row " + repr("/".join(str(v) for v in row))
-        return f"row {row!r}" if isinstance(row, str) else f"row {row}"
+            row = "/".join(str(v) for v in row)
+        return both("row {row}", row=repr(row) if isinstance(row, str) else row)
 
-    def _cell_ref(self, table: pd.DataFrame, i: int, j: int) -> str:
-        return f"{self._row_text(table, i)}, column {self._label(table.columns[j])!r}"
+    def _cell_ref(self, table: pd.DataFrame, i: int, j: int) -> Both:
+        """A cell of ``table`` in both languages: its row, then its column."""
+        column = self._label(table.columns[j])
+        return both("{row}, column {column!r}", row=self._row_text(table, i), column=column)
 
     def _capped(self, art: Artefact, findings: list[Finding]) -> list[Finding]:
         """Keep ``max_findings_per_check`` findings per check, then one summary each."""
@@ -132,7 +135,7 @@ class _Checker:
             )
             return findings
         if art.review_note:
-            findings.append(self._finding(art, "manual_review", "warn", say(art.review_note)))
+            findings.append(self._finding(art, "manual_review", "warn", art.review_note.shown))
         if art.kind == "table" and art.table is not None:
             findings += self._check_table(art, art.table)
             if art.text:
@@ -823,7 +826,11 @@ class _Checker:
                 continue
             cell_column = _label_text(cell.get("column", column))
             row = self._safe_json(cell.get("row"))
-            ref = f"row {row!r}, column {self.scanner.scrub(cell_column)!r}"
+            ref = both(
+                "{row}, column {column!r}",
+                row=both("row {row}", row=repr(row)),
+                column=self.scanner.scrub(cell_column),
+            )
             where = {"row": row, "column": self._safe_json(cell_column)}
             if count is not None and 0 <= count < rules.min_cell_count:
                 none = both(" (all its values are missing)") if count == 0 else ""

@@ -9,6 +9,7 @@ from typing import Any, Final
 
 import pandas as pd
 
+from ...messages import Both, both
 from .html_tables import _coerce, _html_artefacts, _svg_text
 from .outputs import _bundle_item, _joined, _json_artefacts, _outputs
 from .rules import Artefact
@@ -69,7 +70,14 @@ def artefacts_from_file(name: str, data: bytes) -> list[Artefact]:
         try:
             table = _read_arrow(ext, data)
         except Exception as exc:  # pyarrow raises many types on bad input
-            return [_binary(label, origin, data, f"it could not be read as {ext[1:]} ({exc})")]
+            return [
+                _binary(
+                    label,
+                    origin,
+                    data,
+                    both("it could not be read as {kind} ({error})", kind=ext[1:], error=exc),
+                )
+            ]
         return [Artefact(label, "table", table=table, origin=origin)]
     if ext == ".ipynb":
         text = _decode_text(data, allow_gb18030=False)
@@ -78,15 +86,15 @@ def artefacts_from_file(name: str, data: bytes) -> list[Artefact]:
         except ValueError:
             notebook = None
         if not isinstance(notebook, dict):
-            return [_binary(label, origin, data, "it is not a readable notebook")]
+            return [_binary(label, origin, data, both("it is not a readable notebook"))]
         return _notebook_artefacts(label, origin, notebook)
     text = _decode_text(data, allow_gb18030=ext in (".csv", ".tsv", ".txt", ".md"))
     if text is None:
-        return [_binary(label, origin, data, "it is not text in a known format")]
+        return [_binary(label, origin, data, both("it is not text in a known format"))]
     if ext in (".csv", ".tsv"):
         table = _read_delimited(text, "\t" if ext == ".tsv" else ",")
         if table is None:
-            note = "The file could not be read as a table; only its text was checked."
+            note = both("The file could not be read as a table; only its text was checked.")
             return [Artefact(label, "text", text=text, origin=origin, review_note=note)]
         return [Artefact(label, "table", table=table, origin=origin)]
     if ext == ".json":
@@ -103,7 +111,7 @@ def artefacts_from_file(name: str, data: bytes) -> list[Artefact]:
     ]
 
 
-def _binary(label: str, origin: Mapping[str, Any], data: bytes, reason: str) -> Artefact:
+def _binary(label: str, origin: Mapping[str, Any], data: bytes, reason: Both) -> Artefact:
     return Artefact(label, "binary", data=data, origin=dict(origin), review_note=reason)
 
 

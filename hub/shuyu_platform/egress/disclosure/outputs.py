@@ -9,6 +9,7 @@ from typing import Any, Final
 
 import pandas as pd
 
+from ...messages import both
 from .html_tables import _b64, _html_artefacts, _svg_text
 from .rules import Artefact
 from .text_tables import text_table_artefacts
@@ -79,7 +80,9 @@ def _outputs(
                     "text",
                     text=json.dumps(dict(output), ensure_ascii=False, default=str),
                     origin=where,
-                    review_note=f"Output type {kind!r} is not understood; review it by hand.",
+                    review_note=both(
+                        "Output type {kind!r} is not understood; review it by hand.", kind=kind
+                    ),
                 )
             )
     return artefacts
@@ -136,7 +139,7 @@ def _bundle_item(name: str, origin: Mapping[str, Any], mime: str, content: Any) 
         ]
     if mime in _IMAGE_MIMES:
         data = _b64(_joined(content))
-        note = None if data is not None else "The image data is not valid base64."
+        note = None if data is not None else both("The image data is not valid base64.")
         return [
             Artefact(
                 f"{name} ({mime})",
@@ -178,9 +181,10 @@ def _bundle_item(name: str, origin: Mapping[str, Any], mime: str, content: Any) 
             "text",
             text=text,
             origin=where,
-            review_note=(
-                f"Output type {mime} cannot be shown by the review tool nor fully checked "
-                "automatically (only its text was scanned); review it by hand."
+            review_note=both(
+                "Output type {mime} cannot be shown by the review tool nor fully checked "
+                "automatically (only its text was scanned); review it by hand.",
+                mime=mime,
             ),
         )
     ]

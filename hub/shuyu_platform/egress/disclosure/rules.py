@@ -12,6 +12,8 @@ from typing import Any, Final
 
 import pandas as pd
 
+from ...messages import Both
+
 #: Version of the checks' logic, stored in every report so old results can be told apart.
 CHECKS_VERSION: Final[int] = 1
 
@@ -196,7 +198,7 @@ class Artefact:
     data: bytes | None = None
     total_rows: int | None = None
     origin: dict = field(default_factory=dict)
-    review_note: str | None = None
+    review_note: Both | None = None
     from_text: bool = False
     table_kind: str | None = None
 
