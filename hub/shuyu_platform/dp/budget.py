@@ -86,9 +86,14 @@ def active_grant(db_url: str, tenant: str, dataset: str) -> Grant:
     """The tenant's active grant of ``dataset``; a 403 if there is none or the dataset
     is suspended (R23)."""
     with session_scope(db_url) as session:
-        current = grants.active(session, tenant=tenant, dataset=dataset)
-        stopped = suspension.is_suspended(session, dataset, "dataset")
-        reason = stopped.reason if stopped else ""
+        return grant_in(session, tenant, dataset)
+
+
+def grant_in(session: Session, tenant: str, dataset: str) -> Grant:
+    """:func:`active_grant`, read in ``session``."""
+    current = grants.active(session, tenant=tenant, dataset=dataset)
+    stopped = suspension.is_suspended(session, dataset, "dataset")
+    reason = stopped.reason if stopped else ""
     if stopped:
         raise BudgetError(
             f"dataset {dataset} is suspended ({reason}): no DP queries until it is resumed",
@@ -129,6 +134,28 @@ def _account_id(db_url: str, grant: Grant) -> int:
         pass  # a concurrent first query created it
     with session_scope(db_url) as session:
         return session.scalars(select(PrivacyBudget.id).where(*key)).one()
+
+
+def _account_ids(db_url: str, grant: Grant, period: str) -> tuple[int, int]:
+    """The ids of the grant's account and of the dataset's global account for
+    ``period``: both read in one transaction, each created on first use."""
+    with session_scope(db_url) as session:
+        account = session.scalar(
+            select(PrivacyBudget.id).where(
+                PrivacyBudget.tenant == grant.tenant,
+                PrivacyBudget.scenario == grant.scenario,
+                PrivacyBudget.dataset == grant.dataset,
+            )
+        )
+        pool = session.scalar(
+            select(DpGlobalBudget.id).where(
+                DpGlobalBudget.dataset == grant.dataset, DpGlobalBudget.period == period
+            )
+        )
+    return (
+        account if account is not None else _account_id(db_url, grant),
+        pool if pool is not None else _pool_id(db_url, grant.dataset, period),
+    )
 
 
 def period_of(period: BudgetPeriod, moment: datetime | None = None) -> str:
@@ -191,9 +218,8 @@ def debit(
     """
     if policy.dataset != grant.dataset:
         raise ValueError(f"grant {grant.id} is of {grant.dataset}, not {policy.dataset}")
-    account = _account_id(db_url, grant)
     period = period_of(policy.dp.budget_period)
-    pool = _pool_id(db_url, grant.dataset, period)
+    account, pool = _account_ids(db_url, grant, period)
     pool_cap = round(policy.dp.global_budget_epsilon * MICRO)
     now = stamp()
     cap = (
@@ -478,50 +504,71 @@ def ledger_problems(db_url: str) -> list[str]:
 
 def balances(db_url: str, tenant: str) -> list[dict[str, Any]]:
     """The tenant's budget per active grant: fields, cap, spent, remaining, expiry."""
-    out = []
     with session_scope(db_url) as session:
-        for grant in grants.active(session, tenant=tenant):
-            spent = session.scalar(
-                select(PrivacyBudget.spent_micro).where(
-                    PrivacyBudget.tenant == tenant,
-                    PrivacyBudget.scenario == grant.scenario,
-                    PrivacyBudget.dataset == grant.dataset,
-                )
+        return balances_in(session, tenant)
+
+
+def balances_in(session: Session, tenant: str) -> list[dict[str, Any]]:
+    """:func:`balances`, read in ``session``: the grants and their accounts in two
+    queries, whatever the number of grants (read exactly, never cached)."""
+    active = grants.active(session, tenant=tenant)
+    spent = {
+        (scenario, dataset): used
+        for scenario, dataset, used in session.execute(
+            select(PrivacyBudget.scenario, PrivacyBudget.dataset, PrivacyBudget.spent_micro).where(
+                PrivacyBudget.tenant == tenant
             )
-            budget_micro = round(grant.budget_epsilon * MICRO)
-            used = spent or 0
-            out.append(
-                {
-                    "dataset": grant.dataset,
-                    "scenario": grant.scenario,
-                    "grant": grant.id,
-                    "fields": grants.fields_of(grant),
-                    "budget_epsilon": grant.budget_epsilon,
-                    "spent_epsilon": epsilon(used),
-                    "remaining_epsilon": epsilon(max(budget_micro - used, 0)),
-                    "expires_at": grant.expires_at,
-                }
-            )
+        )
+    }
+    out = []
+    for grant in active:
+        budget_micro = round(grant.budget_epsilon * MICRO)
+        used = spent.get((grant.scenario, grant.dataset)) or 0
+        out.append(
+            {
+                "dataset": grant.dataset,
+                "scenario": grant.scenario,
+                "grant": grant.id,
+                "fields": grants.fields_of(grant),
+                "budget_epsilon": grant.budget_epsilon,
+                "spent_epsilon": epsilon(used),
+                "remaining_epsilon": epsilon(max(budget_micro - used, 0)),
+                "expires_at": grant.expires_at,
+            }
+        )
     return out
 
 
 def pool_balance(db_url: str, policy: DatasetPolicy) -> dict[str, Any]:
     """The dataset's global budget for the current period: cap, spent, remaining."""
-    period = period_of(policy.dp.budget_period)
     with session_scope(db_url) as session:
-        spent = session.scalar(
-            select(DpGlobalBudget.spent_micro).where(
-                DpGlobalBudget.dataset == policy.dataset, DpGlobalBudget.period == period
+        return pool_balances_in(session, [policy])[policy.dataset]
+
+
+def pool_balances_in(session: Session, policies: list[DatasetPolicy]) -> dict[str, dict[str, Any]]:
+    """:func:`pool_balance` of each of ``policies``, by dataset, read in ``session`` in
+    one query (read exactly, never cached)."""
+    periods = {p.dataset: period_of(p.dp.budget_period) for p in policies}
+    spent: dict[str, int] = {}
+    if periods:
+        for dataset, period, used in session.execute(
+            select(DpGlobalBudget.dataset, DpGlobalBudget.period, DpGlobalBudget.spent_micro).where(
+                DpGlobalBudget.dataset.in_(sorted(periods))
             )
-        )
-    cap = round(policy.dp.global_budget_epsilon * MICRO)
-    used = spent or 0
-    return {
-        "period": period,
-        "budget_epsilon": policy.dp.global_budget_epsilon,
-        "spent_epsilon": epsilon(used),
-        "remaining_epsilon": epsilon(max(cap - used, 0)),
-    }
+        ):
+            if periods[dataset] == period:
+                spent[dataset] = used
+    out = {}
+    for policy in policies:
+        cap = round(policy.dp.global_budget_epsilon * MICRO)
+        used = spent.get(policy.dataset) or 0
+        out[policy.dataset] = {
+            "period": periods[policy.dataset],
+            "budget_epsilon": policy.dp.global_budget_epsilon,
+            "spent_epsilon": epsilon(used),
+            "remaining_epsilon": epsilon(max(cap - used, 0)),
+        }
+    return out
 
 
 def release_dict(row: DpRelease, *, with_answer: bool = True) -> dict[str, Any]:
