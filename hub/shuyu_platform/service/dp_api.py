@@ -43,7 +43,7 @@ from ..data import supply
 from ..data.policy import DatasetPolicy
 from ..dp import budget
 from ..dp import query as dpquery
-from ..dp.engine import Engine, Members, Source, load_engine
+from ..dp.engine import Engine, Estimate, Members, Source, load_engine
 from ..ingress import imports
 from . import json_body
 from .base import ApiHandler
@@ -285,9 +285,14 @@ class QueryApi(DpHandler):
 
         async def prepare(body: dict[str, Any], policy: DatasetPolicy, grant: Grant) -> Prepared:
             spec = dpquery.parse(body, policy, grants.fields_of(grant))
-            source = await self.computing(lambda: self.source(policy, grant, spec.join))
-            # Plans the measurement (and checks the raw file) before anything is spent.
-            estimate = await self.computing(lambda: engine.estimate(source, spec))
+
+            def plan() -> tuple[Source, Estimate]:
+                """The pinned source and the planned measurement (the raw file checked),
+                before anything is spent: one turn of the compute threads, not two."""
+                source = self.source(policy, grant, spec.join)
+                return source, engine.estimate(source, spec)
+
+            source, estimate = await self.computing(plan)
             preview = {
                 "engine": engine.name,
                 "estimate": estimate.as_dict(),
