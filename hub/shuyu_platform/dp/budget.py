@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -136,22 +137,39 @@ def _account_id(db_url: str, grant: Grant) -> int:
         return session.scalars(select(PrivacyBudget.id).where(*key)).one()
 
 
-def _account_ids(db_url: str, grant: Grant, period: str) -> tuple[int, int]:
+Accounts = tuple[str, int | None, int | None]
+"""A budget period and the ids of a grant's account and its dataset's global account
+for it, as :func:`account_ids_in` read them (``None``: not created yet)."""
+
+
+def account_ids_in(session: Session, grant: Grant, period: str) -> tuple[int | None, int | None]:
     """The ids of the grant's account and of the dataset's global account for
-    ``period``: both read in one transaction, each created on first use."""
-    with session_scope(db_url) as session:
-        account = session.scalar(
-            select(PrivacyBudget.id).where(
-                PrivacyBudget.tenant == grant.tenant,
-                PrivacyBudget.scenario == grant.scenario,
-                PrivacyBudget.dataset == grant.dataset,
-            )
+    ``period`` as stored, read in ``session`` (``None``: not created yet)."""
+    account = session.scalar(
+        select(PrivacyBudget.id).where(
+            PrivacyBudget.tenant == grant.tenant,
+            PrivacyBudget.scenario == grant.scenario,
+            PrivacyBudget.dataset == grant.dataset,
         )
-        pool = session.scalar(
-            select(DpGlobalBudget.id).where(
-                DpGlobalBudget.dataset == grant.dataset, DpGlobalBudget.period == period
-            )
+    )
+    pool = session.scalar(
+        select(DpGlobalBudget.id).where(
+            DpGlobalBudget.dataset == grant.dataset, DpGlobalBudget.period == period
         )
+    )
+    return account, pool
+
+
+def _account_ids(
+    db_url: str, grant: Grant, period: str, known: tuple[int | None, int | None] | None = None
+) -> tuple[int, int]:
+    """The ids of the grant's account and of the dataset's global account for
+    ``period``: ``known`` (read already by :func:`account_ids_in`) or both read in one
+    transaction, each created on first use."""
+    if known is None:
+        with session_scope(db_url) as session:
+            known = account_ids_in(session, grant, period)
+    account, pool = known
     return (
         account if account is not None else _account_id(db_url, grant),
         pool if pool is not None else _pool_id(db_url, grant.dataset, period),
@@ -208,10 +226,13 @@ def debit(
     cost_micro: int,
     request: dict[str, Any],
     raw_version: int | None = None,
+    accounts: Accounts | None = None,
 ) -> str:
     """Spend ``cost_micro`` of the grant's account and of the dataset's global account
     for this period (``policy.dp``); return the new release's id. ``raw_version`` is the
-    raw version the answer is computed on (recorded with the release).
+    raw version the answer is computed on (recorded with the release). ``accounts``: a
+    period and the account ids :func:`account_ids_in` read for it with the grant, so the
+    debit need not read them again (ignored if the period has turned since).
 
     Raises :class:`BudgetError` if the grant is no longer active or either account
     cannot cover the cost; then nothing is spent.
@@ -219,7 +240,8 @@ def debit(
     if policy.dataset != grant.dataset:
         raise ValueError(f"grant {grant.id} is of {grant.dataset}, not {policy.dataset}")
     period = period_of(policy.dp.budget_period)
-    account, pool = _account_ids(db_url, grant, period)
+    known = (accounts[1], accounts[2]) if accounts and accounts[0] == period else None
+    account, pool = _account_ids(db_url, grant, period, known)
     pool_cap = round(policy.dp.global_budget_epsilon * MICRO)
     now = stamp()
     cap = (
@@ -344,11 +366,21 @@ def _refusal(db_url: str, grant: Grant, account: int, cost_micro: int) -> Budget
     )
 
 
-def release(db_url: str, release_id: str, answer: Any, *, username: str) -> str:
+def release(
+    db_url: str,
+    release_id: str,
+    answer: Any,
+    *,
+    username: str,
+    also_read: Callable[[Session], object] | None = None,
+) -> str:
     """Register the released answer (status ``released``) and return its SHA-256.
 
     Only a release still ``debited`` can be released: one already settled (refunded by
     a start-up sweep, say) raises :class:`BudgetError` and its answer must not be sent.
+    ``also_read`` reads what the answer reports (the balances) in the same transaction,
+    once the release row is claimed and before the audit record, which comes last: it
+    holds the chain head (:mod:`shuyu_platform.core.audit`) until the commit.
     """
     digest = answer_hash(answer)
     with session_scope(db_url) as session:
@@ -369,6 +401,8 @@ def release(db_url: str, release_id: str, answer: Any, *, username: str) -> str:
                 "nothing is released",
                 409,
             )
+        if also_read is not None:
+            also_read(session)
         audit.record(
             session,
             actor=username,

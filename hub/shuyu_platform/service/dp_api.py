@@ -173,16 +173,22 @@ class DpHandler(ApiHandler):
         """
         read: dict[str, Any] = {}  # the body, once parsed: what a refusal's audit names
 
-        def checked() -> tuple[str, DatasetPolicy, Grant]:
-            """Tenant, body, policy and grant, the database read in one transaction."""
+        def checked() -> tuple[str, DatasetPolicy, Grant, budget.Accounts | None]:
+            """Tenant, body, policy and grant, and (unless only previewed) the accounts a
+            debit spends from: the database read in one transaction."""
             with session_scope(self.shuyu.db_url) as session:
                 tenant = self.merchant_tenant(session)
                 read["body"] = self.request_body(declared)
                 policy = self.dataset_policy(read["body"])
-                return tenant, policy, budget.grant_in(session, tenant, policy.dataset)
+                grant = budget.grant_in(session, tenant, policy.dataset)
+                if read["body"].get("dry_run"):
+                    return tenant, policy, grant, None
+                period = budget.period_of(policy.dp.budget_period)
+                ids = budget.account_ids_in(session, grant, period)
+                return tenant, policy, grant, (period, *ids)
 
         try:
-            tenant, policy, grant = await asyncio.to_thread(checked)
+            tenant, policy, grant, accounts = await asyncio.to_thread(checked)
             body = read["body"]
             spec, preview, compute = await prepare(body, policy, grant)
             if spec.dry_run:
@@ -217,6 +223,7 @@ class DpHandler(ApiHandler):
                 cost_micro=spec.epsilon_micro,
                 request=spec.as_dict(),
                 raw_version=preview.get("raw_version"),
+                accounts=accounts,
             )
         except dpquery.DpError as err:
             self.refuse(kind, read.get("body"), err)
@@ -226,15 +233,20 @@ class DpHandler(ApiHandler):
         except Exception as err:
             await self.settle_failure(kind, release_id, spec.epsilon, err)
             return
+        balances: dict[str, float | None] = {}
         try:
             digest = await asyncio.to_thread(
-                budget.release, self.shuyu.db_url, release_id, released, username=self.user["name"]
+                budget.release,
+                self.shuyu.db_url,
+                release_id,
+                released,
+                username=self.user["name"],
+                also_read=lambda session: balances.update(_balances_in(session, tenant, policy)),
             )
         except budget.BudgetError as err:  # settled meanwhile: the answer must not leave
             message = messages.refusal(err.message, err.status)
             self.write_json({"status": err.status, "message": message}, err.status)
             return
-        balances = await asyncio.to_thread(_balances, self.shuyu.db_url, tenant, policy)
         self.write_json(
             {
                 "release": release_id,
@@ -389,8 +401,13 @@ def _balances(db_url: str, tenant: str, policy: DatasetPolicy) -> dict[str, floa
     """The tenant's and the dataset's remaining ε, as every DP answer reports them (read
     exactly from the ledger in one transaction)."""
     with session_scope(db_url) as session:
-        accounts = budget.balances_in(session, tenant)
-        pool = budget.pool_balances_in(session, [policy])[policy.dataset]
+        return _balances_in(session, tenant, policy)
+
+
+def _balances_in(session: Session, tenant: str, policy: DatasetPolicy) -> dict[str, float | None]:
+    """:func:`_balances`, read in ``session``."""
+    accounts = budget.balances_in(session, tenant)
+    pool = budget.pool_balances_in(session, [policy])[policy.dataset]
     mine = [float(a["remaining_epsilon"]) for a in accounts if a["dataset"] == policy.dataset]
     return {
         "remaining_epsilon": mine[0] if mine else None,
