@@ -252,27 +252,11 @@ def debit(
     release_id = uuid.uuid4().hex
     try:
         with session_scope(db_url) as session:
-            # The conditional UPDATEs come first: they take the write lock (SQLite) or
-            # the row locks, account then pool (PostgreSQL), before anything is read.
-            spent = session.execute(
-                update(PrivacyBudget)
-                .where(PrivacyBudget.id == account, PrivacyBudget.spent_micro + cost_micro <= cap)
-                .values(spent_micro=PrivacyBudget.spent_micro + cost_micro, updated_at=now)
-                .returning(PrivacyBudget.spent_micro)
-            ).scalar()
-            if spent is None:
-                raise _AccountRefused
-            pooled = session.execute(
-                update(DpGlobalBudget)
-                .where(
-                    DpGlobalBudget.id == pool,
-                    DpGlobalBudget.spent_micro + cost_micro <= pool_cap,
-                )
-                .values(spent_micro=DpGlobalBudget.spent_micro + cost_micro, updated_at=now)
-                .returning(DpGlobalBudget.spent_micro)
-            ).scalar()
-            if pooled is None:
-                raise _PoolExhausted
+            # The release row goes first (it only takes the write lock on SQLite, where
+            # writers queue anyway); then the conditional UPDATEs take the row locks,
+            # account then pool (PostgreSQL), before anything is read. Every request of
+            # the tenant queues for its account's row until the commit: only the pool's
+            # UPDATE and the audit record come between.
             session.add(
                 DpRelease(
                     id=release_id,
@@ -294,6 +278,26 @@ def debit(
                     released_at="",
                 )
             )
+            session.flush()
+            spent = session.execute(
+                update(PrivacyBudget)
+                .where(PrivacyBudget.id == account, PrivacyBudget.spent_micro + cost_micro <= cap)
+                .values(spent_micro=PrivacyBudget.spent_micro + cost_micro, updated_at=now)
+                .returning(PrivacyBudget.spent_micro)
+            ).scalar()
+            if spent is None:
+                raise _AccountRefused
+            pooled = session.execute(
+                update(DpGlobalBudget)
+                .where(
+                    DpGlobalBudget.id == pool,
+                    DpGlobalBudget.spent_micro + cost_micro <= pool_cap,
+                )
+                .values(spent_micro=DpGlobalBudget.spent_micro + cost_micro, updated_at=now)
+                .returning(DpGlobalBudget.spent_micro)
+            ).scalar()
+            if pooled is None:
+                raise _PoolExhausted
             budget_micro = round(grant.budget_epsilon * MICRO)
             audit.record(
                 session,
