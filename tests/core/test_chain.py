@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from harness import BIN
 from shuyu_platform.core import audit, db
@@ -136,3 +136,44 @@ def test_query_filters(db_url: str) -> None:
         assert audit.query(session, action="auth.login")[0]["detail"] == {
             "reason": "wrong password"
         }
+
+
+def test_append_holds_the_head_for_one_statement_on_postgresql(db_url: str) -> None:
+    """On PostgreSQL every audited request of every process queues for the head row's lock
+    from its append to its commit: the append is one statement there, and the record the
+    database hashed is the record :func:`audit.record_hash` hashes, whatever its text."""
+    _fill(db_url, 2)
+    statements: list[str] = []
+    engine = db.engine_for(db_url)
+
+    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    awkward = 'quote " backslash \\ newline \n tab \t 名字 \u2028 end'
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with db.session_scope(db_url) as session:
+            head_before = audit.head(session)  # the head, loaded into the session
+            statements.clear()
+            made = audit.record(
+                session,
+                actor=awkward,
+                action="test.awkward",
+                target=awkward,
+                tenant=None,
+                detail={"text": awkward, "n": 1.5, "list": [1, "二"]},
+            )
+            appended = len(statements)
+            assert audit.head(session) == (made.seq, made.hash)  # not the stale head
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    if engine.dialect.name == "postgresql":
+        assert appended == 1, statements
+    assert made.seq == head_before[0] + 1 and made.prev_hash == head_before[1]
+    with db.session_scope(db_url) as session:
+        stored = session.get(AuditEvent, made.seq)
+        assert stored is not None
+        assert (stored.actor, stored.target, stored.tenant) == (awkward, awkward, None)
+        assert stored.hash == made.hash == audit.record_hash(audit._hashed_fields(stored))
+        assert stored.ts == made.ts
+    assert _verify(db_url).ok

@@ -8,7 +8,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from harness import REPO
 from shuyu_platform.access import grants
@@ -353,6 +353,52 @@ def test_the_global_budget_survives_a_new_process_and_renews_each_period(db_url:
     social = _policies()["social_insurance"]
     _debit(db_url, _issue(db_url, social, "kangning", 5.0), 0.25, social)
     assert _pools(db_url)[("social_insurance", budget.period_of("year"))] == 250_000
+
+
+def test_a_debit_spends_from_the_accounts_read_with_its_grant_unless_the_period_turned(
+    db_url: str,
+) -> None:
+    """A DP request reads its accounts with its grant; the debit then reads no more, but
+    accounts read for a period that has ended since are not spent from."""
+    policy = _policies()["social_insurance"]
+    grant = _issue(db_url, policy, "kangning", 5.0)
+    _debit(db_url, grant, 0.1, policy)  # creates this period's accounts
+    period = budget.period_of("year")
+    with db.session_scope(db_url) as session:
+        known = budget.account_ids_in(session, grant, period)
+        session.add(
+            DpGlobalBudget(
+                dataset="social_insurance", period="1999", spent_micro=0,
+                created_at="1999-01-01T00:00:00Z", updated_at="1999-01-01T00:00:00Z",
+            )
+        )  # fmt: skip
+        session.flush()
+        old_pool = budget.account_ids_in(session, grant, "1999")[1]
+    assert None not in known and old_pool is not None
+
+    statements: list[str] = []
+    engine = db.engine_for(db_url)
+
+    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    def debit(accounts: budget.Accounts) -> None:
+        budget.debit(
+            db_url, grant, policy=policy, username="alice", kind="query",
+            cost_micro=100_000, request={"epsilon": 0.1}, accounts=accounts,
+        )  # fmt: skip
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        debit((period, *known))
+        given = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+        debit(("1999", known[0], old_pool))  # read before the year turned
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert given == [], given  # the debit itself reads nothing before it spends
+    pools = _pools(db_url)
+    assert pools[("social_insurance", "1999")] == 0
+    assert pools[("social_insurance", period)] == 300_000
 
 
 def test_periods_are_named_by_calendar_in_utc() -> None:

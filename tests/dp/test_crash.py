@@ -30,6 +30,8 @@ ENGINES = Path(__file__).parent / "engines"
 API = "/services/shuyu/api/dp"
 PAUSE_ALPHA = 0.0321  # shuyu_test_engines.PAUSE_ALPHA: the engine sleeps before answering
 FAIL_ALPHA = 0.0123  # shuyu_test_engines.FAIL_ALPHA: the engine raises after the debit
+HOLD_ALPHA = 0.0456  # shuyu_test_engines.HOLD_ALPHA: held while HOLD_FILE exists
+HOLD_FILE = "test-engine-hold"  # shuyu_test_engines.HOLD_FILE, in the state root
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +92,10 @@ def service_pid(platform: Platform) -> int:
     raise AssertionError("the platform service is not running")
 
 
-def body(alpha: float) -> dict[str, Any]:
+def body(alpha: float, epsilon: float = 0.1) -> dict[str, Any]:
     return {
         "dataset": "health_records",
-        "epsilon": 0.1,
+        "epsilon": epsilon,
         "alpha": alpha,
         "statistics": {"n": {"fn": "count"}},
     }
@@ -117,6 +119,49 @@ def test_a_failure_after_the_debit_is_refunded_audited_and_names_no_data(
         if e["target"] == f"dp_release:{answer['release']}"
     ]
     assert event["actor"] == "alice" and "staged failure" in event["detail"]["error"]
+    assert budget.ledger_problems(platform.db_url) == []
+
+
+def test_cheap_reads_are_answered_while_queries_hold_every_compute_thread(
+    platform: Platform, token: str
+) -> None:
+    """Two debited queries hold both DP compute threads (``dp_compute_threads`` is 2)
+    until the test lets them go; meanwhile the catalogue, the budget (showing both
+    debits, exactly) and the egress list are answered. No timing threshold: the reads
+    must come back while the queries provably cannot have finished."""
+    hold = platform.home / HOLD_FILE
+    hold.touch()
+    before = remaining(platform, token)
+    outcomes: dict[int, requests.Response] = {}
+
+    def ask(index: int) -> None:
+        outcomes[index] = call(platform, token, "POST", "query", json=body(HOLD_ALPHA, 0.01))
+
+    asking = [threading.Thread(target=ask, args=(index,)) for index in range(2)]
+    try:
+        for thread in asking:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while len(releases(platform, "debited")) < 2:
+            assert time.monotonic() < deadline, "the queries were never debited"
+            time.sleep(0.05)
+        for path in ("catalogue", "dp/budget", "egress/requests"):
+            answer = requests.get(
+                f"{platform.url}/services/shuyu/api/{path}",
+                headers={"Authorization": f"token {token}"},
+                timeout=60,
+            )
+            assert answer.status_code == 200, (path, answer.text)
+        assert remaining(platform, token) == pytest.approx(before - 0.02)
+        assert len(releases(platform, "debited")) == 2  # still held: no answer yet
+        assert all(thread.is_alive() for thread in asking)
+    finally:
+        hold.unlink(missing_ok=True)
+        for thread in asking:
+            thread.join(150)
+    assert [outcomes[i].status_code for i in range(2)] == [200, 200], outcomes
+    assert releases(platform, "debited") == []
+    assert remaining(platform, token) == pytest.approx(before - 0.02)
     assert budget.ledger_problems(platform.db_url) == []
 
 

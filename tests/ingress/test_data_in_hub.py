@@ -4,6 +4,7 @@ an import goes request → checks → approval → alice's sandbox, and never bo
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import textwrap
@@ -87,6 +88,23 @@ def _run(platform: Platform, user: str, code: str) -> str:
     result = platform.run_code(user, textwrap.dedent(code))
     assert result.ok, result.error
     return result.stdout
+
+
+def test_a_refused_upload_closes_its_connection_and_says_so(platform: Platform) -> None:
+    """An upload refused before its body is read (here: no token) is answered with
+    ``Connection: close``: the service closes the connection rather than read the rest,
+    and a proxy that reused it for another client's request would answer that one 503."""
+    port = int(platform.env["SHUYU_SERVICE_PORT"])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        path = "/services/shuyu/api/supply/health_records?filename=x.csv"
+        conn.request("PUT", path, body=b"a,b\n" * 50_000)
+        answer = conn.getresponse()
+        answer.read()
+    finally:
+        conn.close()
+    assert answer.status == 401
+    assert answer.getheader("Connection", "").lower() == "close"
 
 
 def test_an_import_reaches_alices_sandbox_and_never_bobs(platform: Platform) -> None:

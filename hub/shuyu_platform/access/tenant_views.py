@@ -17,6 +17,7 @@ mounts (:func:`masking_secret`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -247,19 +248,32 @@ def view_risks(
     pattern = f"{tenant or '*'}/{dataset or '*'}.parquet"
     for path in sorted(views.glob(pattern)) if views.is_dir() else []:
         try:
-            metadata = pq.read_metadata(path).metadata or {}
+            found = path.stat()
+            rows, raw = _risk_footer(str(path), found.st_ino, found.st_mtime_ns, found.st_size)
         except (OSError, pa.ArrowException):
             continue
-        raw = metadata.get(b"shuyu.risk")
         entries.append(
             ViewRiskEntry(
                 tenant=path.parent.name,
                 dataset=path.stem,
-                rows=int(metadata.get(b"shuyu.rows", b"0")),
+                rows=rows,
                 risk=json.loads(raw) if raw else None,
             )
         )
     return entries
+
+
+@functools.lru_cache(maxsize=4096)
+def _risk_footer(path: str, inode: int, mtime_ns: int, size: int) -> tuple[int, bytes | None]:
+    """A view file's row count and risk figures (JSON) from its Parquet footer.
+
+    Cached per file identity (inode, modification time, size): a view file is never
+    changed in place, a rebuild replaces it with a new file, so a cached footer is never
+    stale, and the catalogue does not reread every view's footer on every request.
+    """
+    del inode, mtime_ns, size  # part of the cache key only
+    metadata = pq.read_metadata(path).metadata or {}
+    return int(metadata.get(b"shuyu.rows", b"0")), metadata.get(b"shuyu.risk")
 
 
 def dataset_risk(settings: Shuyu, dataset: str) -> dict[str, Any]:

@@ -9,7 +9,11 @@ committed without its record, nor a record without its change.
 Appending first bumps the single-row chain head (``audit_head``). That UPDATE takes
 the database's write lock (SQLite) or the row lock (PostgreSQL) before the previous
 hash is read, so concurrent writers in different processes queue up instead of
-forking the chain.
+forking the chain. On PostgreSQL the row lock is held from the append to the commit,
+and every audited request of every process queues for it: there the append is one
+statement (:data:`_APPEND_PG`: lock the head, hash the record from the locked previous
+hash, insert it, move the head), so a writer holds the lock for two round trips of the
+database (the statement and the commit), not four.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from . import merkle
@@ -103,29 +107,95 @@ def record(
     The caller commits (or rolls back) together with whatever state change the event
     records. ``action`` is a dotted verb such as ``auth.login`` or ``catalogue.read``.
     """
+    fields: dict[str, Any] = {
+        "actor": actor,
+        "actor_kind": actor_kind,
+        "action": action,
+        "target": target,
+        "tenant": tenant,
+        "outcome": outcome,
+        "detail": canonical_json(detail or {}),
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        return _record_pg(session, fields)
     seq, prev_hash = session.execute(
         update(AuditHead)
         .where(AuditHead.id == 1)
         .values(seq=AuditHead.seq + 1)
         .returning(AuditHead.seq, AuditHead.hash)
     ).one()
-    event = AuditEvent(
-        seq=seq,
-        ts=_now(),
-        actor=actor,
-        actor_kind=actor_kind,
-        action=action,
-        target=target,
-        tenant=tenant,
-        outcome=outcome,
-        detail=canonical_json(detail or {}),
-        prev_hash=prev_hash,
-    )
+    event = AuditEvent(seq=seq, ts=_now(), prev_hash=prev_hash, **fields)
     event.hash = record_hash(_hashed_fields(event))
     session.add(event)
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=event.hash))
     session.flush()
     return event
+
+
+#: The whole append on PostgreSQL, one statement: lock the head row, take the next
+#: sequence number, the previous hash and the time, hash the record's canonical form
+#: (:func:`record_hash`; the text around the three values the database supplies is
+#: made by :func:`_canonical_around`), insert the record and move the head to it.
+_APPEND_PG = text(
+    """
+    WITH locked AS (
+        SELECT seq + 1 AS seq, hash AS prev_hash,
+               to_char(clock_timestamp() AT TIME ZONE 'UTC',
+                       'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS ts
+        FROM audit_head WHERE id = 1 FOR UPDATE
+    ), made AS (
+        SELECT seq, prev_hash, ts,
+               encode(sha256(convert_to(
+                   :before_prev_hash || prev_hash || :before_seq || seq::text
+                   || :before_ts || ts || :after_ts, 'UTF8')), 'hex') AS hash
+        FROM locked
+    ), added AS (
+        INSERT INTO audit_events (seq, ts, actor, actor_kind, action, target, tenant,
+                                  outcome, detail, prev_hash, hash)
+        SELECT seq, ts, :actor, :actor_kind, :action, :target, :tenant, :outcome, :detail,
+               prev_hash, hash
+        FROM made
+        RETURNING seq
+    )
+    UPDATE audit_head SET seq = made.seq, hash = made.hash
+    FROM made, added
+    WHERE audit_head.id = 1 AND added.seq = made.seq
+    RETURNING made.seq, made.prev_hash, made.ts, made.hash
+    """
+)
+
+
+def _canonical_around(fields: dict[str, Any]) -> dict[str, str]:
+    """The canonical form (:func:`canonical_json`) of a record whose ``prev_hash``,
+    ``seq`` and ``ts`` the database fills in, as the four texts around those values.
+
+    The hashed fields are all scalars and sorted by name, so the form is
+    ``{…,"outcome":…,"prev_hash":"<hash>","seq":<n>,"target":…,"tenant":…,"ts":"<ts>"}``.
+    """
+
+    def pair(name: str) -> str:
+        return f"{canonical_json(name)}:{canonical_json(fields[name])}"
+
+    return {
+        "before_prev_hash": "{"
+        + ",".join(pair(n) for n in ("action", "actor", "actor_kind", "detail", "outcome"))
+        + ',"prev_hash":"',
+        "before_seq": '","seq":',
+        "before_ts": "," + ",".join(pair(n) for n in ("target", "tenant")) + ',"ts":"',
+        "after_ts": '"}',
+    }
+
+
+def _record_pg(session: Session, fields: dict[str, Any]) -> AuditEvent:
+    """:func:`record` on PostgreSQL: one statement (:data:`_APPEND_PG`)."""
+    session.flush()  # the change the record describes goes first, as on every database
+    seq, prev_hash, ts, digest = session.execute(
+        _APPEND_PG, fields | _canonical_around(fields)
+    ).one()
+    held = session.identity_map.get(session.identity_key(AuditHead, 1))
+    if held is not None:  # the statement moved the head behind the session's back
+        session.expire(held)
+    return AuditEvent(seq=seq, ts=ts, prev_hash=prev_hash, hash=digest, **fields)
 
 
 def append(db_url: str, **event: Any) -> None:

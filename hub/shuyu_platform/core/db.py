@@ -49,6 +49,25 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
+#: Connections a server database's pool keeps open for reuse, per process (SQLAlchemy's
+#: default is 5). Beyond them up to :data:`POOL_OVERFLOW` more are opened when threads
+#: need them, and closed again when returned: each such connection costs PostgreSQL a new
+#: backend process, so a process whose threads use the database at once (the platform
+#: service) raises this with :func:`size_pool` to its thread count before its first query.
+POOL_SIZE = 5
+#: Connections opened beyond :data:`POOL_SIZE` under a burst (closed when returned).
+POOL_OVERFLOW = 10
+
+
+def size_pool(connections: int) -> None:
+    """Keep ``connections`` open in each server database's pool of this process.
+
+    Applies to engines made afterwards (they are cached per URL): call it first thing.
+    """
+    global POOL_SIZE
+    POOL_SIZE = max(1, connections)
+
+
 @cache
 def engine_for(url: str) -> Engine:
     """The (process-wide, cached) engine for a database URL."""
@@ -58,7 +77,7 @@ def engine_for(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
 
 
 @cache

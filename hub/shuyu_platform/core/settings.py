@@ -506,6 +506,19 @@ class Shuyu(Configurable):
     def _default_dp_compute_threads(self) -> int:
         return int(_env("SHUYU_DP_COMPUTE_THREADS", "2"))
 
+    service_threads = Integer(
+        help="""Worker threads of the platform service for database work (the cheap reads
+        and every write, their audit records, the background sweeps); DP computations
+        have their own (``dp_compute_threads``). Each process keeps this many plus
+        ``dp_compute_threads`` plus 4 database connections open for reuse, so a burst of
+        requests never waits for PostgreSQL to start a connection. Env:
+        SHUYU_SERVICE_THREADS. Default 8.""",
+    ).tag(config=True)
+
+    @default("service_threads")
+    def _default_service_threads(self) -> int:
+        return int(_env("SHUYU_SERVICE_THREADS", "8"))
+
     audit_signing_key_file = Unicode(
         help="""Ed25519 private key (PEM, mode 0600) that signs the audit chain's
         checkpoints; created on first use. Keep it outside the database's reach (another
@@ -827,6 +840,7 @@ class Shuyu(Configurable):
             "SHUYU_SPARK_RAW_URL": self.spark_raw_url,
             "SHUYU_DP_REFUND_FAILURES": "1" if self.dp_refund_failures else "0",
             "SHUYU_DP_COMPUTE_THREADS": str(self.dp_compute_threads),
+            "SHUYU_SERVICE_THREADS": str(self.service_threads),
             "SHUYU_DATA_MEMORY_LIMIT": self.data_memory_limit,
             "SHUYU_EGRESS_APPROVALS": str(self.egress_approvals_required),
             "SHUYU_TENANT_REPORTS_PER_MINUTE": str(self.tenant_reports_per_minute),

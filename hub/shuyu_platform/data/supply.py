@@ -669,6 +669,12 @@ def current_version(session: Session, dataset: str) -> int | None:
     )
 
 
+def current_rows(session: Session) -> dict[str, dict[str, Any]]:
+    """The current version's record of every dataset ever supplied, in one query."""
+    rows = session.scalars(select(RawVersion).where(RawVersion.status == "current"))
+    return {row.dataset: version_dict(row) for row in rows}
+
+
 def current_row(db_url: str, dataset: str) -> dict[str, Any] | None:
     """The current version's record (``None``: the dataset was never supplied)."""
     with session_scope(db_url) as session:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -86,9 +87,14 @@ def active_grant(db_url: str, tenant: str, dataset: str) -> Grant:
     """The tenant's active grant of ``dataset``; a 403 if there is none or the dataset
     is suspended (R23)."""
     with session_scope(db_url) as session:
-        current = grants.active(session, tenant=tenant, dataset=dataset)
-        stopped = suspension.is_suspended(session, dataset, "dataset")
-        reason = stopped.reason if stopped else ""
+        return grant_in(session, tenant, dataset)
+
+
+def grant_in(session: Session, tenant: str, dataset: str) -> Grant:
+    """:func:`active_grant`, read in ``session``."""
+    current = grants.active(session, tenant=tenant, dataset=dataset)
+    stopped = suspension.is_suspended(session, dataset, "dataset")
+    reason = stopped.reason if stopped else ""
     if stopped:
         raise BudgetError(
             f"dataset {dataset} is suspended ({reason}): no DP queries until it is resumed",
@@ -129,6 +135,45 @@ def _account_id(db_url: str, grant: Grant) -> int:
         pass  # a concurrent first query created it
     with session_scope(db_url) as session:
         return session.scalars(select(PrivacyBudget.id).where(*key)).one()
+
+
+Accounts = tuple[str, int | None, int | None]
+"""A budget period and the ids of a grant's account and its dataset's global account
+for it, as :func:`account_ids_in` read them (``None``: not created yet)."""
+
+
+def account_ids_in(session: Session, grant: Grant, period: str) -> tuple[int | None, int | None]:
+    """The ids of the grant's account and of the dataset's global account for
+    ``period`` as stored, read in ``session`` (``None``: not created yet)."""
+    account = session.scalar(
+        select(PrivacyBudget.id).where(
+            PrivacyBudget.tenant == grant.tenant,
+            PrivacyBudget.scenario == grant.scenario,
+            PrivacyBudget.dataset == grant.dataset,
+        )
+    )
+    pool = session.scalar(
+        select(DpGlobalBudget.id).where(
+            DpGlobalBudget.dataset == grant.dataset, DpGlobalBudget.period == period
+        )
+    )
+    return account, pool
+
+
+def _account_ids(
+    db_url: str, grant: Grant, period: str, known: tuple[int | None, int | None] | None = None
+) -> tuple[int, int]:
+    """The ids of the grant's account and of the dataset's global account for
+    ``period``: ``known`` (read already by :func:`account_ids_in`) or both read in one
+    transaction, each created on first use."""
+    if known is None:
+        with session_scope(db_url) as session:
+            known = account_ids_in(session, grant, period)
+    account, pool = known
+    return (
+        account if account is not None else _account_id(db_url, grant),
+        pool if pool is not None else _pool_id(db_url, grant.dataset, period),
+    )
 
 
 def period_of(period: BudgetPeriod, moment: datetime | None = None) -> str:
@@ -181,19 +226,22 @@ def debit(
     cost_micro: int,
     request: dict[str, Any],
     raw_version: int | None = None,
+    accounts: Accounts | None = None,
 ) -> str:
     """Spend ``cost_micro`` of the grant's account and of the dataset's global account
     for this period (``policy.dp``); return the new release's id. ``raw_version`` is the
-    raw version the answer is computed on (recorded with the release).
+    raw version the answer is computed on (recorded with the release). ``accounts``: a
+    period and the account ids :func:`account_ids_in` read for it with the grant, so the
+    debit need not read them again (ignored if the period has turned since).
 
     Raises :class:`BudgetError` if the grant is no longer active or either account
     cannot cover the cost; then nothing is spent.
     """
     if policy.dataset != grant.dataset:
         raise ValueError(f"grant {grant.id} is of {grant.dataset}, not {policy.dataset}")
-    account = _account_id(db_url, grant)
     period = period_of(policy.dp.budget_period)
-    pool = _pool_id(db_url, grant.dataset, period)
+    known = (accounts[1], accounts[2]) if accounts and accounts[0] == period else None
+    account, pool = _account_ids(db_url, grant, period, known)
     pool_cap = round(policy.dp.global_budget_epsilon * MICRO)
     now = stamp()
     cap = (
@@ -204,27 +252,11 @@ def debit(
     release_id = uuid.uuid4().hex
     try:
         with session_scope(db_url) as session:
-            # The conditional UPDATEs come first: they take the write lock (SQLite) or
-            # the row locks, account then pool (PostgreSQL), before anything is read.
-            spent = session.execute(
-                update(PrivacyBudget)
-                .where(PrivacyBudget.id == account, PrivacyBudget.spent_micro + cost_micro <= cap)
-                .values(spent_micro=PrivacyBudget.spent_micro + cost_micro, updated_at=now)
-                .returning(PrivacyBudget.spent_micro)
-            ).scalar()
-            if spent is None:
-                raise _AccountRefused
-            pooled = session.execute(
-                update(DpGlobalBudget)
-                .where(
-                    DpGlobalBudget.id == pool,
-                    DpGlobalBudget.spent_micro + cost_micro <= pool_cap,
-                )
-                .values(spent_micro=DpGlobalBudget.spent_micro + cost_micro, updated_at=now)
-                .returning(DpGlobalBudget.spent_micro)
-            ).scalar()
-            if pooled is None:
-                raise _PoolExhausted
+            # The release row goes first (it only takes the write lock on SQLite, where
+            # writers queue anyway); then the conditional UPDATEs take the row locks,
+            # account then pool (PostgreSQL), before anything is read. Every request of
+            # the tenant queues for its account's row until the commit: only the pool's
+            # UPDATE and the audit record come between.
             session.add(
                 DpRelease(
                     id=release_id,
@@ -246,6 +278,26 @@ def debit(
                     released_at="",
                 )
             )
+            session.flush()
+            spent = session.execute(
+                update(PrivacyBudget)
+                .where(PrivacyBudget.id == account, PrivacyBudget.spent_micro + cost_micro <= cap)
+                .values(spent_micro=PrivacyBudget.spent_micro + cost_micro, updated_at=now)
+                .returning(PrivacyBudget.spent_micro)
+            ).scalar()
+            if spent is None:
+                raise _AccountRefused
+            pooled = session.execute(
+                update(DpGlobalBudget)
+                .where(
+                    DpGlobalBudget.id == pool,
+                    DpGlobalBudget.spent_micro + cost_micro <= pool_cap,
+                )
+                .values(spent_micro=DpGlobalBudget.spent_micro + cost_micro, updated_at=now)
+                .returning(DpGlobalBudget.spent_micro)
+            ).scalar()
+            if pooled is None:
+                raise _PoolExhausted
             budget_micro = round(grant.budget_epsilon * MICRO)
             audit.record(
                 session,
@@ -318,11 +370,21 @@ def _refusal(db_url: str, grant: Grant, account: int, cost_micro: int) -> Budget
     )
 
 
-def release(db_url: str, release_id: str, answer: Any, *, username: str) -> str:
+def release(
+    db_url: str,
+    release_id: str,
+    answer: Any,
+    *,
+    username: str,
+    also_read: Callable[[Session], object] | None = None,
+) -> str:
     """Register the released answer (status ``released``) and return its SHA-256.
 
     Only a release still ``debited`` can be released: one already settled (refunded by
     a start-up sweep, say) raises :class:`BudgetError` and its answer must not be sent.
+    ``also_read`` reads what the answer reports (the balances) in the same transaction,
+    once the release row is claimed and before the audit record, which comes last: it
+    holds the chain head (:mod:`shuyu_platform.core.audit`) until the commit.
     """
     digest = answer_hash(answer)
     with session_scope(db_url) as session:
@@ -343,6 +405,8 @@ def release(db_url: str, release_id: str, answer: Any, *, username: str) -> str:
                 "nothing is released",
                 409,
             )
+        if also_read is not None:
+            also_read(session)
         audit.record(
             session,
             actor=username,
@@ -478,50 +542,71 @@ def ledger_problems(db_url: str) -> list[str]:
 
 def balances(db_url: str, tenant: str) -> list[dict[str, Any]]:
     """The tenant's budget per active grant: fields, cap, spent, remaining, expiry."""
-    out = []
     with session_scope(db_url) as session:
-        for grant in grants.active(session, tenant=tenant):
-            spent = session.scalar(
-                select(PrivacyBudget.spent_micro).where(
-                    PrivacyBudget.tenant == tenant,
-                    PrivacyBudget.scenario == grant.scenario,
-                    PrivacyBudget.dataset == grant.dataset,
-                )
+        return balances_in(session, tenant)
+
+
+def balances_in(session: Session, tenant: str) -> list[dict[str, Any]]:
+    """:func:`balances`, read in ``session``: the grants and their accounts in two
+    queries, whatever the number of grants (read exactly, never cached)."""
+    active = grants.active(session, tenant=tenant)
+    spent = {
+        (scenario, dataset): used
+        for scenario, dataset, used in session.execute(
+            select(PrivacyBudget.scenario, PrivacyBudget.dataset, PrivacyBudget.spent_micro).where(
+                PrivacyBudget.tenant == tenant
             )
-            budget_micro = round(grant.budget_epsilon * MICRO)
-            used = spent or 0
-            out.append(
-                {
-                    "dataset": grant.dataset,
-                    "scenario": grant.scenario,
-                    "grant": grant.id,
-                    "fields": grants.fields_of(grant),
-                    "budget_epsilon": grant.budget_epsilon,
-                    "spent_epsilon": epsilon(used),
-                    "remaining_epsilon": epsilon(max(budget_micro - used, 0)),
-                    "expires_at": grant.expires_at,
-                }
-            )
+        )
+    }
+    out = []
+    for grant in active:
+        budget_micro = round(grant.budget_epsilon * MICRO)
+        used = spent.get((grant.scenario, grant.dataset)) or 0
+        out.append(
+            {
+                "dataset": grant.dataset,
+                "scenario": grant.scenario,
+                "grant": grant.id,
+                "fields": grants.fields_of(grant),
+                "budget_epsilon": grant.budget_epsilon,
+                "spent_epsilon": epsilon(used),
+                "remaining_epsilon": epsilon(max(budget_micro - used, 0)),
+                "expires_at": grant.expires_at,
+            }
+        )
     return out
 
 
 def pool_balance(db_url: str, policy: DatasetPolicy) -> dict[str, Any]:
     """The dataset's global budget for the current period: cap, spent, remaining."""
-    period = period_of(policy.dp.budget_period)
     with session_scope(db_url) as session:
-        spent = session.scalar(
-            select(DpGlobalBudget.spent_micro).where(
-                DpGlobalBudget.dataset == policy.dataset, DpGlobalBudget.period == period
+        return pool_balances_in(session, [policy])[policy.dataset]
+
+
+def pool_balances_in(session: Session, policies: list[DatasetPolicy]) -> dict[str, dict[str, Any]]:
+    """:func:`pool_balance` of each of ``policies``, by dataset, read in ``session`` in
+    one query (read exactly, never cached)."""
+    periods = {p.dataset: period_of(p.dp.budget_period) for p in policies}
+    spent: dict[str, int] = {}
+    if periods:
+        for dataset, period, used in session.execute(
+            select(DpGlobalBudget.dataset, DpGlobalBudget.period, DpGlobalBudget.spent_micro).where(
+                DpGlobalBudget.dataset.in_(sorted(periods))
             )
-        )
-    cap = round(policy.dp.global_budget_epsilon * MICRO)
-    used = spent or 0
-    return {
-        "period": period,
-        "budget_epsilon": policy.dp.global_budget_epsilon,
-        "spent_epsilon": epsilon(used),
-        "remaining_epsilon": epsilon(max(cap - used, 0)),
-    }
+        ):
+            if periods[dataset] == period:
+                spent[dataset] = used
+    out = {}
+    for policy in policies:
+        cap = round(policy.dp.global_budget_epsilon * MICRO)
+        used = spent.get(policy.dataset) or 0
+        out[policy.dataset] = {
+            "period": periods[policy.dataset],
+            "budget_epsilon": policy.dp.global_budget_epsilon,
+            "spent_epsilon": epsilon(used),
+            "remaining_epsilon": epsilon(max(cap - used, 0)),
+        }
+    return out
 
 
 def release_dict(row: DpRelease, *, with_answer: bool = True) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -110,7 +111,20 @@ def make_app(settings: Shuyu, prefix: str) -> web.Application:
     )
 
 
+#: Database connections kept for the service's own loops beyond its worker threads.
+SPARE_CONNECTIONS = 4
+
+
+def database_connections(settings: Shuyu) -> int:
+    """How many database connections the service keeps open: one per thread that may
+    use the database at once (worker threads, DP compute threads) and a few spare."""
+    return settings.service_threads + settings.dp_compute_threads + SPARE_CONNECTIONS
+
+
 async def _serve(settings: Shuyu) -> None:
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=max(1, settings.service_threads), thread_name_prefix="db")
+    )
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/shuyu/")
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", settings.service_url))
     app = make_app(settings, prefix)
@@ -227,6 +241,7 @@ def main() -> None:
         level=logging.INFO, format="[%(levelname)1.1s %(asctime)s shuyu] %(message)s"
     )
     settings = Shuyu.from_environment()
+    db.size_pool(database_connections(settings))
     try:
         db.upgrade(settings.db_url)
         settled = budget.settle_interrupted(settings.db_url, refund=settings.dp_refund_failures)

@@ -8,10 +8,12 @@ from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubOAuthenticated, check_scopes
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session
 from tornado import httputil, web
 
 from .. import messages
 from ..core import audit, roles
+from ..core.db import session_scope
 from ..core.settings import Shuyu
 from . import json_body
 from .request_models import Declared
@@ -161,9 +163,23 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         outcome: audit.Outcome = "ok",
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Record one event on behalf of the signed-in user."""
-        audit.append(
-            self.shuyu.db_url,
+        """Record one event on behalf of the signed-in user, in a transaction of its own."""
+        with session_scope(self.shuyu.db_url) as session:
+            self.audit_in(session, action, target, outcome=outcome, detail=detail)
+
+    def audit_in(
+        self,
+        session: Session,
+        action: str,
+        target: str,
+        *,
+        outcome: audit.Outcome = "ok",
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record one event on behalf of the signed-in user within ``session``'s
+        transaction (a read and its audit record: one round of the database, not two)."""
+        audit.record(
+            session,
             actor=self.user["name"],
             actor_kind="service" if self.user.get("kind") == "service" else "user",
             action=action,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from sqlalchemy.orm import Session
 from tornado import web
 
 from ..access import suspension
@@ -25,10 +26,14 @@ from ..dp import budget
 from .base import ApiHandler, BaseHandler
 
 
-def _with_supply(handler: BaseHandler, policies: list[DatasetPolicy]) -> list[dict[str, Any]]:
-    """Catalogue entries with the supply status: ``active``, or ``suspended`` and why (R23)."""
-    with session_scope(handler.shuyu.db_url) as session:
-        stopped = suspension.suspended(session, "dataset")
+def _with_supply(
+    handler: BaseHandler, policies: list[DatasetPolicy], session: Session
+) -> list[dict[str, Any]]:
+    """Catalogue entries with the supply status: ``active``, or ``suspended`` and why (R23),
+    and the current raw version's number and time (``None``: never supplied as a version);
+    the database is read in ``session`` (one query each for suspensions and versions)."""
+    stopped = suspension.suspended(session, "dataset")
+    versions = supply.current_rows(session)
     return [
         {
             **p.catalogue_entry(),
@@ -36,30 +41,30 @@ def _with_supply(handler: BaseHandler, policies: list[DatasetPolicy]) -> list[di
             if p.dataset in stopped
             else {"status": "active"},
             "view_risk": dataset_risk(handler.shuyu, p.dataset),
-            "raw_version": _version(handler, p.dataset),
+            "raw_version": _version(versions.get(p.dataset)),
         }
         for p in policies
     ]
 
 
-def _version(handler: BaseHandler, dataset: str) -> dict[str, Any] | None:
-    """The current raw version's number and time (``None``: never supplied as a version)."""
-    row = supply.current_row(handler.shuyu.db_url, dataset)
+def _version(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A raw version's number and time, as the catalogue shows it."""
     if row is None:
         return None
     return {"version": row["version"], "supplied_at": row["supplied_at"]}
 
 
-def _entries(handler: BaseHandler) -> list[dict[str, Any]]:
-    return _with_supply(handler, [p for _, p in sorted(handler.settings["policies"].items())])
+def _entries(handler: BaseHandler, session: Session) -> list[dict[str, Any]]:
+    policies = [p for _, p in sorted(handler.settings["policies"].items())]
+    return _with_supply(handler, policies, session)
 
 
-def _entry(handler: BaseHandler, dataset: str) -> dict[str, Any]:
+def _entry(handler: BaseHandler, dataset: str, session: Session) -> dict[str, Any]:
     policy = handler.settings["policies"].get(dataset)
     if policy is None:
         known = ", ".join(sorted(handler.settings["policies"]))
         raise web.HTTPError(404, f"No dataset named {dataset!r} in the catalogue; it has {known}.")
-    return _with_supply(handler, [policy])[0]
+    return _with_supply(handler, [policy], session)[0]
 
 
 class CatalogueApi(ApiHandler):
@@ -71,11 +76,12 @@ class CatalogueApi(ApiHandler):
 
     def read(self, dataset: str | None) -> dict[str, Any]:
         """The catalogue or one entry, read off the event loop; the read is audited."""
-        if dataset:
-            body: dict[str, Any] = _entry(self, dataset)
-        else:
-            body = {"datasets": _entries(self)}
-        self.audit("catalogue.read", dataset or "*", detail={"format": "json"})
+        with session_scope(self.shuyu.db_url) as session:
+            if dataset:
+                body: dict[str, Any] = _entry(self, dataset, session)
+            else:
+                body = {"datasets": _entries(self, session)}
+            self.audit_in(session, "catalogue.read", dataset or "*", detail={"format": "json"})
         return body
 
 
@@ -92,12 +98,15 @@ class CataloguePage(BaseHandler):
             if self.tenant
             else {}
         )
+        with session_scope(self.shuyu.db_url) as session:
+            if dataset:
+                entry = _entry(self, dataset, session)
+            else:
+                entries = _entries(self, session)
         if dataset:
-            self.render_page(
-                "dataset.html", entry=_entry(self, dataset), grant=granted.get(dataset)
-            )
+            self.render_page("dataset.html", entry=entry, grant=granted.get(dataset))
         else:
-            self.render_page("catalogue.html", entries=_entries(self), granted=granted)
+            self.render_page("catalogue.html", entries=entries, granted=granted)
 
 
 class HomePage(BaseHandler):

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any, TypeVar
 
+from sqlalchemy.orm import Session
 from tornado import web
 
 from .. import messages
@@ -42,7 +43,7 @@ from ..data import supply
 from ..data.policy import DatasetPolicy
 from ..dp import budget
 from ..dp import query as dpquery
-from ..dp.engine import Engine, Members, Source, load_engine
+from ..dp.engine import Engine, Estimate, Members, Source, load_engine
 from ..ingress import imports
 from . import json_body
 from .base import ApiHandler
@@ -84,14 +85,17 @@ class DpHandler(ApiHandler):
         pool: ThreadPoolExecutor = app.shuyu_dp_threads  # type: ignore[attr-defined]
         return await asyncio.get_running_loop().run_in_executor(pool, fn)
 
-    def merchant_tenant(self) -> str:
-        """The caller's tenant; refuses (audited) non-merchants and suspended tenants."""
+    def merchant_tenant(self, session: Session | None = None) -> str:
+        """The caller's tenant; refuses (audited) non-merchants and suspended tenants.
+        The suspension is read in ``session`` if given, else in a transaction of its own."""
         self.require_scope(DP_QUERY, "Differential-privacy queries", "merchant")
         if self.tenant is None:
             raise web.HTTPError(403, f"{self.user['name']} belongs to no tenant, so has no budget.")
-        with session_scope(self.shuyu.db_url) as session:
-            suspended = suspension.is_suspended(session, self.tenant)
-            reason = suspended.reason if suspended else ""
+        if session is None:
+            with session_scope(self.shuyu.db_url) as own:
+                return self.merchant_tenant(own)
+        suspended = suspension.is_suspended(session, self.tenant)
+        reason = suspended.reason if suspended else ""
         if suspended:
             raise dpquery.QueryError(f"tenant {self.tenant} is suspended: {reason}", 403)
         return self.tenant
@@ -167,14 +171,25 @@ class DpHandler(ApiHandler):
         spec, the preview's extra fields, and the computation to run once debited, which
         returns what is released (hashed and stored) and what else to send back.
         """
-        body: Any = None
+        read: dict[str, Any] = {}  # the body, once parsed: what a refusal's audit names
+
+        def checked() -> tuple[str, DatasetPolicy, Grant, budget.Accounts | None]:
+            """Tenant, body, policy and grant, and (unless only previewed) the accounts a
+            debit spends from: the database read in one transaction."""
+            with session_scope(self.shuyu.db_url) as session:
+                tenant = self.merchant_tenant(session)
+                read["body"] = self.request_body(declared)
+                policy = self.dataset_policy(read["body"])
+                grant = budget.grant_in(session, tenant, policy.dataset)
+                if read["body"].get("dry_run"):
+                    return tenant, policy, grant, None
+                period = budget.period_of(policy.dp.budget_period)
+                ids = budget.account_ids_in(session, grant, period)
+                return tenant, policy, grant, (period, *ids)
+
         try:
-            tenant = await asyncio.to_thread(self.merchant_tenant)
-            body = self.request_body(declared)
-            policy = self.dataset_policy(body)
-            grant = await asyncio.to_thread(
-                budget.active_grant, self.shuyu.db_url, tenant, policy.dataset
-            )
+            tenant, policy, grant, accounts = await asyncio.to_thread(checked)
+            body = read["body"]
             spec, preview, compute = await prepare(body, policy, grant)
             if spec.dry_run:
 
@@ -208,24 +223,30 @@ class DpHandler(ApiHandler):
                 cost_micro=spec.epsilon_micro,
                 request=spec.as_dict(),
                 raw_version=preview.get("raw_version"),
+                accounts=accounts,
             )
         except dpquery.DpError as err:
-            self.refuse(kind, body, err)
+            self.refuse(kind, read.get("body"), err)
             return
         try:
             released, extra = await self.computing(compute)
         except Exception as err:
             await self.settle_failure(kind, release_id, spec.epsilon, err)
             return
+        balances: dict[str, float | None] = {}
         try:
             digest = await asyncio.to_thread(
-                budget.release, self.shuyu.db_url, release_id, released, username=self.user["name"]
+                budget.release,
+                self.shuyu.db_url,
+                release_id,
+                released,
+                username=self.user["name"],
+                also_read=lambda session: balances.update(_balances_in(session, tenant, policy)),
             )
         except budget.BudgetError as err:  # settled meanwhile: the answer must not leave
             message = messages.refusal(err.message, err.status)
             self.write_json({"status": err.status, "message": message}, err.status)
             return
-        balances = await asyncio.to_thread(_balances, self.shuyu.db_url, tenant, policy)
         self.write_json(
             {
                 "release": release_id,
@@ -276,9 +297,14 @@ class QueryApi(DpHandler):
 
         async def prepare(body: dict[str, Any], policy: DatasetPolicy, grant: Grant) -> Prepared:
             spec = dpquery.parse(body, policy, grants.fields_of(grant))
-            source = await self.computing(lambda: self.source(policy, grant, spec.join))
-            # Plans the measurement (and checks the raw file) before anything is spent.
-            estimate = await self.computing(lambda: engine.estimate(source, spec))
+
+            def plan() -> tuple[Source, Estimate]:
+                """The pinned source and the planned measurement (the raw file checked),
+                before anything is spent: one turn of the compute threads, not two."""
+                source = self.source(policy, grant, spec.join)
+                return source, engine.estimate(source, spec)
+
+            source, estimate = await self.computing(plan)
             preview = {
                 "engine": engine.name,
                 "estimate": estimate.as_dict(),
@@ -326,18 +352,25 @@ class BudgetApi(DpHandler):
 
     def read(self) -> dict[str, Any]:
         """The balances, read exactly from the ledger (never cached); the read is audited."""
-        try:
-            tenant = self.merchant_tenant()
-        except dpquery.QueryError as err:
-            raise web.HTTPError(err.status, err.message) from None
-        accounts = budget.balances(self.shuyu.db_url, tenant)
         policies: dict[str, DatasetPolicy] = self.settings["policies"]
-        for account in accounts:
-            policy = policies.get(account["dataset"])
-            if policy is not None:
-                account["max_epsilon_per_query"] = policy.privacy.max_epsilon_per_query
-                account["global"] = budget.pool_balance(self.shuyu.db_url, policy)
-        self.audit("dp.budget.read", f"tenant:{tenant}", detail={"accounts": len(accounts)})
+        with session_scope(self.shuyu.db_url) as session:
+            try:
+                tenant = self.merchant_tenant(session)
+            except dpquery.QueryError as err:
+                raise web.HTTPError(err.status, err.message) from None
+            accounts = budget.balances_in(session, tenant)
+            granted = {
+                a["dataset"]: policies[a["dataset"]] for a in accounts if a["dataset"] in policies
+            }
+            pools = budget.pool_balances_in(session, list(granted.values()))
+            for account in accounts:
+                policy = granted.get(account["dataset"])
+                if policy is not None:
+                    account["max_epsilon_per_query"] = policy.privacy.max_epsilon_per_query
+                    account["global"] = pools[policy.dataset]
+            self.audit_in(
+                session, "dp.budget.read", f"tenant:{tenant}", detail={"accounts": len(accounts)}
+            )
         return {
             "tenant": tenant,
             "accounting": "pure ε, sequential composition",
@@ -364,23 +397,21 @@ class ReleasesApi(DpHandler):
         self.write_json(budget.release_dict(row))
 
 
-def _remaining(db_url: str, tenant: str, dataset: str) -> float | None:
-    for account in budget.balances(db_url, tenant):
-        if account["dataset"] == dataset:
-            return float(account["remaining_epsilon"])
-    return None
-
-
-def _pool_remaining(db_url: str, policy: DatasetPolicy) -> float:
-    """What all tenants together may still spend on the dataset this period."""
-    return float(budget.pool_balance(db_url, policy)["remaining_epsilon"])
-
-
 def _balances(db_url: str, tenant: str, policy: DatasetPolicy) -> dict[str, float | None]:
-    """The tenant's and the dataset's remaining ε, as every DP answer reports them."""
+    """The tenant's and the dataset's remaining ε, as every DP answer reports them (read
+    exactly from the ledger in one transaction)."""
+    with session_scope(db_url) as session:
+        return _balances_in(session, tenant, policy)
+
+
+def _balances_in(session: Session, tenant: str, policy: DatasetPolicy) -> dict[str, float | None]:
+    """:func:`_balances`, read in ``session``."""
+    accounts = budget.balances_in(session, tenant)
+    pool = budget.pool_balances_in(session, [policy])[policy.dataset]
+    mine = [float(a["remaining_epsilon"]) for a in accounts if a["dataset"] == policy.dataset]
     return {
-        "remaining_epsilon": _remaining(db_url, tenant, policy.dataset),
-        "global_remaining_epsilon": _pool_remaining(db_url, policy),
+        "remaining_epsilon": mine[0] if mine else None,
+        "global_remaining_epsilon": float(pool["remaining_epsilon"]),
     }
 
 

@@ -74,6 +74,7 @@ class SupplyApi(_DatasetHandler):
 
     _upload: Path | None = None
     _handle: Any = None
+    _received = False  # the whole body read (``put`` runs only then)
 
     async def prepare(self) -> None:
         await super().prepare()
@@ -120,7 +121,17 @@ class SupplyApi(_DatasetHandler):
         if self._upload is not None:
             self._upload.unlink(missing_ok=True)
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """The refusal, saying ``Connection: close`` when it comes before the body was read
+        (refused in :meth:`prepare`): the server then closes the connection instead of
+        reading the rest, and a proxy that kept it for its next request would get no
+        answer to that one (a 503 to an unrelated client)."""
+        if self.request.method == "PUT" and not self._received:
+            self.set_header("Connection", "close")
+        super().write_error(status_code, **kwargs)
+
     async def put(self, dataset: str) -> None:
+        self._received = True
         assert self._handle is not None and self._upload is not None
         self._handle.close()
         self._handle = None
