@@ -148,6 +148,33 @@ class VisibleText(HTMLParser):
             self.text.append(data.strip())
 
 
+def render_hub_template(template: str, **context: Any) -> str:
+    """``template`` as the hub renders it: the platform's templates first, the stock ones
+    under ``templates/`` (how JupyterHub's loader is built), with the hub's variables.
+
+    For pages a request cannot hold still (a sandbox starting, one that failed)."""
+    from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader
+    from jupyterhub._data import DATA_FILES_PATH
+
+    from shuyu_platform.core import hub_pages
+    from shuyu_platform.hubconfig import TEMPLATES
+
+    stock = Path(DATA_FILES_PATH) / "templates"
+    loader = ChoiceLoader([
+        PrefixLoader({"templates": FileSystemLoader([str(stock)])}, "/"),
+        FileSystemLoader([str(TEMPLATES), str(stock)]),
+    ])  # fmt: skip
+    environment = Environment(loader=loader, autoescape=True)
+    environment.globals["static_url"] = lambda path, **_: f"/hub/static/{path}"
+    hub_vars = {k: v(None) if callable(v) else v for k, v in hub_pages.template_vars().items()}
+    user = {"name": "alice", "json_escaped_name": "alice", "spawner": {"options_form": None}}
+    return environment.get_template(template).render(
+        base_url="/hub/", prefix="/", user=user, parsed_scopes=set(), services=[],
+        logout_url="/hub/logout", progress_url="/hub/api/progress", **hub_vars,
+        **context,
+    )  # fmt: skip
+
+
 @dataclass
 class Platform:
     """A running platform and helpers to act on it as a person would."""

@@ -6,16 +6,10 @@ request cannot hold still, rendered by the hub's template loader as the hub rend
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Any
 
 import pytest
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader
-from jupyterhub._data import DATA_FILES_PATH
 
-from harness import Platform, VisibleText
-from shuyu_platform.core import hub_pages
-from shuyu_platform.hubconfig import TEMPLATES
+from harness import Platform, VisibleText, render_hub_template
 
 #: A run of Chinese characters.
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
@@ -80,25 +74,6 @@ def test_the_hubs_pages_read_chinese_first(platform: Platform) -> None:
     assert not any(problems.values()), problems
 
 
-def _render(template: str, **context: Any) -> str:
-    """``template`` as the hub renders it: the platform's templates first, the stock ones
-    under ``templates/`` (how JupyterHub's loader is built), with the hub's variables."""
-    stock = Path(DATA_FILES_PATH) / "templates"
-    loader = ChoiceLoader([
-        PrefixLoader({"templates": FileSystemLoader([str(stock)])}, "/"),
-        FileSystemLoader([str(TEMPLATES), str(stock)]),
-    ])  # fmt: skip
-    environment = Environment(loader=loader, autoescape=True)
-    environment.globals["static_url"] = lambda path, **_: f"/hub/static/{path}"
-    hub_vars = {k: v(None) if callable(v) else v for k, v in hub_pages.template_vars().items()}
-    user = {"name": "alice", "json_escaped_name": "alice", "spawner": {"options_form": None}}
-    return environment.get_template(template).render(
-        base_url="/hub/", prefix="/", user=user, parsed_scopes=set(), services=[],
-        logout_url="/hub/logout", progress_url="/hub/api/progress", **hub_vars,
-        **context,
-    )  # fmt: skip
-
-
 @pytest.mark.parametrize(
     ("template", "context"),
     [
@@ -108,6 +83,6 @@ def _render(template: str, **context: Any) -> str:
     ],
 )
 def test_a_sandbox_starting_or_stopped_reads_chinese_first(template: str, context: dict) -> None:
-    html = _render(template, **context)
+    html = render_hub_template(template, **context)
     problems = _problems(html, {"alice", "Spawn failed: timeout"})
     assert not problems, problems
