@@ -806,8 +806,8 @@ class _Build:
         qis: Sequence[str],
         suppressed: pa.Table | None,
     ) -> _Written:
-        """Mask each batch here while the previous window is compressed in a helper
-        thread; rows are written window by window in a keyed random order."""
+        """Mask each batch here while the previous window is shuffled and compressed in
+        a helper thread; rows are written window by window in a keyed random order."""
         counts = _Written()
         rng = self._order()
         row_groups = rng.permutation(self.parquet.num_row_groups).tolist()
@@ -824,12 +824,13 @@ class _Build:
                 nonlocal pending, held
                 if not held:
                     return
-                shuffled = pa.concat_tables(window).take(pa.array(rng.permutation(held)))
+                order = pa.array(rng.permutation(held))
+                tables = list(window)
                 window.clear()
                 held = 0
                 if pending is not None:
                     pending.result()  # a failed write stops the build here
-                pending = pool.submit(_write_slices, writer, shuffled)
+                pending = pool.submit(_shuffle_and_write, writer, tables, order)
 
             for read, table in batches:
                 counts.rows_in += read
@@ -863,6 +864,13 @@ def _distinct_values(column: pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
     values = pa.concat_arrays([dictionary, pa.nulls(1, dictionary.type)])
     indices = encoded.indices.cast(pa.int32()).fill_null(len(dictionary))
     return values, indices
+
+
+def _shuffle_and_write(writer: pq.ParquetWriter, tables: list[pa.Table], order: pa.Array) -> None:
+    """Write the window ``tables`` in the row ``order`` drawn for it (in the writer's
+    thread: the gather of every column is as long as masking a batch, and the loop that
+    masks the next batches need not wait for it)."""
+    _write_slices(writer, pa.concat_tables(tables).take(order))
 
 
 def _write_slices(writer: pq.ParquetWriter, table: pa.Table) -> None:
