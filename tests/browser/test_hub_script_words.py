@@ -1,11 +1,12 @@
-"""The page of a sandbox starting says the hub's own words in Chinese first, in chromium.
+"""The hub's pages say the words JupyterHub's own scripts write Chinese first, in chromium.
 
-JupyterHub's script on that page writes the hub's progress messages ("Server
-requested", "Server ready at ...", "Spawn failed: ...") and its stop button's words in
-English; the platform's template says them through the catalogue as they appear. The
-page is the hub's template rendered as the hub renders it, without the stock script's
-network (an event stream a test cannot hold still); the test writes into the page
-exactly what that script writes, the way it writes it, and reads what a person sees.
+JupyterHub's script on the page of a sandbox starting writes the hub's progress messages
+("Server requested", "Server ready at ...", "Spawn failed: ...") and its stop button's
+words in English, and so does the home page's script after stopping a sandbox; the
+platform's templates say them through the catalogue as they appear. Each page is the
+hub's template rendered as the hub renders it, without the stock scripts' network (an
+event stream a test cannot hold still); the test writes into the page exactly what
+those scripts write, the way they write it, and reads what a person sees.
 """
 
 from __future__ import annotations
@@ -81,3 +82,21 @@ def test_a_message_of_the_sandbox_itself_is_left_as_it_comes(page) -> None:
     assert page.locator("#progress-message").text_content() == (
         "正在准备工作目录 Preparing the work folder"
     )
+
+
+def test_the_home_pages_button_after_stopping_reads_chinese_first(page) -> None:
+    home = render_hub_template(
+        "home.html", default_server={"active": True}, url="/user/alice/", user_server_name=""
+    )
+    page.set_content(_page_without_network(home))
+    # what JupyterHub's home script does once the stop succeeded
+    page.evaluate(
+        "var b = document.getElementById('start'); b.setAttribute('title', 'Your server is "
+        "stopping'); b.textContent = 'Start My Server';"
+        "b.setAttribute('title', 'Start your default server')"
+    )
+    page.wait_for_function(
+        "document.getElementById('start').textContent.startsWith('启动我的沙箱')", timeout=5000
+    )
+    start = page.locator("#start")
+    assert (start.get_attribute("title") or "").startswith("启动我的沙箱")
