@@ -36,11 +36,10 @@ from shuyu_platform.data.masking import tenant_key
 from shuyu_platform.data.policy import (
     DatasetPolicy,
     MicroaggregateMasking,
-    RiskLimits,
     load_policies,
-    load_policy,
 )
 from shuyu_platform.data.views import ViewBuildError, ViewReport, build_view, generalisation_levels
+from view_policies import date_shift_policy, lenient
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = 4000
@@ -60,14 +59,6 @@ def policies() -> dict[str, DatasetPolicy]:
 def raw(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The four raw demo datasets, ``ROWS`` rows each (enterprise_credit: ``ROWS // 20``)."""
     return demodata.generate(tmp_path_factory.mktemp("raw"), rows=ROWS, seed=SEED)
-
-
-def lenient(policy: DatasetPolicy) -> DatasetPolicy:
-    """``policy`` with risk limits a small table meets: the finest level suppressing at
-    most 90 % of the rows, at any average risk (k and l still enforced)."""
-    limits = RiskLimits(max_average_risk=1.0, max_suppressed_share=0.9)
-    privacy = policy.privacy.model_copy(update={"risk_limits": limits})
-    return policy.model_copy(update={"privacy": privacy})
 
 
 def build(
@@ -342,17 +333,6 @@ def test_pseudonyms_are_stable_across_rebuilds_and_differ_between_tenants(
     assert ids[0] == ids[1]
     assert not set(ids[0]) & set(ids[2])
     assert pq.read_table(first.out_path).equals(pq.read_table(again.out_path))
-
-
-def date_shift_policy(tmp_path: Path) -> DatasetPolicy:
-    """health_records with birth and diagnosis dates shifted per person, not generalised."""
-    text = (REPO / "policies" / "health_records.yaml").read_text("utf-8")
-    for old in ("masking: {rule: generalize, to: year}", "masking: {rule: generalize, to: month}"):
-        assert text.count(old) == 1
-        text = text.replace(old, "masking: {rule: date_shift, max_days: 30}")
-    path = tmp_path / "health_records.yaml"
-    path.write_text(text, "utf-8")
-    return load_policy(path)
 
 
 def test_date_shift_is_stable_per_person(raw: dict[str, Path], tmp_path: Path) -> None:

@@ -74,7 +74,8 @@ def remove_stale_temporaries(out_path: Path) -> None:
     """Remove temporary files of earlier writes of ``out_path`` whose process is gone.
 
     A write killed outright (power loss, SIGKILL) cannot clean up after itself; its
-    temporary file is named ``.<name>.tmp-<pid>-<random>``.
+    temporary file is named ``.<name>.tmp-<pid>-<random>``, and a scratch folder of the
+    same write (a view build's keyed columns) ``.<name>.tmp-<pid>-<random>.<what>``.
     """
     for path in out_path.parent.glob(f".{out_path.name}.tmp-*"):
         pid_text = path.name.removeprefix(f".{out_path.name}.tmp-").split("-", 1)[0]
@@ -83,7 +84,10 @@ def remove_stale_temporaries(out_path: Path) -> None:
         try:
             os.kill(int(pid_text), 0)
         except ProcessLookupError:
-            path.unlink(missing_ok=True)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
         except OSError:
             continue
 

@@ -78,7 +78,9 @@ from shuyu_platform.data.risk import (
     measure,
 )
 
+from . import keyed_ahead
 from .classes import ClassCounter, Coder, class_keys, kept_rows
+from .keyed_ahead import KeyedAhead, filter_rows, keyed_fields
 from .rawfile import open_raw
 
 __all__ = [
@@ -233,6 +235,7 @@ def build_view(
     with (
         open_raw(raw_path, ViewBuildError) as (source, parquet),
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="shuyu-hash") as hasher,
+        contextlib.ExitStack() as stack,
     ):
         filters = _check_columns(policy, raw_path, parquet.schema_arrow, names, row_filter)
         abandon = threading.Event()
@@ -241,6 +244,9 @@ def build_view(
             build = _Build(
                 policy, raw_path, source, parquet, key, reference_date, filters, progress
             )
+            ahead = build.mask_ahead(levels, names, out_path)
+            if ahead is not None:
+                stack.callback(ahead.close)
             level, stats, counted, suppressed = 0, None, None, None
             if qis:
                 level, stats, counted, suppressed = build.choose_level(
@@ -289,7 +295,16 @@ def build_view(
 
             def write(tmp: Path) -> _Written:
                 written = build.write(
-                    tmp, schema, chosen, names, qis, suppressed, compression, raw_digest, final_risk
+                    tmp,
+                    schema,
+                    chosen,
+                    names,
+                    qis,
+                    suppressed,
+                    compression,
+                    raw_digest,
+                    final_risk,
+                    ahead,
                 )
                 if counted is not None and counted != (written.rows_in, written.rows_kept):
                     raise ViewBuildError(f"{raw_path.name} changed while the view was built")
@@ -588,16 +603,14 @@ class _Build:
             yield batch
 
     def _filter(self, table: pa.Table) -> pa.Table:
-        if not self.filters:
-            return table
-        keep = None
-        for column, values in self.filters.items():
-            match = pc.is_in(table.column(column), value_set=values)
-            keep = match if keep is None else pc.and_(keep, match)
-        return table.filter(keep)
+        return filter_rows(table, self.filters)
 
     def _mask(
-        self, table: pa.Table, names: Sequence[str], policy: DatasetPolicy | None = None
+        self,
+        table: pa.Table,
+        names: Sequence[str],
+        policy: DatasetPolicy | None = None,
+        premasked: Mapping[str, pa.Array] | None = None,
     ) -> pa.Table:
         policy = policy or self.policy
         return masking.mask_table(
@@ -607,6 +620,28 @@ class _Build:
             key=self.key,
             reference_date=self.reference_date,
             groups=self._groups(policy, names),
+            premasked=premasked,
+        )
+
+    def mask_ahead(
+        self, levels: Sequence[DatasetPolicy], names: Sequence[str], out_path: Path
+    ) -> KeyedAhead | None:
+        """Start the helper that masks the keyed fields for pass 2 while pass 1 runs
+        (:mod:`shuyu_platform.data.keyed_ahead`), on a file large enough to gain by it."""
+        keyed = keyed_fields(levels, names)
+        if self.total < keyed_ahead.MIN_ROWS or not keyed:
+            return None
+        return KeyedAhead.start(
+            source=self.source,
+            out_path=out_path,
+            policy=levels[0],
+            fields=keyed,
+            columns=self._columns(keyed),
+            key=self.key,
+            reference_date=self.reference_date,
+            filters=self.filters,
+            row_groups=self._row_groups(self._order()),
+            batch_rows=BATCH_ROWS,
         )
 
     def _groups(self, policy: DatasetPolicy, names: Sequence[str]) -> dict[str, MicroGroups]:
@@ -769,12 +804,14 @@ class _Build:
         compression: str,
         raw_digest: Future[str],
         final_risk: Callable[[_Written], ViewRisk],
+        ahead: KeyedAhead | None = None,
     ) -> _Written:
-        """Pass 2: mask (as ``policy``, the chosen level, says), suppress, shuffle and
-        write every batch into the new file ``tmp``."""
+        """Pass 2: mask (as ``policy``, the chosen level, says, taking the keyed fields
+        from ``ahead`` where it has them), suppress, shuffle and write every batch into
+        the new file ``tmp``."""
         writer = pq.ParquetWriter(str(tmp), schema, compression=compression)
         try:
-            counts = self._write_batches(writer, schema, policy, names, qis, suppressed)
+            counts = self._write_batches(writer, schema, policy, names, qis, suppressed, ahead)
             counts.risk = final_risk(counts)
             writer.add_key_value_metadata(
                 {
@@ -797,6 +834,10 @@ class _Build:
         )
         return np.random.default_rng(np.random.SeedSequence(int.from_bytes(seed, "big")))
 
+    def _row_groups(self, rng: np.random.Generator) -> list[int]:
+        """Pass 2's order of the row groups: the first draw of :meth:`_order`."""
+        return rng.permutation(self.parquet.num_row_groups).tolist()
+
     def _write_batches(
         self,
         writer: pq.ParquetWriter,
@@ -805,12 +846,13 @@ class _Build:
         names: Sequence[str],
         qis: Sequence[str],
         suppressed: pa.Table | None,
+        ahead: KeyedAhead | None,
     ) -> _Written:
         """Mask each batch here while the previous window is shuffled and compressed in
         a helper thread; rows are written window by window in a keyed random order."""
         counts = _Written()
         rng = self._order()
-        row_groups = rng.permutation(self.parquet.num_row_groups).tolist()
+        row_groups = self._row_groups(rng)
         means = MeanAccumulator(*_utility_columns(policy, schema, names, qis))
         window: list[pa.Table] = []
         held = 0
@@ -835,7 +877,8 @@ class _Build:
             for read, table in batches:
                 counts.rows_in += read
                 counts.rows_kept += table.num_rows
-                view = self._mask(table, names, policy)
+                ready = None if ahead is None else ahead.take(table)
+                view = self._mask(table, names, policy, ready)
                 kept = None
                 if suppressed is not None and view.num_rows:
                     kept = kept_rows(view, qis, suppressed)

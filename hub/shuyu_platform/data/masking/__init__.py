@@ -68,7 +68,14 @@ Modules: :mod:`.keys`, :mod:`.schema` (fields and output types), :mod:`.columns`
 from .columns import mask_column, mask_table, pseudonymize
 from .keys import MIN_KEY_BYTES, TOKEN_CHARS, import_key, tenant_key
 from .microaggregation import MicroGroups, fit_groups, value_counts
-from .schema import masking_label, needs_unit, output_type, view_fields, view_schema
+from .schema import (
+    is_keyed,
+    masking_label,
+    needs_unit,
+    output_type,
+    view_fields,
+    view_schema,
+)
 
 __all__ = [
     "MIN_KEY_BYTES",
@@ -76,6 +83,7 @@ __all__ = [
     "MicroGroups",
     "fit_groups",
     "import_key",
+    "is_keyed",
     "mask_column",
     "mask_table",
     "masking_label",

@@ -58,6 +58,7 @@ def mask_table(
     key: bytes,
     reference_date: date,
     groups: Mapping[str, MicroGroups] | None = None,
+    premasked: Mapping[str, pa.Array] | None = None,
 ) -> pa.Table:
     """Mask the requested ``fields`` of a raw ``table`` as ``policy`` says.
 
@@ -66,6 +67,8 @@ def mask_table(
     ``reference_date`` is the day ages are computed on (``generalize: age_band``);
     ``groups`` the fitted groups of each ``microaggregate`` field (see
     :mod:`.microaggregation`), fitted over the whole view, not this batch.
+    ``premasked`` gives fields already masked as ``policy`` says (by a helper process of
+    a view build), taken as they are once their length and type are checked.
     Raises :class:`ValueError` naming the field for a field the policy does not know, an
     L4 or dropped field, or a column missing from ``table`` (including the privacy unit
     a ``date_shift`` field needs).
@@ -80,18 +83,24 @@ def mask_table(
             )
     unit = _unit_column(table, policy, names)
     schema = view_schema(policy, names, table.schema)
-    columns = [
-        mask_column(
-            name,
-            table.column(name),
-            policy.fields[name],
-            key=key,
-            unit=unit,
-            reference_date=reference_date,
-            groups=(groups or {}).get(name),
-        )
-        for name in names
-    ]
+    ready = premasked or {}
+    columns = []
+    for name in names:
+        if name in ready:
+            column = ready[name]
+            if len(column) != table.num_rows or column.type != schema.field(name).type:
+                raise ValueError(f"field {name!r}: the column masked ahead does not fit")
+        else:
+            column = mask_column(
+                name,
+                table.column(name),
+                policy.fields[name],
+                key=key,
+                unit=unit,
+                reference_date=reference_date,
+                groups=(groups or {}).get(name),
+            )
+        columns.append(column)
     return pa.Table.from_arrays(columns, schema=schema)
 
 

@@ -18,6 +18,7 @@ from shuyu_platform.data.policy import (
     GeneralizeMasking,
     MicroaggregateMasking,
     NoiseMasking,
+    PseudonymizeMasking,
     RoundMasking,
     TopCodeMasking,
 )
@@ -96,6 +97,12 @@ def masking_label(field: FieldPolicy) -> str:
 def needs_unit(field: FieldPolicy) -> bool:
     """Whether ``field``'s masking is keyed per privacy unit (``date_shift``, ``noise``)."""
     return isinstance(field.masking, DateShiftMasking | NoiseMasking)
+
+
+def is_keyed(field: FieldPolicy) -> bool:
+    """Whether ``field``'s masking hashes values under the tenant key (``pseudonymize``,
+    ``date_shift``, ``noise``): the one per-value cost of masking a large column."""
+    return isinstance(field.masking, PseudonymizeMasking) or needs_unit(field)
 
 
 # ============================================================================ schema
