@@ -24,7 +24,10 @@ than memory can be built:
    (the whole view, when smaller) with a permutation keyed by the tenant key, so a
    row's position says nothing about the raw order, and two tenants' views cannot be
    lined up by position. Reading the next batch, masking this one and compressing the
-   last one overlap in three threads.
+   last one overlap in three threads. On a large file a helper process masks the keyed
+   columns (pseudonyms, per-person shifts and noise) from the last batch backwards,
+   from the start of pass 1 on, and pass 2 takes the batches it has finished
+   (:mod:`shuyu_platform.data.keyed_ahead`).
 
 The view is written to a hidden temporary file beside the target, fsynced and renamed
 over it, so readers see either the previous view or the complete new one; an exception
