@@ -29,8 +29,18 @@ SERVICE = "/services/shuyu"
 
 
 def _load(platform: Platform, stop: threading.Event, counts: dict[str, int]) -> None:
-    """Signed-in users reading the catalogue and their budget until told to stop."""
-    sessions = [platform.service_session(name)[0] for name in ("alice", "bob", "rita")]
+    """Signed-in users reading the catalogue and their budget until told to stop.
+
+    A sign-in the loaded hub answers with an error (the proxy's 503 when the hub is slow
+    to answer it) is tried again, so every thread adds its load."""
+    sessions: list[requests.Session] = []
+    for name in ("alice", "bob", "rita"):
+        while not stop.is_set():
+            try:
+                sessions.append(platform.service_session(name)[0])
+                break
+            except (AssertionError, requests.RequestException):
+                time.sleep(0.5)
     while not stop.is_set():
         for session in sessions:
             with contextlib.suppress(requests.RequestException):
