@@ -146,6 +146,29 @@ def test_spark_agrees_with_opendp_and_enforces_the_policy_bounds(
     assert home["total"] < truth[HOME]["total"] + 2 * UPPER
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_file_replaced_at_the_same_path_is_answered_from_its_new_rows(
+    spark: SparkEngine, policy: DatasetPolicy, files: dict[str, Path], tmp_path: Path
+) -> None:
+    # The driver caches each answer's truncated rows; none may outlive the answer, or
+    # Spark, which finds a cache by its plan (the path), would answer from old rows.
+    spec = query.parse(
+        {"dataset": "health_records", "epsilon": EPSILON, "statistics": {"n": {"fn": "count"}}},
+        policy,
+        list(policy.fields),
+    )
+    path = tmp_path / "health_records.parquet"
+    rows = pl.read_parquet(files["good"])
+    counts = []
+    for size in (len(rows), len(rows) // 4):
+        rows.head(size).write_parquet(path)
+        counts.append(spark.answer(Source(policy, path), spec).rows[0]["n"])
+    scale = 1 / EPSILON  # one row per person, all of ε on the count
+    assert abs(counts[0] - len(rows)) <= 30 * scale
+    assert abs(counts[1] - len(rows) // 4) <= 30 * scale
+
+
 def conf_of(engine: SparkEngine) -> dict[str, str]:
     """The driver's Spark properties, as its command line passes them."""
     command = engine.driver.command
