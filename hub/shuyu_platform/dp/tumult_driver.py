@@ -149,18 +149,27 @@ def _truncated(session: Any, plan: dict[str, Any]) -> str:
     return TRUNCATED
 
 
-def _query(source: str, keyset: Any, primitive: dict[str, Any]) -> Any:
-    """The Tumult query of one primitive, grouped by the public keys if any."""
+def _query(plan: dict[str, Any], source: str, keyset: Any, primitive: dict[str, Any]) -> Any:
+    """The Tumult query of one primitive, grouped by the public keys if any.
+
+    It reads only the columns it needs (the unit, the keys, its value): the aggregation
+    truncates again by hashing every column it is given, and a count needs no value.
+    """
     from tmlt.analytics import QueryBuilder
 
+    name, fn = primitive["name"], primitive["fn"]
+    column = None
+    if fn != "count":
+        pattern = SQUARE if primitive.get("square") else VALUE
+        column = pattern.format(primitive["column"])
     builder: Any = QueryBuilder(source)
+    if plan.get("unit"):
+        needed = [plan["unit"], *(key["name"] for key in plan["keys"])]
+        builder = builder.select([*needed, *([column] if column else [])])
     if keyset is not None:
         builder = builder.groupby(keyset)
-    name, fn = primitive["name"], primitive["fn"]
-    if fn == "count":
+    if column is None:
         return builder.count(name=name)
-    pattern = SQUARE if primitive.get("square") else VALUE
-    column = pattern.format(primitive["column"])
     low, high = primitive["low"], primitive["high"]
     if fn == "sum":
         return builder.sum(column, low, high, name=name)
@@ -203,7 +212,7 @@ def handle(spark: Any, request: dict[str, Any]) -> dict[str, Any]:
         noise: dict[str, Any] = {}
         merged: dict[tuple[Any, ...], dict[str, Any]] = {}
         for i, primitive in enumerate(primitives):
-            name, query = primitive["name"], _query(source, keyset, primitive)
+            name, query = primitive["name"], _query(plan, source, keyset, primitive)
             # The last one takes what is left, so float rounding never overdraws.
             last = i == len(primitives) - 1
             budget = session.remaining_privacy_budget if last else PureDPBudget(epsilon)
