@@ -169,14 +169,17 @@ def arguments(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] = ()) -> None:
     """Measure every method ``rounds`` times; print medians, ratios and peak memory."""
-    from shuyu_platform.dp.spark_engine import DEFAULT_CONF
+    from shuyu_platform.core.settings import Shuyu
+    from shuyu_platform.dp.spark_engine import spark_properties
 
     from .dp import COLUMN, KEY, the_query
     from .rawdata import DATASET, raw_file, workspace
 
     options = arguments(argv)
     rows, rounds = options.rows, options.rounds
-    query = the_query() | {"master": options.master, "conf": list(DEFAULT_CONF)}
+    # Plain Spark SQL runs with the properties the engine's driver gets on this master.
+    conf = spark_properties(options.master, Shuyu().spark_conf)
+    query = the_query() | {"master": options.master, "conf": conf}
     print(
         f"spark: Spark engine (Tumult) vs OpenDP engine and plain Spark SQL, {DATASET}, "
         f"{rows:,} rows, {rounds} rounds, master {options.master}"

@@ -27,7 +27,7 @@ from shuyu_platform.data.policy import DatasetPolicy, load_policies
 from shuyu_platform.dp import query
 from shuyu_platform.dp.engine import EngineError, Source, load_engine
 from shuyu_platform.dp.opendp_engine import OpenDpEngine
-from shuyu_platform.dp.spark_engine import SparkEngine
+from shuyu_platform.dp.spark_engine import SparkEngine, local_cores, spark_properties
 
 UPPER = 50_000.0  # settlement_amount's clamping bound in the shipped policy
 EPSILON = 40.0  # large, so the engines' noise is small beside the differences tested
@@ -72,10 +72,7 @@ def files(tmp_path_factory: pytest.TempPathFactory, policy: DatasetPolicy) -> di
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Any:
     home = str(tmp_path_factory.mktemp("home"))
-    # Two shuffle partitions: the data is small and every task is scheduled on 2 cores.
-    engine = SparkEngine(
-        Shuyu(home=home), master="local[2]", conf=["spark.sql.shuffle.partitions=2"]
-    )
+    engine = SparkEngine(Shuyu(home=home), master="local[2]")  # 2 shuffle partitions
     yield engine
     engine.close()
 
@@ -147,6 +144,68 @@ def test_spark_agrees_with_opendp_and_enforces_the_policy_bounds(
     home = next(r for r in answer.rows if r["district"] == HOME)
     assert home["n"] < truth[HOME]["n"] + 2
     assert home["total"] < truth[HOME]["total"] + 2 * UPPER
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_file_replaced_at_the_same_path_is_answered_from_its_new_rows(
+    spark: SparkEngine, policy: DatasetPolicy, files: dict[str, Path], tmp_path: Path
+) -> None:
+    # The driver caches each answer's truncated rows; none may outlive the answer, or
+    # Spark, which finds a cache by its plan (the path), would answer from old rows.
+    spec = query.parse(
+        {"dataset": "health_records", "epsilon": EPSILON, "statistics": {"n": {"fn": "count"}}},
+        policy,
+        list(policy.fields),
+    )
+    path = tmp_path / "health_records.parquet"
+    rows = pl.read_parquet(files["good"])
+    counts = []
+    for size in (len(rows), len(rows) // 4):
+        rows.head(size).write_parquet(path)
+        counts.append(spark.answer(Source(policy, path), spec).rows[0]["n"])
+    scale = 1 / EPSILON  # one row per person, all of ε on the count
+    assert abs(counts[0] - len(rows)) <= 30 * scale
+    assert abs(counts[1] - len(rows) // 4) <= 30 * scale
+
+
+def conf_of(engine: SparkEngine) -> dict[str, str]:
+    """The driver's Spark properties, as its command line passes them."""
+    command = engine.driver.command
+    pairs = [command[i + 1] for i, arg in enumerate(command) if arg == "--conf"]
+    keys = [pair.partition("=")[0] for pair in pairs]
+    assert len(keys) == len(set(keys))  # each property once: what the driver runs with
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def test_shuffle_partitions_follow_a_local_master_unless_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert [local_cores(m) for m in ("local", "local[3]", "local[4,2]", "spark://h:7077")] == [
+        1,
+        3,
+        4,
+        None,
+    ]
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    assert local_cores("local[*]") == 6
+    home = str(tmp_path)
+    local = conf_of(SparkEngine(Shuyu(home=home), master="local[2]"))
+    assert local["spark.sql.shuffle.partitions"] == "2"
+    assert local["spark.sql.adaptive.enabled"] == "true"
+    assert local["spark.sql.adaptive.coalescePartitions.enabled"] == "true"
+    assert local["spark.ui.enabled"] == "false"
+    cluster = conf_of(SparkEngine(Shuyu(home=home), master="spark://spark-master:7077"))
+    assert "spark.sql.shuffle.partitions" not in cluster  # Spark's own default
+    # The operator's setting wins over the default, and the engine's argument over both.
+    settings = Shuyu(home=home, spark_conf=["spark.sql.shuffle.partitions=64"])
+    assert conf_of(SparkEngine(settings, master="local[2]"))["spark.sql.shuffle.partitions"] == "64"
+    engine = SparkEngine(settings, master="local[2]", conf=["spark.sql.adaptive.enabled=false"])
+    assert conf_of(engine)["spark.sql.adaptive.enabled"] == "false"
+    # The benchmark's plain Spark SQL gets the same properties as the engine's driver.
+    assert spark_properties("local[2]", settings.spark_conf) == [
+        f"{k}={v}" for k, v in conf_of(SparkEngine(settings, master="local[2]")).items()
+    ]
 
 
 def test_spark_properties_are_checked_when_configured() -> None:

@@ -28,7 +28,9 @@ clamped sums (of a value or its square) and quantiles, each spending ``epsilon``
 Rows are prepared row by row with Spark SQL (filters, bins, nulls and NaN as the lower
 bound), then handed to a Tumult ``Session`` whose protected change is "add or remove
 every row of one privacy unit" with ``MaxRowsPerID(max_contributions)`` enforced: a
-unit's rows beyond the bound are dropped by Tumult's truncation, not trusted.
+unit's rows beyond the bound are dropped by Tumult's truncation, not trusted. The
+truncation runs once per answer, into a cached view every primitive reads; nothing
+cached outlives the answer.
 
 Replies: ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
 """
@@ -46,6 +48,7 @@ from typing import Any
 
 VALUE = "__v_{}"  # a summed or ranked column, clamped, nulls and NaN as the lower bound
 SQUARE = "__sq_{}"  # its square
+TRUNCATED = "truncated"  # the view of the rows with the contribution bound enforced
 
 
 def _prepared(spark: Any, plan: dict[str, Any]) -> Any:
@@ -126,20 +129,47 @@ def _session(plan: dict[str, Any], frame: Any, budget: float) -> Any:
     )
 
 
-def _query(plan: dict[str, Any], primitive: dict[str, Any]) -> Any:
-    """The Tumult query of one primitive, grouped by the public keys if any."""
-    from tmlt.analytics import KeySet, MaxRowsPerID, QueryBuilder
+def _truncated(session: Any, plan: dict[str, Any]) -> str:
+    """The source every primitive reads: the rows with ``MaxRowsPerID`` enforced, cached.
 
-    builder: Any = QueryBuilder("rows")
-    if plan.get("unit"):
-        builder = builder.enforce(MaxRowsPerID(plan["contributions"]))
-    if plan["keys"]:
-        builder = builder.groupby(KeySet.from_dict(plan["keyset"]))
+    Tumult truncates by hashing every column of every row and ranking a unit's rows
+    (a sort and two windows over the whole table), and did so twice in each primitive's
+    query: once for ``enforce`` and once more as the aggregation applies the constraint.
+    A view enforcing the bound once, cached, lets every primitive of the answer share
+    that first truncation (the second, inside each aggregation, then finds nothing to
+    drop). The view is a transformation: it spends no budget and leaves the noise
+    scales as they were (the engine checks them against the preview on every answer).
+    """
+    from tmlt.analytics import MaxRowsPerID, QueryBuilder
+
+    if not plan.get("unit"):
+        return "rows"  # no privacy unit: rows are the unit, nothing to truncate
+    truncated = QueryBuilder("rows").enforce(MaxRowsPerID(plan["contributions"]))
+    session.create_view(truncated, TRUNCATED, cache=True)
+    return TRUNCATED
+
+
+def _query(plan: dict[str, Any], source: str, keyset: Any, primitive: dict[str, Any]) -> Any:
+    """The Tumult query of one primitive, grouped by the public keys if any.
+
+    It reads only the columns it needs (the unit, the keys, its value): the aggregation
+    truncates again by hashing every column it is given, and a count needs no value.
+    """
+    from tmlt.analytics import QueryBuilder
+
     name, fn = primitive["name"], primitive["fn"]
-    if fn == "count":
+    column = None
+    if fn != "count":
+        pattern = SQUARE if primitive.get("square") else VALUE
+        column = pattern.format(primitive["column"])
+    builder: Any = QueryBuilder(source)
+    if plan.get("unit"):
+        needed = [plan["unit"], *(key["name"] for key in plan["keys"])]
+        builder = builder.select([*needed, *([column] if column else [])])
+    if keyset is not None:
+        builder = builder.groupby(keyset)
+    if column is None:
         return builder.count(name=name)
-    pattern = SQUARE if primitive.get("square") else VALUE
-    column = pattern.format(primitive["column"])
     low, high = primitive["low"], primitive["high"]
     if fn == "sum":
         return builder.sum(column, low, high, name=name)
@@ -158,7 +188,7 @@ def _noise(info: list[dict[str, Any]]) -> dict[str, Any]:
 
 def handle(spark: Any, request: dict[str, Any]) -> dict[str, Any]:
     """Answer one request of the protocol."""
-    from tmlt.analytics import PureDPBudget
+    from tmlt.analytics import KeySet, PureDPBudget
 
     op = request.get("op")
     if op == "ping":
@@ -168,14 +198,21 @@ def handle(spark: Any, request: dict[str, Any]) -> dict[str, Any]:
     plan = request["plan"]
     epsilon = float(plan["epsilon"])
     primitives = plan["primitives"]
-    frame = _prepared(spark, plan).persist()  # each primitive is a pass; read the file once
+    frame = _prepared(spark, plan)
+    if not plan.get("unit"):
+        frame = frame.persist()  # each primitive is a pass; read the file once
     try:
         session = _session(plan, frame, epsilon * len(primitives))
+        source = _truncated(session, plan)
+        # One key set for every primitive, cached: its rows come from Python only once.
+        keyset = KeySet.from_dict(plan["keyset"]) if plan["keys"] else None
+        if keyset is not None:
+            keyset.cache()
         names = [key["name"] for key in plan["keys"]]
         noise: dict[str, Any] = {}
         merged: dict[tuple[Any, ...], dict[str, Any]] = {}
         for i, primitive in enumerate(primitives):
-            name, query = primitive["name"], _query(plan, primitive)
+            name, query = primitive["name"], _query(plan, source, keyset, primitive)
             # The last one takes what is left, so float rounding never overdraws.
             last = i == len(primitives) - 1
             budget = session.remaining_privacy_budget if last else PureDPBudget(epsilon)
@@ -186,7 +223,11 @@ def handle(spark: Any, request: dict[str, Any]) -> dict[str, Any]:
                 merged.setdefault(group, dict(zip(names, group, strict=True)))[name] = values[name]
         return {"ok": True, "noise": noise, "rows": list(merged.values())}
     finally:
-        frame.unpersist()
+        # Nothing cached outlives its answer: Spark finds a cache by its plan, so a
+        # truncation left cached would answer the next query on the same path from the
+        # rows of a file since replaced. Tumult 0.21's ``delete_view`` leaves the view's
+        # cache in place, hence everything, at once (one request at a time here).
+        spark.catalog.clearCache()
 
 
 def main() -> None:
