@@ -36,7 +36,7 @@ def replace_atomically(
     """
     out_path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_path)
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp = temporary_path(out_path)
     try:
         result = write(tmp)
         if mode is not None:
@@ -68,6 +68,13 @@ def fsync_directory(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def temporary_path(out_path: Path, suffix: str = "") -> Path:
+    """A hidden name beside ``out_path`` for one write of it, by this process:
+    ``.<name>.tmp-<pid>-<random><suffix>``, the form :func:`remove_stale_temporaries`
+    knows (``suffix`` such as ``.keyed`` names a scratch folder of the same write)."""
+    return out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}{suffix}")
 
 
 def remove_stale_temporaries(out_path: Path) -> None:

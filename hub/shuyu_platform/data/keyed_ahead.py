@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import pickle
-import secrets
 import select
 import shutil
 import signal
@@ -50,6 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from shuyu_platform.core.atomic import temporary_path
 from shuyu_platform.data import masking
 from shuyu_platform.data.policy import DatasetPolicy
 
@@ -143,9 +143,7 @@ class KeyedAhead:
     ) -> KeyedAhead | None:
         """Start the helper for ``fields`` (read with ``columns``), or return None when it
         cannot start; the build then masks every batch itself."""
-        folder = out_path.with_name(
-            f".{out_path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}.keyed"
-        )
+        folder = temporary_path(out_path, ".keyed")
         job = Job(
             fd=source.fileno(),
             policy=policy,

@@ -34,7 +34,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -50,7 +49,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..core import audit
-from ..core.atomic import fsync_directory, remove_stale_temporaries, replace_atomically
+from ..core.atomic import (
+    fsync_directory,
+    remove_stale_temporaries,
+    replace_atomically,
+    temporary_path,
+)
 from ..core.db import session_scope, stamp
 from ..core.models import RawVersion
 from .identifiers import valid_id_card_rows, valid_uscc_rows
@@ -353,7 +357,7 @@ def _link(raw_dir: Path, policy: DatasetPolicy, version: int) -> None:
     """Point ``raw/<dataset>.parquet`` at ``version`` in one rename."""
     link = link_path(raw_dir, policy)
     remove_stale_temporaries(link)
-    tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp = temporary_path(link)
     os.symlink(f"{policy.dataset}/{version}.parquet", tmp)
     try:
         os.replace(tmp, link)
