@@ -90,6 +90,9 @@ INNER_SERVER_PORT = 8888
 INNER_HUB_PORT = 8081
 INNER_API_PORT = 10101
 
+#: Seconds a stopping sandbox's cgroup may take to empty before it is given up on.
+CGROUP_REMOVE_WAIT = 5.0
+
 #: Where Jupyter looks for configuration and data inside the sandbox: root's folders
 #: the tenant cannot write. The home never appears in any of these paths.
 JUPYTER_CONFIG_DIR = "/etc/jupyter"
@@ -145,6 +148,9 @@ class Cgroup:
         self.cpus = cpus
         self.pids = pids
         self.dirs: list[Path] = []
+        #: CPU seconds already on the group's counter when it was created: a group of
+        #: the same name that an earlier start could not remove keeps its counter.
+        self.cpu_base = 0.0
 
     @classmethod
     def version(cls) -> int | None:
@@ -167,6 +173,7 @@ class Cgroup:
         except OSError as exc:
             self.remove()
             raise SandboxError(f"cannot set cgroup limits: {exc}") from exc
+        self.cpu_base = self._cpu_counter()
 
     def _create_v2(self) -> None:
         parent = self.ROOT / "shuyu"
@@ -225,7 +232,11 @@ class Cgroup:
         return None
 
     def cpu_seconds(self) -> float:
-        """CPU time the cgroup's processes used so far (0 where the kernel does not say)."""
+        """CPU time the cgroup's processes used since :meth:`create` (0 where the kernel
+        does not say): what this start is metered for, never an earlier start's."""
+        return max(0.0, self._cpu_counter() - self.cpu_base)
+
+    def _cpu_counter(self) -> float:
         usage = self._first("cpuacct.usage")  # v1: nanoseconds
         if usage and usage.strip().isdigit():
             return int(usage) / 1e9
@@ -245,11 +256,25 @@ class Cgroup:
         for group in self.dirs:
             (group / "cgroup.procs").write_text("0")
 
-    def remove(self) -> None:
-        """Remove the cgroup(s) once their processes are gone."""
+    def remove(self, wait: float = 0.0) -> None:
+        """Remove the cgroup(s), waiting up to ``wait`` seconds for processes to leave.
+
+        A sandbox's processes leave its group a moment after its first process has been
+        reaped (the kernel tears down its PID namespace); until then ``rmdir`` fails
+        with EBUSY, and a group removed without waiting stays behind, counters and all.
+        """
+        deadline = time.monotonic() + wait
         for group in self.dirs:
-            with contextlib.suppress(OSError):
-                group.rmdir()
+            while True:
+                try:
+                    group.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(0.05)
         self.dirs = []
 
 
@@ -717,7 +742,7 @@ class SandboxSpawner(Spawner):
             await self.gateway.close()
             self.gateway = None
         if self.cgroup is not None:
-            self.cgroup.remove()
+            await asyncio.to_thread(self.cgroup.remove, CGROUP_REMOVE_WAIT)
             self.cgroup = None
         if self.run_dir is not None:
             shutil.rmtree(self.run_dir, ignore_errors=True)
