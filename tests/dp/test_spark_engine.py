@@ -8,7 +8,9 @@ The data: 9 districts of single-row people, plus one person who breaks the polic
 promise of one row each (40 rows, each far above the clamping bound). The OpenDP engine
 answers on the data without that person (it refuses a file that breaks the promise);
 the Spark engine answers on the file with them, so Tumult's truncation must keep just
-one of their rows and the clamp must cut it to the policy's upper bound.
+one of their rows and the clamp must cut it to the policy's upper bound. A file that
+keeps the promise is answered without truncation; which path a file takes is decided
+per file version, so a file rewritten to break the promise is truncated again.
 """
 
 from __future__ import annotations
@@ -93,6 +95,12 @@ def spec_of(policy: DatasetPolicy) -> query.QuerySpec:
     return query.parse(body, policy, list(policy.fields))
 
 
+def count_of(policy: DatasetPolicy) -> query.QuerySpec:
+    """The row count of the whole file, all of ε on it."""
+    body = {"dataset": "health_records", "epsilon": EPSILON, "statistics": {"n": {"fn": "count"}}}
+    return query.parse(body, policy, list(policy.fields))
+
+
 # Spark's start and Tumult's two evaluations take ~20 s idle, minutes on a loaded machine.
 @pytest.mark.slow
 @pytest.mark.timeout(900)
@@ -153,11 +161,7 @@ def test_a_file_replaced_at_the_same_path_is_answered_from_its_new_rows(
 ) -> None:
     # The driver caches each answer's truncated rows; none may outlive the answer, or
     # Spark, which finds a cache by its plan (the path), would answer from old rows.
-    spec = query.parse(
-        {"dataset": "health_records", "epsilon": EPSILON, "statistics": {"n": {"fn": "count"}}},
-        policy,
-        list(policy.fields),
-    )
+    spec = count_of(policy)
     path = tmp_path / "health_records.parquet"
     rows = pl.read_parquet(files["good"])
     counts = []
@@ -167,6 +171,29 @@ def test_a_file_replaced_at_the_same_path_is_answered_from_its_new_rows(
     scale = 1 / EPSILON  # one row per person, all of ε on the count
     assert abs(counts[0] - len(rows)) <= 30 * scale
     assert abs(counts[1] - len(rows) // 4) <= 30 * scale
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_contribution_bound_is_counted_per_file_version(
+    spark: SparkEngine, policy: DatasetPolicy, files: dict[str, Path], tmp_path: Path
+) -> None:
+    # The attack: a file checked once as keeping the promise, then rewritten in place
+    # with a person of 40 rows. Truncation is skipped only while the promise holds.
+    spec = count_of(policy)
+    path = tmp_path / "health_records.parquet"
+    replies = []
+    for name in ("good", "bad"):
+        path.write_bytes(files[name].read_bytes())
+        plan = spark.plan(Source(policy, path), spec)
+        plan["path"] = str(path)
+        replies.append(spark.driver.request({"op": "answer", "plan": plan}))
+    assert [reply["truncated"] for reply in replies] == [False, True]
+    assert replies[0]["noise"] == replies[1]["noise"]  # the same noise either way
+    truth = len(pl.read_parquet(files["good"]))
+    scale = 1 / EPSILON
+    for reply in replies:  # the cheat's 40 rows count as one
+        assert abs(reply["rows"][0]["__n"] - truth) <= 1 + 30 * scale
 
 
 def conf_of(engine: SparkEngine) -> dict[str, str]:

@@ -20,10 +20,15 @@ is read (count: ``k / ε_i``, discrete Laplace; sum over ``[low, high]``:
 ``k · max(|low|, |high|) / ε_i``, Laplace; ``k`` the contribution bound), so a preview
 needs no Spark at all, and each answer checks that Tumult used exactly those scales.
 
-Unlike the OpenDP engine, which refuses a file where a unit has more rows than the
-policy promises, this engine enforces the bound itself (Tumult's ``MaxRowsPerID``
-drops the excess rows): a full scan to check the promise is what a Spark-sized file
-cannot afford on the platform's machine.
+The policy promises that no privacy unit has more than ``max_contributions`` rows. The
+OpenDP engine checks that on the platform's machine and refuses a file that breaks it;
+this engine has Spark count it instead, once per file version (one aggregation over the
+unit column, remembered by the driver), since a Spark-sized file is no file to scan on
+the platform's machine. A file that keeps the promise is answered as the OpenDP engine
+would, with no truncation (Tumult's truncation sorts every row by unit, and was most of
+an answer's time); one that breaks it is still answered, with the bound enforced by
+Tumult's ``MaxRowsPerID``, which drops the excess rows. Both paths add noise of the same
+scales; :mod:`.tumult_driver` has the details.
 """
 
 from __future__ import annotations

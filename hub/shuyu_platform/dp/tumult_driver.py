@@ -26,11 +26,23 @@ the grant's row filter and the tenant's filters, the privacy unit and its contri
 bound, the group keys (public key sets or histogram bins) and the primitives: counts,
 clamped sums (of a value or its square) and quantiles, each spending ``epsilon``.
 Rows are prepared row by row with Spark SQL (filters, bins, nulls and NaN as the lower
-bound), then handed to a Tumult ``Session`` whose protected change is "add or remove
-every row of one privacy unit" with ``MaxRowsPerID(max_contributions)`` enforced: a
-unit's rows beyond the bound are dropped by Tumult's truncation, not trusted. The
-truncation runs once per answer, into a cached view every primitive reads; nothing
-cached outlives the answer.
+bound), then handed to a Tumult ``Session``. Which protected change it is told depends
+on whether the file keeps the policy's promise that no unit has more than
+``max_contributions`` rows, which the driver counts once per file version
+(:func:`_worst_contribution`, one aggregation over the unit column, remembered for the
+driver's life):
+
+* the promise holds: "add or remove up to ``max_contributions`` rows"
+  (``AddMaxRows``), with nothing to truncate. This is the OpenDP engine's model (it
+  refuses files that break the promise) and what makes an answer cost about one pass
+  over the rows per primitive: Tumult's truncation sorts every row by unit;
+* the promise is broken: "add or remove every row of one privacy unit"
+  (``AddRowsWithID``) with ``MaxRowsPerID(max_contributions)`` enforced, so a unit's
+  rows beyond the bound are dropped by Tumult's truncation, not trusted. The truncation
+  runs once per answer, into a cached view every primitive reads.
+
+Either way the noise scales are the same (the engine checks them on every answer), and
+nothing cached outlives the answer.
 
 Replies: ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
 """
@@ -115,12 +127,53 @@ def _filter(F: Any, item: dict[str, Any]) -> Any:
     raise ValueError(f"unknown filter op {op!r}")
 
 
-def _session(plan: dict[str, Any], frame: Any, budget: float) -> Any:
-    """A Tumult session over the prepared rows, protecting one privacy unit."""
+#: Worst rows per unit of each (file version, unit column) the driver has counted.
+_CHECKED: dict[tuple[Any, ...], int] = {}
+
+
+def _version(spark: Any, path: str) -> tuple[Any, ...]:
+    """What identifies one version of the file at ``path``.
+
+    A local file: device, inode, size, modification and change time (a file rewritten
+    in place, even given back its old size and mtime, has a new change time). Other
+    storage: length and modification time as Hadoop's file system reports them.
+    """
+    if "://" not in path or path.startswith("file:"):
+        st = os.stat(path.removeprefix("file://").removeprefix("file:"))
+        return ("local", st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    jvm = spark.sparkContext._jvm
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    status = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    status = status.getFileStatus(hadoop_path)
+    return ("hadoop", status.getLen(), status.getModificationTime())
+
+
+def _worst_contribution(spark: Any, plan: dict[str, Any]) -> int:
+    """Most rows any privacy unit has in the whole file, counted once per file version.
+
+    Over the raw file, before any filter, as the OpenDP engine's check does: the
+    promise is about the file. Rows without a unit count as one unit.
+    """
+    from pyspark.sql import functions as F
+
+    key = (plan["path"], plan["unit"], _version(spark, plan["path"]))
+    if key not in _CHECKED:
+        counts = spark.read.parquet(plan["path"]).groupBy(plan["unit"]).count()
+        worst = counts.agg(F.max("count")).first()[0]
+        _CHECKED[key] = int(worst or 0)
+    return _CHECKED[key]
+
+
+def _session(plan: dict[str, Any], frame: Any, budget: float, truncate: bool) -> Any:
+    """A Tumult session over the prepared rows, protecting one privacy unit.
+
+    ``truncate``: the file breaks the contribution bound, so Tumult is told the unit
+    column and drops the excess; otherwise every unit has at most the bound's rows.
+    """
     from tmlt.analytics import AddMaxRows, AddRowsWithID, PureDPBudget, Session
 
     unit = plan.get("unit")
-    change = AddRowsWithID(id_column=unit) if unit else AddMaxRows(plan["contributions"])
+    change = AddRowsWithID(id_column=unit) if truncate else AddMaxRows(plan["contributions"])
     return Session.from_dataframe(
         privacy_budget=PureDPBudget(budget),
         source_id="rows",
@@ -142,14 +195,14 @@ def _truncated(session: Any, plan: dict[str, Any]) -> str:
     """
     from tmlt.analytics import MaxRowsPerID, QueryBuilder
 
-    if not plan.get("unit"):
-        return "rows"  # no privacy unit: rows are the unit, nothing to truncate
     truncated = QueryBuilder("rows").enforce(MaxRowsPerID(plan["contributions"]))
     session.create_view(truncated, TRUNCATED, cache=True)
     return TRUNCATED
 
 
-def _query(plan: dict[str, Any], source: str, keyset: Any, primitive: dict[str, Any]) -> Any:
+def _query(
+    plan: dict[str, Any], source: str, keyset: Any, primitive: dict[str, Any], truncate: bool
+) -> Any:
     """The Tumult query of one primitive, grouped by the public keys if any.
 
     It reads only the columns it needs (the unit, the keys, its value): the aggregation
@@ -163,7 +216,7 @@ def _query(plan: dict[str, Any], source: str, keyset: Any, primitive: dict[str, 
         pattern = SQUARE if primitive.get("square") else VALUE
         column = pattern.format(primitive["column"])
     builder: Any = QueryBuilder(source)
-    if plan.get("unit"):
+    if truncate:
         needed = [plan["unit"], *(key["name"] for key in plan["keys"])]
         builder = builder.select([*needed, *([column] if column else [])])
     if keyset is not None:
@@ -198,12 +251,14 @@ def handle(spark: Any, request: dict[str, Any]) -> dict[str, Any]:
     plan = request["plan"]
     epsilon = float(plan["epsilon"])
     primitives = plan["primitives"]
+    unit = plan.get("unit")
+    truncate = bool(unit) and _worst_contribution(spark, plan) > plan["contributions"]
     frame = _prepared(spark, plan)
-    if not plan.get("unit"):
+    if not truncate:
         frame = frame.persist()  # each primitive is a pass; read the file once
     try:
-        session = _session(plan, frame, epsilon * len(primitives))
-        source = _truncated(session, plan)
+        session = _session(plan, frame, epsilon * len(primitives), truncate)
+        source = _truncated(session, plan) if truncate else "rows"
         # One key set for every primitive, cached: its rows come from Python only once.
         keyset = KeySet.from_dict(plan["keyset"]) if plan["keys"] else None
         if keyset is not None:
@@ -212,7 +267,7 @@ def handle(spark: Any, request: dict[str, Any]) -> dict[str, Any]:
         noise: dict[str, Any] = {}
         merged: dict[tuple[Any, ...], dict[str, Any]] = {}
         for i, primitive in enumerate(primitives):
-            name, query = primitive["name"], _query(plan, source, keyset, primitive)
+            name, query = primitive["name"], _query(plan, source, keyset, primitive, truncate)
             # The last one takes what is left, so float rounding never overdraws.
             last = i == len(primitives) - 1
             budget = session.remaining_privacy_budget if last else PureDPBudget(epsilon)
@@ -221,7 +276,7 @@ def handle(spark: Any, request: dict[str, Any]) -> dict[str, Any]:
                 values = row.asDict()
                 group = tuple(values[k] for k in names)
                 merged.setdefault(group, dict(zip(names, group, strict=True)))[name] = values[name]
-        return {"ok": True, "noise": noise, "rows": list(merged.values())}
+        return {"ok": True, "noise": noise, "rows": list(merged.values()), "truncated": truncate}
     finally:
         # Nothing cached outlives its answer: Spark finds a cache by its plan, so a
         # truncation left cached would answer the next query on the same path from the
