@@ -15,7 +15,9 @@ per file version, so a file rewritten to break the promise is truncated again.
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +196,66 @@ def test_the_contribution_bound_is_counted_per_file_version(
     scale = 1 / EPSILON
     for reply in replies:  # the cheat's 40 rows count as one
         assert abs(reply["rows"][0]["__n"] - truth) <= 1 + 30 * scale
+
+
+#: Run by the Tumult venv's Python: the driver's ``handle`` on a file that is rewritten
+#: (given a cheat of 40 rows) after its count and before Spark reads its rows.
+SWAP_DURING_ANSWER = """
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+os.environ["PYSPARK_PYTHON"] = sys.executable
+import tumult_driver as driver
+from pyspark.sql import SparkSession
+
+plan, good, bad = json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
+spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false")
+spark = spark.config("spark.sql.shuffle.partitions", "1").getOrCreate()
+prepared = driver._prepared
+
+def swapped_then_prepared(spark, plan):
+    with open(bad, "rb") as source, open(plan["path"], "wb") as target:
+        target.write(source.read())
+    return prepared(spark, plan)
+
+replies = [driver.handle(spark, {"op": "answer", "plan": plan})]
+driver._prepared = swapped_then_prepared
+with open(good, "rb") as source, open(plan["path"], "wb") as target:
+    target.write(source.read())  # a new version: counted again, keeps the promise
+replies.append(driver.handle(spark, {"op": "answer", "plan": plan}))
+print(json.dumps([{k: r.get(k) for k in ("ok", "truncated", "error")} for r in replies]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_file_rewritten_between_its_count_and_its_read_is_not_released(
+    policy: DatasetPolicy, files: dict[str, Path], tmp_path: Path
+) -> None:
+    # Spark reads rows lazily, after the count that decided to skip the truncation: a
+    # file replaced in between would be answered from unchecked rows, untruncated.
+    path = tmp_path / "health_records.parquet"
+    path.write_bytes(files["good"].read_bytes())
+    engine = SparkEngine(Shuyu(home=str(tmp_path / "home")), master="local[1]")
+    plan = engine.plan(Source(policy, path), count_of(policy))
+    plan["path"] = str(path)
+    done = subprocess.run(
+        [
+            engine.settings.spark_python,
+            "-c",
+            SWAP_DURING_ANSWER,
+            str(REPO / "hub" / "shuyu_platform" / "dp"),
+            json.dumps(plan),
+            str(files["good"]),
+            str(files["bad"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    first, second = json.loads(done.stdout.strip().splitlines()[-1])
+    assert first == {"ok": True, "truncated": False, "error": None}
+    assert second["ok"] is False and "changed" in second["error"]
 
 
 def conf_of(engine: SparkEngine) -> dict[str, str]:

@@ -148,20 +148,22 @@ def _version(spark: Any, path: str) -> tuple[Any, ...]:
     return ("hadoop", status.getLen(), status.getModificationTime())
 
 
-def _worst_contribution(spark: Any, plan: dict[str, Any]) -> int:
-    """Most rows any privacy unit has in the whole file, counted once per file version.
+def _worst_contribution(spark: Any, plan: dict[str, Any]) -> tuple[int, tuple[Any, ...]]:
+    """Most rows any privacy unit has in the whole file, counted once per file version;
+    and that version.
 
     Over the raw file, before any filter, as the OpenDP engine's check does: the
     promise is about the file. Rows without a unit count as one unit.
     """
     from pyspark.sql import functions as F
 
-    key = (plan["path"], plan["unit"], _version(spark, plan["path"]))
+    version = _version(spark, plan["path"])
+    key = (plan["path"], plan["unit"], version)
     if key not in _CHECKED:
         counts = spark.read.parquet(plan["path"]).groupBy(plan["unit"]).count()
         worst = counts.agg(F.max("count")).first()[0]
         _CHECKED[key] = int(worst or 0)
-    return _CHECKED[key]
+    return _CHECKED[key], version
 
 
 def _session(plan: dict[str, Any], frame: Any, budget: float, truncate: bool) -> Any:
@@ -251,8 +253,11 @@ def handle(spark: Any, request: dict[str, Any]) -> dict[str, Any]:
     plan = request["plan"]
     epsilon = float(plan["epsilon"])
     primitives = plan["primitives"]
-    unit = plan.get("unit")
-    truncate = bool(unit) and _worst_contribution(spark, plan) > plan["contributions"]
+    checked: tuple[Any, ...] | None = None
+    truncate = False
+    if plan.get("unit"):
+        worst, checked = _worst_contribution(spark, plan)
+        truncate = worst > plan["contributions"]
     frame = _prepared(spark, plan)
     if not truncate:
         frame = frame.persist()  # each primitive is a pass; read the file once
@@ -276,6 +281,9 @@ def handle(spark: Any, request: dict[str, Any]) -> dict[str, Any]:
                 values = row.asDict()
                 group = tuple(values[k] for k in names)
                 merged.setdefault(group, dict(zip(names, group, strict=True)))[name] = values[name]
+        if not truncate and checked is not None and _version(spark, plan["path"]) != checked:
+            # Spark reads lazily: rows of a file replaced since its count were unchecked.
+            return {"ok": False, "error": "the raw file changed during the answer; retry"}
         return {"ok": True, "noise": noise, "rows": list(merged.values()), "truncated": truncate}
     finally:
         # Nothing cached outlives its answer: Spark finds a cache by its plan, so a
