@@ -212,10 +212,10 @@ spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "fals
 spark = spark.config("spark.sql.shuffle.partitions", "1").getOrCreate()
 prepared = driver._prepared
 
-def swapped_then_prepared(spark, plan):
+def swapped_then_prepared(spark, plan, **options):
     with open(bad, "rb") as source, open(plan["path"], "wb") as target:
         target.write(source.read())
-    return prepared(spark, plan)
+    return prepared(spark, plan, **options)
 
 replies = [driver.handle(spark, {"op": "answer", "plan": plan})]
 driver._prepared = swapped_then_prepared

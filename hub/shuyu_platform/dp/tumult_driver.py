@@ -63,8 +63,14 @@ SQUARE = "__sq_{}"  # its square
 TRUNCATED = "truncated"  # the view of the rows with the contribution bound enforced
 
 
-def _prepared(spark: Any, plan: dict[str, Any]) -> Any:
-    """The rows of the plan: granted, filtered, keys as strings, values clamped."""
+def _prepared(spark: Any, plan: dict[str, Any], with_unit: bool) -> Any:
+    """The rows of the plan: granted, filtered, keys as strings, values clamped.
+
+    ``with_unit``: with the privacy unit's column, which only a truncation needs.
+    Without it (the widest column) and with no cache, each primitive's pass reads only
+    its own columns from Parquet: on 10M rows an answer took 3 s instead of the 8.5 s
+    of caching every column for the primitives to share.
+    """
     from pyspark.sql import functions as F
 
     frame = spark.read.parquet(plan["path"])
@@ -74,7 +80,7 @@ def _prepared(spark: Any, plan: dict[str, Any]) -> Any:
         frame = frame.filter(_filter(F, item))
     columns = []
     unit = plan.get("unit")
-    if unit:
+    if unit and with_unit:
         columns.append(F.col(unit))
     for key in plan["keys"]:
         if key.get("edges") is None:
@@ -207,8 +213,9 @@ def _query(
 ) -> Any:
     """The Tumult query of one primitive, grouped by the public keys if any.
 
-    It reads only the columns it needs (the unit, the keys, its value): the aggregation
-    truncates again by hashing every column it is given, and a count needs no value.
+    It reads only the columns it needs (the keys, its value, and the unit when the
+    bound is enforced): a truncating aggregation hashes every column it is given, and
+    otherwise Spark reads from Parquet only the columns the query uses.
     """
     from tmlt.analytics import QueryBuilder
 
@@ -218,9 +225,10 @@ def _query(
         pattern = SQUARE if primitive.get("square") else VALUE
         column = pattern.format(primitive["column"])
     builder: Any = QueryBuilder(source)
-    if truncate:
-        needed = [plan["unit"], *(key["name"] for key in plan["keys"])]
-        builder = builder.select([*needed, *([column] if column else [])])
+    needed = [*([plan["unit"]] if truncate else []), *(key["name"] for key in plan["keys"])]
+    needed += [column] if column else []
+    if needed:  # a plain count of all rows keeps the frame's placeholder column
+        builder = builder.select(needed)
     if keyset is not None:
         builder = builder.groupby(keyset)
     if column is None:
@@ -258,9 +266,7 @@ def handle(spark: Any, request: dict[str, Any]) -> dict[str, Any]:
     if plan.get("unit"):
         worst, checked = _worst_contribution(spark, plan)
         truncate = worst > plan["contributions"]
-    frame = _prepared(spark, plan)
-    if not truncate:
-        frame = frame.persist()  # each primitive is a pass; read the file once
+    frame = _prepared(spark, plan, with_unit=truncate)
     try:
         session = _session(plan, frame, epsilon * len(primitives), truncate)
         source = _truncated(session, plan) if truncate else "rows"
