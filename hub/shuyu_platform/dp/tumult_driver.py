@@ -149,8 +149,8 @@ def _version(spark: Any, path: str) -> tuple[Any, ...]:
         return ("local", st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     jvm = spark.sparkContext._jvm
     hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-    status = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    status = status.getFileStatus(hadoop_path)
+    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    status = fs.getFileStatus(hadoop_path)
     return ("hadoop", status.getLen(), status.getModificationTime())
 
 
