@@ -66,7 +66,7 @@ def _role(pid: int) -> str:
     command = b" ".join(argv).decode()
     if "sandbox_init" in command:
         return "relays"
-    if "singleuser" in command:
+    if "singleuser" in command or "shuyu_server.template" in command:  # or a fork of it
         return "server"
     if "kernel" in command:
         return "kernel"

@@ -10,6 +10,11 @@ listening socket the spawner made and handed over). The command after ``--`` run
 child; its exit ends the sandbox, and SIGTERM/SIGINT are passed on to it so the server
 shuts down cleanly.
 
+With nothing after ``--``, it only relays, until SIGTERM/SIGINT: the server is then a
+fork of the server template (:mod:`shuyu_server.template`), which enters the sandbox
+once ``--ready-fd N`` (a pipe the spawner handed over) has been written to and closed,
+i.e. once every relay listens.
+
 This process and the server mark themselves not dumpable, so a kernel of the same uid
 can neither open their ``/proc/<pid>/mem``, ``fd/`` or ``environ`` nor attach to them
 (the sandbox's seccomp filter refuses ``ptrace`` too).
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import os
 import signal
 import sys
 
@@ -35,12 +41,15 @@ def make_undumpable() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
 
 
-def _parse(argv: list[str]) -> tuple[list[tuple[Endpoint, Endpoint]], list[str]]:
+def _parse(
+    argv: list[str],
+) -> tuple[list[tuple[Endpoint, Endpoint]], list[str], int | None]:
     if "--" not in argv:
         raise SystemExit("sandbox_init: give the server command after '--'")
     split = argv.index("--")
     parser = argparse.ArgumentParser(prog="sandbox_init")
     parser.add_argument("--forward", action="append", default=[], metavar="LISTEN=TARGET")
+    parser.add_argument("--ready-fd", type=int, default=None, metavar="N")
     args = parser.parse_args(argv[:split])
     forwards = []
     for spec in args.forward:
@@ -49,15 +58,28 @@ def _parse(argv: list[str]) -> tuple[list[tuple[Endpoint, Endpoint]], list[str]]
             raise SystemExit(f"sandbox_init: --forward needs LISTEN=TARGET, got {spec!r}")
         forwards.append((Endpoint.parse(listen), Endpoint.parse(target)))
     command = argv[split + 1 :]
-    if not command:
-        raise SystemExit("sandbox_init: the server command after '--' is empty")
-    return forwards, command
+    if not command and args.ready_fd is None:
+        raise SystemExit("sandbox_init: give a server command after '--', or --ready-fd")
+    return forwards, command, args.ready_fd
 
 
-async def _run(forwards: list[tuple[Endpoint, Endpoint]], command: list[str]) -> int:
+async def _run(
+    forwards: list[tuple[Endpoint, Endpoint]], command: list[str], ready_fd: int | None
+) -> int:
     servers = [await serve(listen, target) for listen, target in forwards]
-    child = await asyncio.create_subprocess_exec(*command)
+    if ready_fd is not None:
+        os.write(ready_fd, b"1")
+        os.close(ready_fd)
     loop = asyncio.get_running_loop()
+    if not command:  # relays only, until told to stop
+        stopped = loop.create_future()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: stopped.done() or stopped.set_result(0))
+        code = await stopped
+        for server in servers:
+            server.close()
+        return code
+    child = await asyncio.create_subprocess_exec(*command)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, child.send_signal, sig)
     code = await child.wait()
@@ -68,9 +90,9 @@ async def _run(forwards: list[tuple[Endpoint, Endpoint]], command: list[str]) ->
 
 def main(argv: list[str] | None = None) -> None:
     """Run the relays and the server; exit with the server's exit code."""
-    forwards, command = _parse(sys.argv[1:] if argv is None else argv)
+    forwards, command, ready_fd = _parse(sys.argv[1:] if argv is None else argv)
     make_undumpable()
-    sys.exit(asyncio.run(_run(forwards, command)))
+    sys.exit(asyncio.run(_run(forwards, command, ready_fd)))
 
 
 if __name__ == "__main__":

@@ -252,6 +252,18 @@ class Shuyu(Configurable):
     def _default_allow_terminals(self) -> bool:
         return _env("SHUYU_ALLOW_TERMINALS", "0") == "1"
 
+    server_template = Bool(
+        help="""Start each sandbox's server as a fork of the server template, a process
+        beside the hub that has imported a server once, instead of in a new interpreter:
+        a start then costs about a sixth of the CPU (sandbox spawner; a server command
+        other than the default always starts on its own). Env: SHUYU_SERVER_TEMPLATE
+        (1 or 0). Default on.""",
+    ).tag(config=True)
+
+    @default("server_template")
+    def _default_server_template(self) -> bool:
+        return _env("SHUYU_SERVER_TEMPLATE", "1") == "1"
+
     egress_approvals_required = Integer(
         help="""Reviewers who must approve an egress request before it is approved: 1, or 2
         for the two-reviewer rule. Env: SHUYU_EGRESS_APPROVALS. Default 1.""",

@@ -1,0 +1,211 @@
+"""The hub's handle on the server template (:mod:`shuyu_server.template`).
+
+One template process per hub, started at the first sandbox start that uses it. The hub
+and the template share one ``SOCK_SEQPACKET`` socket pair and nothing else: the template
+listens nowhere. :meth:`ServerTemplate.fork` hands it a sandbox (a pidfd of its first
+process), the log pipe's write end and a pipe holding the server's environment, and
+gets back the host pid of the server it forked there; the template later reports that
+server's exit status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import select
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+log = logging.getLogger("shuyu.template")
+
+#: Seconds the template may take to import a server before it is given up on.
+START_TIMEOUT = 120.0
+#: Seconds one fork may take before the request is given up on.
+FORK_TIMEOUT = 30.0
+
+
+class TemplateError(RuntimeError):
+    """The template is not running, or could not fork a server."""
+
+
+class ServerTemplate:
+    """One running template process and the requests in flight to it."""
+
+    _shared: ClassVar[ServerTemplate | None] = None
+    _starting: ClassVar[asyncio.Lock | None] = None
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None
+        self.ready: asyncio.Future[int] | None = None
+        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        #: Exit status of every server the template has reported ended, by host pid.
+        self.exits: dict[int, int] = {}
+        self.ids = itertools.count(1)
+        self.lock = asyncio.Lock()
+
+    @classmethod
+    async def shared(cls, env: dict[str, str], log_path: Path) -> ServerTemplate:
+        """The hub's template, started (about a second of imports) if not running."""
+        if cls._starting is None:
+            cls._starting = asyncio.Lock()
+        async with cls._starting:
+            template = cls._shared
+            if template is None or not template.alive():
+                template = cls(env, log_path)
+                await template.start()
+                cls._shared = template
+            return template
+
+    def alive(self) -> bool:
+        """Whether the template process runs and its socket is open."""
+        return self.sock is not None and self.proc is not None and self.proc.poll() is None
+
+    async def start(self) -> None:
+        """Run the template and wait until it has imported the server."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(self.log_path, "ab") as output:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-I", "-m", "shuyu_server.template", str(theirs.fileno())],
+                    env=self.env,
+                    cwd="/",
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=output,
+                    pass_fds=(theirs.fileno(),),
+                    start_new_session=True,
+                )
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self.sock = ours
+        loop = asyncio.get_running_loop()
+        self.ready = loop.create_future()
+        loop.add_reader(ours.fileno(), self._on_readable)
+        try:
+            await asyncio.wait_for(asyncio.shield(self.ready), START_TIMEOUT)
+        except (TimeoutError, TemplateError) as exc:
+            self.close()
+            raise TemplateError(f"the server template did not start: see {self.log_path}") from exc
+
+    def _on_readable(self) -> None:
+        assert self.sock is not None
+        while True:
+            try:
+                data = self.sock.recv(1 << 16)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.close()
+                return
+            message = json.loads(data)
+            if "ready" in message and self.ready is not None and not self.ready.done():
+                self.ready.set_result(int(message["ready"]))
+            elif "exited" in message:
+                self.exits[int(message["exited"])] = int(message["status"])
+            elif "id" in message:
+                future = self.pending.pop(message["id"], None)
+                if future is not None and not future.done():
+                    future.set_result(message)
+
+    async def fork(
+        self,
+        *,
+        sandbox_pidfd: int,
+        log_fd: int,
+        env_fd: int,
+        uid: int,
+        cgroup_procs: list[str],
+        seccomp_program: bytes,
+    ) -> int:
+        """Fork a server into the sandbox of ``sandbox_pidfd``; its host pid.
+
+        The descriptors stay the caller's (the template gets copies) and the caller
+        closes them.
+        """
+        if not self.alive():
+            raise TemplateError("the server template is not running")
+        assert self.sock is not None
+        request_id = next(self.ids)
+        request = {
+            "id": request_id,
+            "uid": uid,
+            "cgroup_procs": cgroup_procs,
+            "seccomp": seccomp_program.hex(),
+        }
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = future
+        async with self.lock:
+            await asyncio.to_thread(self._send, json.dumps(request).encode(), [
+                sandbox_pidfd, log_fd, env_fd,
+            ])  # fmt: skip
+        try:
+            answer = await asyncio.wait_for(future, FORK_TIMEOUT)
+        except TimeoutError as exc:
+            self.pending.pop(request_id, None)
+            raise TemplateError("the server template did not answer") from exc
+        if "pid" not in answer:
+            raise TemplateError(f"the server template could not fork: {answer.get('error')}")
+        return int(answer["pid"])
+
+    def _send(self, data: bytes, fds: list[int]) -> None:
+        assert self.sock is not None
+        while True:
+            try:
+                socket.send_fds(self.sock, [data], fds)
+                return
+            except BlockingIOError:
+                select.select([], [self.sock], [], 1.0)
+
+    def close(self) -> None:
+        """Stop listening, fail every request in flight, end the process."""
+        if self.sock is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+        error = TemplateError("the server template ended")
+        for future in [self.ready, *self.pending.values()]:
+            if future is not None and not future.done():
+                future.set_exception(error)
+                future.exception()  # retrieved: nobody may be waiting
+        self.pending.clear()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def pid_exited(pidfd: int) -> bool:
+    """Whether the process of ``pidfd`` has ended (a pidfd is readable once it has)."""
+    readable, _, _ = select.select([pidfd], [], [], 0)
+    return bool(readable)
+
+
+def parent_of(pid: int) -> int:
+    """The parent pid of ``pid`` (from ``/proc``); 0 if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def close_quietly(*fds: int | None) -> None:
+    """Close every descriptor given that is not None, ignoring those already closed."""
+    for fd in fds:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
