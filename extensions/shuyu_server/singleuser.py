@@ -70,10 +70,13 @@ def enforce_extensions() -> None:
         async def start_kernel(self, *, path: str | None = None, **kwargs: object) -> str:
             return await super().start_kernel(path="" if path is None else path, **kwargs)
 
-    terminals = os.environ.get("SHUYU_ALLOW_TERMINALS") == "1"
     original = ServerApp.init_server_extensions
+    if getattr(original, "enforced", False):  # once per process (the server template's)
+        return
 
     def init_server_extensions(self: ServerApp) -> None:
+        # Read now, not when enforced: a server forked from the template has its own.
+        terminals = os.environ.get("SHUYU_ALLOW_TERMINALS") == "1"
         forced = {**FORCED_EXTENSIONS, "jupyter_server_terminals": terminals}
         self.jpserver_extensions = {**self.jpserver_extensions, **forced}
         self.terminals_enabled = terminals
@@ -81,6 +84,7 @@ def enforce_extensions() -> None:
         self.kernel_manager_class = HomeKernelManager
         original(self)
 
+    init_server_extensions.enforced = True  # type: ignore[attr-defined]
     ServerApp.init_server_extensions = init_server_extensions  # type: ignore[method-assign]
 
 

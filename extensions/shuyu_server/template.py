@@ -12,20 +12,30 @@ template's fork only *enters* it.
 
 runs on the host as root, beside the hub, talking to the hub only over the
 ``SOCK_SEQPACKET`` socket ``FD`` the hub made (nothing else can reach it: it listens
-nowhere). Each request carries three open file descriptors and a few numbers:
+nowhere). Each request carries open file descriptors and two numbers (the tenant's uid
+and the seccomp filter):
 
 - a pidfd of the sandbox's first process (bubblewrap's ``--info-fd`` names it): the
   namespaces to enter, held open so no recycled process id can stand in for it;
 - the write end of the sandbox's log pipe (the server's stdout and stderr);
 - the read end of a pipe holding the server's environment and arguments. The template
   itself never reads it: the user's API token and everything else of one start reach
-  only that start's fork, never the memory that later forks are copies of.
+  only that start's fork, never the memory that later forks are copies of;
+- the write end of the sandbox's life pipe, whose read end ``sandbox_init`` watches:
+  only the server keeps it (close-on-exec, so no kernel inherits it), and when the
+  server ends, for whatever reason, ``sandbox_init`` sees the pipe close and ends the
+  sandbox, every process the tenant left in it included;
+- the sandbox cgroup's ``cgroup.procs`` file(s), opened by the hub: not even the names
+  of users and cgroups pass through the template.
+
+The answer carries a pidfd of the server, opened while the server cannot yet have been
+reaped, so the hub never watches a process that took a recycled pid.
 
 For a request the template forks once; that child joins the sandbox's cgroup, enters
 its cgroup, IPC, UTS, network, mount and PID namespaces (``setns`` on the pidfd), and
 forks the server, which is then inside the sandbox's PID namespace. The server process:
 
-1. starts a session of its own and resets every signal;
+1. starts a session of its own, with the signal handling of a new interpreter;
 2. reads its environment and arguments, takes the log pipe as stdout/stderr and
    ``/dev/null`` as stdin, closes every other descriptor, and works from ``/`` of the
    sandbox;
@@ -34,7 +44,9 @@ forks the server, which is then inside the sandbox's PID namespace. The server p
    no-new-privileges, then the sandbox's seccomp filter, then not dumpable;
 4. checks all of that in ``/proc/self/status`` and exits (status 126) if any of it is
    not so;
-5. runs :func:`shuyu_server.singleuser.main` with them.
+5. recomputes what modules worked out from the template's identity when they were
+   imported (:func:`rebase_on_this_start`), and runs
+   :func:`shuyu_server.singleuser.main` with its environment and arguments.
 
 What the template holds before a fork is imported code and nothing of any tenant: it
 starts with a fixed environment that has no secret in it, it reads no tenant file and
@@ -86,12 +98,21 @@ SANDBOX_NAMESPACES = (
     CLONE_NEWCGROUP | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID
 )
 
+#: Descriptors a request carries: the four below, then a ``cgroup.procs`` file per
+#: controller hierarchy (four on cgroup v1); one more shows a request with too many.
+FIXED_FDS = 4
+MAX_FDS = 9
+#: Seconds the first fork may take to report the server's pid before it is killed.
+FORK_DEADLINE = 20.0
+
 #: Exit status of a fork that could not become a confined server.
 NOT_CONFINED = 126
 
-#: The modules a server's start imports, loaded once by the template. Every one is
-#: imported code only: none reads configuration or the environment of a start when
-#: imported (``jupyterhub.singleuser`` does, so the fork imports it).
+#: The modules a server's start imports, loaded once by the template: imported code,
+#: and what little they work out from the environment when imported is worked out again
+#: in each fork (:func:`rebase_on_this_start`). ``jupyterhub.singleuser`` and this
+#: package's own modules (which read the hub's base URL when imported) are imported by
+#: the fork itself; they cost a few milliseconds.
 PRELOADED = (
     "jupyterhub.services.auth",
     "jupyterhub.httpclient",
@@ -110,12 +131,6 @@ PRELOADED = (
     "jupyter_client.provisioning.local_provisioner",
     "notebook_shim.shim",
     "nbformat",
-    "shuyu_server",
-    "shuyu_server.egress",
-    "shuyu_server.lab_api",
-    "shuyu_server.export",
-    "shuyu_server.jobs",
-    "shuyu_server.pages",
 )
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -149,13 +164,12 @@ def preload() -> None:
 
 
 # ------------------------------------------------------------------ in the fork
-def _join_cgroups(procs: list[str]) -> None:
-    """Move this process into the sandbox's cgroup(s) (``cgroup.procs`` files)."""
-    for path in procs:
-        if not (path.startswith("/sys/fs/cgroup/") and path.endswith("/cgroup.procs")):
-            raise ValueError(f"not a cgroup.procs file: {path}")
-        with open(path, "w") as file:
-            file.write("0")
+def _join_cgroups(procs: list[int]) -> None:
+    """Move this process into the sandbox's cgroup(s): ``procs`` are their
+    ``cgroup.procs`` files, opened for writing by the hub."""
+    for fd in procs:
+        os.write(fd, b"0")
+        os.close(fd)
 
 
 def _enter(pidfd: int) -> None:
@@ -210,20 +224,24 @@ def confinement_problems(uid: int) -> list[str]:
     return problems
 
 
-def _become_server(request: dict, log_fd: int, env_fd: int) -> int:
+def _become_server(request: dict, log_fd: int, env_fd: int, life_fd: int) -> int:
     """In the server process: confine it (see the module docstring), then run it."""
     with os.fdopen(env_fd, "rb") as file:
         start = json.loads(file.read())
     os.setsid()
-    for sig in signal.Signals:
-        with contextlib.suppress(OSError, ValueError):
-            signal.signal(sig, signal.SIG_DFL)
+    # As a new interpreter has them: the template's own SIGCHLD handler goes, Python's
+    # start-up choices stay (SIGPIPE and SIGXFSZ ignored, so a write to a closed socket
+    # is an error, not the server's death; SIGINT raises KeyboardInterrupt).
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
-    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    if life_fd != 3:
+        os.dup2(life_fd, 3)
+    os.set_inheritable(3, False)  # the server's alone: no kernel keeps the sandbox alive
+    os.closerange(4, os.sysconf("SC_OPEN_MAX"))
     os.chdir("/")
     uid = int(request["uid"])
     _drop_root(uid, bytes.fromhex(request["seccomp"]))
@@ -234,7 +252,7 @@ def _become_server(request: dict, log_fd: int, env_fd: int) -> int:
     os.environ.clear()
     os.environ.update(start["env"])
     sys.argv = list(start["argv"])
-    _forget_the_host()
+    rebase_on_this_start()
     from . import singleuser
 
     try:
@@ -244,13 +262,64 @@ def _become_server(request: dict, log_fd: int, env_fd: int) -> int:
     return code if isinstance(code, int) else (0 if code is None else 1)
 
 
-def _forget_the_host() -> None:
-    """Drop what a module may have cached about the host while the template loaded."""
+def rebase_on_this_start() -> None:
+    """Recompute what preloaded modules worked out, when imported, from the template's
+    environment, uid, home or host name: each fork must have its own start's values.
+
+    ``tests/security/test_server_template.py`` finds every such value by comparing the
+    state of every loaded module after this with a fresh import inside a sandbox.
+    """
+    import importlib
     import platform
+    import site
     import tempfile
 
-    platform._uname_cache = None  # type: ignore[attr-defined]
+    platform._uname_cache = None  # type: ignore[attr-defined]  # the host's name
+    # What site.py found on the host (a .pth's folder the sandbox has not), as a new
+    # interpreter in the sandbox would not have it.
+    sys.path[:] = [p for p in sys.path if os.path.exists(p) or p.endswith(".zip")]
     tempfile.tempdir = None
+    site.USER_BASE = site.USER_SITE = None
+    site.getusersitepackages()  # from the start's HOME (the user site stays off: -I)
+    if "send2trash.plat_other" in sys.modules:  # the trash folder, from HOME and the uid
+        importlib.reload(sys.modules["send2trash.plat_other"])
+    for cls, name, value in _environment_defaults():
+        _set_class_default(cls, name, value)
+
+
+def _environment_defaults() -> list[tuple[type, str, object]]:
+    """Trait defaults that their classes read from the environment when defined."""
+    from jupyter_client.session import Session
+    from jupyterhub.services.auth import HubAuth
+    from jupyterlab.commands import get_user_settings_dir, get_workspaces_dir
+    from jupyterlab.labapp import LabApp
+
+    return [
+        (Session, "username", os.environ.get("USER", "username")),
+        (HubAuth, "base_url", os.getenv("JUPYTERHUB_SERVICE_PREFIX") or "/"),
+        (LabApp, "user_settings_dir", get_user_settings_dir()),
+        (LabApp, "workspaces_dir", get_workspaces_dir()),
+    ]
+
+
+def _set_class_default(cls: type, name: str, value: object) -> None:
+    """Give the trait ``name`` of ``cls`` (and of its subclasses) a new default.
+
+    traitlets copies a static default into each class's
+    ``_static_immutable_initial_values`` when the class is made; those copies change too.
+    """
+    trait = getattr(cls, name)
+    trait.default_value = value
+    classes, seen = [cls], set()
+    while classes:
+        klass = classes.pop()
+        if klass in seen:
+            continue
+        seen.add(klass)
+        classes += klass.__subclasses__()
+        initial = klass.__dict__.get("_static_immutable_initial_values")
+        if initial is not None and name in initial and getattr(klass, name, None) is trait:
+            initial[name] = value
 
 
 def _fork_server(request: dict, fds: list[int], report: int) -> None:
@@ -258,9 +327,9 @@ def _fork_server(request: dict, fds: list[int], report: int) -> None:
     host pid goes to ``report``), exit. Never returns."""
     code = 1
     try:
-        pidfd, log_fd, env_fd = fds
+        pidfd, log_fd, env_fd, life_fd, *procs = fds
         try:
-            _join_cgroups(list(request["cgroup_procs"]))
+            _join_cgroups(procs)
             _enter(pidfd)
         except Exception as exc:
             os.write(log_fd, f"server template: cannot enter the sandbox: {exc}\n".encode())
@@ -273,7 +342,7 @@ def _fork_server(request: dict, fds: list[int], report: int) -> None:
             os._exit(0)
         os.close(report)
         try:
-            code = _become_server(request, log_fd, env_fd)
+            code = _become_server(request, log_fd, env_fd, life_fd)
         except BaseException:
             with contextlib.suppress(Exception):
                 traceback.print_exc()
@@ -317,13 +386,19 @@ class Template:
             self.reap()
             if self.sock not in readable:
                 continue
-            data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 8)
+            data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, MAX_FDS)
             if not data:
                 return
             request: dict = {}
             try:
                 request = json.loads(data)
-                self.send({"id": request["id"], **self.fork(request, fds)})
+                pid, pidfd = self.fork(request, fds)
+                try:
+                    socket.send_fds(
+                        self.sock, [json.dumps({"id": request["id"], "pid": pid}).encode()], [pidfd]
+                    )
+                finally:
+                    os.close(pidfd)
             except Exception as exc:
                 self.send({"id": request.get("id"), "error": str(exc)})
             finally:
@@ -331,10 +406,10 @@ class Template:
                     with contextlib.suppress(OSError):
                         os.close(fd)
 
-    def fork(self, request: dict, fds: list[int]) -> dict:
-        """Fork one server into the sandbox of ``fds[0]``; its host pid."""
-        if len(fds) != 3:
-            raise ValueError(f"a request carries 3 descriptors, not {len(fds)}")
+    def fork(self, request: dict, fds: list[int]) -> tuple[int, int]:
+        """Fork one server into the sandbox of ``fds[0]``; its host pid and a pidfd."""
+        if not FIXED_FDS <= len(fds) < MAX_FDS:
+            raise ValueError(f"a request carries {FIXED_FDS} to {MAX_FDS - 1} descriptors")
         if int(request["uid"]) <= 0:
             raise ValueError("a server never runs as root")
         read_end, write_end = os.pipe()
@@ -347,12 +422,29 @@ class Template:
                 self.sock.close()
             _fork_server(request, fds, write_end)
         os.close(write_end)
-        with os.fdopen(read_end, "rb") as pipe:
-            answer = pipe.read().decode()
+        answer = b""
+        deadline = time.monotonic() + FORK_DEADLINE
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                if not select.select([read_end], [], [], left)[0]:
+                    continue
+                chunk = os.read(read_end, 512)
+                if not chunk:
+                    break
+                answer += chunk
+            else:
+                os.kill(first, signal.SIGKILL)
+                answer = b"error the first fork did not report in time"
+        finally:
+            os.close(read_end)
+        text = answer.decode()
+        # Opened before the first fork is reaped: until then the server, its child or
+        # this process's, cannot have been reaped, so its pid is still its own.
+        pidfd = os.pidfd_open(int(text)) if text.isdigit() else -1
         _, status = os.waitpid(first, 0)
-        if answer.isdigit():
-            return {"pid": int(answer)}
-        raise RuntimeError(answer.removeprefix("error ") or f"fork failed ({status})")
+        if pidfd < 0:
+            raise RuntimeError(text.removeprefix("error ") or f"fork failed ({status})")
+        return int(text), pidfd
 
     def reap(self) -> None:
         """Collect every ended server and tell the hub its exit status."""

@@ -11,6 +11,12 @@ tests check that:
 - no server's memory, nor the template's, holds another user's API token: the token
   travels from the hub to its own fork only. The control: the token *is* found in its
   owner's server, so the search would see it;
+- every value a module worked out from the template's identity when imported (its
+  environment, uid, home, host name) is, in the fork, what a fresh import inside the
+  sandbox makes of it: compared over the state of every loaded module;
+- a server killed from its own kernel takes its whole sandbox along (a process the
+  kernel detached included), and the start is still cleaned up and metered; the same
+  holds with the template off;
 - a template that has died is replaced at the next start, and servers it forked keep
   running;
 - with the template off (``SHUYU_SERVER_TEMPLATE=0``), servers start on their own, as
@@ -19,9 +25,14 @@ tests check that:
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +42,7 @@ import requests
 
 from harness import Platform, running_platform
 from kernel import Kernel
+from shuyu_platform.isolation.sandbox import template_env
 
 pytestmark = pytest.mark.hub
 
@@ -53,6 +65,55 @@ def cmdline(pid: int) -> str:
 def status(pid: int) -> dict[str, str]:
     lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
+
+
+#: Prints every module-level value (and class-level trait default) of plain data after
+#: the template's preload; with SHUYU_TEST_REBASE, first does what a fork does: drop to
+#: a uid, take a start's environment, rebase. Sets print sorted (their order follows the
+#: per-process hash seed).
+MODULE_STATE = """
+import json, os, sys
+from traitlets import TraitType
+from shuyu_server import template
+template.preload()
+if os.environ.get("SHUYU_TEST_REBASE"):
+    start = json.loads(os.environ["SHUYU_TEST_REBASE"])
+    uid, rebase = start.pop("__uid"), start.pop("__rebase")
+    os.setgroups([]); os.setresgid(uid, uid, uid); os.setresuid(uid, uid, uid)
+    os.environ.clear(); os.environ.update(start)
+    if rebase:
+        template.rebase_on_this_start()
+PLAIN = (str, bytes, int, float, bool, type(None))
+def shown(value):
+    if isinstance(value, PLAIN):
+        return repr(value)
+    if isinstance(value, (set, frozenset)) and all(isinstance(v, PLAIN) for v in value):
+        return repr(sorted(map(repr, value)))
+    if isinstance(value, (tuple, list)) and all(isinstance(v, PLAIN) for v in value):
+        return repr(value)
+    return None
+state = {}
+for name, module in sorted(sys.modules.items()):
+    for key, value in list(getattr(module, "__dict__", {}).items()):
+        if key.startswith("__"):
+            continue
+        if shown(value) is not None:
+            state[f"{name}.{key}"] = shown(value)
+        elif isinstance(value, type) and value.__module__ == name:
+            for trait_name, trait in list(vars(value).items()):
+                if isinstance(trait, TraitType) and shown(trait.default_value) is not None:
+                    state[f"{name}.{key}.{trait_name}"] = shown(trait.default_value)
+print(json.dumps(state))
+"""
+
+#: What differs between any two processes and says nothing of whose they are: the
+#: interpreter's own command line, the script's globals, the address of ctypes' helpers
+#: (ASLR), logging's start time, and values built by iterating over a set (tokenize's
+#: patterns, nbformat's list of hash algorithms).
+PER_PROCESS = (
+    "sys.", "__main__.", "__mp_main__.", "ctypes._", "_ctypes._", "logging._startTime",
+    "tokenize.", "nbformat.sign.algorithms",
+)  # fmt: skip
 
 
 def template_pid(platform: Platform) -> int:
@@ -95,6 +156,76 @@ def memory_holds(pid: int, needle: bytes) -> bool:
     return False
 
 
+MARKER = "shuyu-left-behind"
+
+
+def living_with(marker: str) -> list[int]:
+    """Host pids of live (not zombie) processes whose command line holds ``marker``."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command = Path(f"/proc/{entry}/cmdline").read_bytes()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in command and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+def cgroups_of(platform: Platform, name: str) -> list[Path]:
+    """The cgroup folder(s) of ``name``'s server on this platform (v2 or v1)."""
+    installation = hashlib.sha256(str(platform.home.resolve()).encode()).hexdigest()[:8]
+    return [
+        group
+        for root in (
+            "/sys/fs/cgroup/shuyu",
+            "/sys/fs/cgroup/memory/shuyu",
+            "/sys/fs/cgroup/pids/shuyu",
+        )
+        if (group := Path("/sys/fs/cgroup") / root / f"{installation}-{name}").exists()
+    ]
+
+
+def assert_killing_the_server_ends_the_sandbox(platform: Platform, name: str) -> None:
+    """``name``'s kernel detaches a process and kills its server: nothing may stay."""
+    session = platform.login(name)
+    if platform.hub_api(session, "GET", f"users/{name}").json().get("servers"):
+        platform.stop_server(session, name)
+    platform.start_server(session, name)
+    metered = len(platform.audit_events("sandbox.usage", actor=name))
+    kernel = Kernel(platform.url, session, name)
+    try:
+        done = kernel.run(
+            "import os, signal, subprocess, sys, threading\n"
+            "subprocess.Popen([sys.executable, '-c', 'import time\\nwhile True: time.sleep(1)',"
+            f" '{MARKER}'], start_new_session=True, stdin=subprocess.DEVNULL,"
+            " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+            "threading.Timer(1.0, os.kill, (os.getppid(), signal.SIGKILL)).start()\n"
+            "print('ok')"
+        )
+        assert done.ok, done.error
+        assert living_with(MARKER)  # the control: it was running
+    finally:
+        with contextlib.suppress(Exception):
+            kernel.close()
+    deadline = time.monotonic() + 20
+    while living_with(MARKER) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not living_with(MARKER), "a process of the tenant outlived its server"
+    # The hub learns of it (its poll, or a stop asked for) and cleans up after it.
+    response = platform.hub_api(session, "DELETE", f"users/{name}/server")
+    assert response.status_code in (202, 204, 400), response.text
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (
+        cgroups_of(platform, name)
+        or len(platform.audit_events("sandbox.usage", actor=name)) == metered
+    ):
+        time.sleep(0.3)
+    assert not cgroups_of(platform, name), "the server's cgroup was left behind"
+    assert len(platform.audit_events("sandbox.usage", actor=name)) == metered + 1
+
+
 def api_token(kernel: Kernel) -> bytes:
     token = kernel.run("import os; print(os.environ['JUPYTERHUB_API_TOKEN'])")
     assert token.ok, token.error
@@ -124,6 +255,9 @@ def assert_confined(server: int) -> None:
     for caps in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
         assert int(fields[caps], 16) == 0, caps
     assert (fields["NoNewPrivs"], fields["Seccomp"], fields["Groups"]) == ("1", "2", "")
+    # As a new interpreter has it: a write to a closed socket is an error, not its death.
+    ignored = int(fields["SigIgn"], 16)
+    assert all(ignored & 1 << (sig - 1) for sig in (signal.SIGPIPE, signal.SIGXFSZ))
 
 
 def test_a_forked_server_is_confined_in_its_own_sandbox(
@@ -165,6 +299,59 @@ def test_no_server_and_not_the_template_holds_another_users_token(
     assert not memory_holds(template, bob)
 
 
+def test_a_fork_works_out_what_a_fresh_start_in_the_sandbox_would(
+    kernels: dict[str, tuple[requests.Session, Kernel]],
+) -> None:
+    fresh = kernels["alice"][1].run(
+        "import json, os, subprocess, sys\n"
+        f"done = subprocess.run([sys.executable, '-I', '-c', {MODULE_STATE!r}], cwd='/',"
+        " capture_output=True, text=True, timeout=240)\n"
+        "print(json.dumps([done.stdout, done.stderr[-3000:], dict(os.environ), os.getuid()]))",
+        timeout=300,
+    )
+    assert fresh.ok, fresh.error
+    inside, errors, start, uid = json.loads(fresh.stdout)
+    assert inside, errors
+    inside_state = json.loads(inside)
+    assert len(inside_state) > 5000  # the whole server's modules, not an import error
+
+    def forked(rebase: bool) -> dict[str, tuple[str | None, str | None]]:
+        """What differs from the fresh import in a fork, with or without the rebase."""
+        done = subprocess.run(
+            [sys.executable, "-I", "-c", MODULE_STATE],
+            env={
+                **template_env(),
+                "SHUYU_TEST_REBASE": json.dumps({**start, "__uid": uid, "__rebase": rebase}),
+            },
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=True,
+        )
+        state = json.loads(done.stdout)
+        return {
+            key: (inside_state.get(key), state.get(key))
+            for key in set(inside_state) | set(state)
+            if not key.startswith(PER_PROCESS) and inside_state.get(key) != state.get(key)
+        }
+
+    differ = forked(rebase=True)
+    # The host's name, forgotten: the fork works it out again, in the sandbox's own UTS
+    # namespace (which this process, on the host, is not in).
+    assert differ.pop("platform._uname_cache", (None, "None"))[1] == "None"
+    assert differ == {}
+    # The control: without the rebase, the template's own values show.
+    assert forked(rebase=False)["jupyter_client.session.Session.username"] == (
+        repr("alice"),
+        repr("username"),
+    )
+
+
+def test_a_server_killed_from_its_kernel_takes_its_sandbox_along(platform: Platform) -> None:
+    assert_killing_the_server_ends_the_sandbox(platform, "carol")
+
+
 def test_a_dead_template_is_replaced_and_its_servers_keep_running(
     platform: Platform, kernels: dict[str, tuple[requests.Session, Kernel]]
 ) -> None:
@@ -176,8 +363,10 @@ def test_a_dead_template_is_replaced_and_its_servers_keep_running(
     # bob's server, a fork of the dead template, still answers
     still = kernels["bob"][1].run("print(6 * 7)")
     assert still.ok and still.stdout.strip() == "42", still
-    # a new start forks from a new template
+    # a new start forks from a new template (carol's server may run from another test)
     session = platform.login("carol")
+    if platform.hub_api(session, "GET", "users/carol").json().get("servers"):
+        platform.stop_server(session, "carol")
     platform.start_server(session, "carol")
     kernel = Kernel(platform.url, session, "carol")
     try:
@@ -202,3 +391,4 @@ def test_with_the_template_off_servers_start_on_their_own(tmp_path: Path) -> Non
             )
         finally:
             kernel.close()
+        assert_killing_the_server_ends_the_sandbox(platform, "alice")

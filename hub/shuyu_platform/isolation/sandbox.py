@@ -47,8 +47,11 @@ the sandbox (a pidfd of its first process) and the template forks a process that
 enters every namespace of it, joins its cgroup, drops root exactly as below and runs the
 server there. A server's start then costs about 0.2 CPU-s instead of about 1; its
 environment (the user's API token among it) goes to that fork only, never through the
-template. With the template off, or a server command other than the default,
-``sandbox_init`` starts the server itself, in a new interpreter.
+template. The server alone holds the write end of the sandbox's life pipe, which
+``sandbox_init`` watches: when the server ends, the sandbox ends with it, as when
+``sandbox_init`` started the server. With the template off, or a server command other
+than the default, ``sandbox_init`` starts the server itself, in a new interpreter.
+Either way, :meth:`SandboxSpawner.poll` cleans up after a sandbox that ended on its own.
 
 Identity and limits: bubblewrap runs as root only to set up the namespaces; the server
 then runs via ``setpriv`` as a non-root uid of its tenant (allocated once per tenant,
@@ -485,14 +488,17 @@ class SandboxSpawner(Spawner):
         args += ["--chdir", "/"]
         return args
 
-    def inner_command(self, uid: int, server_fd: int, ready_fd: int | None = None) -> list[str]:
+    def inner_command(
+        self, uid: int, server_fd: int, ready_fd: int | None = None, life_fd: int | None = None
+    ) -> list[str]:
         """Drop to the tenant uid, start the relays, then the single-user server.
 
         ``server_fd`` is the listening socket of ``/run/shuyu/server.sock``, made by
         the hub and inherited by ``sandbox_init``, which keeps it from the server.
-        With ``ready_fd`` (a pipe's write end), ``sandbox_init`` starts no server: it
-        writes to the pipe once its relays listen, and the server template's fork
-        comes in (:meth:`_fork_server`).
+        With ``ready_fd`` (a pipe's write end) and ``life_fd`` (another's read end),
+        ``sandbox_init`` starts no server: it writes to the first once its relays
+        listen, the server template's fork comes in (:meth:`_fork_server`), and it ends
+        the sandbox when the second closes, i.e. when that server ends.
         """
         python = str(Path(sys.prefix) / "bin" / "python")
         relays = [
@@ -503,8 +509,8 @@ class SandboxSpawner(Spawner):
             "--forward", f"tcp:127.0.0.1:{INNER_HUB_PORT}=unix:/run/shuyu/hub.sock",
             "--forward", f"tcp:127.0.0.1:{INNER_API_PORT}=unix:/run/shuyu/api.sock",
         ]  # fmt: skip
-        if ready_fd is not None:
-            return [*relays, "--ready-fd", str(ready_fd), "--"]
+        if ready_fd is not None and life_fd is not None:
+            return [*relays, "--ready-fd", str(ready_fd), "--life-fd", str(life_fd), "--"]
         return [*relays, "--", *self.cmd, *self.get_args()]
 
     def sandbox_env(self, tenant: str) -> dict[str, str]:
@@ -529,12 +535,6 @@ class SandboxSpawner(Spawner):
                 "HOME": f"/home/{name}",
                 "USER": name,
                 "SHELL": "/bin/sh",
-                "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime",
-                # JupyterLab keeps user settings and workspaces under the configuration
-                # folder unless told: here they are the browser's state for this start,
-                # in the sandbox's private /tmp, never configuration of the server.
-                "JUPYTERLAB_SETTINGS_DIR": "/tmp/jupyter-lab/user-settings",
-                "JUPYTERLAB_WORKSPACES_DIR": "/tmp/jupyter-lab/workspaces",
             }
         )
         return env
@@ -603,10 +603,11 @@ class SandboxSpawner(Spawner):
         filter_fd = seccomp.filter_fd()
         # With the template: bubblewrap names the sandbox's first process on info, and
         # the relays say on ready that they listen; the server comes in afterwards.
-        info_read = info_write = ready_read = ready_write = None
+        info_read = info_write = ready_read = ready_write = life_read = life_write = None
         if template is not None:
             info_read, info_write = os.pipe()
             ready_read, ready_write = os.pipe()
+            life_read, life_write = os.pipe()
         try:
             listener.bind(str(sock / "server.sock"))
             os.chmod(sock / "server.sock", 0o600)
@@ -616,7 +617,7 @@ class SandboxSpawner(Spawner):
                 *self.bwrap_args(tenant, paths, filter_fd),
                 *info,
                 "--",
-                *self.inner_command(uid, listener.fileno(), ready_write),
+                *self.inner_command(uid, listener.fileno(), ready_write, life_read),
             ]
             cgroup = self.cgroup
             self.log.info(
@@ -635,31 +636,33 @@ class SandboxSpawner(Spawner):
                 stderr=write_end,
                 pass_fds=tuple(
                     fd
-                    for fd in (filter_fd, listener.fileno(), info_write, ready_write)
+                    for fd in (filter_fd, listener.fileno(), info_write, ready_write, life_read)
                     if fd is not None
                 ),
                 start_new_session=True,
                 preexec_fn=cgroup.join if cgroup else None,
             )
         except BaseException:
-            close_quietly(read_end, write_end, info_read, ready_read)
+            close_quietly(read_end, write_end, info_read, ready_read, life_write)
             raise
         finally:
             if template is None:
                 os.close(write_end)
             os.close(filter_fd)
             listener.close()
-            close_quietly(info_write, ready_write)
+            close_quietly(info_write, ready_write, life_read)
         self.output = await ServerLog.attach(
             read_end, settings.zone("logs") / f"{self._server_id()}.log", self.log_max_bytes
         )
         self.pid = self.proc.pid
         if template is not None:
-            assert info_read is not None and ready_read is not None
+            assert info_read is not None and ready_read is not None and life_write is not None
             try:
-                await self._fork_server(template, tenant, uid, info_read, ready_read, write_end)
+                await self._fork_server(
+                    template, tenant, uid, (info_read, ready_read, write_end, life_write)
+                )
             finally:
-                close_quietly(info_read, ready_read, write_end)
+                close_quietly(info_read, ready_read, write_end, life_write)
         if self.cgroup is not None:
             self.started_monotonic = time.monotonic()
             self.memory_byte_seconds = 0.0
@@ -684,12 +687,15 @@ class SandboxSpawner(Spawner):
         template: ServerTemplate,
         tenant: str,
         uid: int,
-        info_fd: int,
-        ready_fd: int,
-        log_fd: int,
+        fds: tuple[int, int, int, int],
     ) -> None:
-        """Have the template fork this sandbox's server, once the relays listen."""
+        """Have the template fork this sandbox's server, once the relays listen.
+
+        ``fds``: bubblewrap's info pipe, the relays' ready pipe (read ends), the log
+        pipe and the life pipe (write ends).
+        """
         assert self.proc is not None
+        info_fd, ready_fd, log_fd, life_fd = fds
         server_id = self._server_id()
         info = await asyncio.to_thread(_read_all, info_fd)
         try:
@@ -698,6 +704,11 @@ class SandboxSpawner(Spawner):
             raise SandboxError(f"the sandbox of {server_id} did not start") from exc
         sandbox = os.pidfd_open(first)
         env_read = None
+        procs = (
+            [os.open(d / "cgroup.procs", os.O_WRONLY) for d in self.cgroup.dirs]
+            if self.cgroup
+            else []
+        )
         try:
             # The pidfd holds the process; its parent shows it is this sandbox's and no
             # process that took a recycled pid.
@@ -710,21 +721,19 @@ class SandboxSpawner(Spawner):
                 "argv": [str(SERVER_MODULE), *self.get_args()],
             }
             env_read = _pipe_holding(json.dumps(start).encode())
-            self.server_pid = await template.fork(
+            self.server_pid, self.server_pidfd = await template.fork(
                 sandbox_pidfd=sandbox,
                 log_fd=log_fd,
                 env_fd=env_read,
+                life_fd=life_fd,
                 uid=uid,
-                cgroup_procs=[str(d / "cgroup.procs") for d in self.cgroup.dirs]
-                if self.cgroup
-                else [],
+                cgroup_procs=procs,
                 seccomp_program=seccomp.program(),
             )
         except TemplateError as exc:
             raise SandboxError(f"no server for {server_id}: {exc}") from exc
         finally:
-            close_quietly(sandbox, env_read)
-        self.server_pidfd = os.pidfd_open(self.server_pid)
+            close_quietly(sandbox, env_read, *procs)
         self.template = template
 
     async def _wait_until_serving(self, server_sock: Path) -> None:
@@ -810,13 +819,23 @@ class SandboxSpawner(Spawner):
         self.started_monotonic = 0.0
 
     async def poll(self) -> int | None:
-        """None while the sandbox and its server run, else an exit status."""
+        """None while the sandbox and its server run, else an exit status.
+
+        A sandbox found ended is cleaned up here, as :meth:`stop` does (its usage
+        recorded, its cgroup, relays, gateway and disk released): JupyterHub calls
+        ``stop`` only for a server it still thinks runs, so a server that ended on its
+        own (a crash, a kill from its own kernel, a shutdown from inside) would
+        otherwise leave all of that behind, unmetered. A fork of the template ends its
+        sandbox as it ends (``sandbox_init`` watches the life pipe); the sandbox is
+        stopped here as well, should anything in it still hold that pipe open.
+        """
         if self.proc is None:
             return 0
         code = self.proc.poll()
         if code is None and self.server_pidfd is not None and pid_exited(self.server_pidfd):
-            # A fork of the template: the sandbox outlives its server, and is stopped.
-            return self.template.exits.get(self.server_pid, 1) if self.template else 1
+            code = self.template.exits.get(self.server_pid, 1) if self.template else 1
+        if code is not None:
+            await self.stop(now=True)
         return code
 
     async def stop(self, now: bool = False) -> None:
@@ -886,6 +905,12 @@ def template_env() -> dict[str, str]:
         "JUPYTER_DATA_DIR": JUPYTER_DATA_DIR,
         "JUPYTER_PATH": "",
         "JUPYTER_PREFER_ENV_PATH": "1",
+        "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime",
+        # JupyterLab keeps user settings and workspaces under the configuration
+        # folder unless told: here they are the browser's state for this start,
+        # in the sandbox's private /tmp, never configuration of the server.
+        "JUPYTERLAB_SETTINGS_DIR": "/tmp/jupyter-lab/user-settings",
+        "JUPYTERLAB_WORKSPACES_DIR": "/tmp/jupyter-lab/workspaces",
     }
 
 

@@ -103,15 +103,17 @@ class ServerTemplate:
         assert self.sock is not None
         while True:
             try:
-                data = self.sock.recv(1 << 16)
+                data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 1)
             except BlockingIOError:
                 return
             except OSError:
-                data = b""
+                data, fds = b"", []
             if not data:
+                close_quietly(*fds)
                 self.close()
                 return
             message = json.loads(data)
+            message["fds"] = fds
             if "ready" in message and self.ready is not None and not self.ready.done():
                 self.ready.set_result(int(message["ready"]))
             elif "exited" in message:
@@ -120,6 +122,8 @@ class ServerTemplate:
                 future = self.pending.pop(message["id"], None)
                 if future is not None and not future.done():
                     future.set_result(message)
+                else:
+                    close_quietly(*fds)
 
     async def fork(
         self,
@@ -127,14 +131,18 @@ class ServerTemplate:
         sandbox_pidfd: int,
         log_fd: int,
         env_fd: int,
+        life_fd: int,
         uid: int,
-        cgroup_procs: list[str],
+        cgroup_procs: list[int],
         seccomp_program: bytes,
-    ) -> int:
-        """Fork a server into the sandbox of ``sandbox_pidfd``; its host pid.
+    ) -> tuple[int, int]:
+        """Fork a server into the sandbox of ``sandbox_pidfd``; its host pid and a pidfd
+        of it (the caller's to close).
 
-        The descriptors stay the caller's (the template gets copies) and the caller
-        closes them.
+        ``life_fd`` is the write end of the sandbox's life pipe, which the server alone
+        keeps; ``cgroup_procs`` are the sandbox cgroup's ``cgroup.procs`` files, open for
+        writing. These descriptors stay the caller's (the template gets copies) and the
+        caller closes them.
         """
         if not self.alive():
             raise TemplateError("the server template is not running")
@@ -143,23 +151,23 @@ class ServerTemplate:
         request = {
             "id": request_id,
             "uid": uid,
-            "cgroup_procs": cgroup_procs,
             "seccomp": seccomp_program.hex(),
         }
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[request_id] = future
         async with self.lock:
             await asyncio.to_thread(self._send, json.dumps(request).encode(), [
-                sandbox_pidfd, log_fd, env_fd,
+                sandbox_pidfd, log_fd, env_fd, life_fd, *cgroup_procs,
             ])  # fmt: skip
         try:
             answer = await asyncio.wait_for(future, FORK_TIMEOUT)
         except TimeoutError as exc:
             self.pending.pop(request_id, None)
             raise TemplateError("the server template did not answer") from exc
-        if "pid" not in answer:
+        if "pid" not in answer or len(answer["fds"]) != 1:
+            close_quietly(*answer["fds"])
             raise TemplateError(f"the server template could not fork: {answer.get('error')}")
-        return int(answer["pid"])
+        return int(answer["pid"]), answer["fds"][0]
 
     def _send(self, data: bytes, fds: list[int]) -> None:
         assert self.sock is not None
