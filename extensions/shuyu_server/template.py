@@ -426,12 +426,11 @@ class Template:
         deadline = time.monotonic() + FORK_DEADLINE
         try:
             while (left := deadline - time.monotonic()) > 0:
-                if not select.select([read_end], [], [], left)[0]:
-                    continue
-                chunk = os.read(read_end, 512)
-                if not chunk:
+                if select.select([read_end], [], [], left)[0]:
+                    # It has answered, and exits right after: the rest comes at once.
+                    while chunk := os.read(read_end, 512):
+                        answer += chunk
                     break
-                answer += chunk
             else:
                 os.kill(first, signal.SIGKILL)
                 answer = b"error the first fork did not report in time"

@@ -136,3 +136,24 @@ def test_ambiguous_framing_is_refused_with_400(tmp_path: Path) -> None:
         assert answer.startswith(b"HTTP/1.1 200") and b"400 Bad Request" in answer
 
     with_relay(tmp_path, test)
+
+
+def test_a_sandbox_cannot_hold_more_than_its_share_of_connections(tmp_path: Path) -> None:
+    """Idle connections beyond the cap are refused at once, and a place frees up as one
+    closes: a kernel cannot run the hub out of descriptors through its relay."""
+    from shuyu_platform.isolation.http_relay import MAX_CONNECTIONS
+
+    async def test(path: Path) -> None:
+        held = [await asyncio.open_unix_connection(str(path)) for _ in range(MAX_CONNECTIONS)]
+        await asyncio.sleep(0.2)
+        refused = await exchange(path, b"GET /over HTTP/1.1\r\nHost: hub\r\n\r\n")
+        assert refused.startswith(b"HTTP/1.1 503"), refused[:100]
+        _, writer = held.pop()
+        writer.close()
+        await asyncio.sleep(0.2)
+        served = await exchange(path, b"GET /again HTTP/1.1\r\nHost: hub\r\n\r\n")
+        assert served.startswith(b"HTTP/1.1 200"), served[:100]
+        for _, writer in held:
+            writer.close()
+
+    with_relay(tmp_path, test)

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,7 @@ import requests
 from harness import Platform, running_platform
 from kernel import Kernel
 from shuyu_platform.isolation.sandbox import template_env
+from shuyu_platform.isolation.template import pid_exited
 
 pytestmark = pytest.mark.hub
 
@@ -213,7 +215,11 @@ def assert_killing_the_server_ends_the_sandbox(platform: Platform, name: str) ->
     while living_with(MARKER) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not living_with(MARKER), "a process of the tenant outlived its server"
-    # The hub learns of it (its poll, or a stop asked for) and cleans up after it.
+    # The hub learns of it from many pages at once (each polls the server) and from a
+    # stop asked for: one cleanup, metered once.
+    with ThreadPoolExecutor(12) as pool:
+        pages = list(pool.map(lambda _: session.get(f"{platform.url}/hub/home"), range(12)))
+    assert all(page.status_code == 200 for page in pages)
     response = platform.hub_api(session, "DELETE", f"users/{name}/server")
     assert response.status_code in (202, 204, 400), response.text
     deadline = time.monotonic() + 30
@@ -223,6 +229,7 @@ def assert_killing_the_server_ends_the_sandbox(platform: Platform, name: str) ->
     ):
         time.sleep(0.3)
     assert not cgroups_of(platform, name), "the server's cgroup was left behind"
+    time.sleep(1)  # a second cleanup, were there one, would have recorded by now
     assert len(platform.audit_events("sandbox.usage", actor=name)) == metered + 1
 
 
@@ -392,3 +399,27 @@ def test_with_the_template_off_servers_start_on_their_own(tmp_path: Path) -> Non
         finally:
             kernel.close()
         assert_killing_the_server_ends_the_sandbox(platform, "alice")
+
+
+def test_a_server_is_watched_whatever_its_descriptors_number() -> None:
+    """A hub holds thousands of descriptors (a tenant can open many through its relays);
+    a server's pidfd numbered past 1024 is still watched, and no poll raises."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(2100, hard), hard))
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    pidfd = os.pidfd_open(child.pid)
+    high = os.dup2(pidfd, 2000)
+    try:
+        assert not pid_exited(high)
+        child.stdin.close()
+        child.wait(30)
+        assert pid_exited(high)
+    finally:
+        os.close(high)
+        os.close(pidfd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

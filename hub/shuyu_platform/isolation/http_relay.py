@@ -15,6 +15,12 @@ ends in CRLF, no folded or malformed header lines, one ``Content-Length`` of dig
 no protocol upgrades. Anything else is not passed on: once the answers to the requests
 before it are through, it gets ``400 Bad Request`` with a sentence, and the connection
 is closed. Answers are relayed as they come.
+
+What a sandbox can hold of the hub is metered: each relayed connection costs the hub
+three descriptors, so one relay carries at most :data:`MAX_CONNECTIONS` at once (a
+connection beyond gets ``503`` and is closed), and a connection that sends no request
+head for :data:`IDLE` seconds is closed. Without these a kernel could open idle
+connections until the hub ran out of descriptors, every tenant's starts with it.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ COPY = 256 * 1024
 #: been silent this long (seconds), or closed; never waited for longer than the limit.
 QUIET = 1.0
 SETTLE_LIMIT = 30.0
+#: Connections one relay carries at once; seconds a connection may wait between requests.
+MAX_CONNECTIONS = 32
+IDLE = 300.0
 
 REQUEST_LINE = re.compile(rb"[A-Z]{1,16} [\x21-\x7e]+ HTTP/1\.[01]")
 HEADER = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*")
@@ -150,7 +159,9 @@ async def _requests(
     """Pass requests on, cleaned, until the client is done; raise BadRequest if bad."""
     while True:
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE)
+        except TimeoutError:
+            return
         except asyncio.IncompleteReadError as exc:
             if exc.partial.strip():
                 raise BadRequest("the request head ended early") from None
@@ -176,7 +187,29 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 async def serve_http(path: Path, host: str, port: int, *, owner: int) -> asyncio.Server:
     """Listen on the Unix socket ``path`` (mode 0600, ``owner``'s) and relay to host:port."""
 
+    carried = 0
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal carried
+        if carried >= MAX_CONNECTIONS:
+            log.warning("relay to %s:%s: over %d connections, refused", host, port, carried)
+            with contextlib.suppress(Exception):  # its head read first, so the answer lands
+                await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 1.0)
+            writer.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                b"Content-Length: 0\r\n\r\n"
+            )
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.drain()
+            await _close(writer)
+            return
+        carried += 1
+        try:
+            await relay(reader, writer)
+        finally:
+            carried -= 1
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_reader, up_writer = await asyncio.open_connection(host, port, limit=COPY)
         except OSError as exc:

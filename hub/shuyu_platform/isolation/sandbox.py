@@ -355,6 +355,8 @@ class SandboxSpawner(Spawner):
         self.server_pidfd: int | None = None
         self.server_pid = 0
         self.template: ServerTemplate | None = None
+        #: The cleanup of the current start, once one was asked for (:meth:`stop`).
+        self.stopping: asyncio.Future[None] | None = None
 
     @property
     def settings(self) -> Shuyu:
@@ -552,6 +554,13 @@ class SandboxSpawner(Spawner):
     # ----------------------------------------------------------- lifecycle
     async def start(self) -> tuple[str, int]:
         """Set up the host side, start the relays, launch the sandbox."""
+        if self.stopping is not None:  # the last start's cleanup finishes first
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.stopping)
+            self.stopping = None
+        if self.server_pidfd is not None:  # a start that failed with nobody stopping it
+            close_quietly(self.server_pidfd)
+        self.server_pidfd, self.server_pid, self.template = None, 0, None
         tenant = tenant_of(self.user)
         if tenant is None:
             raise web.HTTPError(403, "No sandbox: this account belongs to no tenant.")
@@ -643,7 +652,9 @@ class SandboxSpawner(Spawner):
                 preexec_fn=cgroup.join if cgroup else None,
             )
         except BaseException:
-            close_quietly(read_end, write_end, info_read, ready_read, life_write)
+            close_quietly(read_end, info_read, ready_read, life_write)
+            if template is not None:  # else the finally below closes it
+                close_quietly(write_end)
             raise
         finally:
             if template is None:
@@ -702,14 +713,12 @@ class SandboxSpawner(Spawner):
             first = int(json.loads(info)["child-pid"])
         except (ValueError, KeyError, TypeError) as exc:
             raise SandboxError(f"the sandbox of {server_id} did not start") from exc
-        sandbox = os.pidfd_open(first)
-        env_read = None
-        procs = (
-            [os.open(d / "cgroup.procs", os.O_WRONLY) for d in self.cgroup.dirs]
-            if self.cgroup
-            else []
-        )
+        sandbox = env_read = None
+        procs: list[int] = []
         try:
+            sandbox = os.pidfd_open(first)
+            for group in self.cgroup.dirs if self.cgroup else []:
+                procs.append(os.open(group / "cgroup.procs", os.O_WRONLY))
             # The pidfd holds the process; its parent shows it is this sandbox's and no
             # process that took a recycled pid.
             if parent_of(first) != self.proc.pid:
@@ -730,7 +739,7 @@ class SandboxSpawner(Spawner):
                 cgroup_procs=procs,
                 seccomp_program=seccomp.program(),
             )
-        except TemplateError as exc:
+        except (TemplateError, OSError) as exc:
             raise SandboxError(f"no server for {server_id}: {exc}") from exc
         finally:
             close_quietly(sandbox, env_read, *procs)
@@ -833,13 +842,28 @@ class SandboxSpawner(Spawner):
             return 0
         code = self.proc.poll()
         if code is None and self.server_pidfd is not None and pid_exited(self.server_pidfd):
-            code = self.template.exits.get(self.server_pid, 1) if self.template else 1
+            status = self.template.exits.get(self.server_pid) if self.template else None
+            code = 1 if status is None else status
         if code is not None:
-            await self.stop(now=True)
+            try:
+                await self.stop(now=True)
+            except Exception:  # a poll must answer: the stop's failure is logged
+                self.log.exception("%s: cleaning up after its end failed", self._server_id())
         return code
 
     async def stop(self, now: bool = False) -> None:
-        """SIGTERM the sandbox's process group, SIGKILL after the grace, clean up."""
+        """SIGTERM the sandbox's process group, SIGKILL after the grace, clean up.
+
+        One cleanup per start, however many ask for it at once (JupyterHub's stop, and
+        a :meth:`poll` from each page that finds the server ended): they all await the
+        same task, so usage is recorded once and no cleanup outlives its start into the
+        next one (:meth:`start` waits for it).
+        """
+        if self.stopping is None:
+            self.stopping = asyncio.ensure_future(self._stop(now))
+        await asyncio.shield(self.stopping)
+
+    async def _stop(self, now: bool) -> None:
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL if now else signal.SIGTERM)
@@ -876,7 +900,7 @@ class SandboxSpawner(Spawner):
             close_quietly(self.server_pidfd)
             self.server_pidfd = None
             if self.template is not None:
-                self.template.exits.pop(self.server_pid, None)
+                self.template.forget(self.server_pid)
             self.template = None
             self.server_pid = 0
         self.output = None

@@ -25,9 +25,10 @@ from typing import Any, ClassVar
 
 log = logging.getLogger("shuyu.template")
 
-#: Seconds the template may take to import a server before it is given up on.
-START_TIMEOUT = 120.0
-#: Seconds one fork may take before the request is given up on.
+#: Seconds the template may take to import a server before it is given up on (the
+#: start then goes on without it, well within JupyterHub's ``start_timeout``).
+START_TIMEOUT = 30.0
+#: Seconds one request (sending it and the fork's answer) may take.
 FORK_TIMEOUT = 30.0
 
 
@@ -48,8 +49,9 @@ class ServerTemplate:
         self.sock: socket.socket | None = None
         self.ready: asyncio.Future[int] | None = None
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        #: Exit status of every server the template has reported ended, by host pid.
-        self.exits: dict[int, int] = {}
+        #: Exit status of each watched server (:meth:`watch`) the template has reported
+        #: ended, by host pid; None while it runs.
+        self.exits: dict[int, int | None] = {}
         self.ids = itertools.count(1)
         self.lock = asyncio.Lock()
 
@@ -98,6 +100,9 @@ class ServerTemplate:
         except (TimeoutError, TemplateError) as exc:
             self.close()
             raise TemplateError(f"the server template did not start: see {self.log_path}") from exc
+        except BaseException:  # cancelled: no template process may be left behind
+            self.close()
+            raise
 
     def _on_readable(self) -> None:
         assert self.sock is not None
@@ -117,7 +122,8 @@ class ServerTemplate:
             if "ready" in message and self.ready is not None and not self.ready.done():
                 self.ready.set_result(int(message["ready"]))
             elif "exited" in message:
-                self.exits[int(message["exited"])] = int(message["status"])
+                if int(message["exited"]) in self.exits:  # else nobody watches it any more
+                    self.exits[int(message["exited"])] = int(message["status"])
             elif "id" in message:
                 future = self.pending.pop(message["id"], None)
                 if future is not None and not future.done():
@@ -148,35 +154,48 @@ class ServerTemplate:
             raise TemplateError("the server template is not running")
         assert self.sock is not None
         request_id = next(self.ids)
-        request = {
-            "id": request_id,
-            "uid": uid,
-            "seccomp": seccomp_program.hex(),
-        }
+        request = {"id": request_id, "uid": uid, "seccomp": seccomp_program.hex()}
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[request_id] = future
-        async with self.lock:
-            await asyncio.to_thread(self._send, json.dumps(request).encode(), [
-                sandbox_pidfd, log_fd, env_fd, life_fd, *cgroup_procs,
-            ])  # fmt: skip
+        # The sending thread works on duplicates of its own: were this start cancelled
+        # meanwhile, the caller's descriptors may close and their numbers be reused.
+        fds = [os.dup(fd) for fd in (sandbox_pidfd, log_fd, env_fd, life_fd, *cgroup_procs)]
         try:
-            answer = await asyncio.wait_for(future, FORK_TIMEOUT)
+            async with asyncio.timeout(FORK_TIMEOUT):
+                async with self.lock:
+                    await asyncio.to_thread(self._send, json.dumps(request).encode(), fds)
+                answer = await future
         except TimeoutError as exc:
-            self.pending.pop(request_id, None)
             raise TemplateError("the server template did not answer") from exc
+        finally:
+            self.pending.pop(request_id, None)
         if "pid" not in answer or len(answer["fds"]) != 1:
             close_quietly(*answer["fds"])
             raise TemplateError(f"the server template could not fork: {answer.get('error')}")
+        self.exits[int(answer["pid"])] = None
         return int(answer["pid"]), answer["fds"][0]
 
+    def forget(self, pid: int) -> None:
+        """Stop keeping the exit status of the server ``pid``."""
+        self.exits.pop(pid, None)
+
     def _send(self, data: bytes, fds: list[int]) -> None:
-        assert self.sock is not None
-        while True:
-            try:
-                socket.send_fds(self.sock, [data], fds)
-                return
-            except BlockingIOError:
-                select.select([], [self.sock], [], 1.0)
+        """Send one request with ``fds`` (closed here, sent or not)."""
+        try:
+            sock = self.sock
+            if sock is None:
+                raise TemplateError("the server template ended")
+            waiting = select.poll()
+            waiting.register(sock.fileno(), select.POLLOUT)
+            for _ in range(int(FORK_TIMEOUT)):
+                try:
+                    socket.send_fds(sock, [data], fds)
+                    return
+                except BlockingIOError:
+                    waiting.poll(1000)
+            raise TemplateError("the server template takes no request")
+        finally:
+            close_quietly(*fds)
 
     def close(self) -> None:
         """Stop listening, fail every request in flight, end the process."""
@@ -197,9 +216,14 @@ class ServerTemplate:
 
 
 def pid_exited(pidfd: int) -> bool:
-    """Whether the process of ``pidfd`` has ended (a pidfd is readable once it has)."""
-    readable, _, _ = select.select([pidfd], [], [], 0)
-    return bool(readable)
+    """Whether the process of ``pidfd`` has ended (a pidfd is readable once it has).
+
+    ``poll``, not ``select``: a hub holds thousands of descriptors, and ``select``
+    refuses any numbered 1024 or more.
+    """
+    waiting = select.poll()
+    waiting.register(pidfd, select.POLLIN)
+    return bool(waiting.poll(0))
 
 
 def parent_of(pid: int) -> int:
