@@ -45,8 +45,11 @@ COPY = 256 * 1024
 #: been silent this long (seconds), or closed; never waited for longer than the limit.
 QUIET = 1.0
 SETTLE_LIMIT = 30.0
-#: Connections one relay carries at once; seconds a connection may wait between requests.
-MAX_CONNECTIONS = 32
+#: Connections one relay carries at once, those still settling included (after a
+#: client closes, its connection lingers about :data:`QUIET` seconds: a kernel posting
+#: one request per connection keeps dozens settling); seconds a connection may wait
+#: between requests.
+MAX_CONNECTIONS = 128
 IDLE = 300.0
 
 REQUEST_LINE = re.compile(rb"[A-Z]{1,16} [\x21-\x7e]+ HTTP/1\.[01]")
