@@ -76,9 +76,10 @@ import sys
 import time
 import traceback
 
+from .sandbox_init import make_undumpable
+
 #: prctl(2) and setns(2) constants (linux/prctl.h, linux/seccomp.h, linux/sched.h).
 PR_SET_PDEATHSIG = 1
-PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
@@ -196,7 +197,7 @@ def _drop_root(uid: int, program: bytes) -> None:
         struct.pack("HxxxxxxQ", len(program) // 8, ctypes.addressof(filters))
     )
     _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
-    _prctl(PR_SET_DUMPABLE, 0)
+    make_undumpable()
 
 
 def confinement_problems(uid: int) -> list[str]:
@@ -465,7 +466,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.process_time()
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    _prctl(PR_SET_DUMPABLE, 0)
+    make_undumpable()
     if os.getppid() == 1:  # the hub is already gone
         raise SystemExit("server template: the hub has gone")
     sock = socket.socket(fileno=int(args[0]))

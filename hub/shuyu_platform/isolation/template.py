@@ -3,9 +3,10 @@
 One template process per hub, started at the first sandbox start that uses it. The hub
 and the template share one ``SOCK_SEQPACKET`` socket pair and nothing else: the template
 listens nowhere. :meth:`ServerTemplate.fork` hands it a sandbox (a pidfd of its first
-process), the log pipe's write end and a pipe holding the server's environment, and
-gets back the host pid of the server it forked there; the template later reports that
-server's exit status.
+process), the log pipe's and the life pipe's write ends, the sandbox cgroup's
+``cgroup.procs`` files and a pipe holding the server's environment, and gets back the
+host pid of the server it forked there and a pidfd of it; the template later reports
+that server's exit status.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import logging
 import os
 import select
 import socket
@@ -22,8 +22,6 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
-
-log = logging.getLogger("shuyu.template")
 
 #: Seconds the template may take to import a server before it is given up on (the
 #: start then goes on without it, well within JupyterHub's ``start_timeout``).
@@ -49,8 +47,8 @@ class ServerTemplate:
         self.sock: socket.socket | None = None
         self.ready: asyncio.Future[int] | None = None
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        #: Exit status of each watched server (:meth:`watch`) the template has reported
-        #: ended, by host pid; None while it runs.
+        #: Exit status of each server forked and not yet forgotten (:meth:`forget`), by
+        #: host pid, as the template reports it; None until it has ended.
         self.exits: dict[int, int | None] = {}
         self.ids = itertools.count(1)
         self.lock = asyncio.Lock()
@@ -127,6 +125,8 @@ class ServerTemplate:
             elif "id" in message:
                 future = self.pending.pop(message["id"], None)
                 if future is not None and not future.done():
+                    if "pid" in message:  # watched before its exit can be reported
+                        self.exits[int(message["pid"])] = None
                     future.set_result(message)
                 else:
                     close_quietly(*fds)
@@ -171,8 +171,9 @@ class ServerTemplate:
             self.pending.pop(request_id, None)
         if "pid" not in answer or len(answer["fds"]) != 1:
             close_quietly(*answer["fds"])
+            if "pid" in answer:
+                self.forget(int(answer["pid"]))
             raise TemplateError(f"the server template could not fork: {answer.get('error')}")
-        self.exits[int(answer["pid"])] = None
         return int(answer["pid"]), answer["fds"][0]
 
     def forget(self, pid: int) -> None:
