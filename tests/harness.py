@@ -75,6 +75,9 @@ def platform_env(home: Path, **extra: str) -> dict[str, str]:
         "SHUYU_HUB_PORT": str(free_port()),
         "SHUYU_SERVICE_PORT": str(free_port()),
         "SHUYU_DASHBOARDS_PORT": str(free_port()),
+        # bcrypt's cheapest cost: the suite signs in a few hundred times, 0.3 s each at
+        # the default 12 (tests/core/test_accounts.py checks the default).
+        "SHUYU_PASSWORD_HASH_COST": "4",
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     env.update(extra)

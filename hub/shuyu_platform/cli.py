@@ -154,7 +154,7 @@ def accounts_add(
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        AccountStore(settings.accounts_file).add(
+        AccountStore(settings.accounts_file, settings.password_hash_cost).add(
             name,
             real_name=real_name,
             role=role,

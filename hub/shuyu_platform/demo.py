@@ -62,7 +62,7 @@ DEMO_ACCOUNTS: tuple[DemoAccount, ...] = (
 
 def create_demo_accounts(settings: Shuyu) -> list[DemoAccount]:
     """Write (or reset) every demo account into the hub's accounts file."""
-    store = AccountStore(settings.accounts_file)
+    store = AccountStore(settings.accounts_file, settings.password_hash_cost)
     for acc in DEMO_ACCOUNTS:
         store.add(
             acc.name,

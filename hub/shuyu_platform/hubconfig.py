@@ -148,6 +148,7 @@ def configure(c: Config) -> Shuyu:
     c.ShuyuAuthenticator.db_url = settings.db_url
     c.ShuyuAuthenticator.lockout_failures = settings.login_lockout_failures
     c.ShuyuAuthenticator.lockout_minutes = settings.login_lockout_minutes
+    c.ShuyuAuthenticator.hash_cost = settings.password_hash_cost
 
     hub.custom_scopes = {name: {"description": text} for name, text in roles.SCOPES.items()}
     load_roles, _managed = roles.hub_roles({})

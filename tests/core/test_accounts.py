@@ -138,3 +138,30 @@ def test_an_initial_password_opens_no_session_until_changed(
     assert not store.load()["he"].must_change_password
     chosen = {"username": "he", "password": "Minjiang-River-7"}
     assert run_async(auth.authenticate(None, chosen))["groups"] == ["tenant-shudao"]
+
+
+def test_the_hash_cost_is_the_operators_and_old_hashes_keep_theirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shuyu_platform.core.accounts import _timing_decoy
+    from shuyu_platform.core.settings import Shuyu
+
+    assert Shuyu().password_hash_cost == 12
+    monkeypatch.setenv("SHUYU_PASSWORD_HASH_COST", "5")
+    settings = Shuyu()
+    assert settings.password_hash_cost == 5
+    assert settings.service_environment()["SHUYU_PASSWORD_HASH_COST"] == "5"
+    for wrong in (3, 32):
+        with pytest.raises(ValueError, match="between 4 and 31"):
+            Shuyu(password_hash_cost=wrong)
+
+    path = tmp_path / "accounts.json"
+    AccountStore(path).add("liu", real_name="刘洋", role="visitor", password="Qingcheng-Shan-9")
+    cheap = AccountStore(path, hash_cost=4)
+    cheap.add("he", real_name="何佳", role="visitor", password="Emei-Shan-Gold-7")
+    hashes = {name: account.password_hash for name, account in cheap.load().items()}
+    assert hashes["liu"].startswith("$2b$12$") and hashes["he"].startswith("$2b$04$")
+    assert cheap.load()["liu"].check_password("Qingcheng-Shan-9")  # checked at its own cost
+    # An unknown name costs what a known one does: the decoy has the configured cost.
+    assert _timing_decoy(4).password_hash.startswith("$2b$04$")
+    assert _timing_decoy(12).password_hash.startswith("$2b$12$")

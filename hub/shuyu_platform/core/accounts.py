@@ -15,6 +15,7 @@ effect at the next login without a hub restart.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import re
@@ -101,20 +102,25 @@ def password_problems(password: str, name: str = "") -> list[str]:
     return problems
 
 
-def hash_password(password: str) -> str:
-    """A bcrypt hash of ``password`` (bcrypt reads at most 72 bytes of it)."""
+#: bcrypt cost of new hashes unless the operator sets ``Shuyu.password_hash_cost``.
+DEFAULT_HASH_COST = 12
+
+
+def hash_password(password: str, cost: int = DEFAULT_HASH_COST) -> str:
+    """A bcrypt hash of ``password`` at ``cost`` (bcrypt reads at most 72 bytes of it)."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise AccountError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
     if len(password.encode("utf-8")) > 72:
         raise AccountError("a password may have at most 72 bytes (bcrypt ignores the rest)")
-    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds=12)).decode("ascii")
+    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds=cost)).decode("ascii")
 
 
 class AccountStore:
     """The accounts file: read whole, written whole and atomically."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, hash_cost: int = DEFAULT_HASH_COST) -> None:
         self.path = Path(path)
+        self.hash_cost = hash_cost
 
     def load(self) -> dict[str, Account]:
         """Every account by user name (empty if the file does not exist yet)."""
@@ -191,7 +197,7 @@ class AccountStore:
             name=name,
             real_name=real_name.strip(),
             role=role,
-            password_hash=hash_password(password),
+            password_hash=hash_password(password, self.hash_cost),
             tenant=tenant,
             departments=[d.strip() for d in departments if d.strip()],
             must_change_password=initial,
@@ -217,7 +223,7 @@ class AccountStore:
             raise AccountError("；".join(problems))
         return self.update(
             name,
-            password_hash=hash_password(password),
+            password_hash=hash_password(password, self.hash_cost),
             must_change_password=False,
             failed_logins=0,
             locked_until="",
@@ -232,12 +238,12 @@ class AccountStore:
         return members
 
 
-_TIMING_DECOY = Account(
-    name="decoy",
-    real_name="decoy",
-    role="visitor",
-    password_hash=bcrypt.hashpw(b"decoy-password", bcrypt.gensalt(rounds=12)).decode("ascii"),
-)
+@functools.cache
+def _timing_decoy(cost: int) -> Account:
+    """An account no one has, checked instead of an unknown name's: a hash of ``cost``
+    takes as long to check as a real account's."""
+    decoy = bcrypt.hashpw(b"decoy-password", bcrypt.gensalt(rounds=cost)).decode("ascii")
+    return Account(name="decoy", real_name="decoy", role="visitor", password_hash=decoy)
 
 
 class ShuyuAuthenticator(Authenticator):
@@ -257,6 +263,10 @@ class ShuyuAuthenticator(Authenticator):
 
     lockout_minutes = Integer(
         15, help="Minutes a locked account refuses every login (see Shuyu)."
+    ).tag(config=True)
+
+    hash_cost = Integer(
+        DEFAULT_HASH_COST, help="bcrypt cost of new password hashes (see Shuyu)."
     ).tag(config=True)
 
     def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
@@ -286,7 +296,7 @@ class ShuyuAuthenticator(Authenticator):
     @property
     def store(self) -> AccountStore:
         """The accounts file."""
-        return AccountStore(Path(self.accounts_file))
+        return AccountStore(Path(self.accounts_file), self.hash_cost)
 
     async def check(self, handler: Any, name: str, password: str) -> Account | None:
         """The account if ``password`` is its password and it may log in; else None.
@@ -299,7 +309,7 @@ class ShuyuAuthenticator(Authenticator):
         remote = handler.request.remote_ip if handler is not None else ""
         # bcrypt is slow on purpose: keep it off the hub's event loop, and spend the same
         # time on unknown names so that timing does not reveal which accounts exist.
-        checked = account or _TIMING_DECOY
+        checked = account or _timing_decoy(self.hash_cost)
         password_ok = await asyncio.to_thread(checked.check_password, password)
         reason = (
             "unknown account"

@@ -327,6 +327,24 @@ class Shuyu(Configurable):
         15, help="Minutes an account stays locked after login_lockout_failures wrong passwords."
     ).tag(config=True)
 
+    password_hash_cost = Integer(
+        help="""bcrypt cost (log2 of its rounds) of the password hashes the platform writes;
+        an existing hash keeps the cost it was made with, and a login to an unknown account
+        spends the time of this cost. Env: SHUYU_PASSWORD_HASH_COST. Default 12 (about
+        0.3 s a login on one core); bcrypt accepts 4 to 31. Lower it only where passwords
+        protect nothing (the test suite uses 4).""",
+    ).tag(config=True)
+
+    @default("password_hash_cost")
+    def _default_password_hash_cost(self) -> int:
+        return int(_env("SHUYU_PASSWORD_HASH_COST", "12"))
+
+    @validate("password_hash_cost")
+    def _bcrypt_cost(self, proposal: dict) -> int:
+        if not 4 <= int(proposal["value"]) <= 31:
+            raise ValueError("password_hash_cost must be between 4 and 31 (bcrypt's range)")
+        return int(proposal["value"])
+
     @validate("compliance_review_days", "source_review_days", "registration_review_days")
     def _positive_days(self, proposal: dict) -> int:
         if int(proposal["value"]) < 1:
@@ -859,6 +877,7 @@ class Shuyu(Configurable):
             "SHUYU_COMPLIANCE_DAYS": str(self.compliance_review_days),
             "SHUYU_SOURCE_REVIEW_DAYS": str(self.source_review_days),
             "SHUYU_REGISTRATION_DAYS": str(self.registration_review_days),
+            "SHUYU_PASSWORD_HASH_COST": str(self.password_hash_cost),
             "SHUYU_SILENCE_APPROVES": "1" if self.silence_approves else "0",
             "SHUYU_HOLIDAYS": ",".join(self.holidays),
             "SHUYU_EXTRA_WORKDAYS": ",".join(self.extra_workdays),

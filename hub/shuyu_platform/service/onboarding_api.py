@@ -42,7 +42,7 @@ class RegistrationHandler(BaseHandler):
     @property
     def store(self) -> AccountStore:
         """The hub's accounts file, where approved users are created."""
-        return AccountStore(self.shuyu.accounts_file)
+        return AccountStore(self.shuyu.accounts_file, self.shuyu.password_hash_cost)
 
     def submit(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Check and record a registration (:class:`onboarding.RegistrationError` if it
