@@ -8,13 +8,17 @@ from the repository in a subprocess with its own state root and free ports, exac
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import hashlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -406,9 +410,7 @@ def running_platform(home: Path, *, rows: int = 2000, **extra_env: str) -> Itera
     if "SHUYU_POLICIES_DIR" not in extra_env:
         extra_env["SHUYU_POLICIES_DIR"] = str(small_data_policies(home / "test-policies"))
     env = platform_env(home, **extra_env)
-    shuyu("demo-data", "--rows", str(rows), env=env)
-    shuyu("demo-accounts", env=env)
-    shuyu("demo-grants", env=env)
+    demo_state(home, rows, env)
     proc, log_path = launch_hub(home, env)
     platform = Platform(home=home, env=env, proc=proc, log_path=log_path)
     try:
@@ -416,6 +418,44 @@ def running_platform(home: Path, *, rows: int = 2000, **extra_env: str) -> Itera
         yield platform
     finally:
         platform.stop()
+
+
+#: Demo states made this session, by what they depend on (see :func:`demo_state`).
+_DEMO_STATES: dict[tuple[int, str], Path] = {}
+
+
+def demo_state(home: Path, rows: int, env: dict[str, str]) -> None:
+    """Demo data, accounts and grants (masked views, synthetic twins) in ``home``.
+
+    Made with the ``shuyu`` commands the first time the session needs a state of these
+    ``rows`` and policies, then copied: the three commands took 8 to 15 s of each of the
+    suite's platform starts. A copy is the same state restored into another folder
+    (the same masking secret, the same accounts); only audit records of the first
+    build name that build's folder. A platform on another database is made afresh.
+    """
+    if env.get("SHUYU_DB_URL"):
+        _make_demo_state(rows, env)
+        return
+    policies = Path(env["SHUYU_POLICIES_DIR"])
+    digest = hashlib.sha256()
+    for path in sorted(p for p in policies.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(policies)}\0".encode() + path.read_bytes())
+    key = (rows, digest.hexdigest())
+    made = _DEMO_STATES.get(key)
+    if made is None:
+        _make_demo_state(rows, env)
+        made = Path(tempfile.mkdtemp(prefix="shuyu-demo-state-")) / "home"
+        shutil.copytree(home, made, symlinks=True)
+        atexit.register(shutil.rmtree, made.parent, True)
+        _DEMO_STATES[key] = made
+        return
+    shutil.copytree(made, home, symlinks=True, dirs_exist_ok=True)
+
+
+def _make_demo_state(rows: int, env: dict[str, str]) -> None:
+    shuyu("demo-data", "--rows", str(rows), env=env)
+    shuyu("demo-accounts", env=env)
+    shuyu("demo-grants", env=env)
 
 
 def wait_until_up(platform: Platform) -> None:
