@@ -16,7 +16,9 @@ import gzip
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +126,11 @@ class Hostile:
     replies: dict[str, tuple[int, dict[str, str], bytes]] = field(default_factory=dict)
     frames: list[str | bytes] = field(default_factory=list)
     protocol: str | None = None
+    #: Websockets the server holds open now, and requests it is answering.
+    sockets: int = 0
+    answering: int = 0
+    #: Set to make every request wait until it is released (a slow server).
+    hold: asyncio.Event | None = None
 
     def json(self, path: str, body: Any, status: int = 200) -> None:
         self.replies[path] = (
@@ -140,8 +147,14 @@ class HostileHandler(web.RequestHandler):
     def check_xsrf_cookie(self) -> None:
         pass
 
-    def _answer(self) -> None:
+    async def _answer(self) -> None:
         relative = self.request.path[len(BASE) :]
+        if self.hostile.hold is not None:
+            self.hostile.answering += 1
+            try:
+                await self.hostile.hold.wait()
+            finally:
+                self.hostile.answering -= 1
         status, headers, body = self.hostile.replies.get(
             relative, (200, {"Content-Type": "text/plain"}, b"EVIL:" + relative.encode())
         )
@@ -159,6 +172,12 @@ class HostileSocket(tornado_ws.WebSocketHandler):
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         return self.hostile.protocol if self.hostile.protocol in subprotocols else None
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        self.hostile.sockets += 1
+
+    def on_close(self) -> None:
+        self.hostile.sockets -= 1
 
     async def on_message(self, message: str | bytes) -> None:
         for frame in self.hostile.frames:
@@ -514,3 +533,66 @@ def test_the_cap_stops_a_display_data_flood_with_a_message(rig: Rig) -> None:
     hits = rig.events("egress.cap_reached")
     assert len(hits) == 1 and hits[0]["actor"] == "mallory"
     assert hits[0]["detail"]["cap_bytes"] == 4 * 1024 * 1024
+
+
+# ------------------------------------------------------------------ what one server holds
+def _until(condition: Any, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_failed_websocket_handshake_leaves_no_connection_to_the_server(rig: Rig) -> None:
+    """A GET of a websocket route without the upgrade headers: the gateway used to connect
+    to the server first and never close that connection when the browser's handshake
+    then failed, so each such GET left a websocket open on the hub and the server."""
+    for _ in range(10):
+        refused = rig.get("api/kernels/k1/channels")
+        assert refused.status_code == 400, refused.text[:200]
+    time.sleep(0.5)
+    assert rig.hostile.sockets == 0
+    assert rig.gateway.websockets == 0
+
+
+def test_websockets_through_one_gateway_are_capped(rig: Rig) -> None:
+    url = f"{rig.url.replace('http', 'ws')}{BASE}api/kernels/k1/channels"
+    opened = [websocket.create_connection(url, timeout=30) for _ in range(gw.MAX_WEBSOCKETS)]
+    try:
+        assert _until(lambda: rig.hostile.sockets == gw.MAX_WEBSOCKETS)
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(url, timeout=30)
+        assert refused.value.status_code == 503
+        assert rig.hostile.sockets == gw.MAX_WEBSOCKETS  # the server never saw it
+        opened.pop().close()
+        assert _until(lambda: rig.gateway.websockets == gw.MAX_WEBSOCKETS - 1)
+        opened.append(websocket.create_connection(url, timeout=30))  # room again
+    finally:
+        for ws in opened:
+            ws.close()
+    assert _until(lambda: rig.hostile.sockets == 0 and rig.gateway.websockets == 0)
+
+
+def test_requests_in_flight_through_one_gateway_are_capped(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow server (or a browser's script asking thousands of things at once) holds
+    requests open on the hub; past the cap they are answered 503 at once."""
+    monkeypatch.setattr(gw, "MAX_IN_FLIGHT", 6)
+    rig.hostile.json("api/contents", _model("directory", "json", []))
+    rig.hostile.hold = asyncio.Event()
+    with ThreadPoolExecutor(6) as pool:
+        waiting = [pool.submit(rig.get, "api/contents") for _ in range(6)]
+        try:
+            assert _until(lambda: rig.gateway.in_flight == 6)
+            over = rig.get("api/contents")
+            assert over.status_code == 503, over.text[:200]
+            said = over.json()["message"]
+            assert said.startswith("您的服务器经平台进行中的请求已达 6 个"), said
+        finally:
+            rig.loop.call_soon_threadsafe(rig.hostile.hold.set)
+        assert [f.result(30).status_code for f in waiting] == [200] * 6
+    assert _until(lambda: rig.gateway.in_flight == 0)
+    assert rig.get("api/contents").status_code == 200

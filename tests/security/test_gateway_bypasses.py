@@ -171,6 +171,42 @@ def test_jupyterlab_still_opens_notebooks_and_lists_folders(alice: Merchant) -> 
     assert alice.kernel.run("print(6 * 7)").stdout.strip() == "42"
 
 
+#: Connections the server has open now, counted from the kernel beside it (the server
+#: listens on the port of JUPYTERHUB_SERVICE_URL inside the sandbox).
+SERVER_CONNECTIONS = textwrap.dedent(
+    """
+    import os, urllib.parse
+    port = urllib.parse.urlsplit(os.environ["JUPYTERHUB_SERVICE_URL"]).port
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            for row in list(rows)[1:]:
+                local, state = row.split()[1], row.split()[3]
+                count += state == "01" and int(local.rsplit(":", 1)[1], 16) == port
+    print(count)
+    """
+)
+
+
+def test_websocket_gets_without_the_upgrade_leave_nothing_open(alice: Merchant) -> None:
+    """The gateway once connected to the server before the browser's handshake, and kept
+    that websocket open when the handshake then failed: each plain GET of a kernel's
+    channels left a connection open on the hub and in the sandbox."""
+
+    def connections() -> int:
+        counted = alice.kernel.run(SERVER_CONNECTIONS)
+        assert counted.ok, counted.error
+        return int(counted.stdout)
+
+    before = connections()
+    for _ in range(20):
+        plain = alice.request("GET", f"api/kernels/{alice.kernel.id}/channels")
+        assert plain.status_code == 400, (plain.status_code, plain.text[:200])
+    time.sleep(1)
+    assert connections() <= before + 1, before  # the count's own request may still linger
+    assert alice.kernel.run("print(6 * 7)").stdout.strip() == "42"
+
+
 RECONFIGURE = textwrap.dedent(
     """
     import json, os, socket, sys

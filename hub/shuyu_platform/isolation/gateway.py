@@ -89,6 +89,19 @@ REDIRECT_BODY = 4 * KIB
 ERROR_BODY = 16 * KIB
 #: Largest websocket message either way (a display_data of 64 MiB is not analysis).
 WS_MESSAGE = 64 * MIB
+#: Requests one server's gateway carries at once, and websockets it holds open; more are
+#: answered 503 at once. Each holds descriptors of the hub, which every tenant shares: a
+#: browser's script asking thousands of things at once, or a slow server, must not use
+#: them up. JupyterLab keeps a few websockets per open kernel and asks a few dozen
+#: things at once while it starts.
+MAX_IN_FLIGHT = 256
+MAX_WEBSOCKETS = 64
+BUSY = {
+    "requests": "Your server already has {limit} requests under way through the platform; "
+    "wait for some to finish and try again.",
+    "websockets": "Your server already has {limit} websockets open through the platform; "
+    "close some (the tabs of kernels you no longer use) and try again.",
+}
 #: Refusals recorded in the audit chain per server and minute; more are counted only.
 AUDITED_REFUSALS_PER_MINUTE = 60
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
@@ -536,6 +549,9 @@ class Gateway:
         self.server: HTTPServer | None = None
         self._refusals: list[float] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Requests being answered and websockets open (see :data:`MAX_IN_FLIGHT`).
+        self.in_flight = 0
+        self.websockets = 0
 
     @property
     def client(self) -> aiohttp.ClientSession:
@@ -666,6 +682,14 @@ class _GatewayMixin:
         refusal = Refusal("cap", "daily output cap reached", 429)
         _refusal_body(self, refusal, str(cap), self.gw.base_url)  # type: ignore[arg-type]
 
+    def refuse_busy(self, what: str, limit: int) -> None:
+        """Refuse with 503: this server's gateway carries all the ``what`` it may."""
+        log.warning("%s: %s's gateway carries %d %s, refused", self.request.path,
+                    self.gw.username, limit, what)  # fmt: skip
+        said = messages.text(BUSY[what], limit=limit)
+        refusal = Refusal("busy", f"more than {limit} {what} at once to your server", 503)
+        _refusal_body(self, refusal, said, self.gw.base_url)  # type: ignore[arg-type]
+
 
 class ImageHandler(_GatewayMixin, web.StaticFileHandler):
     """A static asset from a read-only directory of the image (never from the server)."""
@@ -695,6 +719,16 @@ class HttpGateway(_GatewayMixin, web.RequestHandler):
         """The server checks xsrf itself; the gateway changes nothing."""
 
     async def _handle(self) -> None:
+        if self.gw.in_flight >= MAX_IN_FLIGHT:
+            self.refuse_busy("requests", MAX_IN_FLIGHT)
+            return
+        self.gw.in_flight += 1
+        try:
+            await self._decide_and_forward()
+        finally:
+            self.gw.in_flight -= 1
+
+    async def _decide_and_forward(self) -> None:
         relative = self.gw.relative(self.request.path)
         if relative is None:
             raise web.HTTPError(404)
@@ -898,9 +932,36 @@ class WebSocketGateway(_GatewayMixin, websocket.WebSocketHandler):
         self.gw = gw
         self.upstream: websocket.WebSocketClientConnection | None = None
         self.protocol: str | None = None
+        self.counted = False  # holds one of the gateway's MAX_WEBSOCKETS
+
+    def _release(self) -> None:
+        """Give back this websocket's place and close the server's side (once)."""
+        if self.counted:
+            self.counted = False
+            self.gw.websockets -= 1
+        if self.upstream is not None:
+            self.upstream.close()
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        """Decide, connect to the server, then complete the browser's handshake."""
+        """Decide, connect to the server, then complete the browser's handshake.
+
+        A place among :data:`MAX_WEBSOCKETS` is taken before the server is asked, and
+        given back, with the server's side closed, whenever the browser's side is not
+        open after its handshake: a GET without the upgrade once left the server's
+        websocket open for good.
+        """
+        if self.gw.websockets >= MAX_WEBSOCKETS:
+            self.refuse_busy("websockets", MAX_WEBSOCKETS)
+            return
+        self.gw.websockets += 1
+        self.counted = True
+        try:
+            await self._connect(*args, **kwargs)
+        finally:
+            if self.ws_connection is None:
+                self._release()
+
+    async def _connect(self, *args: Any, **kwargs: Any) -> None:
         relative = self.gw.relative(self.request.path) or ""
         decision = decide("GET", relative, self.gw.routes)
         if isinstance(decision, Refusal):
@@ -1003,5 +1064,4 @@ class WebSocketGateway(_GatewayMixin, websocket.WebSocketHandler):
     def on_close(self) -> None:
         """The browser left: close the server side too."""
         log.info("%s: the browser closed the websocket (%s)", self.request.path, self.close_code)
-        if self.upstream is not None:
-            self.upstream.close()
+        self._release()
