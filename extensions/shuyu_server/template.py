@@ -284,6 +284,8 @@ def rebase_on_this_start() -> None:
     site.getusersitepackages()  # from the start's HOME (the user site stays off: -I)
     if "send2trash.plat_other" in sys.modules:  # the trash folder, from HOME and the uid
         importlib.reload(sys.modules["send2trash.plat_other"])
+    if "multiprocessing.process" in sys.modules:  # made once per interpreter, secret
+        sys.modules["multiprocessing.process"].current_process().authkey = os.urandom(32)
     for cls, name, value in _environment_defaults():
         _set_class_default(cls, name, value)
 
@@ -298,6 +300,10 @@ def _environment_defaults() -> list[tuple[type, str, object]]:
     return [
         (Session, "username", os.environ.get("USER", "username")),
         (HubAuth, "base_url", os.getenv("JUPYTERHUB_SERVICE_PREFIX") or "/"),
+        (HubAuth, "api_url", os.getenv("JUPYTERHUB_API_URL") or "http://127.0.0.1:8081/hub/api"),
+        (HubAuth, "keyfile", os.getenv("JUPYTERHUB_SSL_KEYFILE", "")),
+        (HubAuth, "certfile", os.getenv("JUPYTERHUB_SSL_CERTFILE", "")),
+        (HubAuth, "client_ca", os.getenv("JUPYTERHUB_SSL_CLIENT_CA", "")),
         (LabApp, "user_settings_dir", get_user_settings_dir()),
         (LabApp, "workspaces_dir", get_workspaces_dir()),
     ]

@@ -423,3 +423,34 @@ def test_a_server_is_watched_whatever_its_descriptors_number() -> None:
         os.close(high)
         os.close(pidfd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_fork_gets_its_own_multiprocessing_key_and_its_starts_hub_ssl_files() -> None:
+    """Values no module-level comparison sees: multiprocessing's secret key (made once per
+    interpreter, so every fork had the template's) and the hub's SSL files, which
+    ``HubAuth`` reads from the environment when the class is defined."""
+    script = (
+        "import json, multiprocessing, os\n"
+        "from shuyu_server import template\n"
+        "template.preload()\n"
+        "from jupyterhub.services.auth import HubAuth\n"
+        "before = multiprocessing.current_process().authkey\n"
+        "os.environ['JUPYTERHUB_SSL_KEYFILE'] = '/etc/shuyu/ssl/server.key'\n"
+        "os.environ['JUPYTERHUB_API_URL'] = 'http://127.0.0.1:9/hub/api'\n"
+        "template.rebase_on_this_start()\n"
+        "auth = HubAuth()\n"
+        "print(json.dumps([before != multiprocessing.current_process().authkey,"
+        " auth.keyfile, auth.api_url]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script],
+        env=template_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    )
+    new_key, keyfile, api_url = json.loads(done.stdout.strip().splitlines()[-1])
+    assert new_key
+    assert keyfile == "/etc/shuyu/ssl/server.key"
+    assert api_url == "http://127.0.0.1:9/hub/api"
