@@ -14,7 +14,9 @@ import asyncio
 import base64
 import gzip
 import json
+import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -596,3 +598,105 @@ def test_requests_in_flight_through_one_gateway_are_capped(
         assert [f.result(30).status_code for f in waiting] == [200] * 6
     assert _until(lambda: rig.gateway.in_flight == 0)
     assert rig.get("api/contents").status_code == 200
+
+
+def _raw(rig: Rig, request: bytes, read: bool = True) -> tuple[socket.socket, bytes]:
+    """A connection to the gateway that sent ``request`` as bytes, and the reply's head."""
+    host, port = rig.url.split("//")[1].split(":")
+    conn = socket.create_connection((host, int(port)), timeout=10)
+    conn.sendall(request)
+    head = b""
+    while read and b"\r\n\r\n" not in head:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return conn, head
+
+
+def _upgrade(extra: str) -> bytes:
+    return (
+        f"GET {BASE}api/kernels/k1/channels HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\n{extra}\r\n"
+    ).encode()
+
+
+def test_handshakes_tornado_refuses_after_the_server_accepted_leave_nothing_open(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upgrade with a version but no key (Tornado answers 400 after taking the
+    connection as a websocket), and a server choosing a subprotocol the browser did not
+    offer: both once kept a place among MAX_WEBSOCKETS and the server's websocket."""
+    for _ in range(10):
+        conn, head = _raw(rig, _upgrade("Sec-WebSocket-Version: 13\r\n"))
+        conn.close()
+        assert head.startswith(b"HTTP/1.1 400"), head
+
+    def choose_evil(self: HostileSocket) -> None:
+        self.set_header("Sec-WebSocket-Protocol", "evil")
+
+    monkeypatch.setattr(HostileSocket, "prepare", choose_evil, raising=False)
+    for _ in range(10):
+        key = base64.b64encode(os.urandom(16)).decode()
+        conn, head = _raw(
+            rig, _upgrade(f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n")
+        )
+        conn.close()
+        assert head.startswith(b"HTTP/1.1 502"), head
+    assert _until(lambda: rig.gateway.websockets == 0 and rig.hostile.sockets == 0), (
+        rig.gateway.websockets,
+        rig.hostile.sockets,
+    )
+
+
+def test_connections_still_sending_their_request_are_capped(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request counts among those in flight once its body has arrived; until then only
+    the connection cap bounds what a browser's script holds open on the hub."""
+    monkeypatch.setattr(gw, "MAX_CONNECTIONS", 20)
+    slow = (
+        f"PUT {BASE}api/contents/a.ipynb HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n"
+    )
+    held = [_raw(rig, slow.encode() + b"abc", read=False)[0] for _ in range(30)]
+    try:
+        server = rig.gateway.server
+        assert server is not None
+        assert _until(lambda: len(server._connections) == 20)
+        closed = 0
+        for conn in held[20:]:
+            conn.settimeout(5)
+            try:
+                closed += conn.recv(1) == b""  # closed by the gateway, nothing said
+            except ConnectionResetError:  # closed with the request's start unread
+                closed += 1
+        assert closed == 10 and len(server._connections) == 20 and rig.gateway.in_flight == 0
+    finally:
+        for conn in held:
+            conn.close()
+    assert _until(lambda: len(server._connections) == 0)
+    assert rig.get("api/contents/a.ipynb").status_code in (200, 403)  # served again
+
+
+def test_a_reply_the_browser_does_not_read_is_closed_and_counted(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply larger than the sockets' buffers, to a browser that reads none of it: the
+    gateway gives up after IDLE_SECONDS, and the reply counts against the daily cap."""
+    monkeypatch.setattr(gw, "IDLE_SECONDS", 1)
+    monkeypatch.setattr(rig.gateway, "limits", Limits(contents=64 * 1024 * 1024))
+    monkeypatch.setattr(rig.gateway, "max_body", 64 * 1024 * 1024)
+    monkeypatch.setattr(rig.gateway.meter, "cap", 1024 * 1024 * 1024)
+    notebook = {**NOTEBOOK, "metadata": {"pad": "x" * (24 * 1024 * 1024)}}
+    rig.hostile.json("api/contents/a.ipynb", _model("notebook", "json", notebook, "a.ipynb"))
+    host, port = rig.url.split("//")[1].split(":")
+    conn = socket.socket()
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before the handshake
+    conn.connect((host, int(port)))
+    conn.sendall(f"GET {BASE}api/contents/a.ipynb HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    try:
+        assert _until(lambda: rig.gateway.in_flight == 1, 10)
+        assert _until(lambda: rig.gateway.in_flight == 0, 10)  # given up on after 1 s
+        assert _metered(rig)["http"] > 24 * 1024 * 1024  # counted as if read
+    finally:
+        conn.close()

@@ -96,6 +96,12 @@ WS_MESSAGE = 64 * MIB
 #: things at once while it starts.
 MAX_IN_FLIGHT = 256
 MAX_WEBSOCKETS = 64
+#: Connections (keep-alive ones included) one server's gateway holds; more are closed as
+#: they come. A request counts in MAX_IN_FLIGHT only once its body has arrived, so this
+#: bounds those still sending one, and a connection that sends nothing for
+#: IDLE_SECONDS, or takes longer than that for one body, is closed.
+MAX_CONNECTIONS = 512
+IDLE_SECONDS = 300
 BUSY = {
     "requests": "Your server already has {limit} requests under way through the platform; "
     "wait for some to finish and try again.",
@@ -520,6 +526,17 @@ _DROP_REPLY = {
 }  # fmt: skip
 
 
+class _CappedServer(HTTPServer):
+    """Tornado's HTTP server, closing a connection that would be its MAX_CONNECTIONS+1st."""
+
+    def handle_stream(self, stream: iostream.IOStream, address: tuple) -> None:
+        if len(self._connections) >= MAX_CONNECTIONS:
+            log.warning("a gateway holds %d connections: one more closed", MAX_CONNECTIONS)
+            stream.close()
+            return
+        super().handle_stream(stream, address)
+
+
 class Gateway:
     """One server's gateway: a Tornado HTTP server on 127.0.0.1 in the hub's event loop."""
 
@@ -590,7 +607,13 @@ class Gateway:
     def listen(self) -> int:
         """Start serving on a free port of 127.0.0.1; return the port."""
         sockets = bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
-        self.server = HTTPServer(self.application(), xheaders=False, max_body_size=256 * MIB)
+        self.server = _CappedServer(
+            self.application(),
+            xheaders=False,
+            max_body_size=256 * MIB,
+            body_timeout=IDLE_SECONDS,
+            idle_connection_timeout=IDLE_SECONDS,
+        )
         self.server.add_sockets(sockets)
         return sockets[0].getsockname()[1]
 
@@ -769,9 +792,16 @@ class HttpGateway(_GatewayMixin, web.RequestHandler):
         if reply.body:
             self.write(reply.body)
         try:
-            await self.finish()
+            await asyncio.wait_for(self.finish(), IDLE_SECONDS)
         except iostream.StreamClosedError:
             return  # the browser left before the reply was sent: nothing reached it
+        except TimeoutError:
+            # A browser that does not read its reply holds it, and a place among
+            # MAX_IN_FLIGHT, for good: close it, and count the reply all the same (most
+            # of it may have been read by then).
+            log.info("%s: the browser read no more of its reply in %d s", self.request.path,
+                     IDLE_SECONDS)  # fmt: skip
+            self.request.connection.close()  # type: ignore[union-attr]
         if not self._hub_probe(decision):
             self.gw.meter.add(self.gw.username, self.gw.tenant, "http", len(reply.body))
 
@@ -933,6 +963,7 @@ class WebSocketGateway(_GatewayMixin, websocket.WebSocketHandler):
         self.upstream: websocket.WebSocketClientConnection | None = None
         self.protocol: str | None = None
         self.counted = False  # holds one of the gateway's MAX_WEBSOCKETS
+        self.opened = False  # the browser's side is open (open() ran)
 
     def _release(self) -> None:
         """Give back this websocket's place and close the server's side (once)."""
@@ -946,9 +977,10 @@ class WebSocketGateway(_GatewayMixin, websocket.WebSocketHandler):
         """Decide, connect to the server, then complete the browser's handshake.
 
         A place among :data:`MAX_WEBSOCKETS` is taken before the server is asked, and
-        given back, with the server's side closed, whenever the browser's side is not
-        open after its handshake: a GET without the upgrade once left the server's
-        websocket open for good.
+        given back, with the server's side closed, whenever the browser's side did not
+        open: a GET without the upgrade, or with it but without a key, once left the
+        server's websocket open for good (Tornado answers those 400 after the gateway
+        had connected). Once open, :meth:`on_close` gives it back.
         """
         if self.gw.websockets >= MAX_WEBSOCKETS:
             self.refuse_busy("websockets", MAX_WEBSOCKETS)
@@ -958,7 +990,7 @@ class WebSocketGateway(_GatewayMixin, websocket.WebSocketHandler):
         try:
             await self._connect(*args, **kwargs)
         finally:
-            if self.ws_connection is None:
+            if not self.opened or self.ws_connection is None:
                 self._release()
 
     async def _connect(self, *args: Any, **kwargs: Any) -> None:
@@ -1002,6 +1034,11 @@ class WebSocketGateway(_GatewayMixin, websocket.WebSocketHandler):
             self.finish("Your server does not answer.")
             return
         self.protocol = self.upstream.selected_subprotocol
+        if self.protocol is not None and self.protocol not in wanted:
+            log.info("%s: the server chose a subprotocol not offered", self.request.path)
+            self.set_status(502)
+            self.finish("Your server chose a websocket subprotocol the browser did not offer.")
+            return
         await super().get(*args, **kwargs)
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
@@ -1014,6 +1051,7 @@ class WebSocketGateway(_GatewayMixin, websocket.WebSocketHandler):
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         """Start relaying the server's frames to the browser."""
+        self.opened = True
         # A kernel answers with bursts of small frames (status, input, output, reply):
         # without TCP_NODELAY, Nagle's algorithm holds each after the first for an ACK.
         self.set_nodelay(True)
