@@ -15,6 +15,7 @@ import json
 import textwrap
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -304,3 +305,60 @@ def test_memory_limit_kills_the_kernel_not_the_host(alice: Kernel, platform: Pla
         assert time.monotonic() < deadline, again
         time.sleep(1)
         alice.reconnect()
+
+
+#: From alice's kernel: hold 128 idle connections to the hub's API through her
+#: sandbox's relay, ask once more, keep holding a while, let one go, ask again; print
+#: both answers' status.
+HOLD_THE_RELAY = """
+import json, os, socket, time, urllib.parse
+url = urllib.parse.urlsplit(os.environ["JUPYTERHUB_API_URL"])
+head = f"GET {url.path}/ HTTP/1.1\\r\\nHost: {url.netloc}\\r\\nConnection: close\\r\\n\\r\\n"
+def ask():
+    with socket.create_connection((url.hostname, url.port), timeout=30) as s:
+        s.sendall(head.encode())
+        return s.recv(64).split()[1].decode()
+held = [socket.create_connection((url.hostname, url.port), timeout=30) for _ in range(128)]
+time.sleep(1)
+over = ask()
+time.sleep(8)  # bob is asked meanwhile
+held.pop().close()
+answers = []
+for _ in range(20):
+    time.sleep(0.5)
+    answers.append(ask())
+    if answers[-1] != "503":
+        break
+for s in held:
+    s.close()
+print(json.dumps([over, answers]))
+"""
+
+
+def test_a_kernel_holding_its_relays_open_starves_only_itself(
+    alice: Kernel, platform: Platform
+) -> None:
+    """Each relay out of a sandbox carries at most 128 connections (the hub's descriptors
+    are every tenant's): past that alice's kernel gets 503 while bob's sandbox is
+    served, and alice is served again as soon as one of hers closes."""
+    bob = platform.login("bob")
+    platform.start_server(bob, "bob")
+    bob_kernel = Kernel(platform.url, bob, "bob")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            holding = pool.submit(alice.run, HOLD_THE_RELAY, 180)
+            time.sleep(4)
+            served = run(
+                bob_kernel,
+                """
+                import os, urllib.request
+                print(urllib.request.urlopen(os.environ["JUPYTERHUB_API_URL"] + "/").status)
+                """,
+            )
+            held = holding.result(200)
+        assert served.ok and served.stdout.strip() == "200", served
+        assert held.ok, held.error
+        over, answers = json.loads(held.stdout)
+        assert over == "503" and answers[-1] == "200", answers
+    finally:
+        bob_kernel.close()
