@@ -17,6 +17,7 @@ import json
 import os
 import re
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -655,9 +656,7 @@ def test_connections_still_sending_their_request_are_capped(
     """A request counts among those in flight once its body has arrived; until then only
     the connection cap bounds what a browser's script holds open on the hub."""
     monkeypatch.setattr(gw, "MAX_CONNECTIONS", 20)
-    slow = (
-        f"PUT {BASE}api/contents/a.ipynb HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n"
-    )
+    slow = f"PUT {BASE}api/contents/a.ipynb HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
     held = [_raw(rig, slow.encode() + b"abc", read=False)[0] for _ in range(30)]
     try:
         server = rig.gateway.server
@@ -684,6 +683,7 @@ def test_a_reply_the_browser_does_not_read_is_closed_and_counted(
     """A reply larger than the sockets' buffers, to a browser that reads none of it: the
     gateway gives up after IDLE_SECONDS, and the reply counts against the daily cap."""
     monkeypatch.setattr(gw, "IDLE_SECONDS", 1)
+    monkeypatch.setattr(gw, "MIN_READ_RATE", 1024**3)
     monkeypatch.setattr(rig.gateway, "limits", Limits(contents=64 * 1024 * 1024))
     monkeypatch.setattr(rig.gateway, "max_body", 64 * 1024 * 1024)
     monkeypatch.setattr(rig.gateway.meter, "cap", 1024 * 1024 * 1024)
@@ -700,3 +700,84 @@ def test_a_reply_the_browser_does_not_read_is_closed_and_counted(
         assert _metered(rig)["http"] > 24 * 1024 * 1024  # counted as if read
     finally:
         conn.close()
+
+
+def _ws_handshake(rig: Rig, rcvbuf: int | None = None) -> socket.socket:
+    """A raw websocket handshake with a kernel's channels; the connection, head read."""
+    host, port = rig.url.split("//")[1].split(":")
+    conn = socket.socket()
+    if rcvbuf:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    conn.connect((host, int(port)))
+    conn.settimeout(10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    conn.sendall(_upgrade(f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"))
+    return conn
+
+
+def test_a_frame_the_browser_cuts_short_is_metered(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A browser reads most of a large frame, then resets the connection: the frame was
+    once counted only after it was sent whole, so each reconnect carried one unmetered."""
+    monkeypatch.setattr(rig.gateway.meter, "cap", 64 * 1024 * 1024)
+    frame = json.dumps(
+        {"header": {"msg_type": "display_data"}, "content": {"d": "x" * (8 * 1024 * 1024)}}
+    )
+    rig.hostile.frames = [frame]
+    received = 0
+    for _ in range(3):
+        conn = _ws_handshake(rig, rcvbuf=4096)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += conn.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        mask = os.urandom(4)
+        conn.sendall(bytes([0x81, 0x82]) + mask + bytes(b ^ mask[i] for i, b in enumerate(b"go")))
+        while received < (_ + 1) * 6 * 1024 * 1024:  # most of the frame, not all of it
+            received += len(conn.recv(65536))
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()  # a reset
+    assert _until(lambda: rig.gateway.websockets == 0 and rig.hostile.sockets == 0)
+    assert _metered(rig)["ws:display_data"] >= received
+
+
+def test_handshakes_the_browser_abandons_still_hold_their_place_until_the_server_answers(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The browser leaves while the gateway waits for the server's answer: the place
+    was given back at once while the connection to the server went on, so a script
+    could keep hundreds of them pending."""
+    monkeypatch.setattr(gw, "MAX_WEBSOCKETS", 8)
+    pending = {"now": 0, "most": 0}
+    answer = HostileSocket.get
+
+    async def slow(self: HostileSocket, *args: Any, **kwargs: Any) -> None:
+        pending["now"] += 1
+        pending["most"] = max(pending["most"], pending["now"])
+        try:
+            await asyncio.sleep(2)
+        finally:
+            pending["now"] -= 1
+        await answer(self, *args, **kwargs)
+
+    monkeypatch.setattr(HostileSocket, "get", slow)
+    for _ in range(40):
+        conn = _ws_handshake(rig)
+        time.sleep(0.01)
+        conn.close()
+    assert _until(lambda: pending["now"] == 0, 30)
+    assert pending["most"] <= 8, pending
+    assert _until(lambda: rig.gateway.websockets == 0 and rig.hostile.sockets == 0, 15)
+
+
+def test_a_body_over_twice_the_notebook_cap_is_refused_before_it_is_read(rig: Rig) -> None:
+    too_big = 2 * rig.gateway.max_body + 1
+    conn, head = _raw(
+        rig,
+        f"PUT {BASE}api/contents/a.ipynb HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Length: {too_big}\r\n\r\n".encode(),
+    )
+    conn.close()
+    assert head == b"" or head.startswith(b"HTTP/1.1 4"), head[:100]
+    assert rig.gateway.in_flight == 0

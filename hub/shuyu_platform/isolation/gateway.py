@@ -98,10 +98,16 @@ MAX_IN_FLIGHT = 256
 MAX_WEBSOCKETS = 64
 #: Connections (keep-alive ones included) one server's gateway holds; more are closed as
 #: they come. A request counts in MAX_IN_FLIGHT only once its body has arrived, so this
-#: bounds those still sending one, and a connection that sends nothing for
-#: IDLE_SECONDS, or takes longer than that for one body, is closed.
-MAX_CONNECTIONS = 512
+#: bounds those still sending one (each at most twice the notebook cap, held in memory),
+#: and a connection that sends nothing for IDLE_SECONDS, or takes longer than that for
+#: one body, is closed. A browser opens six connections to a host over HTTP/1.1, but
+#: an HTTP/2 front end lets it ask dozens of things at once, each on a connection of
+#: the proxy's own. An open websocket no longer counts here (MAX_WEBSOCKETS does).
+MAX_CONNECTIONS = 128
 IDLE_SECONDS = 300
+#: A reply is given up on (closed, and metered as read) once IDLE_SECONDS plus its size
+#: at this many bytes a second have passed: a browser that stops reading holds it.
+MIN_READ_RATE = 16 * KIB
 BUSY = {
     "requests": "Your server already has {limit} requests under way through the platform; "
     "wait for some to finish and try again.",
@@ -610,7 +616,7 @@ class Gateway:
         self.server = _CappedServer(
             self.application(),
             xheaders=False,
-            max_body_size=256 * MIB,
+            max_body_size=2 * self.max_body,  # a notebook, as JSON in a JSON body
             body_timeout=IDLE_SECONDS,
             idle_connection_timeout=IDLE_SECONDS,
         )
@@ -791,16 +797,17 @@ class HttpGateway(_GatewayMixin, web.RequestHandler):
                 self.add_header(name, value)
         if reply.body:
             self.write(reply.body)
+        deadline = IDLE_SECONDS + len(reply.body) / MIN_READ_RATE
         try:
-            await asyncio.wait_for(self.finish(), IDLE_SECONDS)
+            await asyncio.wait_for(self.finish(), deadline)
         except iostream.StreamClosedError:
             return  # the browser left before the reply was sent: nothing reached it
         except TimeoutError:
             # A browser that does not read its reply holds it, and a place among
             # MAX_IN_FLIGHT, for good: close it, and count the reply all the same (most
             # of it may have been read by then).
-            log.info("%s: the browser read no more of its reply in %d s", self.request.path,
-                     IDLE_SECONDS)  # fmt: skip
+            log.info("%s: the browser read no more of its reply in %.0f s", self.request.path,
+                     deadline)  # fmt: skip
             self.request.connection.close()  # type: ignore[union-attr]
         if not self._hub_probe(decision):
             self.gw.meter.add(self.gw.username, self.gw.tenant, "http", len(reply.body))
@@ -1086,12 +1093,14 @@ class WebSocketGateway(_GatewayMixin, websocket.WebSocketHandler):
                 self.close(1008, "daily output limit reached")
                 self.upstream.close()
                 return
+            # Counted before it is sent: a browser that reads most of a frame and then
+            # resets the connection has had it.
+            meter.add(user, tenant, ws_kind(msg_type_of(message, self.protocol)), size)
             try:
                 await self.write_message(message, binary=isinstance(message, bytes))
             except websocket.WebSocketClosedError:
                 self.upstream.close()
                 return
-            meter.add(user, tenant, ws_kind(msg_type_of(message, self.protocol)), size)
 
     async def on_message(self, message: str | bytes) -> None:
         """A frame from the browser goes to the server unchanged."""
@@ -1100,6 +1109,12 @@ class WebSocketGateway(_GatewayMixin, websocket.WebSocketHandler):
                 await self.upstream.write_message(message, binary=isinstance(message, bytes))
 
     def on_close(self) -> None:
-        """The browser left: close the server side too."""
+        """The browser left: close the server side too.
+
+        Before :meth:`open` (the browser left while the gateway waited for the server),
+        the place is given back by :meth:`get` once that wait is over, not here: it
+        holds a connection to the server until then.
+        """
         log.info("%s: the browser closed the websocket (%s)", self.request.path, self.close_code)
-        self._release()
+        if self.opened:
+            self._release()
