@@ -13,7 +13,7 @@ pytestmark = pytest.mark.hub
 
 
 def test_idle_server_is_culled(tmp_path: Path) -> None:
-    with running_platform(tmp_path, rows=500, SHUYU_CULL_IDLE_SECONDS="8") as platform:
+    with running_platform(tmp_path, rows=500, SHUYU_CULL_IDLE_SECONDS="4") as platform:
         session = platform.login("bob")
         platform.start_server(session, "bob")
         deadline = time.monotonic() + 60

@@ -321,7 +321,7 @@ def ask():
 held = [socket.create_connection((url.hostname, url.port), timeout=30) for _ in range(128)]
 time.sleep(1)
 over = ask()
-time.sleep(8)  # bob is asked meanwhile
+time.sleep(4)  # bob is asked meanwhile
 held.pop().close()
 answers = []
 for _ in range(20):
@@ -347,7 +347,7 @@ def test_a_kernel_holding_its_relays_open_starves_only_itself(
     try:
         with ThreadPoolExecutor(1) as pool:
             holding = pool.submit(alice.run, HOLD_THE_RELAY, 180)
-            time.sleep(4)
+            time.sleep(2.5)
             served = run(
                 bob_kernel,
                 """
