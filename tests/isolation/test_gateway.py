@@ -726,7 +726,7 @@ def test_a_frame_the_browser_cuts_short_is_metered(
     )
     rig.hostile.frames = [frame]
     received = 0
-    for _ in range(3):
+    for round_ in range(3):
         conn = _ws_handshake(rig, rcvbuf=4096)
         head = b""
         while b"\r\n\r\n" not in head:
@@ -734,8 +734,10 @@ def test_a_frame_the_browser_cuts_short_is_metered(
         assert head.startswith(b"HTTP/1.1 101"), head
         mask = os.urandom(4)
         conn.sendall(bytes([0x81, 0x82]) + mask + bytes(b ^ mask[i] for i, b in enumerate(b"go")))
-        while received < (_ + 1) * 6 * 1024 * 1024:  # most of the frame, not all of it
-            received += len(conn.recv(65536))
+        while received < (round_ + 1) * 6 * 1024 * 1024:  # most of the frame, not all
+            chunk = conn.recv(65536)
+            assert chunk, "the gateway closed the websocket early"
+            received += len(chunk)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.close()  # a reset
     assert _until(lambda: rig.gateway.websockets == 0 and rig.hostile.sockets == 0)
