@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -121,7 +122,7 @@ def database_connections(settings: Shuyu) -> int:
     return settings.service_threads + settings.dp_compute_threads + SPARE_CONNECTIONS
 
 
-async def _serve(settings: Shuyu) -> None:
+async def _serve(settings: Shuyu, listening: list[socket.socket]) -> None:
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=max(1, settings.service_threads), thread_name_prefix="db")
     )
@@ -129,7 +130,10 @@ async def _serve(settings: Shuyu) -> None:
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", settings.service_url))
     app = make_app(settings, prefix)
     server = HTTPServer(app, xheaders=True)
-    server.listen(url.port or 80, url.hostname or "127.0.0.1")
+    if listening:  # bound before the imports (see __main__)
+        server.add_sockets(listening)
+    else:
+        server.listen(url.port or 80, url.hostname or "127.0.0.1")
     log.info("Shuyu platform service listening on %s%s", url.geturl(), prefix)
     policies = app.settings["policies"]
     worker = Worker(
@@ -235,8 +239,9 @@ async def _evaluate_alerts(app: web.Application) -> None:
             log.warning("ALERT %s (%s): %s", alert["rule"], alert["severity"], alert["summary"])
 
 
-def main() -> None:
-    """Run the service until killed (the hub starts and stops it)."""
+def main(listening: list[socket.socket] | None = None) -> None:
+    """Run the service until killed (the hub starts and stops it), on ``listening``
+    sockets if given, else on a port of its URL."""
     logging.basicConfig(
         level=logging.INFO, format="[%(levelname)1.1s %(asctime)s shuyu] %(message)s"
     )
@@ -254,7 +259,7 @@ def main() -> None:
         stopped = rebuilds.interrupted(settings)
         if stopped:
             log.warning("rebuilds interrupted by the last stop: %s", stopped)
-        asyncio.run(_serve(settings))
+        asyncio.run(_serve(settings, listening or []))
     except PolicyError as err:
         sys.exit(f"shuyu service: invalid dataset policy\n{err}")
     except alerts.AlertRulesError as err:
