@@ -115,3 +115,23 @@ def test_the_service_dies_when_the_hub_is_killed(
     os.kill(hub.pid, signal.SIGKILL)
     hub.wait(10)
     assert _gone(service), f"service {service} outlived its hub"
+
+
+def test_stat_fields_read_past_a_command_name_made_to_mislead(tmp_path: Path) -> None:
+    """The one reader of ``/proc/<pid>/stat`` (liveness, parent pid, start time): a
+    process may name itself ``) Z 1 …`` to look dead or adopted; the fields are read
+    after the last parenthesis."""
+    fake = tmp_path / ") Z 1 2 3"
+    fake.write_bytes(Path(sys.executable).read_bytes())
+    fake.chmod(0o755)
+    child = subprocess.Popen([str(fake), "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)  # fmt: skip
+    try:
+        fields = lifetime.stat_fields(child.pid)
+        assert fields[0] in "RSD" and int(fields[1]) == os.getpid()
+        assert lifetime._alive(child.pid)
+        assert int(fields[19]) > 0  # the start time the job worker keys runners by
+    finally:
+        child.stdin.close()
+        child.wait(30)
+    assert lifetime.stat_fields(child.pid) == [] and not lifetime._alive(child.pid)

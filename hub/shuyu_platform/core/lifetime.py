@@ -52,12 +52,19 @@ def _command_line(pid: int) -> list[str]:
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
-def _alive(pid: int) -> bool:
+def stat_fields(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name: the state first, then
+    the parent pid, …, the start time (in clock ticks after boot) at index 19. Empty if
+    there is no such process. (The command name, in parentheses, may hold anything.)"""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return False
-    return state != "Z"
+        return []
+
+
+def _alive(pid: int) -> bool:
+    fields = stat_fields(pid)
+    return bool(fields) and fields[0] != "Z"
 
 
 def _owned_by_us(pid: int) -> bool:

@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..core.lifetime import stat_fields
+
 #: Seconds the template may take to import a server before it is given up on (the
 #: start then goes on without it, well within JupyterHub's ``start_timeout``).
 START_TIMEOUT = 30.0
@@ -229,11 +231,8 @@ def pid_exited(pidfd: int) -> bool:
 
 def parent_of(pid: int) -> int:
     """The parent pid of ``pid`` (from ``/proc``); 0 if there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0
-    return int(stat.rsplit(")", 1)[1].split()[1])
+    fields = stat_fields(pid)
+    return int(fields[1]) if len(fields) > 1 else 0
 
 
 def close_quietly(*fds: int | None) -> None:

@@ -53,10 +53,8 @@ def runner_name() -> str:
 
 
 def _start_time(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return "?"
+    fields = lifetime.stat_fields(pid)
+    return fields[19] if len(fields) > 19 else "?"
 
 
 def _gone(name: str) -> bool:
