@@ -601,10 +601,17 @@ def test_requests_in_flight_through_one_gateway_are_capped(
     assert rig.get("api/contents").status_code == 200
 
 
-def _raw(rig: Rig, request: bytes, read: bool = True) -> tuple[socket.socket, bytes]:
-    """A connection to the gateway that sent ``request`` as bytes, and the reply's head."""
+def _raw(
+    rig: Rig, request: bytes, read: bool = True, rcvbuf: int | None = None
+) -> tuple[socket.socket, bytes]:
+    """A connection to the gateway that sent ``request`` as bytes, and the reply's head
+    (if ``read``); ``rcvbuf``: a receive buffer that small, set before the handshake."""
     host, port = rig.url.split("//")[1].split(":")
-    conn = socket.create_connection((host, int(port)), timeout=10)
+    conn = socket.socket()
+    if rcvbuf:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    conn.settimeout(10)
+    conn.connect((host, int(port)))
     conn.sendall(request)
     head = b""
     while read and b"\r\n\r\n" not in head:
@@ -620,6 +627,12 @@ def _upgrade(extra: str) -> bytes:
         f"GET {BASE}api/kernels/k1/channels HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\n{extra}\r\n"
     ).encode()
+
+
+def _keyed_upgrade() -> bytes:
+    """A well-formed websocket handshake with a kernel's channels."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    return _upgrade(f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n")
 
 
 def test_handshakes_tornado_refuses_after_the_server_accepted_leave_nothing_open(
@@ -638,10 +651,7 @@ def test_handshakes_tornado_refuses_after_the_server_accepted_leave_nothing_open
 
     monkeypatch.setattr(HostileSocket, "prepare", choose_evil, raising=False)
     for _ in range(10):
-        key = base64.b64encode(os.urandom(16)).decode()
-        conn, head = _raw(
-            rig, _upgrade(f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n")
-        )
+        conn, head = _raw(rig, _keyed_upgrade())
         conn.close()
         assert head.startswith(b"HTTP/1.1 502"), head
     assert _until(lambda: rig.gateway.websockets == 0 and rig.hostile.sockets == 0), (
@@ -689,30 +699,14 @@ def test_a_reply_the_browser_does_not_read_is_closed_and_counted(
     monkeypatch.setattr(rig.gateway.meter, "cap", 1024 * 1024 * 1024)
     notebook = {**NOTEBOOK, "metadata": {"pad": "x" * (24 * 1024 * 1024)}}
     rig.hostile.json("api/contents/a.ipynb", _model("notebook", "json", notebook, "a.ipynb"))
-    host, port = rig.url.split("//")[1].split(":")
-    conn = socket.socket()
-    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before the handshake
-    conn.connect((host, int(port)))
-    conn.sendall(f"GET {BASE}api/contents/a.ipynb HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    request = f"GET {BASE}api/contents/a.ipynb HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    conn, _ = _raw(rig, request, read=False, rcvbuf=4096)
     try:
         assert _until(lambda: rig.gateway.in_flight == 1, 10)
         assert _until(lambda: rig.gateway.in_flight == 0, 10)  # given up on after 1 s
         assert _metered(rig)["http"] > 24 * 1024 * 1024  # counted as if read
     finally:
         conn.close()
-
-
-def _ws_handshake(rig: Rig, rcvbuf: int | None = None) -> socket.socket:
-    """A raw websocket handshake with a kernel's channels; the connection, head read."""
-    host, port = rig.url.split("//")[1].split(":")
-    conn = socket.socket()
-    if rcvbuf:
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    conn.connect((host, int(port)))
-    conn.settimeout(10)
-    key = base64.b64encode(os.urandom(16)).decode()
-    conn.sendall(_upgrade(f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"))
-    return conn
 
 
 def test_a_frame_the_browser_cuts_short_is_metered(
@@ -727,10 +721,7 @@ def test_a_frame_the_browser_cuts_short_is_metered(
     rig.hostile.frames = [frame]
     received = 0
     for round_ in range(3):
-        conn = _ws_handshake(rig, rcvbuf=4096)
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += conn.recv(1)
+        conn, head = _raw(rig, _keyed_upgrade(), rcvbuf=4096)
         assert head.startswith(b"HTTP/1.1 101"), head
         mask = os.urandom(4)
         conn.sendall(bytes([0x81, 0x82]) + mask + bytes(b ^ mask[i] for i, b in enumerate(b"go")))
@@ -765,7 +756,7 @@ def test_handshakes_the_browser_abandons_still_hold_their_place_until_the_server
 
     monkeypatch.setattr(HostileSocket, "get", slow)
     for _ in range(40):
-        conn = _ws_handshake(rig)
+        conn, _ = _raw(rig, _keyed_upgrade(), read=False)
         time.sleep(0.01)
         conn.close()
     assert _until(lambda: pending["now"] == 0, 30)
