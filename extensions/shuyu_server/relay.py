@@ -16,12 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
 from dataclasses import dataclass
 
 BUFFER = 256 * 1024
+#: Connections queued on a listener before it accepts them.
+BACKLOG = 1024
+#: Seconds a connect to a Unix socket whose queue is full keeps trying.
+PATIENCE = 10.0
 log = logging.getLogger("shuyu.relay")
 
 
@@ -59,8 +64,37 @@ class Endpoint:
         if self.kind == "fd":
             raise OSError(f"cannot connect to {self}: an inherited socket only listens")
         if self.kind == "unix":
-            return await asyncio.open_unix_connection(self.path, limit=BUFFER)
+            return await _connect_unix(self.path)
         return await asyncio.open_connection(self.host, self.port, limit=BUFFER)
+
+
+async def _connect_unix(path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to a Unix socket, waiting (up to :data:`PATIENCE`) while its queue is full.
+
+    A Unix socket does not queue a connection past its listener's backlog: the connect
+    fails at once with EAGAIN. asyncio takes that for a connect in progress, finds no
+    error on the socket and hands back a connection that was never made; the first write
+    on it fails. So the connect is done here, and retried while the queue is full.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PATIENCE
+    delay = 0.005
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(path)
+        except BlockingIOError:
+            sock.close()
+            if loop.time() >= deadline:
+                raise OSError(errno.EAGAIN, f"{path}: its queue stayed full") from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return await asyncio.open_unix_connection(sock=sock, limit=BUFFER)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -102,13 +136,15 @@ async def serve(
     if listen.kind == "fd":
         sock = socket.socket(fileno=listen.fd)
         sock.set_inheritable(False)
-        return await asyncio.start_unix_server(handle, sock=sock, limit=BUFFER)
+        return await asyncio.start_unix_server(handle, sock=sock, limit=BUFFER, backlog=BACKLOG)
     if listen.kind == "unix":
         with contextlib.suppress(FileNotFoundError):
             os.unlink(listen.path)
-        server = await asyncio.start_unix_server(handle, listen.path, limit=BUFFER)
+        server = await asyncio.start_unix_server(handle, listen.path, limit=BUFFER, backlog=BACKLOG)
         os.chmod(listen.path, socket_mode)
         if owner is not None:
             os.chown(listen.path, owner, -1)
         return server
-    return await asyncio.start_server(handle, listen.host, listen.port, limit=BUFFER)
+    return await asyncio.start_server(
+        handle, listen.host, listen.port, limit=BUFFER, backlog=BACKLOG
+    )

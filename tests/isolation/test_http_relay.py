@@ -157,3 +157,31 @@ def test_a_sandbox_cannot_hold_more_than_its_share_of_connections(tmp_path: Path
             writer.close()
 
     with_relay(tmp_path, test)
+
+
+def test_connections_made_while_the_hub_is_busy_all_arrive(tmp_path: Path) -> None:
+    """A Unix socket queues no connection past its backlog, and asyncio takes the EAGAIN
+    for a connection made: with a short queue, a kernel's connections opened while the
+    hub's loop was busy died unseen, the cap was never reached, and the one over it was
+    served. Here the loop is blocked while more than the cap connect: every connect is
+    queued, and the one over the cap gets its 503 once the loop runs."""
+    from shuyu_platform.isolation.http_relay import MAX_CONNECTIONS
+
+    async def test(path: Path) -> None:
+        held = []
+        for _ in range(MAX_CONNECTIONS + 1):  # the loop runs none of these meanwhile
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.connect(str(path))  # BlockingIOError: the queue is full
+            held.append(sock)
+        over = held.pop()
+        over.setblocking(True)
+        over.settimeout(20)
+        over.sendall(b"GET /over HTTP/1.1\r\nHost: hub\r\n\r\n")
+        loop = asyncio.get_running_loop()
+        answer = await loop.run_in_executor(None, over.recv, 64)
+        assert answer.startswith(b"HTTP/1.1 503"), answer
+        for sock in [over, *held]:
+            sock.close()
+
+    with_relay(tmp_path, test)

@@ -51,6 +51,12 @@ SETTLE_LIMIT = 30.0
 #: between requests.
 MAX_CONNECTIONS = 128
 IDLE = 300.0
+#: Connections the kernel queues for the relay while the hub's event loop is busy. A
+#: Unix socket does not queue past its backlog: a connect beyond it fails with EAGAIN,
+#: which asyncio (and tornado) take for a connection made, so the sandbox side sees it
+#: die on its first write. The cap and its 503s need every connection up to well past
+#: :data:`MAX_CONNECTIONS` to arrive, however late the hub accepts them.
+BACKLOG = 2 * MAX_CONNECTIONS
 
 REQUEST_LINE = re.compile(rb"[A-Z]{1,16} [\x21-\x7e]+ HTTP/1\.[01]")
 HEADER = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*")
@@ -243,7 +249,7 @@ async def serve_http(path: Path, host: str, port: int, *, owner: int) -> asyncio
 
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    server = await asyncio.start_unix_server(handle, str(path), limit=MAX_HEAD)
+    server = await asyncio.start_unix_server(handle, str(path), limit=MAX_HEAD, backlog=BACKLOG)
     os.chmod(path, 0o600)
     os.chown(path, owner, -1)
     return server
