@@ -252,6 +252,7 @@ def test_a_file_rewritten_between_its_count_and_its_read_is_not_released(
         text=True,
         timeout=600,
         check=True,
+        cwd=tmp_path,  # Tumult's temporary tables go to Spark's warehouse in the cwd
     )
     first, second = json.loads(done.stdout.strip().splitlines()[-1])
     assert first == {"ok": True, "truncated": False, "error": None}
