@@ -17,10 +17,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+import websocket
 from test_downloads import Merchant, start
 
 from harness import Platform
-from shuyu_platform.isolation.gateway import AUDITED_REFUSALS_PER_MINUTE
+from shuyu_platform.isolation.gateway import AUDITED_REFUSALS_PER_MINUTE, MAX_WEBSOCKETS
 
 pytestmark = pytest.mark.hub
 
@@ -205,6 +206,33 @@ def test_websocket_gets_without_the_upgrade_leave_nothing_open(alice: Merchant) 
     time.sleep(1)
     assert connections() <= before + 1, before  # the count's own request may still linger
     assert alice.kernel.run("print(6 * 7)").stdout.strip() == "42"
+
+
+def test_a_browser_holding_websockets_open_is_capped_through_the_proxy(alice: Merchant) -> None:
+    """The gateway's cap on a server's websockets holds for a browser going through the
+    real proxy: past MAX_WEBSOCKETS the next handshake gets 503 with its sentence, the
+    kernel's own websocket keeps working, and a place closed is a place free again."""
+    held: list[websocket.WebSocket] = []
+    try:
+        with pytest.raises(websocket.WebSocketBadStatusException) as over:
+            for _ in range(MAX_WEBSOCKETS + 1):  # alice's kernel already holds one
+                held.append(alice.kernel._connect())
+        assert over.value.status_code == 503, over.value
+        assert f"{MAX_WEBSOCKETS}".encode() in (over.value.resp_body or b""), over.value
+        assert MAX_WEBSOCKETS - 4 <= len(held) < MAX_WEBSOCKETS, len(held)
+        assert alice.kernel.run("print(6 * 7)").stdout.strip() == "42"
+        held.pop().close()
+        deadline = time.monotonic() + 10
+        while True:  # the gateway learns of the close as the proxy passes it on
+            try:
+                held.append(alice.kernel._connect())
+                break
+            except websocket.WebSocketBadStatusException as refused:
+                assert refused.status_code == 503 and time.monotonic() < deadline, refused
+                time.sleep(0.2)
+    finally:
+        for ws in held:
+            ws.close()
 
 
 RECONFIGURE = textwrap.dedent(
