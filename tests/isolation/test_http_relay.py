@@ -185,3 +185,42 @@ def test_connections_made_while_the_hub_is_busy_all_arrive(tmp_path: Path) -> No
             sock.close()
 
     with_relay(tmp_path, test)
+
+
+def test_connections_over_the_cap_in_a_loop_hold_few_of_the_hubs_descriptors(
+    tmp_path: Path,
+) -> None:
+    """Each 503 waits up to a second for its request head; a kernel opening connections
+    in a loop, sending nothing, had the hub hold every one of them for that second
+    (thousands in two seconds). At most MAX_REFUSING wait at once; the rest are closed
+    unanswered, and one that sends its head still gets its 503."""
+    from shuyu_platform.isolation.http_relay import MAX_CONNECTIONS, MAX_REFUSING
+
+    async def test(path: Path) -> None:
+        held = [await asyncio.open_unix_connection(str(path)) for _ in range(MAX_CONNECTIONS)]
+        await asyncio.sleep(0.2)
+        flood = []
+        for _ in range(200):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.connect(str(path))
+            flood.append(sock)
+        await asyncio.sleep(0.5)  # less than the second a refusal waits for its head
+        waiting = 0
+        for sock in flood:
+            try:
+                waiting += sock.recv(1, socket.MSG_PEEK) != b""
+            except BlockingIOError:
+                waiting += 1  # still open: the relay holds its end
+            except OSError:
+                pass  # reset: closed unanswered
+        assert waiting <= MAX_REFUSING, waiting
+        for sock in flood:
+            sock.close()
+        await asyncio.sleep(1.2)
+        refused = await exchange(path, b"GET /over HTTP/1.1\r\nHost: hub\r\n\r\n")
+        assert refused.startswith(b"HTTP/1.1 503"), refused[:100]
+        for _, writer in held:
+            writer.close()
+
+    with_relay(tmp_path, test)

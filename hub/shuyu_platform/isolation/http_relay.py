@@ -20,7 +20,11 @@ What a sandbox can hold of the hub is metered: each relayed connection costs the
 three descriptors, so one relay carries at most :data:`MAX_CONNECTIONS` at once (a
 connection beyond gets ``503`` and is closed), and a connection that sends no request
 head for :data:`IDLE` seconds is closed. Without these a kernel could open idle
-connections until the hub ran out of descriptors, every tenant's starts with it.
+connections until the hub ran out of descriptors, every tenant's starts with it. The
+503 waits up to a second for the request's head, so that the answer lands; at most
+:data:`MAX_REFUSING` connections wait so at once, and one beyond is closed unanswered:
+a kernel opening connections in a loop had held thousands of the hub's descriptors,
+each waiting its second.
 """
 
 from __future__ import annotations
@@ -51,6 +55,11 @@ SETTLE_LIMIT = 30.0
 #: between requests.
 MAX_CONNECTIONS = 128
 IDLE = 300.0
+#: Connections over the cap answered 503 at once (each waits up to a second for its
+#: request head); one beyond is closed unanswered. Refusals are logged at most once a
+#: :data:`LOG_EVERY` seconds per relay, with their count.
+MAX_REFUSING = 16
+LOG_EVERY = 10.0
 #: Connections the kernel queues for the relay while the hub's event loop is busy. A
 #: Unix socket does not queue past its backlog: a connect beyond it fails with EAGAIN,
 #: which asyncio (and tornado) take for a connection made, so the sandbox side sees it
@@ -196,21 +205,34 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 async def serve_http(path: Path, host: str, port: int, *, owner: int) -> asyncio.Server:
     """Listen on the Unix socket ``path`` (mode 0600, ``owner``'s) and relay to host:port."""
 
-    carried = 0
+    carried = refusing = refused = 0
+    logged = -LOG_EVERY
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal carried
+        nonlocal carried, refusing, refused, logged
         if carried >= MAX_CONNECTIONS:
-            log.warning("relay to %s:%s: over %d connections, refused", host, port, carried)
-            with contextlib.suppress(Exception):  # its head read first, so the answer lands
-                await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 1.0)
-            writer.write(
-                b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
-                b"Content-Length: 0\r\n\r\n"
-            )
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.drain()
-            await _close(writer)
+            refused += 1
+            now = asyncio.get_running_loop().time()
+            if now - logged >= LOG_EVERY:
+                log.warning("relay to %s:%s: over %d connections, %d refused since the "
+                            "last warning", host, port, MAX_CONNECTIONS, refused)  # fmt: skip
+                logged, refused = now, 0
+            if refusing >= MAX_REFUSING:
+                writer.transport.abort()
+                return
+            refusing += 1
+            try:
+                with contextlib.suppress(Exception):  # its head first, so the answer lands
+                    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 1.0)
+                writer.write(
+                    b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                    b"Content-Length: 0\r\n\r\n"
+                )
+                with contextlib.suppress(ConnectionError, OSError):
+                    await writer.drain()
+                await _close(writer)
+            finally:
+                refusing -= 1
             return
         carried += 1
         try:
