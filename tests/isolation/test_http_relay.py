@@ -138,22 +138,33 @@ def test_ambiguous_framing_is_refused_with_400(tmp_path: Path) -> None:
     with_relay(tmp_path, test)
 
 
+async def fill_the_cap(path: Path) -> list[asyncio.StreamWriter]:
+    """Hold every place of the relay's cap with idle connections, as a kernel could."""
+    from shuyu_platform.isolation.http_relay import MAX_CONNECTIONS
+
+    held = [(await asyncio.open_unix_connection(str(path)))[1] for _ in range(MAX_CONNECTIONS)]
+    await asyncio.sleep(0.2)
+    return held
+
+
+async def assert_refused(path: Path) -> None:
+    """A request on a fresh connection gets the cap's 503."""
+    refused = await exchange(path, b"GET /over HTTP/1.1\r\nHost: hub\r\n\r\n")
+    assert refused.startswith(b"HTTP/1.1 503"), refused[:100]
+
+
 def test_a_sandbox_cannot_hold_more_than_its_share_of_connections(tmp_path: Path) -> None:
     """Idle connections beyond the cap are refused at once, and a place frees up as one
     closes: a kernel cannot run the hub out of descriptors through its relay."""
-    from shuyu_platform.isolation.http_relay import MAX_CONNECTIONS
 
     async def test(path: Path) -> None:
-        held = [await asyncio.open_unix_connection(str(path)) for _ in range(MAX_CONNECTIONS)]
-        await asyncio.sleep(0.2)
-        refused = await exchange(path, b"GET /over HTTP/1.1\r\nHost: hub\r\n\r\n")
-        assert refused.startswith(b"HTTP/1.1 503"), refused[:100]
-        _, writer = held.pop()
-        writer.close()
+        held = await fill_the_cap(path)
+        await assert_refused(path)
+        held.pop().close()
         await asyncio.sleep(0.2)
         served = await exchange(path, b"GET /again HTTP/1.1\r\nHost: hub\r\n\r\n")
         assert served.startswith(b"HTTP/1.1 200"), served[:100]
-        for _, writer in held:
+        for writer in held:
             writer.close()
 
     with_relay(tmp_path, test)
@@ -194,11 +205,10 @@ def test_connections_over_the_cap_in_a_loop_hold_few_of_the_hubs_descriptors(
     in a loop, sending nothing, had the hub hold every one of them for that second
     (thousands in two seconds). At most MAX_REFUSING wait at once; the rest are closed
     unanswered, and one that sends its head still gets its 503."""
-    from shuyu_platform.isolation.http_relay import MAX_CONNECTIONS, MAX_REFUSING
+    from shuyu_platform.isolation.http_relay import MAX_REFUSING
 
     async def test(path: Path) -> None:
-        held = [await asyncio.open_unix_connection(str(path)) for _ in range(MAX_CONNECTIONS)]
-        await asyncio.sleep(0.2)
+        held = await fill_the_cap(path)
         flood = []
         for _ in range(200):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -218,9 +228,8 @@ def test_connections_over_the_cap_in_a_loop_hold_few_of_the_hubs_descriptors(
         for sock in flood:
             sock.close()
         await asyncio.sleep(1.2)
-        refused = await exchange(path, b"GET /over HTTP/1.1\r\nHost: hub\r\n\r\n")
-        assert refused.startswith(b"HTTP/1.1 503"), refused[:100]
-        for _, writer in held:
+        await assert_refused(path)
+        for writer in held:
             writer.close()
 
     with_relay(tmp_path, test)
