@@ -318,8 +318,20 @@ def ask():
     with socket.create_connection((url.hostname, url.port), timeout=30) as s:
         s.sendall(head.encode())
         return s.recv(64).split()[1].decode()
+def live(s):  # not answered (a refusal's 503) nor closed by the relay
+    s.setblocking(False)
+    try:
+        s.recv(1, socket.MSG_PEEK)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        s.settimeout(30)
 held = [socket.create_connection((url.hostname, url.port), timeout=30) for _ in range(128)]
 time.sleep(1)
+# The server's own requests to the hub share the relay: one may have taken a place.
+held = [s for s in held if live(s)]
+kept = len(held)
 over = ask()
 time.sleep(4)  # bob is asked meanwhile
 held.pop().close()
@@ -331,7 +343,7 @@ for _ in range(20):
         break
 for s in held:
     s.close()
-print(json.dumps([over, answers]))
+print(json.dumps([over, answers, kept]))
 """
 
 
@@ -358,7 +370,8 @@ def test_a_kernel_holding_its_relays_open_starves_only_itself(
             held = holding.result(200)
         assert served.ok and served.stdout.strip() == "200", served
         assert held.ok, held.error
-        over, answers = json.loads(held.stdout)
-        assert over == "503" and answers[-1] == "200", answers
+        over, answers, kept = json.loads(held.stdout)
+        assert over == "503" and answers[-1] == "200", (answers, kept)
+        assert kept >= 120, kept  # the server's own requests take a place or two at most
     finally:
         bob_kernel.close()

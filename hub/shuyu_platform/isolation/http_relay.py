@@ -16,15 +16,23 @@ no protocol upgrades. Anything else is not passed on: once the answers to the re
 before it are through, it gets ``400 Bad Request`` with a sentence, and the connection
 is closed. Answers are relayed as they come.
 
-What a sandbox can hold of the hub is metered: each relayed connection costs the hub
-three descriptors, so one relay carries at most :data:`MAX_CONNECTIONS` at once (a
-connection beyond gets ``503`` and is closed), and a connection that sends no request
-head for :data:`IDLE` seconds is closed. Without these a kernel could open idle
-connections until the hub ran out of descriptors, every tenant's starts with it. The
-503 waits up to a second for the request's head, so that the answer lands; at most
-:data:`MAX_REFUSING` connections wait so at once, and one beyond is closed unanswered:
-a kernel opening connections in a loop had held thousands of the hub's descriptors,
-each waiting its second.
+What a sandbox can hold of the hub is metered, since its kernel can connect to the
+relay's socket directly and do anything a client can:
+
+* at most :data:`MAX_CONNECTIONS` relayed at once (each costs the hub three
+  descriptors); a connection beyond gets ``503``. A 503 waits up to a second for the
+  request's head, so that the answer lands; at most :data:`MAX_REFUSING` wait so at
+  once, each holding its place for at least :data:`REFUSAL_PACE`, and while they are
+  all taken the relay accepts nothing: a flood waits in the socket's queue, at no cost
+  to the hub (it had held thousands of descriptors, then spent the loop accepting);
+* every wait has a deadline: :data:`IDLE` seconds for a request head, a body's next
+  bytes, a server or client taking bytes; a client that is gone (reset, or silent past
+  the deadline) ends its connection at once, answers still unread or not. A kernel that
+  pipelined requests and left without reading the answers had held its place, two
+  descriptors and megabytes for good;
+* buffers are small (:data:`COPY`), and a chunked body reaches the server in chunks
+  of at least :data:`COPY` bytes (but the last), however small the kernel sent them;
+* stopping the relay (:meth:`Relay.close`) ends every connection it carries.
 """
 
 from __future__ import annotations
@@ -34,7 +42,12 @@ import contextlib
 import logging
 import os
 import re
+import socket
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 log = logging.getLogger("shuyu.http_relay")
 
@@ -44,7 +57,8 @@ FORWARDING = frozenset(
 )
 #: Longest request head (request line and headers) and chunk-size line accepted.
 MAX_HEAD = 64 * 1024
-COPY = 256 * 1024
+#: Bytes read or buffered at a time, in each direction.
+COPY = 64 * 1024
 #: When the requests end (or one is refused), the answers are over once the server has
 #: been silent this long (seconds), or closed; never waited for longer than the limit.
 QUIET = 1.0
@@ -59,7 +73,12 @@ IDLE = 300.0
 #: request head); one beyond is closed unanswered. Refusals are logged at most once a
 #: :data:`LOG_EVERY` seconds per relay, with their count.
 MAX_REFUSING = 16
+REFUSAL_PACE = 0.1
 LOG_EVERY = 10.0
+#: Seconds a connection to the server may take; a closing client is given this long to
+#: take what it was sent.
+CONNECT_TIMEOUT = 10.0
+LINGER = 5.0
 #: Connections the kernel queues for the relay while the hub's event loop is busy. A
 #: Unix socket does not queue past its backlog: a connect beyond it fails with EAGAIN,
 #: which asyncio (and tornado) take for a connection made, so the sandbox side sees it
@@ -68,7 +87,9 @@ LOG_EVERY = 10.0
 BACKLOG = 2 * MAX_CONNECTIONS
 
 REQUEST_LINE = re.compile(rb"[A-Z]{1,16} [\x21-\x7e]+ HTTP/1\.[01]")
-HEADER = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*")
+#: A header line; its value is stripped of blanks apart (a lazy match before a run of
+#: blanks backtracked quadratically: one 64 KiB head held the hub's loop 17 s).
+HEADER = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):(.*)")
 HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
@@ -95,7 +116,7 @@ def clean_head(head: bytes) -> tuple[bytes, int | None]:
         if match is None:
             raise BadRequest("malformed or folded header line")
         name = match.group(1).lower()
-        value = match.group(2)
+        value = match.group(2).strip(b" \t")
         if name in FORWARDING or name.startswith(b"x-forwarded-"):
             continue
         if name == b"content-length":
@@ -109,55 +130,148 @@ def clean_head(head: bytes) -> tuple[bytes, int | None]:
         if lengths or encodings != [b"chunked"]:
             raise BadRequest("send Transfer-Encoding: chunked alone, or one Content-Length")
         length = None
-    elif len(lengths) > 1 or (lengths and not lengths[0].isdigit()):
-        raise BadRequest("send one Content-Length of digits")
+    elif len(lengths) > 1 or (lengths and not (lengths[0].isdigit() and len(lengths[0]) <= 18)):
+        raise BadRequest("send one Content-Length of at most 18 digits")
     else:
         length = int(lengths[0]) if lengths else 0
     return b"\r\n".join(kept) + b"\r\n\r\n", length
 
 
-async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, size: int) -> None:
+class Stalled(Exception):
+    """A client or server took no bytes, or sent none, for :data:`IDLE` seconds."""
+
+
+async def _within(step: Awaitable[T], what: str) -> T:
+    """``step``, or :class:`Stalled` once :data:`IDLE` seconds have passed."""
+    try:
+        return await asyncio.wait_for(step, IDLE)
+    except TimeoutError:
+        raise Stalled(what) from None
+
+
+class _Input:
+    """A client's bytes, read a block at a time: parsing many small pieces (header
+    lines, chunks) costs no await, task or timer each, only the reads from the socket,
+    and each of those has its :data:`IDLE` deadline."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.reader = reader
+        self.buffer = bytearray()
+        self.pos = 0  # bytes of the buffer already taken
+
+    def _take(self, size: int) -> bytes:
+        data = bytes(self.buffer[self.pos : self.pos + size])
+        self.pos += size
+        if self.pos > COPY:  # drop what was taken, now and then (not per piece)
+            del self.buffer[: self.pos]
+            self.pos = 0
+        return data
+
+    async def _fill(self, what: str) -> bool:
+        """Read a block more; False at the end of the client's bytes."""
+        data = await _within(self.reader.read(COPY), what)
+        self.buffer += data
+        return bool(data)
+
+    async def until(self, separator: bytes, limit: int, what: str) -> bytes:
+        """Up to and with ``separator``; raises IncompleteReadError at the end, and
+        LimitOverrunError past ``limit`` bytes."""
+        start = self.pos
+        while True:
+            found = self.buffer.find(separator, start)
+            if found >= 0:
+                return self._take(found + len(separator) - self.pos)
+            if len(self.buffer) - self.pos > limit:
+                raise asyncio.LimitOverrunError("too long", limit)
+            start = max(self.pos, len(self.buffer) - len(separator) + 1)
+            if not await self._fill(what):
+                raise asyncio.IncompleteReadError(bytes(self.buffer[self.pos :]), None)
+
+    async def some(self, size: int, what: str) -> bytes:
+        """Between one and ``size`` bytes; raises IncompleteReadError at the end."""
+        if len(self.buffer) == self.pos and not await self._fill(what):
+            raise asyncio.IncompleteReadError(b"", size)
+        return self._take(min(size, len(self.buffer) - self.pos))
+
+    async def exactly(self, size: int, what: str) -> bytes:
+        while len(self.buffer) - self.pos < size:
+            if not await self._fill(what):
+                raise asyncio.IncompleteReadError(bytes(self.buffer[self.pos :]), size)
+        return self._take(size)
+
+
+async def _copy(source: _Input, writer: asyncio.StreamWriter, size: int) -> None:
     while size > 0:
-        data = await reader.readexactly(min(size, COPY))
+        data = await source.some(min(size, COPY), "the request body")
         writer.write(data)
-        await writer.drain()
         size -= len(data)
+        if writer.transport.get_write_buffer_size() >= COPY:
+            await _within(writer.drain(), "the server")
 
 
-async def _copy_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _copy_chunked(source: _Input, writer: asyncio.StreamWriter) -> None:
+    """Pass a chunked body on, gathered into chunks of COPY bytes (the last one less)."""
+    gathered = bytearray()
+
+    async def send() -> None:
+        writer.write(b"%x\r\n%s\r\n" % (len(gathered), gathered))
+        gathered.clear()
+        await _within(writer.drain(), "the server")
+
     while True:
-        line = await reader.readuntil(b"\r\n")
+        line = await source.until(b"\r\n", MAX_HEAD, "the request body")
         if not HEX.fullmatch(line[:-2]):
             raise BadRequest("malformed chunk size (bare hexadecimal digits only)")
-        size = int(line[:-2], 16)
-        writer.write(line)
-        await _copy(reader, writer, size)
-        if await reader.readexactly(2) != b"\r\n":
+        size = last = int(line[:-2], 16)
+        while size > 0:
+            data = await source.some(min(size, COPY - len(gathered)), "the request body")
+            gathered += data
+            size -= len(data)
+            if len(gathered) >= COPY:
+                await send()
+        if await source.exactly(2, "the request body") != b"\r\n":
             raise BadRequest("a chunk must end in CRLF (and trailers are not taken)")
-        writer.write(b"\r\n")
-        await writer.drain()
-        if size == 0:
+        if last == 0:
+            if gathered:
+                await send()
+            writer.write(b"0\r\n\r\n")
             return
 
 
 class _Answers:
-    """The upstream-to-client half of one connection, and when it last moved bytes."""
+    """The server-to-client half of one connection, and when it last moved bytes."""
 
     def __init__(self, upstream: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.last = asyncio.get_running_loop().time()
         self.expected = False  # whether any request went to the server
+        self.client_gone = False
         self.task = asyncio.ensure_future(self._pipe(upstream, writer))
 
+    def sent(self) -> None:
+        """A request went to the server whole: its answer is awaited from now."""
+        self.expected = True
+        self.last = asyncio.get_running_loop().time()
+
     async def _pipe(self, upstream: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, OSError):
-            while data := await upstream.read(COPY):
-                self.last = asyncio.get_running_loop().time()
+        while True:
+            try:
+                data = await upstream.read(COPY)
+            except (ConnectionError, OSError):
+                return
+            if not data:
+                return
+            self.last = asyncio.get_running_loop().time()
+            try:
                 writer.write(data)
-                await writer.drain()
+                await _within(writer.drain(), "the client")
+            except (ConnectionError, OSError, Stalled):
+                self.client_gone = True
+                return
 
     async def settle(self) -> None:
         """Wait until the server has answered what it was sent: it closed, or it has
-        been silent for :data:`QUIET` seconds (at most :data:`SETTLE_LIMIT` in all).
+        been silent for :data:`QUIET` seconds since the last request or answer byte (at
+        most :data:`SETTLE_LIMIT` in all).
 
         Half-closing the connection to the server would not do: tornado takes it for a
         closed connection and drops answers still in progress.
@@ -173,105 +287,198 @@ class _Answers:
 
 async def _requests(
     reader: asyncio.StreamReader, upstream: asyncio.StreamWriter, answers: _Answers
-) -> None:
-    """Pass requests on, cleaned, until the client is done; raise BadRequest if bad."""
-    while True:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE)
-        except TimeoutError:
-            return
-        except asyncio.IncompleteReadError as exc:
-            if exc.partial.strip():
-                raise BadRequest("the request head ended early") from None
-            return
-        except asyncio.LimitOverrunError:
-            raise BadRequest(f"request head over {MAX_HEAD} bytes") from None
-        cleaned, length = clean_head(head)
-        answers.expected = True
-        upstream.write(cleaned)
-        if length is None:
-            await _copy_chunked(reader, upstream)
-        else:
-            await _copy(reader, upstream, length)
-        await upstream.drain()
+) -> str | None:
+    """Pass requests on, cleaned, until the client is done; the refusal, if one is."""
+    source = _Input(reader)
+    try:
+        while True:
+            try:
+                head = await source.until(b"\r\n\r\n", MAX_HEAD, "the next request")
+            except Stalled:
+                return None  # idle between requests: the connection ends
+            except asyncio.IncompleteReadError as exc:
+                if exc.partial.strip():
+                    raise BadRequest("the request head ended early") from None
+                return None
+            except asyncio.LimitOverrunError:
+                raise BadRequest(f"request head over {MAX_HEAD} bytes") from None
+            cleaned, length = clean_head(head)
+            upstream.write(cleaned)
+            if length is None:
+                await _copy_chunked(source, upstream)
+            else:
+                await _copy(source, upstream, length)
+            await _within(upstream.drain(), "the server")
+            answers.sent()
+    except BadRequest as exc:
+        return str(exc)
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        return "the request body ended early or a chunk-size line is too long"
+    except Stalled as exc:
+        return f"{exc} stalled for {IDLE:.0f} s"
+    except (ConnectionError, OSError):
+        return None
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close, giving the peer :data:`LINGER` seconds to take what is buffered; then drop."""
     writer.close()
-    with contextlib.suppress(ConnectionError, OSError):
-        await writer.wait_closed()
+    with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+        await asyncio.wait_for(writer.wait_closed(), LINGER)
+    writer.transport.abort()
 
 
-async def serve_http(path: Path, host: str, port: int, *, owner: int) -> asyncio.Server:
-    """Listen on the Unix socket ``path`` (mode 0600, ``owner``'s) and relay to host:port."""
+async def _relay(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, port: int
+) -> None:
+    """Carry one client's connection to the server until either side is done."""
+    try:
+        up_reader, up_writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, limit=COPY), CONNECT_TIMEOUT
+        )
+    except (OSError, TimeoutError) as exc:
+        log.debug("relay to %s:%s: cannot connect: %s", host, port, exc)
+        writer.transport.abort()
+        return
+    answers = _Answers(up_reader, writer)
+    sending = asyncio.ensure_future(_requests(reader, up_writer, answers))
+    refusal = None
+    try:
+        # The requests end, or the answers do: the server closed, or the client is gone
+        # (reset, or reading nothing), and then nothing more is sent either.
+        await asyncio.wait({sending, answers.task}, return_when=asyncio.FIRST_COMPLETED)
+        if sending.done():
+            refusal = sending.result()
+            await answers.settle()
+    finally:
+        sending.cancel()
+        answers.task.cancel()
+        up_writer.transport.abort()
+    if answers.client_gone:
+        writer.transport.abort()
+        return
+    if refusal is not None:
+        body = f"Refused by the sandbox relay: {refusal}.\n".encode()
+        writer.write(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+    await _close(writer)
 
-    carried = refusing = refused = 0
-    logged = -LOG_EVERY
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal carried, refusing, refused, logged
-        if carried >= MAX_CONNECTIONS:
-            refused += 1
-            now = asyncio.get_running_loop().time()
-            if now - logged >= LOG_EVERY:
-                log.warning("relay to %s:%s: over %d connections, %d refused since the "
-                            "last warning", host, port, MAX_CONNECTIONS, refused)  # fmt: skip
-                logged, refused = now, 0
-            if refusing >= MAX_REFUSING:
-                writer.transport.abort()
-                return
-            refusing += 1
+class Relay:
+    """One relay: its listening socket and the connections it carries.
+
+    It accepts connections itself rather than through ``asyncio.start_unix_server``, so
+    that it can stop accepting while all its places for refusals are taken, and end
+    every connection when it is closed.
+    """
+
+    def __init__(self, listener: socket.socket, host: str, port: int) -> None:
+        self.listener = listener
+        self.host, self.port = host, port
+        self.carried = self.refusing = self.refused = 0
+        self.logged = -LOG_EVERY
+        self.room = asyncio.Event()
+        self.room.set()
+        self.connections: set[asyncio.Task[None]] = set()
+        self.accepting = asyncio.ensure_future(self._accept())
+
+    def close(self) -> None:
+        """Stop listening and end every connection (the sandbox has stopped)."""
+        self.accepting.cancel()
+        self.listener.close()
+        for task in list(self.connections):
+            task.cancel()
+
+    def _update(self) -> None:
+        if self.carried < MAX_CONNECTIONS or self.refusing < MAX_REFUSING:
+            self.room.set()
+        else:
+            self.room.clear()
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self.room.wait()
             try:
-                with contextlib.suppress(Exception):  # its head first, so the answer lands
-                    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 1.0)
-                writer.write(
-                    b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
-                    b"Content-Length: 0\r\n\r\n"
-                )
-                with contextlib.suppress(ConnectionError, OSError):
-                    await writer.drain()
-                await _close(writer)
-            finally:
-                refusing -= 1
-            return
-        carried += 1
+                conn, _ = await loop.sock_accept(self.listener)
+            except OSError as exc:  # out of descriptors, say: try again shortly
+                log.warning("relay to %s:%s: cannot accept: %s", self.host, self.port, exc)
+                await asyncio.sleep(REFUSAL_PACE)
+                continue
+            # Counted here, before the next accept, so a flood cannot get ahead of it.
+            refuse = self.carried >= MAX_CONNECTIONS
+            if refuse:
+                self.refusing += 1
+            else:
+                self.carried += 1
+            self._update()
+            task = asyncio.ensure_future(self._serve(conn, refuse))
+            self.connections.add(task)
+            task.add_done_callback(self.connections.discard)
+
+    async def _serve(self, conn: socket.socket, refuse: bool) -> None:
+        writer: asyncio.StreamWriter | None = None
         try:
-            await relay(reader, writer)
+            reader, writer = await asyncio.open_unix_connection(sock=conn, limit=MAX_HEAD)
+            if refuse:
+                await self._refuse(reader, writer)
+            else:
+                await _relay(reader, writer, self.host, self.port)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug here must not leave the connection or flood the log
+            self._warn("failed", exc_info=True)
         finally:
-            carried -= 1
+            if refuse:
+                self.refusing -= 1
+            else:
+                self.carried -= 1
+            self._update()
+            if writer is not None:
+                writer.transport.abort()
+            else:
+                conn.close()
 
-    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(host, port, limit=COPY)
-        except OSError as exc:
-            log.debug("relay to %s:%s: cannot connect: %s", host, port, exc)
-            await _close(writer)
-            return
-        answers = _Answers(up_reader, writer)
-        refusal = None
-        try:
-            await _requests(reader, up_writer, answers)
-        except BadRequest as exc:
-            refusal = str(exc)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            refusal = "the request body ended early or a chunk-size line is too long"
-        except (ConnectionError, OSError):
-            pass
-        await answers.settle()
-        await _close(up_writer)
-        if refusal is not None:
-            body = f"Refused by the sandbox relay: {refusal}.\n".encode()
-            writer.write(
-                b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-            )
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.drain()
-        await _close(writer)
+    async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.refused += 1
+        self._warn(f"over {MAX_CONNECTIONS} connections: refused")
+        pace = asyncio.ensure_future(asyncio.sleep(REFUSAL_PACE))
+        with contextlib.suppress(Exception):  # its head read first, so the answer lands
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 1.0)
+        writer.write(
+            b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        )
+        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+            await asyncio.wait_for(writer.drain(), 1.0)
+        if writer.transport.get_write_buffer_size():
+            writer.transport.abort()  # the client is not reading its answer
+        else:
+            writer.close()
+        await pace
 
+    def _warn(self, what: str, **kwargs: Any) -> None:
+        """Log at most once per :data:`LOG_EVERY` seconds, with the refusals since."""
+        now = asyncio.get_running_loop().time()
+        if now - self.logged >= LOG_EVERY:
+            log.warning("relay to %s:%s: %s (%d refused since the last warning)",
+                        self.host, self.port, what, self.refused, **kwargs)  # fmt: skip
+            self.logged, self.refused = now, 0
+
+
+async def serve_http(path: Path, host: str, port: int, *, owner: int) -> Relay:
+    """Listen on the Unix socket ``path`` (mode 0600, ``owner``'s) and relay to host:port."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    server = await asyncio.start_unix_server(handle, str(path), limit=MAX_HEAD, backlog=BACKLOG)
-    os.chmod(path, 0o600)
-    os.chown(path, owner, -1)
-    return server
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(path))
+        os.chmod(path, 0o600)
+        os.chown(path, owner, -1)
+        listener.listen(BACKLOG)
+        listener.setblocking(False)
+    except BaseException:
+        listener.close()
+        raise
+    return Relay(listener, host, port)

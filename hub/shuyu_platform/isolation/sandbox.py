@@ -93,7 +93,7 @@ from . import seccomp
 from .bwrap import mounts, system_dirs
 from .disk_quota import DiskQuotaError, TenantDisk
 from .gateway import Gateway, Limits
-from .http_relay import serve_http
+from .http_relay import Relay, serve_http
 from .server_log import ServerLog
 from .spawner import singleuser_command, tenant_of, work_dir
 from .template import ServerTemplate, TemplateError, close_quietly, parent_of, pid_exited
@@ -341,7 +341,7 @@ class SandboxSpawner(Spawner):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.proc: subprocess.Popen[bytes] | None = None
-        self.relays: list[asyncio.Server] = []
+        self.relays: list[Relay] = []
         self.cgroup: Cgroup | None = None
         self.run_dir: Path | None = None
         self.watcher: asyncio.Future[None] | None = None
