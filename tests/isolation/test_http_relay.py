@@ -62,12 +62,24 @@ def with_relay(tmp_path: Path, test: Callable[[Path], Awaitable[None]]) -> None:
     relay_rig(tmp_path, lambda path, _relay: test(path))
 
 
-async def exchange(path: Path, raw: bytes) -> bytes:
-    """Send ``raw`` on a fresh connection; everything answered until the relay closes."""
+def assert_refused_with_400(tmp_path: Path, raw: bytes) -> None:
+    """The relay answers ``raw`` with its own 400."""
+
+    async def test(path: Path) -> None:
+        answer = await exchange(path, raw)
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:60]
+
+    with_relay(tmp_path, test)
+
+
+async def exchange(path: Path, raw: bytes, pause: float = 0.0) -> bytes:
+    """Send ``raw`` on a fresh connection, half-close it, and after ``pause`` seconds
+    read everything answered until the relay closes."""
     reader, writer = await asyncio.open_unix_connection(str(path))
     writer.write(raw)
     await writer.drain()
     writer.write_eof()
+    await asyncio.sleep(pause)  # a client busy a moment before it reads
     answer = await asyncio.wait_for(reader.read(), 20)
     writer.close()
     return answer

@@ -42,6 +42,7 @@ import contextlib
 import logging
 import os
 import re
+import select
 import socket
 from collections.abc import Awaitable
 from pathlib import Path
@@ -79,6 +80,7 @@ LOG_EVERY = 10.0
 #: take what it was sent.
 CONNECT_TIMEOUT = 10.0
 LINGER = 5.0
+HANGUP_CHECK = 1.0
 #: Connections the kernel queues for the relay while the hub's event loop is busy. A
 #: Unix socket does not queue past its backlog: a connect beyond it fails with EAGAIN,
 #: which asyncio (and tornado) take for a connection made, so the sandbox side sees it
@@ -144,7 +146,8 @@ class Stalled(Exception):
 async def _within(step: Awaitable[T], what: str) -> T:
     """``step``, or :class:`Stalled` once :data:`IDLE` seconds have passed."""
     try:
-        return await asyncio.wait_for(step, IDLE)
+        async with asyncio.timeout(IDLE):
+            return await step
     except TimeoutError:
         raise Stalled(what) from None
 
@@ -180,6 +183,8 @@ class _Input:
         while True:
             found = self.buffer.find(separator, start)
             if found >= 0:
+                if found + len(separator) - self.pos > limit:
+                    raise asyncio.LimitOverrunError("too long", limit)
                 return self._take(found + len(separator) - self.pos)
             if len(self.buffer) - self.pos > limit:
                 raise asyncio.LimitOverrunError("too long", limit)
@@ -245,6 +250,7 @@ class _Answers:
         self.last = asyncio.get_running_loop().time()
         self.expected = False  # whether any request went to the server
         self.client_gone = False
+        self.waiting_on_client = False
         self.task = asyncio.ensure_future(self._pipe(upstream, writer))
 
     def sent(self) -> None:
@@ -263,10 +269,14 @@ class _Answers:
             self.last = asyncio.get_running_loop().time()
             try:
                 writer.write(data)
+                self.waiting_on_client = True
                 await _within(writer.drain(), "the client")
             except (ConnectionError, OSError, Stalled):
                 self.client_gone = True
                 return
+            finally:
+                self.waiting_on_client = False
+            self.last = asyncio.get_running_loop().time()
 
     async def settle(self) -> None:
         """Wait until the server has answered what it was sent: it closed, or it has
@@ -279,7 +289,7 @@ class _Answers:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SETTLE_LIMIT
         while self.expected and not self.task.done() and loop.time() < deadline:
-            if loop.time() - self.last >= QUIET:
+            if not self.waiting_on_client and loop.time() - self.last >= QUIET:
                 break
             await asyncio.wait({self.task}, timeout=QUIET / 4)
         self.task.cancel()
@@ -302,6 +312,8 @@ async def _requests(
                 return None
             except asyncio.LimitOverrunError:
                 raise BadRequest(f"request head over {MAX_HEAD} bytes") from None
+            while head.startswith(b"\r\n") and len(head) > 4:
+                head = head[2:]  # RFC 9112 2.2, and tornado: empty lines before a request
             cleaned, length = clean_head(head)
             upstream.write(cleaned)
             if length is None:
@@ -323,9 +335,41 @@ async def _requests(
 async def _close(writer: asyncio.StreamWriter) -> None:
     """Close, giving the peer :data:`LINGER` seconds to take what is buffered; then drop."""
     writer.close()
-    with contextlib.suppress(ConnectionError, OSError, TimeoutError):
-        await asyncio.wait_for(writer.wait_closed(), LINGER)
-    writer.transport.abort()
+    try:
+        async with asyncio.timeout(LINGER):
+            await writer.wait_closed()
+    except TimeoutError:  # (aborting a transport already lost raises on 3.11)
+        writer.transport.abort()
+    except (ConnectionError, OSError):
+        pass
+
+
+async def _connect(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the server whose kernel buffers stay at COPY: autotuned, a server
+    not reading (or a client not reading its answers) had 10 MB pinned per connection."""
+    loop = asyncio.get_running_loop()
+    [(family, kind, proto, _, address), *_] = await loop.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    )
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, COPY)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, COPY)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, address)
+        return await asyncio.open_connection(sock=sock, limit=COPY)
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def _hung_up(writer: asyncio.StreamWriter) -> None:
+    """Return once the client has closed its end (not a half-close): noticed even while
+    nothing reads from it (the relay blocked on a server that reads nothing)."""
+    poller = select.poll()
+    poller.register(writer.get_extra_info("socket").fileno(), select.POLLRDHUP)
+    while not any(event & select.POLLHUP for _, event in poller.poll(0)):
+        await asyncio.sleep(HANGUP_CHECK)
 
 
 async def _relay(
@@ -333,25 +377,28 @@ async def _relay(
 ) -> None:
     """Carry one client's connection to the server until either side is done."""
     try:
-        up_reader, up_writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, limit=COPY), CONNECT_TIMEOUT
-        )
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            up_reader, up_writer = await _connect(host, port)
     except (OSError, TimeoutError) as exc:
         log.debug("relay to %s:%s: cannot connect: %s", host, port, exc)
         writer.transport.abort()
         return
     answers = _Answers(up_reader, writer)
     sending = asyncio.ensure_future(_requests(reader, up_writer, answers))
+    hangup = asyncio.ensure_future(_hung_up(writer))
     refusal = None
     try:
         # The requests end, or the answers do: the server closed, or the client is gone
         # (reset, or reading nothing), and then nothing more is sent either.
-        await asyncio.wait({sending, answers.task}, return_when=asyncio.FIRST_COMPLETED)
-        if sending.done():
+        await asyncio.wait({sending, answers.task, hangup}, return_when=asyncio.FIRST_COMPLETED)
+        if hangup.done():
+            answers.client_gone = True
+        elif sending.done():
             refusal = sending.result()
             await answers.settle()
     finally:
         sending.cancel()
+        hangup.cancel()
         answers.task.cancel()
         up_writer.transport.abort()
     if answers.client_gone:
@@ -437,7 +484,8 @@ class Relay:
                 self.carried -= 1
             self._update()
             if writer is not None:
-                writer.transport.abort()
+                with contextlib.suppress(AttributeError):  # already lost (3.11)
+                    writer.transport.abort()
             else:
                 conn.close()
 
@@ -446,12 +494,14 @@ class Relay:
         self._warn(f"over {MAX_CONNECTIONS} connections: refused")
         pace = asyncio.ensure_future(asyncio.sleep(REFUSAL_PACE))
         with contextlib.suppress(Exception):  # its head read first, so the answer lands
-            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 1.0)
+            async with asyncio.timeout(1.0):
+                await reader.readuntil(b"\r\n\r\n")
         writer.write(
             b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
         )
         with contextlib.suppress(ConnectionError, OSError, TimeoutError):
-            await asyncio.wait_for(writer.drain(), 1.0)
+            async with asyncio.timeout(1.0):
+                await writer.drain()
         if writer.transport.get_write_buffer_size():
             writer.transport.abort()  # the client is not reading its answer
         else:
