@@ -33,6 +33,10 @@ relay's socket directly and do anything a client can:
 * buffers are small (:data:`COPY`), and a chunked body reaches the server in chunks
   of at least :data:`COPY` bytes (but the last), however small the kernel sent them;
 * stopping the relay (:meth:`Relay.close`) ends every connection it carries.
+
+Not bounded here: the server's own socket buffer towards the relay, which Linux sizes
+up to 4 MiB on loopback. A kernel that pipelines requests for large answers and reads
+none can hold that much of the hub's kernel memory per connection, for :data:`IDLE`.
 """
 
 from __future__ import annotations
@@ -71,8 +75,9 @@ SETTLE_LIMIT = 30.0
 MAX_CONNECTIONS = 128
 IDLE = 300.0
 #: Connections over the cap answered 503 at once (each waits up to a second for its
-#: request head); one beyond is closed unanswered. Refusals are logged at most once a
-#: :data:`LOG_EVERY` seconds per relay, with their count.
+#: request head, and holds its place at least REFUSAL_PACE seconds); while all are
+#: taken nothing is accepted. Refusals are logged at most once a :data:`LOG_EVERY`
+#: seconds per relay, with their count.
 MAX_REFUSING = 16
 REFUSAL_PACE = 0.1
 LOG_EVERY = 10.0
@@ -80,6 +85,7 @@ LOG_EVERY = 10.0
 #: take what it was sent.
 CONNECT_TIMEOUT = 10.0
 LINGER = 5.0
+#: Seconds between checks that a client has hung up while the relay waits on the server.
 HANGUP_CHECK = 1.0
 #: Connections the kernel queues for the relay while the hub's event loop is busy. A
 #: Unix socket does not queue past its backlog: a connect beyond it fails with EAGAIN,
