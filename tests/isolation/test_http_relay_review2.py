@@ -135,7 +135,7 @@ def test_stopping_a_relay_ends_a_connection_whose_connect_just_completed(
             for _ in range(turns):
                 await asyncio.sleep(0)
             relay.close()
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.05)  # the cancels land on the next loop turns
             writer.write(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
             with pytest.raises((ConnectionError, asyncio.IncompleteReadError, TimeoutError)):
                 answer = await asyncio.wait_for(reader.readuntil(b"\r\n"), 1)
