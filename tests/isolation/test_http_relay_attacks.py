@@ -39,9 +39,17 @@ class Sink(web.RequestHandler):
         self.write({"length": len(self.request.body)})
 
 
+class Slow(web.RequestHandler):
+    """A hub handler that takes its time (a spawn, a slow query, a long poll)."""
+
+    async def get(self) -> None:
+        await asyncio.sleep(8)
+        self.write("late")
+
+
 def with_big_relay(tmp_path: Path, test: Callable[[Path, Relay], Awaitable[None]]) -> None:
-    """The rig of ``test_http_relay``, with a large answer and a body sink."""
-    relay_rig(tmp_path, test, [(r"/big", Big), (r"/sink", Sink)])
+    """The rig of ``test_http_relay``, with a large answer, a body sink and a slow page."""
+    relay_rig(tmp_path, test, [(r"/big", Big), (r"/sink", Sink), (r"/slow", Slow)])
 
 
 async def ask(path: Path, raw: bytes) -> bytes:

@@ -18,25 +18,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from test_http_relay import assert_refused_with_400, bodies, exchange, relay_rig, with_relay
-from test_http_relay_attacks import Big, Sink, in_thread
-from tornado import web
+from test_http_relay import assert_refused_with_400, bodies, exchange, with_relay
+from test_http_relay_attacks import in_thread, with_big_relay
 
 from shuyu_platform.isolation.http_relay import Relay, serve_http
 
 GET_BIG = b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n"
-
-
-class Slow(web.RequestHandler):
-    """A hub handler that takes its time (a spawn, a slow query, a long poll)."""
-
-    async def get(self) -> None:
-        await asyncio.sleep(8)
-        self.write("late")
-
-
-def with_rig(tmp_path: Path, test) -> None:
-    relay_rig(tmp_path, test, [(r"/big", Big), (r"/sink", Sink), (r"/slow", Slow)])
 
 
 def push_until_blocked(path: Path, payload: bytes) -> tuple[socket.socket, int]:
@@ -94,7 +81,7 @@ def test_a_client_that_reads_nothing_pins_little_of_the_hosts_memory(tmp_path: P
             f"{servers} on tornado's"
         )
 
-    with_rig(tmp_path, test)
+    with_big_relay(tmp_path, test)
 
 
 def test_a_client_gone_while_the_server_is_slow_gives_its_place_back(tmp_path: Path) -> None:
@@ -114,7 +101,7 @@ def test_a_client_gone_while_the_server_is_slow_gives_its_place_back(tmp_path: P
         await asyncio.sleep(2)
         assert relay.carried == 0, f"{relay.carried} connection(s) of a gone client carried"
 
-    with_rig(tmp_path, test)
+    with_big_relay(tmp_path, test)
 
 
 def test_stopping_a_relay_ends_a_connection_whose_connect_just_completed(
@@ -144,7 +131,7 @@ def test_stopping_a_relay_ends_a_connection_whose_connect_just_completed(
             writer.close()
         assert not survived, survived
 
-    with_rig(tmp_path, test)
+    with_big_relay(tmp_path, test)
 
 
 def test_a_half_closed_client_that_reads_late_gets_its_whole_answer(tmp_path: Path) -> None:
@@ -159,7 +146,7 @@ def test_a_half_closed_client_that_reads_late_gets_its_whole_answer(tmp_path: Pa
         assert len(whole) > 1 << 20
         assert len(late) == len(whole), (len(late), len(whole))
 
-    with_rig(tmp_path, test)
+    with_big_relay(tmp_path, test)
 
 
 def test_a_late_reader_leaves_no_traceback_in_the_hubs_log(
@@ -177,7 +164,7 @@ def test_a_late_reader_leaves_no_traceback_in_the_hubs_log(
         failed = [r for r in caplog.records if "failed" in r.getMessage()]
         assert not failed, failed[0].exc_info
 
-    with_rig(tmp_path, test)
+    with_big_relay(tmp_path, test)
 
 
 def test_a_head_over_64_kib_gets_the_relays_400(tmp_path: Path) -> None:
