@@ -27,8 +27,10 @@ unit column, remembered by the driver), since a Spark-sized file is no file to s
 the platform's machine. A file that keeps the promise is answered as the OpenDP engine
 would, with no truncation (Tumult's truncation sorts every row by unit, and was most of
 an answer's time); one that breaks it is still answered, with the bound enforced by
-Tumult's ``MaxRowsPerID``, which drops the excess rows. Both paths add noise of the same
-scales; :mod:`.tumult_driver` has the details.
+Tumult's ``MaxRowsPerID``, which drops the excess rows. Counts and sums over a file
+that keeps the promise are answered from one Spark pass with Tumult Core's noise
+(``Shuyu.spark_one_pass``), everything else by a Tumult Analytics session. Every path
+adds noise of the same scales; :mod:`.tumult_driver` has the details.
 """
 
 from __future__ import annotations
@@ -321,6 +323,7 @@ class SparkEngine:
             "keyset": keyset,
             "primitives": primitives,
             "epsilon": spec.epsilon / len(primitives),
+            "one_pass": self.settings.spark_one_pass,
         }
 
     def _noise(self, plan: dict[str, Any], alpha: float) -> dict[str, dict[str, Any]]:
