@@ -7,7 +7,10 @@ group by ``district`` (the policy's public keys), the row count and the sum and 
 fresh processes and a rotating order:
 
 * the Spark engine: :meth:`shuyu_platform.dp.spark_engine.SparkEngine.answer`, which
-  starts a Tumult driver (``.venv-tumult``) with Spark in local mode;
+  starts a Tumult driver (``.venv-tumult``) with Spark in local mode; the file keeps
+  its contribution bound, so the count and the sum come from one Spark pass with
+  Tumult Core's noise (``Shuyu.spark_one_pass``, the default);
+* the same engine with ``spark_one_pass`` off: a Tumult Analytics query per primitive;
 * the OpenDP engine: :meth:`~shuyu_platform.dp.opendp_engine.OpenDpEngine.answer`;
 * plain Spark SQL, not private, in the Tumult venv's PySpark with the same master and
   properties: the same aggregates over the same Parquet file, clamped alike.
@@ -38,7 +41,12 @@ ROUNDS = int(os.environ.get("SHUYU_BENCH_ROUNDS", "3"))
 STEADY_CALLS = 2
 GOAL = 2.0
 MASTER = os.environ.get("SHUYU_BENCH_SPARK_MASTER", "local[2]")
-LABELS = {"tumult": "Spark engine", "opendp": "OpenDP engine", "sparksql": "plain Spark SQL"}
+LABELS = {
+    "tumult": "Spark engine",
+    "session": "  one pass off",
+    "opendp": "OpenDP engine",
+    "sparksql": "plain Spark SQL",
+}
 
 Query = dict[str, Any]
 
@@ -56,7 +64,8 @@ def tumult(raw: Path, query: Query) -> tuple[Callable[[], dict[str, Any]], Calla
 
     spec, policy = _spec(query)
     home = tempfile.mkdtemp(prefix="shuyu-bench-spark-")
-    engine = SparkEngine(Shuyu(home=home), master=query["master"])
+    settings = Shuyu(home=home, spark_one_pass=query.get("one_pass", True))
+    engine = SparkEngine(settings, master=query["master"])
     source = Source(policy, raw)
 
     def answer() -> dict[str, Any]:
@@ -119,7 +128,12 @@ def sparksql(raw: Path, query: Query) -> tuple[Callable[[], dict[str, Any]], Cal
     return collect, spark.stop
 
 
-MEASUREMENTS = {"tumult": tumult, "opendp": opendp, "sparksql": sparksql}
+def session(raw: Path, query: Query) -> tuple[Callable[[], dict[str, Any]], Callable[[], None]]:
+    """The Spark engine with ``spark_one_pass`` off: a Tumult Analytics query per primitive."""
+    return tumult(raw, query | {"one_pass": False})
+
+
+MEASUREMENTS = {"tumult": tumult, "session": session, "opendp": opendp, "sparksql": sparksql}
 
 
 def measure(kind: str, raw: Path, query: Query) -> None:
@@ -191,6 +205,7 @@ def main(argv: Sequence[str] = ()) -> None:
     print(f"  machine load (1, 5, 15 min): {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     pythons = {
         "tumult": sys.executable,
+        "session": sys.executable,
         "opendp": sys.executable,
         "sparksql": options.tumult_python,
     }
