@@ -229,6 +229,22 @@ def test_histogram_bins_and_filters_on_dates_and_numbers(source: Source) -> None
         assert abs(row["n"] - true_n) < 60
 
 
+def test_bins_whose_edges_print_alike_keep_labels_of_their_own(source: Source) -> None:
+    # The attack: edges that `:g` writes alike ("1e+09"), so that bins sharing a label
+    # are answered once per duplicate, each with fresh noise on the same rows (ε spent
+    # as many times over). Each bin keeps a label of its own, and one answer.
+    edges = [1e9 + 1_000 * i for i in range(5)]
+    rows = ask(
+        source,
+        epsilon=1.0,
+        group_by=[{"column": "settlement_amount", "bins": edges}],
+        statistics={"n": {"fn": "count"}},
+    )
+    labels = [r["settlement_amount_bin"] for r in rows]
+    assert len(rows) == len(edges) + 1 == len(set(labels))
+    assert labels[:3] == ["<1e+09", "[1e+09, 1000001000.0)", "[1000001000.0, 1000002000.0)"]
+
+
 def test_quantiles_land_near_the_truth(source: Source) -> None:
     (row,) = ask(
         source,

@@ -116,8 +116,14 @@ class Bins:
 
     @property
     def labels(self) -> tuple[str, ...]:
-        """Bin labels, lowest first: ``<a``, ``[a, b)``, ..., ``>=z``."""
-        e = [f"{edge:g}" for edge in self.edges]
+        """Bin labels, lowest first: ``<a``, ``[a, b)``, ..., ``>=z``.
+
+        An edge reads as ``:g`` writes it where that is the edge itself, else as its
+        shortest exact form: labels are a bin's key, so two edges must never read alike
+        (``10`` and ``10.0000001`` as ``10``, bins that engines keying by label would
+        answer once per duplicate, each with fresh noise on the same rows).
+        """
+        e = [_edge_text(edge) for edge in self.edges]
         inner = [f"[{lo}, {hi})" for lo, hi in pairwise(e)]
         return (f"<{e[0]}", *inner, f">={e[-1]}")
 
@@ -128,6 +134,13 @@ class Bins:
 
 
 GroupKey = str | Bins
+
+
+def _edge_text(edge: float) -> str:
+    """A bin edge as text: short where exact (``1000``, ``0.5``), else ``repr``."""
+    text = f"{edge:g}"
+    return text if float(text) == edge else repr(float(edge))
+
 
 _IMPORT_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -425,7 +438,10 @@ def _group_by(raw: Any, check: _Checker) -> tuple[GroupKey, ...]:
                 raise QueryError(f"{what}: bin edges must increase strictly")
             for edge in numbers:
                 check.step(item["column"], edge, f"{what}.bins")
-            keys.append(Bins(item["column"], numbers))
+            bins = Bins(item["column"], numbers)
+            if len(set(bins.labels)) != len(bins.labels):  # never, as labels are written
+                raise QueryError(f"{what}: two bins would have the same label")
+            keys.append(bins)
             groups *= len(numbers) + 1
         else:
             raise QueryError(f"{what} must be a column name or an object with column and bins")
