@@ -29,7 +29,7 @@ from harness import REPO
 from shuyu_platform.core.settings import Shuyu
 from shuyu_platform.data.policy import DatasetPolicy, load_policies
 from shuyu_platform.dp import query
-from shuyu_platform.dp.engine import EngineError, Source, load_engine
+from shuyu_platform.dp.engine import EngineError, Members, Source, load_engine
 from shuyu_platform.dp.opendp_engine import OpenDpEngine
 from shuyu_platform.dp.spark_engine import SparkEngine, local_cores, spark_properties
 
@@ -200,6 +200,36 @@ def test_the_contribution_bound_is_counted_per_file_version(
     scale = 1 / EPSILON
     for reply in replies:  # the cheat's 40 rows count as one
         assert abs(reply["rows"][0]["__n"] - truth) <= 1 + 30 * scale
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_nan_in_a_filtered_column_changes_a_count_by_one_row_at_most(
+    spark: SparkEngine, policy: DatasetPolicy, files: dict[str, Path], tmp_path: Path
+) -> None:
+    # Parquet's statistics of a column with a NaN made Spark's filter pushdown skip the
+    # whole row group: one row turned a count of thousands into 0, far beyond the one
+    # row of sensitivity the noise is scaled to.
+    rows = pl.read_parquet(files["good"])
+    nan = rows.head(1).with_columns(
+        pl.lit("P-NAN").alias("person_id"), pl.lit(float("nan")).alias("settlement_amount")
+    )
+    path = tmp_path / "health_records.parquet"
+    pl.concat([rows, nan]).write_parquet(path)
+    spec = query.parse(
+        {
+            "dataset": "health_records",
+            "epsilon": EPSILON,
+            "filters": [{"column": "settlement_amount", "op": ">", "value": 2000}],
+            "statistics": {"n": {"fn": "count"}},
+        },
+        policy,
+        list(policy.fields),
+    )
+    truth = rows.filter(pl.col("settlement_amount") > 2000).height
+    assert truth > 1000
+    (answer,) = spark.answer(Source(policy, path), spec).rows
+    assert abs(answer["n"] - truth) <= 1 + 30 / EPSILON  # the NaN row may count as > 2000
 
 
 @pytest.mark.slow
@@ -480,6 +510,20 @@ def test_a_missing_driver_or_raw_file_is_a_clear_503_before_spark(
     assert err.value.status == 503
     with pytest.raises(EngineError, match=r"cannot start the Spark driver.*make install-tumult"):
         engine.answer(Source(policy, files["good"]), spec)
+
+
+def test_a_join_with_an_import_is_refused_before_anything_is_spent(
+    tmp_path: Path, policy: DatasetPolicy, files: dict[str, Path]
+) -> None:
+    # Answered over every row, the join's restriction would silently be lost.
+    engine = SparkEngine(Shuyu(home=str(tmp_path)))
+    members = Members("person_id", b"k" * 32, frozenset({"I-0"}))
+    source = Source(policy, files["good"], members=members)
+    for call in (engine.estimate, engine.answer):
+        with pytest.raises(EngineError, match="joined with an import") as err:
+            call(source, spec_of(policy))
+        assert err.value.status == 422
+    assert engine.driver.process is None
 
 
 def test_the_service_loads_it_by_name_from_its_environment(

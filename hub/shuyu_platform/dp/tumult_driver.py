@@ -344,13 +344,19 @@ def _exact(plan: dict[str, Any], frame: Any) -> list[dict[str, Any]]:
         clamped = F.least(F.greatest(F.col(_summed(primitive)), low), high)
         aggregates.append(F.sum(clamped).alias(primitive["name"]))
     names = [key["name"] for key in plan["keys"]]
+    # Each group once, even were a key set to list a key twice: one noisy value each.
+    keyset = [list(dict.fromkeys(plan["keyset"][name])) for name in names]
+    for name, keys in zip(names, keyset, strict=True):
+        # Rows outside the key set (a null key too) never reach a group: the driver
+        # collects at most one row per public group, however many values the raw has.
+        frame = frame.filter(F.col(name).isin(keys))
     grouped = frame.groupBy(*names) if names else frame
     found = {}
     for row in grouped.agg(*aggregates).collect():
         values = row.asDict()
         found[tuple(values[name] for name in names)] = values
     rows = []
-    for group in itertools.product(*(plan["keyset"][name] for name in names)):
+    for group in itertools.product(*keyset):
         values = found.get(group, {})
         row: dict[str, Any] = dict(zip(names, group, strict=True))
         for primitive in plan["primitives"]:
@@ -386,7 +392,8 @@ def _one_pass(plan: dict[str, Any], frame: Any) -> tuple[list[dict[str, Any]], d
         for row, noisy in zip(rows, measurement(exact), strict=True):
             row[name] = cast(noisy)
         mechanism = "geometric" if is_count else "laplace"
-        noise[name] = {"mechanism": mechanism, "scale": scale.to_float(round_up=True)}
+        # The nearest float, for the engine's check; the noise used the exact scale.
+        noise[name] = {"mechanism": mechanism, "scale": float(scale.expr)}
     return rows, noise
 
 
