@@ -294,6 +294,31 @@ def test_two_tenants_together_cannot_exceed_a_datasets_global_budget(
     assert pooled["remaining_epsilon"] == 0 and pooled["budget_epsilon"] == 1.0
 
 
+def test_bins_whose_edges_print_alike_are_answered_once_each(
+    platform: Platform, tokens: dict[str, str]
+) -> None:
+    """The attack: 101 bin edges 1e-7 apart, which 6 significant digits print alike,
+    so that the bins share a label and the engine answers that label once per bin, each
+    time with fresh noise on the same rows: ε spent about 100 times over for one debit."""
+    shuyu(
+        "grant", "add", "--tenant", "kangning", "--dataset", "bus_ridership",
+        "--budget", "1.0", "--scenario", "bins-test", "--no-build",
+        env=platform.env,
+    )  # fmt: skip
+    edges = [10 + i * 1e-7 for i in range(101)]
+    body = {
+        "dataset": "bus_ridership",
+        "epsilon": 0.1,
+        "group_by": [{"column": "boardings", "bins": edges}],
+        "statistics": COUNT,
+    }
+    response = call(platform, tokens["alice"], "POST", "query", json=body)
+    assert response.status_code == 200, response.text
+    labels = [row["boardings_bin"] for row in response.json()["rows"]]
+    assert len(labels) == len(edges) + 1 == len(set(labels))
+    assert labels[:2] == ["<10", "[10, 10.0000001)"]
+
+
 def test_a_time_with_a_zone_is_refused_before_any_debit(
     platform: Platform, tokens: dict[str, str]
 ) -> None:
