@@ -329,9 +329,10 @@ def _exact(plan: dict[str, Any], frame: Any) -> list[dict[str, Any]]:
     One Spark pass: the same aggregates as Tumult Core's ``CountGrouped`` and
     ``SumGrouped`` (a sum clamps its column to the primitive's bounds again, as
     ``SumGrouped`` does), all in one ``groupBy().agg()``, as plain Spark SQL computes
-    them; a few rows per group come back to the driver. Then, as Tumult's join with
-    the key set does: one row per group of the key set, in its order, zero where the
-    group has no rows, and groups outside the key set (a null key included) dropped.
+    them, over the rows of the key set only: at most one row per public group comes
+    back to the driver. Then, as Tumult's join with the key set does: one row per group
+    of the key set, in its order, zero where the group has no rows, and groups outside
+    the key set (a null key included) dropped.
     """
     from pyspark.sql import functions as F
 
@@ -407,29 +408,16 @@ def _noise(info: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def handle(spark: Any, request: dict[str, Any]) -> dict[str, Any]:
-    """Answer one request of the protocol."""
+def _in_session(
+    spark: Any, plan: dict[str, Any], frame: Any, truncate: bool
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The noisy primitives of a plan from a Tumult Analytics session, one query each.
+
+    ``truncate``: the file breaks the contribution bound, which Tumult then enforces.
+    """
     from tmlt.analytics import KeySet, PureDPBudget
 
-    op = request.get("op")
-    if op == "ping":
-        return {"ok": True}
-    if op != "answer":
-        return {"ok": False, "error": f"unknown op {op!r}"}
-    plan = request["plan"]
-    epsilon = float(plan["epsilon"])
-    primitives = plan["primitives"]
-    checked: tuple[Any, ...] | None = None
-    truncate = False
-    if plan.get("unit"):
-        worst, checked = _worst_contribution(spark, plan)
-        truncate = worst > plan["contributions"]
-    frame = _prepared(spark, plan, with_unit=truncate)
-    if not truncate and plan.get("one_pass") and all(p["fn"] in ONE_PASS for p in primitives):
-        rows, noise = _one_pass(plan, frame)
-        if checked is not None and _version(spark, plan["path"]) != checked:
-            return {"ok": False, "error": "the raw file changed during the answer; retry"}
-        return {"ok": True, "noise": noise, "rows": rows, "truncated": False, "one_pass": True}
+    epsilon, primitives = float(plan["epsilon"]), plan["primitives"]
     try:
         session = _session(plan, frame, epsilon * len(primitives), truncate)
         source = _truncated(session, plan) if truncate else "rows"
@@ -450,17 +438,39 @@ def handle(spark: Any, request: dict[str, Any]) -> dict[str, Any]:
                 values = row.asDict()
                 group = tuple(values[k] for k in names)
                 merged.setdefault(group, dict(zip(names, group, strict=True)))[name] = values[name]
-        if not truncate and checked is not None and _version(spark, plan["path"]) != checked:
-            # Spark reads lazily: rows of a file replaced since its count were unchecked.
-            return {"ok": False, "error": "the raw file changed during the answer; retry"}
-        reply = {"ok": True, "noise": noise, "rows": list(merged.values()), "truncated": truncate}
-        return {**reply, "one_pass": False}
+        return list(merged.values()), noise
     finally:
         # Nothing cached outlives its answer: Spark finds a cache by its plan, so a
         # truncation left cached would answer the next query on the same path from the
         # rows of a file since replaced. Tumult 0.21's ``delete_view`` leaves the view's
         # cache in place, hence everything, at once (one request at a time here).
         spark.catalog.clearCache()
+
+
+def handle(spark: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """Answer one request of the protocol."""
+    op = request.get("op")
+    if op == "ping":
+        return {"ok": True}
+    if op != "answer":
+        return {"ok": False, "error": f"unknown op {op!r}"}
+    plan = request["plan"]
+    checked: tuple[Any, ...] | None = None
+    truncate = False
+    if plan.get("unit"):
+        worst, checked = _worst_contribution(spark, plan)
+        truncate = worst > plan["contributions"]
+    frame = _prepared(spark, plan, with_unit=truncate)
+    one_pass = not truncate and plan.get("one_pass", False)
+    one_pass = one_pass and all(p["fn"] in ONE_PASS for p in plan["primitives"])
+    if one_pass:
+        rows, noise = _one_pass(plan, frame)
+    else:
+        rows, noise = _in_session(spark, plan, frame, truncate)
+    if not truncate and checked is not None and _version(spark, plan["path"]) != checked:
+        # Spark reads lazily: rows of a file replaced since its count were unchecked.
+        return {"ok": False, "error": "the raw file changed during the answer; retry"}
+    return {"ok": True, "noise": noise, "rows": rows, "truncated": truncate, "one_pass": one_pass}
 
 
 def main() -> None:
