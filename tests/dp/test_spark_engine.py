@@ -81,26 +81,29 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Any:
     engine.close()
 
 
+def parsed(policy: DatasetPolicy, **body: Any) -> query.QuerySpec:
+    """A checked query on health_records, every field of the policy granted."""
+    return query.parse({"dataset": "health_records", **body}, policy, list(policy.fields))
+
+
 def spec_of(policy: DatasetPolicy) -> query.QuerySpec:
-    body = {
-        "dataset": "health_records",
-        "epsilon": EPSILON,
+    return parsed(
+        policy,
+        epsilon=EPSILON,
         # A hostile value: filters are Spark column expressions, never SQL text.
-        "filters": [{"column": "district", "op": "not_in", "value": [EXCLUDED, "x' OR '1'='1"]}],
-        "group_by": ["district"],
-        "statistics": {
+        filters=[{"column": "district", "op": "not_in", "value": [EXCLUDED, "x' OR '1'='1"]}],
+        group_by=["district"],
+        statistics={
             "n": {"fn": "count"},
             "total": {"fn": "sum", "column": "settlement_amount"},
             "avg": {"fn": "mean", "column": "settlement_amount"},
         },
-    }
-    return query.parse(body, policy, list(policy.fields))
+    )
 
 
 def count_of(policy: DatasetPolicy) -> query.QuerySpec:
     """The row count of the whole file, all of ε on it."""
-    body = {"dataset": "health_records", "epsilon": EPSILON, "statistics": {"n": {"fn": "count"}}}
-    return query.parse(body, policy, list(policy.fields))
+    return parsed(policy, epsilon=EPSILON, statistics={"n": {"fn": "count"}})
 
 
 # Spark's start and Tumult's two evaluations take ~20 s idle, minutes on a loaded machine.
@@ -216,15 +219,11 @@ def test_a_nan_in_a_filtered_column_changes_a_count_by_one_row_at_most(
     )
     path = tmp_path / "health_records.parquet"
     pl.concat([rows, nan]).write_parquet(path)
-    spec = query.parse(
-        {
-            "dataset": "health_records",
-            "epsilon": EPSILON,
-            "filters": [{"column": "settlement_amount", "op": ">", "value": 2000}],
-            "statistics": {"n": {"fn": "count"}},
-        },
+    spec = parsed(
         policy,
-        list(policy.fields),
+        epsilon=EPSILON,
+        filters=[{"column": "settlement_amount", "op": ">", "value": 2000}],
+        statistics={"n": {"fn": "count"}},
     )
     truth = rows.filter(pl.col("settlement_amount") > 2000).height
     assert truth > 1000
@@ -240,18 +239,11 @@ def test_one_pass_adds_tumult_cores_noise_of_the_promised_scale(
     # The benchmark's query at the benchmark's ε, on a file that keeps the promise: one
     # Spark pass, then noise on the driver. Noise that is missing, or not of the scale
     # the engine checks, shows in the spread of the released values around the truth.
-    spec = query.parse(
-        {
-            "dataset": "health_records",
-            "epsilon": 0.25,
-            "group_by": ["district"],
-            "statistics": {
-                "n": {"fn": "count"},
-                "total": {"fn": "sum", "column": "settlement_amount"},
-            },
-        },
+    spec = parsed(
         policy,
-        list(policy.fields),
+        epsilon=0.25,
+        group_by=["district"],
+        statistics={"n": {"fn": "count"}, "total": {"fn": "sum", "column": "settlement_amount"}},
     )
     source = Source(policy, files["good"])
     plan = spark.plan(source, spec) | {"path": str(files["good"])}
@@ -363,20 +355,16 @@ def core_case(policy: DatasetPolicy, folder: Path) -> dict[str, Any]:
         },
         strict=False,
     ).write_parquet(path)
-    spec = query.parse(
-        {
-            "dataset": "health_records",
-            "epsilon": 1.0,
-            "filters": [{"column": "sex", "op": "!=", "value": "F"}],
-            "group_by": ["district", {"column": "dosage_mg", "bins": [0, 1000]}],
-            "statistics": {
-                "n": {"fn": "count"},
-                "total": {"fn": "sum", "column": "settlement_amount"},
-                "spread": {"fn": "variance", "column": "dosage_mg"},
-            },
-        },
+    spec = parsed(
         policy,
-        list(policy.fields),
+        epsilon=1.0,
+        filters=[{"column": "sex", "op": "!=", "value": "F"}],
+        group_by=["district", {"column": "dosage_mg", "bins": [0, 1000]}],
+        statistics={
+            "n": {"fn": "count"},
+            "total": {"fn": "sum", "column": "settlement_amount"},
+            "spread": {"fn": "variance", "column": "dosage_mg"},
+        },
     )
     engine = SparkEngine(Shuyu(home=str(folder / "home")), master="local[1]")
     return engine.plan(Source(policy, path), spec) | {"path": str(path)}
